@@ -79,3 +79,65 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{p}: key 'schema' is {rec.get('schema')!r}; this erasebench reads schema {SCHEMA}")
         records.append(rec)
     return records
+
+
+def _versions() -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "timm", "accelerate", "erasebench"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """HEAD of the erasebench checkout (with '-dirty' when tracked files changed), or None."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def device_name(device) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str,
+                process: tuple[int, int] = (0, 1)) -> dict:
+    """A result record (schema above) from a RunSpec and the metrics train_run returned."""
+    import datetime
+
+    m = spec.method
+    cam = None
+    if metrics.get("cam_path"):
+        cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target,
+               "path": metrics["cam_path"]}
+    return {
+        "schema": SCHEMA, "suite": spec.suite, "run_id": spec.run_id, "model": spec.model,
+        "method": spec.label, "eraser": None if m.is_plain else m.name,
+        "eraser_params": metrics.get("eraser_params", dict(m.params)), "mode": m.mode, "cam": cam,
+        "ablation": spec.ablation, "seed": spec.seed, "dataset": spec.data.name,
+        "epochs": spec.train.epochs,
+        **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
+                                   "occlusion", "images_per_s", "train_time_s", "resumed_from_epoch")},
+        "wall_time_s": wall_time_s, "device": device_name(device), "versions": _versions(),
+        "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "process": {"index": process[0], "count": process[1]},
+        "config": spec.to_dict(),
+    }

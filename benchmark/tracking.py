@@ -1,0 +1,77 @@
+"""Weights & Biases logging: one W&B run per training run, offline unless the user is logged in.
+
+We call wandb directly rather than through Accelerate's tracker: Accelerate logs only from the
+main process, while run-level parallelism has every process train (and log) its own runs.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+
+def logged_in() -> bool:
+    """True when W&B credentials are present (env key or a netrc entry); never touches the network."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        hosts = netrc.netrc(path).hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in h for h in hosts)
+
+
+def wandb_mode() -> str:
+    """The user's WANDB_MODE wins; else online when logged in, offline otherwise (sync later)."""
+    return os.environ.get("WANDB_MODE") or ("online" if logged_in() else "offline")
+
+
+class NullTracker:
+    """Used with --no-wandb: same interface, does nothing."""
+
+    dir = None
+
+    def log(self, metrics: dict, step: int) -> None:
+        pass
+
+    def summary(self, values: dict) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class WandbTracker:
+    def __init__(self, *, project: str, group: str, name: str, config: dict, out_dir: str | os.PathLike,
+                 resume_id: str | None = None):
+        import wandb
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        self._run = wandb.init(
+            project=project, group=group, name=name, id=resume_id, config=config,
+            dir=str(out_dir), mode=wandb_mode(), reinit="create_new", resume="allow",
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )
+        self.dir = self._run.dir
+        self.id = self._run.id
+
+    def log(self, metrics: dict, step: int) -> None:
+        self._run.log(metrics, step=step)
+
+    def summary(self, values: dict) -> None:
+        self._run.summary.update(values)
+
+    def finish(self) -> None:
+        self._run.finish()
+
+
+def start(*, enabled: bool, project: str, group: str, name: str, config: dict,
+          out_dir: str | os.PathLike):
+    if not enabled:
+        return NullTracker()
+    # Deterministic id per (suite, run): a resumed run continues the same W&B run.
+    rid = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{group}-{name}")[:120]
+    return WandbTracker(project=project, group=group, name=name, config=config, out_dir=out_dir,
+                        resume_id=rid)
