@@ -1,0 +1,351 @@
+"""Specification of benchmark.cam: generic Grad-CAM, the GAP+FC fast path, peaks, boxes, sources."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark import cam as C
+
+torch.set_num_threads(2)
+
+
+def _models():
+    try:
+        from benchmark import models
+    except ImportError:
+        return None
+    return models
+
+
+def create(name, num_classes=10):
+    """A model through benchmark.models.create (skips the test until that module exists)."""
+    models = _models()
+    if models is None:
+        pytest.skip("benchmark.models not available yet")
+    torch.manual_seed(0)
+    return models.create(name, num_classes=num_classes)
+
+
+class TinyNet(nn.Module):
+    """A small CNN in timm's interface: conv-BN-ReLU blocks, GAP + linear head."""
+
+    cam_layers = ["block2", "block1"]
+
+    def __init__(self, classes=5, dropout=0.0):
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.block2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16),
+                                    nn.ReLU(inplace=True))
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(16, classes)
+
+    def forward_features(self, x):
+        return self.block2(self.block1(x))
+
+    def forward_head(self, x, pre_logits=False):
+        x = self.drop(x.mean(dim=(2, 3)))
+        return x if pre_logits else self.fc(x)
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class MaxPoolHead(TinyNet):
+    """Same body, max-pool head: Grad-CAM still works, the CAM shortcut does not."""
+
+    def forward_head(self, x, pre_logits=False):
+        x = x.amax(dim=(2, 3))
+        return x if pre_logits else self.fc(x)
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    model = TinyNet(**kw)
+    # Non-trivial BN statistics, so eval and train modes differ.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def reference_grad_cam(model, images, targets, layer):
+    """The tutorial recipe, one image at a time: hook, backward on a deep copy, upsample."""
+    model = copy.deepcopy(model).eval()
+    store = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(out=o))
+    maps = []
+    for image, target in zip(images, targets, strict=True):
+        model.zero_grad()
+        out = model(image[None])
+        feats = store["out"]
+        feats.retain_grad()
+        out[0, target].backward()
+        weights = feats.grad[0].mean(dim=(1, 2))
+        cam = F.relu((weights[:, None, None] * feats[0]).sum(0))
+        maps.append(F.interpolate(cam[None, None], size=images.shape[-2:], mode="bilinear",
+                                  align_corners=False)[0, 0])
+    handle.remove()
+    return torch.stack(maps).detach()
+
+
+def by_max(maps):
+    return maps / maps.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+
+
+# ----------------------------------------------------------------------------- generic path
+
+@pytest.mark.parametrize("layer", ["block2", "block1"])
+def test_grad_cam_equals_per_image_hook_and_backward_reference(layer):
+    model = tiny()
+    images = torch.randn(6, 3, 16, 16)
+    targets = torch.tensor([0, 1, 2, 3, 4, 0])
+    got = C.grad_cam(model, images, targets, layer=layer)
+    want = reference_grad_cam(model, images, targets, layer)
+    assert want.abs().amax() > 0
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_cam_without_targets_uses_the_argmax_class():
+    model = tiny()
+    images = torch.randn(8, 3, 16, 16)
+    predicted = model.eval()(images).argmax(1)
+    model.train()
+    got = C.grad_cam(model, images)
+    torch.testing.assert_close(got, C.grad_cam(model, images, predicted))
+    other = (predicted + 1) % 5
+    assert not torch.allclose(got, C.grad_cam(model, images, other))
+
+
+def test_grad_cam_output_shape_dtype_device_and_non_negative():
+    model = tiny()
+    images = torch.randn(4, 3, 16, 16)
+    out = C.grad_cam(model, images, torch.zeros(4, dtype=torch.long))
+    assert out.shape == (4, 16, 16) and out.dtype == torch.float32 and out.device == images.device
+    assert (out >= 0).all() and not out.requires_grad
+    small = C.grad_cam(model, images, torch.zeros(4, dtype=torch.long), upsample=False)
+    assert small.shape == (4, 8, 8) and (small >= 0).all()
+
+
+def test_cam_call_leaves_parameters_grads_bn_buffers_and_mode_bit_identical():
+    for training in (True, False):
+        model = tiny(dropout=0.5)
+        model.train(training)
+        model.block1[1].eval()                      # a mixed-mode model, as with frozen BN
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        before = copy.deepcopy(model.state_dict())
+        grads = [p.grad.clone() for p in model.parameters()]
+        modes = [m.training for m in model.modules()]
+        images = torch.randn(4, 3, 16, 16)
+        rng = torch.get_rng_state()
+
+        C.grad_cam(model, images, torch.tensor([0, 1, 2, 3]))
+        C.grad_cam(model, images, layer="block1")
+
+        assert torch.equal(torch.get_rng_state(), rng)   # eval mode: dropout drew nothing
+        assert [m.training for m in model.modules()] == modes
+        after = model.state_dict()
+        assert before.keys() == after.keys()
+        for k in before:                                  # num_batches_tracked included
+            assert torch.equal(before[k], after[k]), k
+        for p, g in zip(model.parameters(), grads, strict=True):
+            assert torch.equal(p.grad, g)
+
+
+def test_grad_cam_works_inside_no_grad_and_for_images_that_require_grad():
+    model = tiny()
+    images = torch.randn(3, 3, 16, 16)
+    want = C.grad_cam(model, images, torch.tensor([1, 2, 3]))
+    with torch.no_grad():
+        got = C.grad_cam(model, images, torch.tensor([1, 2, 3]))
+    torch.testing.assert_close(got, want)
+    leaf = images.clone().requires_grad_(True)
+    torch.testing.assert_close(C.grad_cam(model, leaf, torch.tensor([1, 2, 3])), want)
+    assert leaf.grad is None
+
+
+def test_grad_cam_never_records_a_graph_through_parameters():
+    model = tiny()
+    for p in model.parameters():
+        p.register_hook(lambda g: pytest.fail("a parameter received a gradient"))
+    C.grad_cam(model, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]))
+
+
+def test_grad_cam_without_cam_layers_takes_the_last_4d_module():
+    class Bare(TinyNet):
+        cam_layers = None
+
+    model = tiny()
+    bare = Bare()
+    bare.load_state_dict(model.state_dict())
+    images = torch.randn(2, 3, 16, 16)
+    assert C.default_layer(bare, images) == "block2"
+    torch.testing.assert_close(C.grad_cam(bare, images, torch.tensor([0, 1])),
+                               C.grad_cam(model, images, torch.tensor([0, 1]), layer="block2"))
+
+
+def test_bad_layer_name_lists_the_cam_layers_in_one_line():
+    with pytest.raises(ValueError, match=r"layer='block9'.*\['block2', 'block1'\]") as err:
+        C.grad_cam(tiny(), torch.randn(2, 3, 16, 16), layer="block9")
+    assert "\n" not in str(err.value)
+
+
+def test_layer_without_4d_output_is_refused():
+    with pytest.raises(ValueError, match=r"layer='fc'.*2-D"):
+        C.grad_cam(tiny(), torch.randn(2, 3, 16, 16), layer="fc")
+
+
+def test_bad_images_and_targets_are_refused():
+    with pytest.raises(ValueError, match="images"):
+        C.grad_cam(tiny(), torch.randn(3, 16, 16))
+    with pytest.raises(ValueError, match="targets"):
+        C.grad_cam(tiny(), torch.randn(2, 3, 16, 16), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="targets"):
+        C.grad_cam(tiny(), torch.randn(2, 3, 16, 16), torch.tensor([0, 1, 2]))
+
+
+# ----------------------------------------------------------------------------- fast path
+
+def test_fast_path_equals_generic_path_on_a_gap_linear_net():
+    model = tiny().eval()
+    images = torch.randn(6, 3, 16, 16)
+    targets = torch.tensor([0, 1, 2, 3, 4, 1])
+    feats = model.forward_features(images)
+    fast = C.cam_from_features(feats, model.fc.weight, targets, size=(16, 16))
+    torch.testing.assert_close(fast, C.grad_cam(model, images, targets), rtol=1e-5, atol=1e-6)
+    assert C.cam_from_features(feats, model.fc.weight, targets).shape == (6, 8, 8)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet32", "resnet44", "timm/resnet18"])
+def test_fast_path_equals_generic_path_for_cifar_and_timm_resnets(name):
+    model = create(name).eval()
+    images = torch.randn(4, 3, 32, 32)
+    targets = torch.tensor([0, 3, 7, 9])
+    assert C.fast_path_applies(model)
+    feats = model.forward_features(images)
+    weight = model.get_classifier().weight
+    fast = by_max(C.cam_from_features(feats, weight, targets, size=(32, 32)))
+    generic = by_max(C.grad_cam(model, images, targets))
+    torch.testing.assert_close(fast, generic, rtol=1e-5, atol=1e-5)
+    wrong = by_max(C.cam_from_features(feats, weight, (targets + 1) % 10, size=(32, 32)))
+    assert (wrong - generic).abs().amax() > 1e-2
+
+
+def test_fast_path_applies_only_to_the_layer_feeding_a_gap_linear_head():
+    assert C.fast_path_applies(tiny(), input_size=(16, 16))
+    assert C.fast_path_applies(tiny(), "block2", input_size=(16, 16))
+    assert not C.fast_path_applies(tiny(), "block1", input_size=(16, 16))
+    assert not C.fast_path_applies(MaxPoolHead(), input_size=(16, 16))
+    assert not C.fast_path_applies(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()))
+
+
+def test_fast_path_probe_leaves_the_model_and_global_rng_untouched():
+    model = tiny().train()
+    before = copy.deepcopy(model.state_dict())
+    rng = torch.get_rng_state()
+    C.fast_path_applies(model, input_size=(16, 16))
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_cam_from_features_refuses_mismatched_weight():
+    with pytest.raises(ValueError, match="weight"):
+        C.cam_from_features(torch.rand(2, 16, 4, 4), torch.rand(5, 8), torch.tensor([0, 1]))
+
+
+# ----------------------------------------------------------------------------- peaks and boxes
+
+def test_peaks_land_on_a_planted_maximum():
+    cam = torch.rand(5, 32, 32) * 0.5
+    where = torch.tensor([[0, 0], [31, 31], [3, 17], [20, 5], [16, 16]])
+    cam[torch.arange(5), where[:, 0], where[:, 1]] = 1.0
+    out = C.peaks(cam)
+    assert out.dtype == torch.long and torch.equal(out, where)
+
+
+def test_peaks_break_ties_at_the_first_maximum_in_row_major_order():
+    cam = torch.zeros(1, 8, 8)
+    cam[0, 5, 1] = cam[0, 2, 6] = cam[0, 2, 7] = 1.0
+    assert C.peaks(cam).tolist() == [[2, 6]]
+
+
+def test_peaks_of_constant_and_all_zero_maps_are_the_centre():
+    cam = torch.stack([torch.zeros(32, 32), torch.full((32, 32), 0.7), torch.zeros(32, 32)])
+    cam[2, 1, 1] = 1.0
+    assert C.peaks(cam).tolist() == [[16, 16], [16, 16], [1, 1]]
+    assert C.peaks(torch.zeros(1, 7, 9)).tolist() == [[3, 4]]
+
+
+def test_cam_boxes_bound_the_pixels_above_the_threshold():
+    cam = torch.zeros(3, 32, 32)
+    cam[0, 4:10, 6:20] = 1.0
+    cam[0, 12, 25] = 0.39                                  # below 0.4 of the max: outside
+    cam[1, 2, 3] = 1.0
+    cam[1, 30, 28] = 0.5                                   # above: stretches the box
+    out = C.cam_boxes(cam, 0.4)
+    assert out.tolist() == [[6, 4, 20, 10], [3, 2, 29, 31], [0, 0, 32, 32]]
+
+
+# ----------------------------------------------------------------------------- sources
+
+def test_live_source_uses_given_features_on_the_fast_path_and_grad_cam_otherwise():
+    model = tiny()
+    images = torch.randn(4, 3, 16, 16)
+    labels = torch.tensor([0, 1, 2, 3])
+    live = C.LiveCam(model, input_size=(16, 16))
+    assert live.fast
+    model.eval()
+    feats = model.forward_features(images)
+    model.train()
+    torch.testing.assert_close(live(images, labels, features=feats),
+                               C.grad_cam(model, images, labels), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(live(images, labels), C.grad_cam(model, images, labels),
+                               rtol=1e-5, atol=1e-6)
+    early = C.LiveCam(model, layer="block1", input_size=(16, 16))
+    assert not early.fast
+    torch.testing.assert_close(early(images, labels), C.grad_cam(model, images, labels, layer="block1"))
+    predicted = C.LiveCam(model, target="predicted", input_size=(16, 16))
+    torch.testing.assert_close(predicted(images), C.grad_cam(model, images), rtol=1e-5, atol=1e-6)
+    assert model.training
+
+
+def test_sources_refuse_unknown_names_and_missing_inputs():
+    with pytest.raises(ValueError, match="target='box'"):
+        C.LiveCam(tiny(), target="box")
+    with pytest.raises(ValueError, match="source='before'"):
+        C.cam_source("before", model=tiny())
+    with pytest.raises(ValueError, match="checkpoint=None"):
+        C.cam_source("after")
+    with pytest.raises(ValueError, match="labels=None"):
+        C.LiveCam(tiny(), input_size=(16, 16))(torch.randn(2, 3, 16, 16))
+
+
+def test_after_source_loads_a_frozen_checkpoint_and_matches_its_grad_cam(tmp_path):
+    from benchmark import checkpoint
+
+    model = create("resnet20")
+    path = checkpoint.save(tmp_path / "r20.pt", model, model_name="resnet20", num_classes=10,
+                           mean=[0.5] * 3, std=[0.25] * 3)
+    frozen = C.cam_source("after", checkpoint=str(path))
+    assert frozen.fast and not frozen.model.training and frozen.mean == [0.5] * 3
+    images, labels = torch.randn(3, 3, 32, 32), torch.tensor([1, 2, 3])
+    torch.testing.assert_close(by_max(frozen(images, labels)),
+                               by_max(C.grad_cam(model.eval(), images, labels)), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- layers
+
+def test_each_cam_layer_gives_its_own_map_size():
+    model = create("timm/resnet18")
+    images = torch.randn(2, 3, 32, 32)
+    assert C.grad_cam(model, images, layer="layer3", upsample=False).shape == (2, 8, 8)
+    assert C.grad_cam(model, images, upsample=False).shape == (2, 4, 4)
+    assert C.grad_cam(model, images, layer="layer3").shape == (2, 32, 32)
