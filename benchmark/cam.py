@@ -251,7 +251,8 @@ def peaks(cam: torch.Tensor) -> torch.Tensor:
     flat = cam.flatten(1)
     idx = flat.argmax(dim=1)                                          # first maximum
     found = torch.stack((idx // w, idx % w), dim=1)
-    centre = torch.tensor([h // 2, w // 2], device=cam.device, dtype=torch.long)
+    # Filled on the device (no host-to-device copy), so CUDA graph capture is fine.
+    centre = torch.stack((torch.full_like(idx, h // 2), torch.full_like(idx, w // 2)), dim=1)
     constant = (flat.amax(dim=1) == flat.amin(dim=1))[:, None]
     return torch.where(constant, centre, found)
 

@@ -349,3 +349,52 @@ def test_each_cam_layer_gives_its_own_map_size():
     assert C.grad_cam(model, images, layer="layer3", upsample=False).shape == (2, 8, 8)
     assert C.grad_cam(model, images, upsample=False).shape == (2, 4, 4)
     assert C.grad_cam(model, images, layer="layer3").shape == (2, 32, 32)
+
+
+# ----------------------------------------------------------------------------- on the GPU
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["resnet20", "timm/resnet18"])
+def test_cam_on_cuda_matches_cpu_and_never_synchronises_the_host(name):
+    model = create(name).eval()
+    images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    want = C.grad_cam(model, images, labels)
+    gpu = model.cuda()
+    x, y = images.cuda(), labels.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = C.grad_cam(gpu, x, y)
+        fast = C.cam_from_features(gpu.forward_features(x), gpu.get_classifier().weight, y, size=(32, 32))
+        C.grad_cam(gpu, x)
+        C.peaks(got)
+        C.cam_boxes(got)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(by_max(got.cpu()), by_max(want), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(by_max(fast.cpu()), by_max(want), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_grad_cam_and_peaks_can_be_captured_in_one_cuda_graph():
+    model = create("resnet20").cuda().train()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    x = torch.randn(32, 3, 32, 32, device="cuda")
+    y = torch.randint(0, 10, (32,), device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):                                  # warm-up on a side stream
+            C.peaks(C.grad_cam(model, x, y))
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = C.grad_cam(model, x, y)
+        top = C.peaks(out)
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, C.grad_cam(model, x, y))
+    assert torch.equal(top, C.peaks(out))
+    assert model.training and all(p.grad.abs().sum() == 0 for p in model.parameters())
