@@ -1,0 +1,134 @@
+"""Random Erasing (Zhong et al. 2017): one rectangle of random area and aspect per image.
+
+The rectangle-size sampler here is shared with CAM erasing, which sizes its rectangle
+exactly as Random Erasing does and only places it differently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from plugins.base import (
+    Eraser,
+    apply_coin,
+    box_mask,
+    check_choice,
+    check_int,
+    check_number,
+    check_probability,
+    randint_inclusive,
+)
+from plugins.registry import register
+
+__all__ = ["RandomErasing", "check_rectangle_args", "sample_rectangle_sizes"]
+
+ASPECTS = ("uniform", "log")
+_DEFAULT_ATTEMPTS = {"uniform": 100, "log": 10}
+
+
+def check_rectangle_args(
+    owner: str, sl, sh, r1, aspect: str, max_attempts: int | None
+) -> tuple[float, float, float, str, int]:
+    """Validate the size hyperparameters; returns them resolved (max_attempts filled in)."""
+    sl = check_number(owner, "sl", sl, 0.0, 1.0)
+    sh = check_number(owner, "sh", sh, 0.0, 1.0)
+    if sl > sh:
+        raise ValueError(f"{owner}: sl must be <= sh, got sl={sl} > sh={sh}")
+    r1 = check_number(owner, "r1", r1, 0.0, 1.0, low_open=True)
+    aspect = check_choice(owner, "aspect", aspect, ASPECTS)
+    if max_attempts is None:
+        max_attempts = _DEFAULT_ATTEMPTS[aspect]
+    max_attempts = check_int(owner, "max_attempts", max_attempts, 1)
+    return sl, sh, r1, aspect, max_attempts
+
+
+def sample_rectangle_sizes(
+    batch: int,
+    size: tuple[int, int],
+    *,
+    sl: float,
+    sh: float,
+    r1: float,
+    aspect: str,
+    max_attempts: int,
+    device: torch.device,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random Erasing's rectangle size per image: (h, w, found), long (B,), long (B,), bool (B,).
+
+    Literal official algorithm, vectorised: attempt k draws S_e ~ U(sl, sh) * H * W and an
+    aspect r_e ~ U(r1, 1/r1) (``aspect="uniform"``, the Random Erasing code) or log-uniform
+    on the same range (``"log"``, torchvision/timm); h = round(sqrt(S_e r_e)),
+    w = round(sqrt(S_e / r_e)); accepted only if h < H and w < W (strict). All
+    ``max_attempts`` attempts are drawn at once and each image keeps its first accepted
+    one; ``found`` is False where none was accepted (the image is then not erased).
+    """
+    height, width = size
+    area_frac = sl + (sh - sl) * torch.rand(batch, max_attempts, device=device, generator=generator)
+    u = torch.rand(batch, max_attempts, device=device, generator=generator)
+    if aspect == "uniform":
+        ratio = r1 + (1.0 / r1 - r1) * u
+    else:
+        low, high = math.log(r1), math.log(1.0 / r1)
+        ratio = torch.exp(low + (high - low) * u)
+    area = area_frac * (height * width)
+    # torch.round, like Python's round(), rounds halves to even.
+    h = torch.round(torch.sqrt(area * ratio)).to(torch.long)
+    w = torch.round(torch.sqrt(area / ratio)).to(torch.long)
+    ok = (h < height) & (w < width)
+    # argmax on a 0/1 tensor returns the first maximum: the first accepted attempt.
+    first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
+    return (
+        h.gather(1, first).squeeze(1),
+        w.gather(1, first).squeeze(1),
+        ok.any(dim=1),
+    )
+
+
+@register("random_erasing")
+class RandomErasing(Eraser):
+    """One rectangle per image with probability ``p`` (thesis: p 0.5, sl 0.02, sh 0.4, r1 0.3).
+
+    The default ``aspect="uniform"`` with 100 attempts is the official code
+    (zhunzhong07/Random-Erasing); ``aspect="log"`` (10 attempts unless ``max_attempts``
+    says otherwise) is torchvision's and timm's sampler. The top-left corner is uniform
+    over the positions where the box fits: top ~ randint(0, H - h), left ~ randint(0, W - w).
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        sl: float = 0.02,
+        sh: float = 0.4,
+        r1: float = 0.3,
+        aspect: str = "uniform",
+        max_attempts: int | None = None,
+    ):
+        owner = type(self).__name__
+        self.p = check_probability(owner, "p", p)
+        self.sl, self.sh, self.r1, self.aspect, self.max_attempts = check_rectangle_args(
+            owner, sl, sh, r1, aspect, max_attempts
+        )
+
+    def forward(self, images, *, cam=None, generator=None):
+        batch, _, height, width = images.shape
+        device = images.device
+        apply = apply_coin(self.p, batch, device, generator=generator)
+        h, w, found = sample_rectangle_sizes(
+            batch,
+            (height, width),
+            sl=self.sl,
+            sh=self.sh,
+            r1=self.r1,
+            aspect=self.aspect,
+            max_attempts=self.max_attempts,
+            device=device,
+            generator=generator,
+        )
+        # Where no size was found h may be >= H; clamp so the position draw stays defined.
+        top = randint_inclusive((height - h).clamp(min=0), generator=generator)
+        left = randint_inclusive((width - w).clamp(min=0), generator=generator)
+        mask = box_mask(top, left, h, w, (height, width))
+        return mask & (apply & found)[:, None, None, None]
