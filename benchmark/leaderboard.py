@@ -1,0 +1,732 @@
+"""Result records -> leaderboards/<suite>.md: the thesis's tables beside its published numbers,
+significance, occlusion, cost and reproducibility; and `compare`, which ranks methods across
+models and suites.
+
+    python -m benchmark.leaderboard render --suite thesis [--results DIR] [--out FILE]
+    python -m benchmark.leaderboard compare leaderboards/thesis.md leaderboards/resnet18.md
+
+Every rendered file ends with a machine-readable block (an HTML comment holding JSON: the
+per-seed errors of every cell), so `compare` reads rendered .md files as well as records.
+Table placement uses the records' structured fields (eraser, eraser_params["b_h"], cam["source"],
+cam["layer"]), never the display label; the label only names a column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark import thesis
+from benchmark.results import load_records
+
+# Columns of the thesis's Table 2 come first in this order; any other method follows alphabetically.
+CANONICAL = ("plain", "cam_erasing", "random_erasing", "cutout", "hide_and_seek")
+MISSING = "missing"
+DATA_TAG = "erasebench:leaderboard"
+DATA_SCHEMA = 1
+
+
+# ----------------------------------------------------------------------------- statistics
+# Welch's t-test with the Student-t tail from the regularized incomplete beta function, in pure
+# Python: a plain install (no scipy, a dev extra only) renders the same p-values as a dev one.
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):  # the continued fraction converges fast on this side
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with df degrees of freedom (df may be fractional)."""
+    return betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def std(xs: list[float]) -> float | None:
+    """Sample standard deviation (n - 1); None below two values."""
+    if len(xs) < 2:
+        return None
+    m = mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test (unequal variances); None when n < 2 on either side
+    or both samples are constant (as scipy.stats.ttest_ind(equal_var=False), which gives nan)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = std(a) ** 2 / len(a), std(b) ** 2 / len(b)
+    se2 = va + vb
+    if se2 == 0.0:
+        return None
+    t = (mean(a) - mean(b)) / math.sqrt(se2)
+    df = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return t_two_sided_p(t, df)
+
+
+# ----------------------------------------------------------------------------- the suite's grid
+
+@dataclass(frozen=True)
+class Method:
+    """One column: a display label and the structured fields that place it in the thesis tables."""
+
+    label: str
+    eraser: str | None = None
+    eraser_params: dict = field(default_factory=dict, hash=False, compare=False)
+    cam: dict | None = field(default=None, hash=False, compare=False)
+    known: bool = True  # False: no record yet, only the planned label
+
+    @classmethod
+    def of_record(cls, r: dict) -> Method:
+        return cls(r["method"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"))
+
+    @property
+    def b_h(self):
+        return self.eraser_params.get("b_h") if self.eraser == "cam_erasing" else None
+
+    @property
+    def cam_source(self) -> str | None:
+        return (self.cam or {}).get("source")
+
+    @property
+    def cam_layer(self) -> str | None:
+        return (self.cam or {}).get("layer")
+
+    def sort_key(self):
+        # A planned method without records has only its label; it is ordered by that name alone.
+        name = ("plain" if self.eraser is None else self.eraser) if self.known else self.label
+        rank = CANONICAL.index(name) if name in CANONICAL else len(CANONICAL)
+        b_h = self.b_h if isinstance(self.b_h, int | float) else math.inf
+        # Among CAM erasing variants the thesis's proposed configuration comes first.
+        proposed = self.eraser == "cam_erasing" and thesis.is_thesis_cam(self.eraser_params, self.cam)
+        return (rank, name if rank == len(CANONICAL) else "", not proposed, b_h,
+                ("during", "after").index(self.cam_source) if self.cam_source in ("during", "after") else 2,
+                self.cam_layer or "", self.label)
+
+
+@dataclass
+class Cell:
+    """The finished runs of one (model, method) and how many were planned."""
+
+    records: list[dict]
+    expected: int
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    def values(self, key: str = "final_test_error") -> list[float]:
+        return [float(r[key]) for r in self.records]
+
+
+@dataclass
+class Grid:
+    suite: str
+    models: list[str]
+    methods: list[Method]
+    cells: dict[tuple[str, str], Cell]
+    missing: list[str]  # descriptions of planned runs without a record
+    records: list[dict]
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({r.get("dataset", "?") for r in self.records})
+
+    @property
+    def on_cifar10(self) -> bool:
+        return self.datasets == [thesis.DATASET]
+
+    def cell(self, model: str, method: Method) -> Cell:
+        return self.cells.get((model, method.label), Cell([], 0))
+
+
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _planned_method(e: dict) -> tuple[str, Method]:
+    """(label, Method) of a planned run: `method` is a label, or a RunSpec-style dict."""
+    m = e["method"]
+    if isinstance(m, dict):
+        label = m.get("label") or m["name"]
+        eraser = None if m["name"] == "plain" else m["name"]
+        return label, Method(label, eraser, dict(m.get("params") or {}),
+                             m.get("cam") if eraser else None)
+    if "eraser" in e:
+        return m, Method(m, e["eraser"], dict(e.get("eraser_params") or {}), e.get("cam"))
+    return m, Method(m, known=False)
+
+
+def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None) -> Grid:
+    """Group records into (model, method) cells over the planned grid; unplanned extras are kept."""
+    methods: dict[str, Method] = {}
+    for r in records:
+        methods.setdefault(r["method"], Method.of_record(r))
+    done = {r["run_id"] for r in records}
+    expected: dict[tuple[str, str], int] = {}
+    missing: list[str] = []
+    models: list[str] = []
+    if expected_runs is None:  # infer: every model x method x seed seen
+        seeds = sorted({r["seed"] for r in records})
+        models = sorted({r["model"] for r in records}, key=_natural)
+        present = {(r["model"], r["method"], r["seed"]) for r in records}
+        for mo in models:
+            for label in methods:
+                expected[(mo, label)] = len(seeds)
+                missing += [f"{mo} / {label} / seed {s}" for s in seeds
+                            if (mo, label, s) not in present]
+    else:
+        for e in expected_runs:
+            for key in ("run_id", "model", "method", "seed"):
+                if key not in e:
+                    raise ValueError(f"expected_runs: an entry lacks key {key!r}; each needs "
+                                     f"run_id, model, method, seed (got {sorted(e)})")
+            label, planned = _planned_method(e)
+            methods.setdefault(label, planned)
+            if e["model"] not in models:
+                models.append(e["model"])
+            expected[(e["model"], label)] = expected.get((e["model"], label), 0) + 1
+            if e["run_id"] not in done:
+                missing.append(e["run_id"])
+        models += sorted({r["model"] for r in records} - set(models), key=_natural)
+    cells: dict[tuple[str, str], Cell] = {}
+    for r in sorted(records, key=lambda r: (r["seed"], r["run_id"])):
+        key = (r["model"], r["method"])
+        cells.setdefault(key, Cell([], expected.get(key, 0))).records.append(r)
+    for key, k in expected.items():
+        cells.setdefault(key, Cell([], k))
+    for c in cells.values():
+        c.expected = max(c.expected, c.n)  # an unplanned extra run counts, it is not "over-complete"
+    return Grid(suite, models, sorted(methods.values(), key=Method.sort_key), cells, missing,
+                records)
+
+
+# ----------------------------------------------------------------------------- formatting
+
+def fmt_err(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def fmt_delta(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.2f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_hours(h: float) -> str:
+    return f"{h:.0f}" if h >= 100 else f"{h:#.3g}"  # 3 significant digits, zeros kept
+
+
+def fmt_cell(c: Cell, key: str = "final_test_error") -> str:
+    """'mean ± std (n=k)'; partial cells say how many of the planned runs finished; '—': not planned."""
+    if c.n == 0 and c.expected == 0:
+        return "—"
+    if c.n == 0:
+        return f"{MISSING} (0 of {c.expected})"
+    xs = c.values(key)
+    count = f"n={c.n}" if c.n >= c.expected else f"n={c.n} of {c.expected}"
+    return f"{mean(xs):.2f} ± {fmt_err(std(xs))} ({count})"
+
+
+def _esc(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_esc(c) for c in row) + " |" for row in rows]
+
+
+def _mean_or_none(c: Cell, key: str = "final_test_error") -> float | None:
+    return mean(c.values(key)) if c.n else None
+
+
+def _thesis_rows(label: str, ours: list[float | None], refs: list[float | None]) -> list[list[str]]:
+    """The two rows printed under a model: the thesis's number and ours minus it."""
+    if all(r is None for r in refs):
+        return []
+    deltas = [None if o is None or r is None else o - r for o, r in zip(ours, refs, strict=True)]
+    return [[f"{label} · thesis"] + ["—" if r is None else f"{r:.2f}" for r in refs],
+            [f"{label} · ours − thesis"] + [fmt_delta(d) for d in deltas]]
+
+
+# ----------------------------------------------------------------------------- sections
+
+def _section_table2(g: Grid, key: str) -> list[str]:
+    header = ["model"] + [m.label for m in g.methods]
+    rows = []
+    for mo in g.models:
+        cells = [g.cell(mo, m) for m in g.methods]
+        rows.append([mo] + [fmt_cell(c, key) for c in cells])
+        if g.on_cifar10:
+            refs = [thesis.table2_reference(mo, m.eraser, m.eraser_params, m.cam) if m.known else None
+                    for m in g.methods]
+            rows += _thesis_rows(mo, [_mean_or_none(c, key) for c in cells], refs)
+    return md_table(header, rows)
+
+
+def _section_table1(g: Grid) -> list[str]:
+    model = "resnet20"
+    base = [m for m in g.methods if m.eraser in thesis.BASELINES and (model, m.label) in g.cells]
+    if model not in g.models or not base:
+        return []
+    header = ["method", "final error"] + (["thesis", "ours − thesis"] if g.on_cifar10 else [])
+    rows = []
+    for m in base:
+        c = g.cell(model, m)
+        row = [m.label, fmt_cell(c)]
+        if g.on_cifar10:
+            ref = thesis.TABLE_1[model].get(m.eraser)
+            o = _mean_or_none(c)
+            row += [fmt_err(ref), fmt_delta(None if o is None or ref is None else o - ref)]
+        rows.append(row)
+    return ["## Table 1: ResNet20 baselines", "",
+            "Final-epoch test error (%) of the three baseline erasers on resnet20.", "",
+            *md_table(header, rows), ""]
+
+
+def _cam_methods(g: Grid, source: str | None = None) -> list[Method]:
+    return [m for m in g.methods if m.eraser == "cam_erasing"
+            and (source is None or m.cam_source == source)]
+
+
+def _section_table3(g: Grid) -> list[str]:
+    sweep = _cam_methods(g, "during")
+    rows_by: dict[tuple[str, str | None], dict] = {}
+    for mo in g.models:
+        for m in sweep:
+            if (mo, m.label) in g.cells and m.b_h is not None:
+                rows_by.setdefault((mo, m.cam_layer), {})[m.b_h] = g.cell(mo, m)
+    rows_by = {k: v for k, v in rows_by.items() if len(v) >= 2}
+    if not rows_by:
+        return []
+    values = sorted({b for v in rows_by.values() for b in v})
+    header = ["model"] + [f"b_h = {b:g}" for b in values]
+    rows = []
+    for (mo, layer), by in rows_by.items():
+        name = mo if layer is None else f"{mo}, CAM {layer}"
+        empty = Cell([], 0)
+        rows.append([name] + [fmt_cell(by[b]) if b in by else "—" for b in values])
+        if g.on_cifar10:
+            rows += _thesis_rows(name, [_mean_or_none(by.get(b, empty)) for b in values],
+                                 [thesis.table3_reference(mo, b, layer) for b in values])
+    return ["## Table 3: b_h sweep (CAM erasing, CAM during training)", "",
+            "Final-epoch test error (%) by b_h, the largest offset of the erased rectangle's vertex "
+            "from the CAM peak (pixels).", "", *md_table(header, rows), ""]
+
+
+def _section_table4(g: Grid) -> list[str]:
+    rows = []
+    for mo in g.models:
+        by: dict[tuple, dict[str, Cell]] = {}
+        for m in _cam_methods(g):
+            if (mo, m.label) in g.cells and m.cam_source in ("during", "after"):
+                by.setdefault((m.b_h, m.cam_layer), {})[m.cam_source] = g.cell(mo, m)
+        for (b_h, layer), cells in sorted(by.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or "")):
+            if len(cells) < 2:
+                continue
+            name = f"{mo} (b_h = {b_h:g}{'' if layer is None else ', CAM ' + layer})" \
+                if isinstance(b_h, int | float) else mo
+            rows.append([name, fmt_cell(cells["during"]), fmt_cell(cells["after"])])
+            if g.on_cifar10:
+                rows += _thesis_rows(name, [_mean_or_none(cells[s]) for s in ("during", "after")],
+                                     [thesis.table4_reference(mo, s, b_h, layer)
+                                      for s in ("during", "after")])
+    if not rows:
+        return []
+    return ["## Table 4: CAM during vs after training", "",
+            "Final-epoch test error (%): CAM from the model being trained (during) or from a frozen "
+            "plain model of the same seed (after).", "",
+            *md_table(["model", "CAM during", "CAM after"], rows), ""]
+
+
+def best_baseline(g: Grid, model: str) -> Method | None:
+    """The baseline (Random Erasing, Cutout, Hide-and-Seek) with the lowest mean final error."""
+    scored = [(mean(g.cell(model, m).values()), m.sort_key(), m) for m in g.methods
+              if m.eraser in thesis.BASELINES and g.cell(model, m).n]
+    return min(scored, key=lambda t: t[:2])[2] if scored else None
+
+
+def _section_significance(g: Grid) -> list[str]:
+    plain = next((m for m in g.methods if m.known and m.eraser is None), None)
+    rows, bests = [], []
+    for mo in g.models:
+        best = best_baseline(g, mo)
+        bests.append(f"{mo}: {best.label if best else 'none'}")
+        ref_plain = g.cell(mo, plain).values() if plain else []
+        ref_best = g.cell(mo, best).values() if best else []
+        for m in g.methods:
+            if (mo, m.label) not in g.cells:  # not planned for this model
+                continue
+            c = g.cell(mo, m)
+            if not c.n:
+                rows.append([mo, m.label, fmt_cell(c), "—", "n/a", "—", "n/a"])
+                continue
+            xs, o = c.values(), mean(c.values())
+            row = [mo, m.label, fmt_cell(c)]
+            for ref, other in ((ref_plain, plain), (ref_best, best)):
+                if other is None or other.label == m.label or not ref:
+                    row += ["—", "n/a"]
+                else:
+                    row += [fmt_delta(o - mean(ref)), fmt_p(welch_p(xs, ref))]
+            rows.append(row)
+    header = ["model", "method", "final error", "Δ vs plain", "p vs plain", "Δ vs best baseline",
+              "p vs best baseline"]
+    return ["## Significance", "",
+            "Welch's two-sided t-test on the per-seed final-epoch errors (unequal variances; "
+            "n < 2 on either side: n/a). With a handful of seeds a gap of a few tenths of a point "
+            "is usually within noise: read the p-value before the difference.",
+            f"Best baseline (lowest mean among {', '.join(thesis.BASELINES)}): {'; '.join(bests)}.",
+            "", *md_table(header, rows), ""]
+
+
+def _section_occlusion(g: Grid) -> list[str]:
+    keys = ("erased_image_rate", "object_hit_rate", "object_covered_mean", "cam_peak_in_box",
+            "random_point_in_box")
+    rows = []
+    for mo in g.models:
+        for m in g.methods:
+            occ = [r["occlusion"] for r in g.cell(mo, m).records if r.get("occlusion")]
+            if not occ:
+                continue
+            avg = [None if any(o.get(k) is None for o in occ) else mean([o[k] for o in occ])
+                   for k in keys]
+            rows.append([mo, m.label, str(len(occ))] + [fmt_pct(a) for a in avg])
+    if not rows:
+        return []
+    header = ["model", "method", "runs", "images erased", "erasures hitting the object",
+              "object share covered", "CAM peak in box", "random point in box"]
+    return ["## Occlusion (data with object boxes)", "",
+            "Means over runs: the share of training images with an erased region, the share of "
+            "erasures that touch the object box, the mean share of the object covered, and how "
+            "often the CAM peak (vs a uniformly random point) falls inside the box.", "",
+            *md_table(header, rows), ""]
+
+
+def _is_gpu(device: str) -> bool:
+    return not str(device).lower().startswith("cpu")
+
+
+def _section_cost(g: Grid) -> list[str]:
+    rows, totals = [], {"CPU": 0.0, "GPU": 0.0}
+    for mo in g.models:
+        for m in g.methods:
+            recs = g.cell(mo, m).records
+            if not recs:
+                continue
+            hours = [r["wall_time_s"] / 3600 for r in recs]
+            kinds = sorted({"GPU" if _is_gpu(r.get("device", "cpu")) else "CPU" for r in recs})
+            for r, h in zip(recs, hours, strict=True):
+                totals["GPU" if _is_gpu(r.get("device", "cpu")) else "CPU"] += h
+            ips = [r["images_per_s"] for r in recs if r.get("images_per_s")]
+            rows.append([mo, m.label, str(len(recs)),
+                         ", ".join(sorted({str(r.get("device", "?")) for r in recs})),
+                         f"{fmt_hours(mean(hours))} {'/'.join(kinds)}-h",
+                         f"{mean(ips):,.0f}" if ips else "n/a"])
+    if not rows:
+        return []
+    total = "; ".join(f"{fmt_hours(h)} {k}-hours" for k, h in totals.items() if h > 0)
+    return ["## Cost", "",
+            f"Wall time per run in device-hours (CPU-h on a CPU, GPU-h on a GPU) and training "
+            f"throughput (erased copies included). Total: {total}.", "",
+            *md_table(["model", "method", "runs", "device", "per run", "images/s"], rows), ""]
+
+
+def _distinct(records: list[dict], get) -> list[str]:
+    return sorted({str(v) for v in (get(r) for r in records) if v not in (None, "")})
+
+
+def _section_reproducibility(g: Grid) -> list[str]:
+    recs = g.records
+    if not recs:
+        return []
+    rows = [["command", "<br>".join(f"`{c}`" for c in _distinct(recs, lambda r: r.get("command")))],
+            ["git commit", ", ".join(_distinct(recs, lambda r: r.get("git_commit"))) or "n/a"],
+            ["device", ", ".join(_distinct(recs, lambda r: r.get("device")))],
+            ["dataset", ", ".join(g.datasets)],
+            ["epochs", ", ".join(_distinct(recs, lambda r: r.get("epochs")))]]
+    dates = _distinct(recs, lambda r: r.get("date"))
+    rows.append(["date", dates[0] if len(dates) == 1 else f"{dates[0]} … {dates[-1]}"])
+    for k in sorted({k for r in recs for k in (r.get("versions") or {})}):
+        rows.append([f"version: {k}", ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
+    return ["## Reproducibility", "", "Distinct values over the suite's records.", "",
+            *md_table(["field", "value(s)"], rows), ""]
+
+
+def _section_missing(g: Grid) -> list[str]:
+    if not g.missing:
+        return []
+    shown = g.missing[:30]
+    more = f" … and {len(g.missing) - len(shown)} more" if len(g.missing) > len(shown) else ""
+    return ["## Missing runs", "", f"{len(g.missing)} planned run(s) have no record yet: "
+            + ", ".join(f"`{x}`" for x in shown) + more + ".", ""]
+
+
+def summary(g: Grid) -> dict:
+    """The machine-readable content of a leaderboard: what `compare` needs, per cell."""
+    groups = []
+    for mo in g.models:
+        for m in g.methods:
+            if (mo, m.label) not in g.cells:
+                continue
+            c = g.cell(mo, m)
+            groups.append({"model": mo, "method": m.label, "eraser": m.eraser if m.known else None,
+                           "eraser_params": m.eraser_params, "cam": m.cam, "expected": c.expected,
+                           "seeds": [r["seed"] for r in c.records],
+                           "final": c.values("final_test_error"),
+                           "best": c.values("best_test_error")})
+    return {"schema": DATA_SCHEMA, "suite": g.suite, "datasets": g.datasets, "models": g.models,
+            "groups": groups}
+
+
+def _data_block(data: dict) -> str:
+    # "--" may not appear inside an HTML comment; JSON lets us spell the second dash as \u002d.
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")).replace("--", "-\\u002d")
+    return f"<!-- {DATA_TAG} {text} -->"
+
+
+def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None,
+           figures: list[tuple[str, str]] | None = None) -> str:
+    """The leaderboard markdown of one suite (pure: same records, same text).
+    figures: (caption, relative path) pairs to show below the tables."""
+    g = build_grid(records, suite=suite, expected_runs=expected_runs)
+    planned = sum(c.expected for c in g.cells.values())
+    epochs = _distinct(records, lambda r: r.get("epochs"))
+    out = [f"# Leaderboard: {suite}", "",
+           f"Generated by `python -m benchmark.leaderboard render --suite {suite}` from "
+           f"`results/{suite}/`; do not edit by hand.", "",
+           f"Data: {', '.join(g.datasets) or 'n/a'} · models: {', '.join(g.models) or 'none'} · "
+           f"{len(records)} of {planned} planned runs finished · epochs: {', '.join(epochs) or 'n/a'}.",
+           ""]
+    if g.on_cifar10:
+        note = (f"The rows `· thesis` are the thesis's published CIFAR-10 numbers (mean of "
+                f"{thesis.SEEDS} runs, {thesis.EPOCHS} epochs; `—` where it published none) and "
+                f"`· ours − thesis` the difference.")
+        if epochs != [str(thesis.EPOCHS)]:
+            note += f" These runs trained {', '.join(epochs)} epochs, the thesis {thesis.EPOCHS}."
+    else:
+        note = ("The thesis's published numbers are CIFAR-10 results, so they are not printed "
+                "beside results on other data (see THESIS.md).")
+    out += ["## Final-epoch test error (Table 2 layout)", "",
+            "Top-1 test error (%) after the last epoch: mean ± sample std over seeds (n runs). "
+            f"`{MISSING} (0 of k)` and `n=j of k` mark cells whose planned runs have not all finished.",
+            note, "", *_section_table2(g, "final_test_error"), ""]
+    out += _section_table1(g) + _section_table3(g) + _section_table4(g)
+    out += ["## Best-epoch test error", "",
+            "The same layout with the lowest test error over epochs: what the Random Erasing code "
+            "reports; it selects on the test set, so it is optimistic next to the final epoch.", "",
+            *_section_table2(g, "best_test_error"), ""]
+    out += _section_significance(g) + _section_occlusion(g) + _section_cost(g)
+    if figures:
+        out += ["## Figures", ""] + [f"![{cap}]({path})" for cap, path in figures] + [""]
+    out += _section_missing(g) + _section_reproducibility(g)
+    out.append(_data_block(summary(g)))
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- files
+
+def _write_text(path: Path, text: str) -> None:
+    """Write atomically: a reader (or a crashed renderer) never sees half a leaderboard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")
+
+
+def write_figures(records: list[dict], *, suite: str, figures_dir, out_dir,
+                  expected_runs: list[dict] | None = None) -> list[tuple[str, str]]:
+    """Plot the test-error curves per model; link the erased-fraction and CAM figures that exist.
+    Returns (caption, path relative to out_dir) pairs."""
+    from benchmark import plots
+
+    figures_dir = Path(figures_dir)
+    g = build_grid(records, suite=suite, expected_runs=expected_runs)
+    found: list[tuple[str, Path]] = []
+    for mo in g.models:
+        curves = {}
+        for m in g.methods:
+            c = g.cell(mo, m)
+            epochs, values = plots.mean_curve(c.records)
+            if values:
+                curves[m.label] = (epochs, values, c.n)
+        if curves:
+            path = figures_dir / f"{suite}_curves_{_slug(mo)}.png"
+            plots.plot_curves(curves, path, title=f"{suite}: {mo}, test error by epoch")
+            found.append((f"test error by epoch, {mo}", path))
+    for eraser in sorted({m.eraser for m in g.methods if m.eraser}):
+        path = figures_dir / f"erased_fraction_{eraser}.png"
+        if path.is_file():
+            found.append((f"erased fraction, {eraser}", path))
+    for path in sorted(figures_dir.glob(f"cam_{suite}*.png")):
+        found.append((f"CAM examples, {path.stem}", path))
+    return [(cap, os.path.relpath(p, out_dir).replace(os.sep, "/")) for cap, p in found]
+
+
+def render_suite(suite: str, results_dir, out_path, *, figures_dir=None,
+                 expected_runs: list[dict] | None = None) -> Path:
+    """Render results_dir's records into out_path (figures under figures_dir, default
+    <out_path's folder>/figures) and return out_path."""
+    out = Path(out_path)
+    records = load_records(results_dir) if Path(results_dir).is_dir() else []
+    figures = write_figures(records, suite=suite, out_dir=out.parent, expected_runs=expected_runs,
+                            figures_dir=figures_dir if figures_dir is not None else out.parent / "figures")
+    _write_text(out, render(records, suite=suite, expected_runs=expected_runs, figures=figures))
+    return out
+
+
+# ----------------------------------------------------------------------------- compare
+
+def read_summary(source: str) -> dict:
+    """A leaderboard .md (its data block), a results folder, or a suite name (results/<name>/)."""
+    p = Path(source)
+    if p.suffix == ".md":
+        if not p.is_file():
+            raise ValueError(f"{p}: no such leaderboard file")
+        m = re.search(rf"<!-- {DATA_TAG} (.*?) -->", p.read_text(), re.S)
+        if not m:
+            raise ValueError(f"{p}: no '{DATA_TAG}' data block; re-render it with "
+                             "`python -m benchmark.leaderboard render`")
+        data = json.loads(m.group(1))
+        if data.get("schema") != DATA_SCHEMA:
+            raise ValueError(f"{p}: data block key 'schema' is {data.get('schema')!r}; "
+                             f"this erasebench reads schema {DATA_SCHEMA}")
+        return data
+    folder = p if p.is_dir() else Path("results") / source
+    if not folder.is_dir():
+        raise ValueError(f"{source}: neither a leaderboard .md, a results folder, nor a suite "
+                         f"with records in {folder}/")
+    records = load_records(folder)
+    suite = records[0]["suite"] if records else folder.name
+    return summary(build_grid(records, suite=suite))
+
+
+def compare(summaries: list[dict]) -> str:
+    """One table: methods x (model, suite) columns of mean final error with the method's rank in
+    that column (1 = lowest), and the mean rank over the columns where the method ran."""
+    columns: list[tuple[str, str, dict[str, dict]]] = []
+    for s in summaries:
+        for mo in s["models"]:
+            groups = {gr["method"]: gr for gr in s["groups"] if gr["model"] == mo and gr["final"]}
+            if groups:
+                columns.append((s["suite"], mo, groups))
+    ranks: dict[str, list[float]] = {}
+    cells: dict[tuple[str, int], str] = {}
+    partial = False
+    for i, (_, _, groups) in enumerate(columns):
+        means = {label: mean(gr["final"]) for label, gr in groups.items()}
+        for label, mu in means.items():
+            rank = 1 + sum(other < mu for other in means.values())  # ties share the better rank
+            ranks.setdefault(label, []).append(rank)
+            star = "*" if len(groups[label]["final"]) < groups[label]["expected"] else ""
+            partial |= bool(star)
+            cells[(label, i)] = f"{mu:.2f}{star} ({rank})"
+    order = sorted(ranks, key=lambda label: (mean(ranks[label]), label))
+    header = ["method"] + [f"{mo} ({suite})" for suite, mo, _ in columns] + ["mean rank"]
+    rows = [[label] + [cells.get((label, i), "—") for i in range(len(columns))]
+            + [f"{mean(ranks[label]):.2f} ({len(ranks[label])} of {len(columns)})"] for label in order]
+    out = ["# Comparison: " + ", ".join(s["suite"] for s in summaries), "",
+           "Mean final-epoch test error (%) over seeds, with the method's rank within each column "
+           "(1 = lowest; ties share the better rank). Mean rank: over the columns where the method "
+           "ran. Methods are matched across suites by their label. `—`: not run there.", ""]
+    if partial:
+        out += ["`*`: fewer finished runs than planned.", ""]
+    return "\n".join(out + md_table(header, rows)) + "\n"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def cmd_render(args) -> int:
+    results_dir = args.results or Path("results") / args.suite
+    out = args.out or Path("leaderboards") / f"{args.suite}.md"
+    path = render_suite(args.suite, results_dir, out, figures_dir=args.figures)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    text = compare([read_summary(s) for s in args.inputs])
+    if args.out:
+        _write_text(Path(args.out), text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark.leaderboard", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="render leaderboards/<suite>.md from results/<suite>/")
+    r.add_argument("--suite", required=True)
+    r.add_argument("--results", type=Path, help="records folder (default: results/<suite>)")
+    r.add_argument("--out", type=Path, help="markdown file (default: leaderboards/<suite>.md)")
+    r.add_argument("--figures", type=Path, help="figures folder (default: <out's folder>/figures)")
+    r.set_defaults(func=cmd_render)
+    c = sub.add_parser("compare", help="rank methods across models and suites")
+    c.add_argument("inputs", nargs="+", help="leaderboard .md files, results folders or suite names")
+    c.add_argument("--out", help="write the table here instead of stdout")
+    c.set_defaults(func=cmd_compare)
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
