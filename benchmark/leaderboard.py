@@ -303,8 +303,8 @@ def _section_table2(g: Grid, key: str) -> list[str]:
         cells = [g.cell(mo, m) for m in g.methods]
         rows.append([mo] + [fmt_cell(c, key) for c in cells])
         if g.on_cifar10:
-            refs = [thesis.table2_reference(mo, m.eraser, m.eraser_params, m.cam) if m.known else None
-                    for m in g.methods]
+            refs = [thesis.table_reference(thesis.TABLE_2, mo, m.eraser, m.eraser_params, m.cam)
+                    if m.known else None for m in g.methods]
             rows += _thesis_rows(mo, [_mean_or_none(c, key) for c in cells], refs)
     return md_table(header, rows)
 
@@ -320,7 +320,7 @@ def _section_table1(g: Grid) -> list[str]:
         c = g.cell(model, m)
         row = [m.label, fmt_cell(c)]
         if g.on_cifar10:
-            ref = thesis.TABLE_1[model].get(m.eraser)
+            ref = thesis.table_reference(thesis.TABLE_1, model, m.eraser, m.eraser_params, m.cam)
             o = _mean_or_none(c)
             row += [fmt_err(ref), fmt_delta(None if o is None or ref is None else o - ref)]
         rows.append(row)
@@ -340,7 +340,7 @@ def _section_table3(g: Grid) -> list[str]:
     for mo in g.models:
         for m in sweep:
             if (mo, m.label) in g.cells and m.b_h is not None:
-                rows_by.setdefault((mo, m.cam_layer), {})[m.b_h] = g.cell(mo, m)
+                rows_by.setdefault((mo, m.cam_layer), {})[m.b_h] = m
     rows_by = {k: v for k, v in rows_by.items() if len(v) >= 2}
     if not rows_by:
         return []
@@ -349,11 +349,12 @@ def _section_table3(g: Grid) -> list[str]:
     rows = []
     for (mo, layer), by in rows_by.items():
         name = mo if layer is None else f"{mo}, CAM {layer}"
-        empty = Cell([], 0)
-        rows.append([name] + [fmt_cell(by[b]) if b in by else "—" for b in values])
+        rows.append([name] + [fmt_cell(g.cell(mo, by[b])) if b in by else "—" for b in values])
         if g.on_cifar10:
-            rows += _thesis_rows(name, [_mean_or_none(by.get(b, empty)) for b in values],
-                                 [thesis.table3_reference(mo, b, layer) for b in values])
+            rows += _thesis_rows(
+                name, [_mean_or_none(g.cell(mo, by[b])) if b in by else None for b in values],
+                [thesis.table3_reference(mo, by[b].eraser_params, by[b].cam) if b in by else None
+                 for b in values])
     return ["## Table 3: b_h sweep (CAM erasing, CAM during training)", "",
             "Final-epoch test error (%) by b_h, the largest offset of the erased rectangle's vertex "
             "from the CAM peak (pixels).", "", *md_table(header, rows), ""]
@@ -362,20 +363,21 @@ def _section_table3(g: Grid) -> list[str]:
 def _section_table4(g: Grid) -> list[str]:
     rows = []
     for mo in g.models:
-        by: dict[tuple, dict[str, Cell]] = {}
+        by: dict[tuple, dict[str, Method]] = {}
         for m in _cam_methods(g):
             if (mo, m.label) in g.cells and m.cam_source in ("during", "after"):
-                by.setdefault((m.b_h, m.cam_layer), {})[m.cam_source] = g.cell(mo, m)
-        for (b_h, layer), cells in sorted(by.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or "")):
-            if len(cells) < 2:
+                by.setdefault((m.b_h, m.cam_layer), {})[m.cam_source] = m
+        for (b_h, layer), pair in sorted(by.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or "")):
+            if len(pair) < 2:
                 continue
             name = f"{mo} (b_h = {b_h:g}{'' if layer is None else ', CAM ' + layer})" \
                 if isinstance(b_h, int | float) else mo
-            rows.append([name, fmt_cell(cells["during"]), fmt_cell(cells["after"])])
+            both = [pair["during"], pair["after"]]
+            rows.append([name] + [fmt_cell(g.cell(mo, m)) for m in both])
             if g.on_cifar10:
-                rows += _thesis_rows(name, [_mean_or_none(cells[s]) for s in ("during", "after")],
-                                     [thesis.table4_reference(mo, s, b_h, layer)
-                                      for s in ("during", "after")])
+                rows += _thesis_rows(name, [_mean_or_none(g.cell(mo, m)) for m in both],
+                                     [thesis.table4_reference(mo, m.eraser_params, m.cam)
+                                      for m in both])
     if not rows:
         return []
     return ["## Table 4: CAM during vs after training", "",

@@ -31,33 +31,54 @@ TABLE_4 = {"resnet20": {"during": 6.40, "after": 6.44}}
 # The b_h that Table 1, 2 and 4 use for the proposed method.
 PROPOSED_B_H = 2
 
+# The thesis's eraser settings, in the plugins' argument names. A record is compared with a
+# published number only when every setting its eraser_params name agrees (b_h is matched per table).
+SETTINGS = {
+    "random_erasing": {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3},
+    "cutout": {"size": 16, "holes": 1, "p": 1.0},
+    "hide_and_seek": {"grid_size": 8, "hide_prob": 0.5, "p": 0.5},
+    "cam_erasing": {"sl": 0.02, "sh": 0.4, "r1": 0.3},
+}
+
 TABLES = {"Table 1": TABLE_1, "Table 2": TABLE_2, "Table 3": TABLE_3, "Table 4": TABLE_4}
+
+
+def settings_match(eraser: str | None, eraser_params: dict) -> bool:
+    """True when no argument in eraser_params contradicts the thesis's setting for that eraser."""
+    wanted = SETTINGS.get(eraser, {})
+    return all(eraser_params[k] == v for k, v in wanted.items() if k in eraser_params)
 
 
 def is_thesis_cam(eraser_params: dict, cam: dict | None, *, b_h=PROPOSED_B_H,
                   source: str = "during") -> bool:
     """CAM erasing as the thesis ran it (default: the proposed b_h = 2, CAM during training),
-    CAM from the default layer."""
+    CAM from the model's default layer."""
     return (cam is not None and cam.get("source") == source and cam.get("layer") is None
-            and eraser_params.get("b_h") == b_h)
+            and eraser_params.get("b_h") == b_h and settings_match("cam_erasing", eraser_params))
 
 
-def table2_reference(model: str, eraser: str | None, eraser_params: dict,
-                     cam: dict | None) -> float | None:
-    """The Table 2 number for this model and method configuration, or None if it has none."""
-    row = TABLE_2.get(model, {})
+def table_reference(table: dict, model: str, eraser: str | None, eraser_params: dict,
+                    cam: dict | None) -> float | None:
+    """Table 1 or 2's number for this model and method configuration, or None if it has none."""
+    row = table.get(model, {})
     if eraser == "cam_erasing":
         return row.get(eraser) if is_thesis_cam(eraser_params, cam) else None
-    return row.get(eraser) if eraser in BASELINES else None
+    if eraser in BASELINES and settings_match(eraser, eraser_params):
+        return row.get(eraser)
+    return None
 
 
-def table3_reference(model: str, b_h, layer: str | None) -> float | None:
-    """The Table 3 number for a b_h on this model (CAM during training, default layer)."""
-    return TABLE_3.get(model, {}).get(b_h) if layer is None else None
+def table3_reference(model: str, eraser_params: dict, cam: dict | None) -> float | None:
+    """Table 3's number for this CAM erasing configuration's b_h (CAM during training)."""
+    b_h = eraser_params.get("b_h")
+    if not is_thesis_cam(eraser_params, cam, b_h=b_h):
+        return None
+    return TABLE_3.get(model, {}).get(b_h)
 
 
-def table4_reference(model: str, source: str, b_h, layer: str | None) -> float | None:
-    """The Table 4 number for a CAM source on this model (b_h = 2, default layer)."""
-    if b_h != PROPOSED_B_H or layer is not None:
+def table4_reference(model: str, eraser_params: dict, cam: dict | None) -> float | None:
+    """Table 4's number for this CAM erasing configuration's CAM source (b_h = 2)."""
+    source = (cam or {}).get("source")
+    if not is_thesis_cam(eraser_params, cam, source=source):
         return None
     return TABLE_4.get(model, {}).get(source)

@@ -164,6 +164,14 @@ def test_placement_uses_structured_fields_not_labels():
     assert rows["resnet20 · thesis"][1] == "6.40"  # label "mine", but eraser cam_erasing, b_h 2
 
 
+def test_a_variant_with_other_settings_gets_no_thesis_number():
+    recs = [dict(make_record("x", "resnet20", "random_erasing", s, 7.0 + OFFSETS[s]),
+                 method="random_erasing(p=1)", eraser_params={"p": 1.0, "sl": 0.02})
+            for s in range(2)]
+    rows = {r[0]: r for r in rows_of(lb.render(recs, suite="x"), "Final-epoch test error")}
+    assert "resnet20 · thesis" not in rows  # p = 1 is not the thesis's Random Erasing (p = 0.5)
+
+
 def test_thesis_numbers_are_not_printed_beside_other_data():
     text = lb.render(single_seed_suite(), suite="smoke")
     assert "· thesis" not in text
