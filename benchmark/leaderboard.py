@@ -193,8 +193,21 @@ def _planned_method(e: dict) -> tuple[str, Method]:
     return m, Method(m, known=False)
 
 
+REQUIRED = ("run_id", "model", "method", "seed", "final_test_error", "best_test_error")
+
+
+def check_record(r: dict, suite: str) -> None:
+    """A record without a key the tables need is an error naming the record and the key."""
+    for key in REQUIRED:
+        if key not in r:
+            raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: key {key!r} is missing; "
+                             f"a result record needs {', '.join(REQUIRED)} (see benchmark/results.py)")
+
+
 def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None) -> Grid:
     """Group records into (model, method) cells over the planned grid; unplanned extras are kept."""
+    for r in records:
+        check_record(r, suite)
     methods: dict[str, Method] = {}
     for r in records:
         methods.setdefault(r["method"], Method.of_record(r))
@@ -693,6 +706,8 @@ def compare(summaries: list[dict]) -> str:
 
 def cmd_render(args) -> int:
     results_dir = args.results or Path("results") / args.suite
+    if not Path(results_dir).is_dir():
+        raise ValueError(f"{results_dir}: no such results folder (run the suite first, or pass --results)")
     out = args.out or Path("leaderboards") / f"{args.suite}.md"
     path = render_suite(args.suite, results_dir, out, figures_dir=args.figures)
     print(f"wrote {path}")

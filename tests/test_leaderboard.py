@@ -330,6 +330,19 @@ def test_expected_runs_without_a_required_key_is_a_one_line_error():
         lb.build_grid([], suite="x", expected_runs=[{"run_id": "a", "model": "m", "method": "p"}])
 
 
+def test_a_record_without_a_needed_key_is_a_one_line_error():
+    rec = single_seed_suite()[0]
+    del rec["final_test_error"]
+    with pytest.raises(ValueError, match=r"results/smoke/resnet20__plain__s0.json: key "
+                                         r"'final_test_error' is missing"):
+        lb.render([rec], suite="smoke")
+
+
+def test_cli_render_names_a_missing_results_folder(tmp_path, capsys):
+    assert lb.main(["render", "--suite", "none", "--results", str(tmp_path / "nope")]) == 2
+    assert "nope: no such results folder" in capsys.readouterr().err
+
+
 def test_thesis_tables_are_the_published_numbers():
     assert thesis.TABLE_2["resnet44"]["cam_erasing"] == 5.15
     assert thesis.TABLE_1["resnet20"] == {k: thesis.TABLE_2["resnet20"][k] for k in thesis.BASELINES}
