@@ -398,3 +398,12 @@ def test_grad_cam_and_peaks_can_be_captured_in_one_cuda_graph():
     torch.testing.assert_close(out, C.grad_cam(model, x, y))
     assert torch.equal(top, C.peaks(out))
     assert model.training and all(p.grad.abs().sum() == 0 for p in model.parameters())
+
+
+def test_peaks_follow_the_same_rule_as_the_cam_erasing_plugin():
+    from plugins.cam_erasing import cam_peak
+
+    cam = torch.rand(6, 12, 10).round(decimals=1)            # coarse values: many ties
+    cam[3] = 0.0
+    cam[4] = 0.3
+    assert torch.equal(C.peaks(cam), cam_peak(cam))
