@@ -64,7 +64,7 @@ class TrainConfig:
 class CamConfig:
     source: str = "during"  # during: the model being trained; after: a frozen plain model
     layer: str | None = None  # None: the layer feeding the head (model.cam_layers[0])
-    target: str = "label"  # label: ground truth (the thesis's natural reading); pred: predicted class
+    target: str = "label"  # label: ground truth (the thesis's natural reading); predicted: argmax
 
 
 @dataclass
@@ -92,7 +92,7 @@ class SuiteConfig:
     models: list[str] = field(default_factory=lambda: ["resnet20"])
     seeds: list[int] = field(default_factory=lambda: [0])
     methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
-    source: str = "<dict>"  # the file it came from (not a YAML key)
+    file: str = "<dict>"  # the file it came from (not a YAML key)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -144,7 +144,7 @@ def _from_dict(cls, data, where: str, src: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: key {where or '<top>'!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    names = [f.name for f in dataclasses.fields(cls) if not (cls is SuiteConfig and f.name == "file")]
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
@@ -175,7 +175,7 @@ def parse_suite(data: dict, source: str = "<dict>") -> SuiteConfig:
         if not isinstance(methods, list) or not methods:
             raise ConfigError(f"{source}: key 'methods' must be a non-empty list")
         suite.methods = [_method(m, i, source) for i, m in enumerate(methods)]
-    suite.source = source
+    suite.file = source
     validate(suite)
     return suite
 
@@ -184,7 +184,7 @@ def validate(suite: SuiteConfig) -> None:
     """Value checks that the types cannot express; erasers are built once so a bad param fails now."""
     import plugins
 
-    src, t = suite.source, suite.train
+    src, t = suite.file, suite.train
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(t, key) < 1:
             raise ConfigError(f"{src}: key 'train.{key}' must be >= 1, got {getattr(t, key)}")
@@ -202,8 +202,8 @@ def validate(suite: SuiteConfig) -> None:
             raise ConfigError(f"{src}: key '{where}.fill' is {m.fill!r}; allowed: zero, mean, random")
         if m.cam.source not in ("during", "after"):
             raise ConfigError(f"{src}: key '{where}.cam.source' is {m.cam.source!r}; allowed: during, after")
-        if m.cam.target not in ("label", "pred"):
-            raise ConfigError(f"{src}: key '{where}.cam.target' is {m.cam.target!r}; allowed: label, pred")
+        if m.cam.target not in ("label", "predicted"):
+            raise ConfigError(f"{src}: key '{where}.cam.target' is {m.cam.target!r}; allowed: label, predicted")
         if m.warmup_epochs is not None and m.warmup_epochs < 0:
             raise ConfigError(f"{src}: key '{where}.warmup_epochs' must be >= 0")
         for key, values in m.sweep.items():
@@ -289,5 +289,5 @@ def load_suite(name_or_path: str) -> SuiteConfig:
 
 def to_dict(obj) -> dict:
     d = dataclasses.asdict(obj)
-    d.pop("source", None)
+    d.pop("file", None)
     return d

@@ -123,14 +123,24 @@ def main(argv=None) -> int:
         from benchmark import leaderboard
 
         leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=lb.parent / "figures",
-                                 expected_runs=[{"run_id": r.run_id, "model": r.model, "method": r.label,
-                                                 "seed": r.seed} for r in runs])
+                                 expected_runs=[expected(r) for r in runs])
         done = sum(results.is_finished(results_dir, r.run_id) for r in runs)
         print(f"suite {suite.name}: {done}/{len(runs)} runs finished ({trained} trained here, "
               f"{skipped} already done) in {time.perf_counter() - t_suite:.0f}s; "
               f"results: {results_dir}; leaderboard: {lb}")
     acc.end_training()
     return 1 if failed else 0
+
+
+def expected(r: RunSpec) -> dict:
+    """What the leaderboard needs to place a planned run's cell before (or without) its record."""
+    import plugins
+
+    m = r.method
+    needs_cam = not m.is_plain and plugins.build(m.name, **m.params).needs_cam
+    cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if needs_cam else None
+    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
+            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
 
 
 def train_one(spec: RunSpec, args, acc, results_dir: Path, work_dir: Path, command: str, data_cache) -> None:

@@ -76,11 +76,11 @@ def resolve_method(m: MethodConfig, epochs: int) -> MethodConfig:
 def expand(suite: SuiteConfig) -> list[RunSpec]:
     """The suite's runs in a stable order; dependencies (plain runs for CAM 'after') come first."""
     methods = [(resolve_method(v, suite.train.epochs), ablation)
-               for m in suite.methods for v, ablation in expand_method(m, src=suite.source)]
+               for m in suite.methods for v, ablation in expand_method(m, src=suite.file)]
     labels = [m.label for m, _ in methods]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
-        raise ConfigError(f"{suite.source}: key 'methods': labels {sorted(dup)} appear twice; "
+        raise ConfigError(f"{suite.file}: key 'methods': labels {sorted(dup)} appear twice; "
                           "give the variants distinct 'label's or use 'sweep'")
     runs: list[RunSpec] = []
     for model in suite.models:

@@ -94,29 +94,11 @@ class Trainer:
         self.eraser = None if m.is_plain else plugins.build(m.name, **m.params)
         # `mean` fill: images are erased after normalisation, where the dataset mean is 0.
         self.fill_mean = torch.zeros(3, device=self.device)
-        self.frozen = None
-        self.fast_cam = False
+        self.cam_fn = None  # where the CAM comes from: the live model or a frozen one (cam.py)
         if self.eraser is not None and self.eraser.needs_cam:
-            if m.cam.source == "after":
-                self.frozen, _ = checkpoint.load(frozen_ckpt, self.device)
-                self.frozen.requires_grad_(False)
-            self.fast_cam = cam.fast_path_applies(self.frozen or self.model, m.cam.layer)
+            self.cam_fn = cam.cam_source(m.cam.source, model=self.model, checkpoint=frozen_ckpt,
+                                         device=self.device, layer=m.cam.layer, target=m.cam.target)
         self.acc = torch.zeros(10, device=self.device, dtype=torch.float64)
-
-    # -- CAM for the batch being trained on ------------------------------------------------
-    def batch_cam(self, x, y, feats=None, logits=None):
-        m = self.spec.method.cam
-        net = self.frozen or self.model
-        if self.frozen is not None:
-            with torch.no_grad(), self.autocast():
-                feats = net.forward_features(x) if self.fast_cam else None
-                logits = net.forward_head(feats) if self.fast_cam else net(x)
-        target = y if m.target == "label" else logits.detach().argmax(1)
-        if self.fast_cam and feats is not None:  # free: features of the forward already done
-            w = net.get_classifier().weight
-            return cam.cam_from_features(feats.detach().float(), w.detach().float(), target,
-                                         size=x.shape[-2:])
-        return cam.grad_cam(net, x, target, layer=m.layer)
 
     # -- the hot path ------------------------------------------------------------------------
     def step(self, x, y, boxes, erase: bool):
@@ -126,12 +108,12 @@ class Trainer:
             if erase and mth.mode == "append":  # phase 2: 128 originals + their 128 erased copies
                 feats = model.forward_features(x)
                 logits = model.forward_head(feats)
-                cmap = self.batch_cam(x, y, feats, logits)
+                cmap = self.cam_fn(x, y, features=feats)  # fast path: free from these features
                 mask = self.eraser(x, cam=cmap, generator=self.gen)
                 xe = plugins.fill(x, mask, mth.fill, mean=self.fill_mean, generator=self.gen)
                 logits, y = torch.cat([logits, model(xe)]), torch.cat([y, y])
             elif erase:  # baselines: erase in place with the eraser's own p
-                cmap = self.batch_cam(x, y) if self.eraser.needs_cam else None
+                cmap = self.cam_fn(x, y) if self.cam_fn is not None else None
                 mask = self.eraser(x, cam=cmap, generator=self.gen)
                 logits = model(plugins.fill(x, mask, mth.fill, mean=self.fill_mean, generator=self.gen))
             else:
@@ -290,7 +272,7 @@ def train_run(spec: RunSpec, *, device, work_dir: Path, data_cache: dict | None 
         "curves": curves, "occlusion": occlusion_summary(occ, cam_in_box),
         "train_time_s": train_time, "images_per_s": images / max(train_time, 1e-9),
         "resumed_from_epoch": resumed_from, "checkpoint": str(final_ckpt),
-        "cam_path": None if not tr.eraser or not tr.eraser.needs_cam else ("fast" if tr.fast_cam else "generic"),
+        "cam_path": None if tr.cam_fn is None else ("fast" if tr.cam_fn.fast else "generic"),
         "eraser_params": tr.eraser.params() if tr.eraser is not None else {},
     }
     resume_path.unlink(missing_ok=True)
