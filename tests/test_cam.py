@@ -407,3 +407,18 @@ def test_peaks_follow_the_same_rule_as_the_cam_erasing_plugin():
     cam[3] = 0.0
     cam[4] = 0.3
     assert torch.equal(C.peaks(cam), cam_peak(cam))
+
+
+def test_cam_figure_writes_one_row_per_example_png(tmp_path):
+    from benchmark.cam_figures import cam_examples
+
+    model = create("resnet20").train()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0]] * 3)
+    out = cam_examples(model, images, torch.tensor([1, 2, 3]), [0.5] * 3, [0.25] * 3,
+                       tmp_path / "cam.png", boxes=boxes, n=3)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and model.training
+    import matplotlib.image
+
+    # 4 panels across (6.4 in), 3 rows of 1.7 in, at 120 dpi
+    assert matplotlib.image.imread(out).shape[:2] == (612, 768)
