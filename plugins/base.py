@@ -27,6 +27,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_probability",
+    "outer_and",
     "randint_inclusive",
 ]
 
@@ -222,16 +223,35 @@ def apply_coin(
 
 
 def box_mask(
-    top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor, size: tuple[int, int]
+    top: torch.Tensor,
+    left: torch.Tensor,
+    height: torch.Tensor,
+    width: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bool (B, 1, H, W) mask of the rectangles rows [top, top+height), cols [left, left+width).
 
     Rectangles are intersected with the image: parts outside it are dropped (the "clip"
-    semantics of slicing with a start inside the image). Inputs are long tensors (B,).
+    semantics of slicing with a start inside the image). Inputs are long tensors (B,);
+    ``keep`` (bool (B,)) False empties that image's mask.
     """
     rows_n, cols_n = size
     rows = torch.arange(rows_n, device=top.device)
     cols = torch.arange(cols_n, device=top.device)
     in_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])
     in_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])
-    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+    if keep is not None:
+        in_rows = in_rows & keep[:, None]  # on the (B, H) factor: cheaper than on the mask
+    return outer_and(in_rows, in_cols)[:, None]
+
+
+def outer_and(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Bool (..., H, W) = rows[..., :, None] & cols[..., None, :] for bool (..., H), (..., W).
+
+    Computed as a uint8 product viewed back as bool (values are 0/1): on the CPU a
+    broadcast uint8 multiply is about 3x faster than a broadcast bool ``&``.
+    """
+    product = rows.to(torch.uint8)[..., :, None] * cols.to(torch.uint8)[..., None, :]
+    return product.view(torch.bool)

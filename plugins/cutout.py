@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from plugins.base import Eraser, apply_coin, check_int, check_probability, randint_inclusive
+from plugins.base import (
+    Eraser,
+    apply_coin,
+    check_int,
+    check_probability,
+    outer_and,
+    randint_inclusive,
+)
 from plugins.registry import register
 
 __all__ = ["Cutout"]
@@ -39,7 +46,6 @@ class Cutout(Eraser):
         x1, x2 = (x - half).clamp(0, width), (x + half).clamp(0, width)
         rows = torch.arange(height, device=device)
         cols = torch.arange(width, device=device)
-        in_rows = (rows >= y1[..., None]) & (rows < y2[..., None])  # (B, holes, H)
+        in_rows = (rows >= y1[..., None]) & (rows < y2[..., None]) & apply[:, None, None]  # (B, holes, H)
         in_cols = (cols >= x1[..., None]) & (cols < x2[..., None])  # (B, holes, W)
-        mask = (in_rows[..., :, None] & in_cols[..., None, :]).any(dim=1)  # (B, H, W)
-        return (mask & apply[:, None, None])[:, None]
+        return outer_and(in_rows, in_cols).any(dim=1, keepdim=True)  # union of the holes

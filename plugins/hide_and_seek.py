@@ -34,6 +34,7 @@ class HideAndSeek(Eraser):
         cells_x = -(-width // self.grid_size)
         hidden = torch.rand(batch, cells_y, cells_x, device=device, generator=generator) < self.hide_prob
         hidden &= apply[:, None, None]
-        row_cell = torch.arange(height, device=device) // self.grid_size
-        col_cell = torch.arange(width, device=device) // self.grid_size
-        return hidden[:, row_cell][:, :, col_cell][:, None]
+        # Blow each cell up to grid_size x grid_size pixels, then cut the partial cells.
+        g = self.grid_size
+        cells = hidden[:, :, None, :, None].expand(batch, cells_y, g, cells_x, g)
+        return cells.reshape(batch, 1, cells_y * g, cells_x * g)[:, :, :height, :width]

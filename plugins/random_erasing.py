@@ -74,17 +74,18 @@ def sample_rectangle_sizes(
         low, high = math.log(r1), math.log(1.0 / r1)
         ratio = torch.exp(low + (high - low) * u)
     area = area_frac * (height * width)
-    # torch.round, like Python's round(), rounds halves to even.
-    h = torch.round(torch.sqrt(area * ratio)).to(torch.long)
-    w = torch.round(torch.sqrt(area / ratio)).to(torch.long)
-    ok = (h < height) & (w < width)
+    # Accept test without the per-attempt sqrt/round: round(sqrt(x)) < H <=> x < (H - 1/2)^2
+    # (up to the measure-zero tie x = (H - 1/2)^2 exactly, where round-half-even may differ).
+    tall, wide = area * ratio, area / ratio
+    ok = (tall < (height - 0.5) ** 2) & (wide < (width - 0.5) ** 2)
     # argmax on a 0/1 tensor returns the first maximum: the first accepted attempt.
     first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
-    return (
-        h.gather(1, first).squeeze(1),
-        w.gather(1, first).squeeze(1),
-        ok.any(dim=1),
-    )
+    # torch.round, like Python's round(), rounds halves to even.
+    h = torch.round(torch.sqrt(tall.gather(1, first).squeeze(1))).to(torch.long)
+    w = torch.round(torch.sqrt(wide.gather(1, first).squeeze(1))).to(torch.long)
+    # The re-check keeps "the box fits strictly" exact even where float rounding of the
+    # squared test and of sqrt disagree in the last bit.
+    return h, w, ok.any(dim=1) & (h < height) & (w < width)
 
 
 @register("random_erasing")
@@ -130,5 +131,4 @@ class RandomErasing(Eraser):
         # Where no size was found h may be >= H; clamp so the position draw stays defined.
         top = randint_inclusive((height - h).clamp(min=0), generator=generator)
         left = randint_inclusive((width - w).clamp(min=0), generator=generator)
-        mask = box_mask(top, left, h, w, (height, width))
-        return mask & (apply & found)[:, None, None, None]
+        return box_mask(top, left, h, w, (height, width), keep=apply & found)
