@@ -66,26 +66,31 @@ def sample_rectangle_sizes(
     one; ``found`` is False where none was accepted (the image is then not erased).
     """
     height, width = size
-    area_frac = sl + (sh - sl) * torch.rand(batch, max_attempts, device=device, generator=generator)
-    u = torch.rand(batch, max_attempts, device=device, generator=generator)
+    pixels = height * width
+    # One draw for both quantities, transformed in place: the RNG and allocations dominate
+    # the cost at training batch sizes.
+    u = torch.rand(2, batch, max_attempts, device=device, generator=generator)
+    area = u[0].mul_(pixels * (sh - sl)).add_(pixels * sl)  # S_e ~ U(sl, sh) * H * W
     if aspect == "uniform":
-        ratio = r1 + (1.0 / r1 - r1) * u
+        ratio = u[1].mul_(1.0 / r1 - r1).add_(r1)
     else:
         low, high = math.log(r1), math.log(1.0 / r1)
-        ratio = torch.exp(low + (high - low) * u)
-    area = area_frac * (height * width)
+        ratio = u[1].mul_(high - low).add_(low).exp_()
     # Accept test without the per-attempt sqrt/round: round(sqrt(x)) < H <=> x < (H - 1/2)^2
     # (up to the measure-zero tie x = (H - 1/2)^2 exactly, where round-half-even may differ).
-    tall, wide = area * ratio, area / ratio
+    tall = area * ratio
+    wide = area.div_(ratio)
     ok = (tall < (height - 0.5) ** 2) & (wide < (width - 0.5) ** 2)
-    # argmax on a 0/1 tensor returns the first maximum: the first accepted attempt.
+    # argmax on a 0/1 tensor returns the first maximum: the first accepted attempt, and the
+    # value there says whether any attempt was accepted.
     first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
+    found = ok.gather(1, first).squeeze(1)
     # torch.round, like Python's round(), rounds halves to even.
     h = torch.round(torch.sqrt(tall.gather(1, first).squeeze(1))).to(torch.long)
     w = torch.round(torch.sqrt(wide.gather(1, first).squeeze(1))).to(torch.long)
     # The re-check keeps "the box fits strictly" exact even where float rounding of the
     # squared test and of sqrt disagree in the last bit.
-    return h, w, ok.any(dim=1) & (h < height) & (w < width)
+    return h, w, found & (h < height) & (w < width)
 
 
 @register("random_erasing")
