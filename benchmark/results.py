@@ -82,15 +82,17 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
 
 
 def _versions() -> dict:
+    import importlib
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm", "accelerate", "erasebench"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
+    for pkg in ("torch", "torchvision", "timm", "accelerate"):  # module versions carry the build (+cu130)
+        out[pkg] = getattr(importlib.import_module(pkg), "__version__", None)
+    try:
+        out["erasebench"] = version("erasebench")
+    except PackageNotFoundError:
+        out["erasebench"] = None
     return out
 
 

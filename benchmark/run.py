@@ -88,7 +88,13 @@ def main(argv=None) -> int:
     import torch
     from accelerate import Accelerator
 
-    acc = Accelerator()
+    # Without CUDA, ask for the CPU explicitly: then `accelerate launch --multi_gpu --num_processes N`
+    # (or torchrun) gives N gloo-connected CPU processes instead of N unaware copies.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    if acc.num_processes == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU") == "True":
+        print("note: `accelerate launch --cpu --num_processes N` starts one process (Accelerate runs "
+              "multi-CPU through mpirun); for N processes use `accelerate launch --multi_gpu "
+              "--num_processes N`, which without CUDA starts N CPU processes", file=sys.stderr)
     if acc.device.type == "cpu" and acc.num_processes > 1:  # share the cores, don't oversubscribe
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // acc.num_processes))
     if args.dry_run:

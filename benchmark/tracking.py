@@ -75,3 +75,37 @@ def start(*, enabled: bool, project: str, group: str, name: str, config: dict,
     rid = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{group}-{name}")[:120]
     return WandbTracker(project=project, group=group, name=name, config=config, out_dir=out_dir,
                         resume_id=rid)
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The rows logged to an offline W&B run, read from its run-*.wandb file without syncing.
+
+    The file is W&B's LevelDB-style log: a 7-byte header, then 32 KiB blocks of chunks
+    (crc32 u32 | length u16 | type u8: 1 full, 2 first, 3 middle, 4 last) holding protobuf Records.
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = Path(run_dir).glob("run-*.wandb")
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B run file")
+    pos, block, rows, buf = 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (kind == 0 and length == 0):  # block padding
+            pos += left
+            continue
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(buf)
+            if rec.WhichOneof("record_type") == "history":
+                rows.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                             for i in rec.history.item})
+    return rows

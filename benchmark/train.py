@@ -159,6 +159,10 @@ class Trainer:
         out = {"train_loss": a[LOSS] / max(a[SEEN], 1), "train_acc": 100 * a[CORRECT] / max(a[SEEN], 1),
                "lr": lr, "erased_fraction": a[ERASED_PIX] / a[MASKED] if a[MASKED] else 0.0,
                "images": a[SEEN]}
+        if a[MASKED] and a[ERASED_IMG] and self.rd.train_boxes is not None:
+            out["object_hit_rate"] = a[HIT] / a[ERASED_IMG]
+        if a[PEAKS]:
+            out["cam_peak_in_box"] = a[PEAK_IN_BOX] / a[PEAKS]
         out["_acc"] = a
         return out
 
@@ -232,6 +236,8 @@ def train_run(spec: RunSpec, *, device, work_dir: Path, data_cache: dict | None 
     rd = load_run_data(spec, device, data_cache)
     tr = Trainer(spec, rd, device, autocast=autocast, frozen_ckpt=frozen_ckpt)
     t = spec.train
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     resume_path = work_dir / f"{spec.run_id}.resume.pt"
     curves = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_error", "lr", "erased_fraction")}
     occ = torch.zeros(10, dtype=torch.float64).tolist()
@@ -251,16 +257,17 @@ def train_run(spec: RunSpec, *, device, work_dir: Path, data_cache: dict | None 
         row = {"epoch": epoch + 1, "test_error": err, **{k: ep[k] for k in curves if k in ep}}
         for k in curves:
             curves[k].append(row[k])
-        tracker.log({**row, "images_per_s": ep["images"] / max(dt, 1e-9)}, step=epoch + 1)
+        extra = {k: ep[k] for k in ("object_hit_rate", "cam_peak_in_box") if k in ep}
+        tracker.log({**row, **extra, "images_per_s": ep["images"] / max(dt, 1e-9)}, step=epoch + 1)
         if progress is not None:
             progress(epoch + 1, row)
-        if on_epoch is not None:
-            on_epoch(epoch + 1)
         if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0 and epoch + 1 < t.epochs:
             tmp = resume_path.with_suffix(".tmp")
             torch.save({"trainer": tr.state(), "epoch": epoch + 1, "curves": curves, "occ": occ,
                         "train_time": train_time, "images": images}, tmp)
             tmp.replace(resume_path)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     final_ckpt = checkpoint.save(work_dir / f"{spec.run_id}.final.pt", tr.model, model_name=spec.model,
                                  num_classes=rd.num_classes, mean=rd.mean, std=rd.std,
                                  extra={"run_id": spec.run_id})
