@@ -23,9 +23,14 @@ A record is the only thing the leaderboard reads. Its keys (schema 1):
     curves          {"epoch": [...], "train_loss": [...], "train_acc": [...], "test_error": [...],
                      "lr": [...], "erased_fraction": [...]}  (percent for acc/error)
     occlusion       None, or (data with boxes) {"erased_image_rate", "object_hit_rate",
-                    "object_covered_mean", "cam_peak_in_box", "random_point_in_box"}: fractions in [0, 1];
-                    cam_peak_in_box is None when the run computed no CAM
-    wall_time_s     float; images_per_s: float (training images per second, erased copies included)
+                    "object_covered_mean", "train_cam_peak_in_box", "cam_peak_in_box",
+                    "random_point_in_box"}: fractions in [0, 1]. The first three are over the
+                    erasing epochs' training batches; train_cam_peak_in_box over the CAMs the eraser
+                    used (None without one); cam_peak_in_box is the final model's CAM peak (true
+                    class) on the test set, random_point_in_box the mean box area fraction
+    wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s: training
+                    images per second, erased copies included; resumed_from_epoch: int or None
+    process         {"index", "count"}: which Accelerate process trained it
     device          e.g. "cpu", "NVIDIA H100 80GB HBM3"
     versions        {"python", "torch", "torchvision", "timm", "accelerate", "erasebench"}
     git_commit      str or None; date: ISO 8601; command: the command line that ran the suite
