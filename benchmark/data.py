@@ -85,9 +85,9 @@ def load(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: allowed {', '.join(SPLITS)}")
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    if name == "synthetic":
-        return _load_synthetic(split, **options)
     use_cache = options.pop("cache", True)
+    if name == "synthetic":  # generated in about a second: not cached
+        return _load_synthetic(split, **options)
     if name in _CIFAR:
         if options:
             raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
