@@ -28,7 +28,9 @@ def fill(
     ``mode``: ``"zero"`` (0 in every channel), ``"mean"`` (``mean``: C per-channel values, in
     the space the images are in, e.g. zeros after normalisation, the dataset mean before) or
     ``"random"`` (per-pixel N(0, 1), Random Erasing's RE-R; drawn on the images' device, so
-    ``generator`` must live there). The input is never modified.
+    ``generator`` must live there). The input is never modified. In a CUDA-graph-captured
+    step pass ``mean`` as a tensor already on the device: a Python list is copied host to
+    device on every call.
     """
     if mode not in FILL_MODES:
         raise ValueError(f"fill: mode must be one of {', '.join(map(repr, FILL_MODES))}, got {mode!r}")
