@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     results_dir = out / "results" / suite.name
     work_dir = results_dir / "checkpoints"
     work_dir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join([Path(sys.argv[0]).name if sys.argv[0] else "run.py", *sys.argv[1:]])
+    command = shlex.join(["benchmark/run.py", *(sys.argv[1:] if argv is None else map(str, argv))])
     t_suite = time.perf_counter()
     trained = skipped = 0
     failed: list[str] = []
