@@ -57,7 +57,7 @@ class TrainConfig:
     flip: bool = True
     eval_batch_size: int = 1000
     checkpoint_every: int = 10  # epochs between resumable checkpoints (0: never)
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: ~20% faster for ResNet20 on the CPU; false for the NCHW reference
 
 
 @dataclass
