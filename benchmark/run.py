@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
     p.add_argument("--wandb-project", default="erasebench", help="W&B project (default: erasebench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, help="torch threads per process on the CPU "
+                   "(default: the machine's cores divided by the number of processes)")
     return p.parse_args(argv)
 
 
@@ -95,8 +97,10 @@ def main(argv=None) -> int:
         print("note: `accelerate launch --cpu --num_processes N` starts one process (Accelerate runs "
               "multi-CPU through mpirun); for N processes use `accelerate launch --multi_gpu "
               "--num_processes N`, which without CUDA starts N CPU processes", file=sys.stderr)
-    if acc.device.type == "cpu" and acc.num_processes > 1:  # share the cores, don't oversubscribe
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // acc.num_processes))
+    if acc.device.type == "cpu":
+        # `accelerate launch` exports OMP_NUM_THREADS=1 unless configured, which halves CPU speed
+        # on 2 cores; default to the cores shared out between the processes instead.
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // acc.num_processes))
     if args.dry_run:
         if acc.is_main_process:
             dry_run(runs, acc.device)
