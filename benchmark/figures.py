@@ -256,7 +256,10 @@ def cam(args):
     from benchmark import checkpoint, data
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, ckpt = checkpoint.load(args.checkpoint, device)
+    if args.checkpoint:
+        model, ckpt = checkpoint.load(args.checkpoint, device)
+    else:
+        model, ckpt = _fresh_smoke_model(device)
     ds = data.load(args.data, "test")
     boxes = getattr(ds, "boxes", None)
     out = cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"],
@@ -266,9 +269,48 @@ def cam(args):
     return out
 
 
+def _fresh_smoke_model(device):
+    """No checkpoint given: train the smoke suite's plain ResNet20 (about a minute on 2 CPU cores)."""
+    import tempfile
+
+    from benchmark import checkpoint
+    from benchmark.config import load_suite
+    from benchmark.suite import expand
+    from benchmark.train import train_run
+
+    spec = next(r for r in expand(load_suite("smoke")) if r.method.is_plain)
+    print(f"no --checkpoint: training {spec.run_id} of the smoke suite ({spec.train.epochs} epochs) ...")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = train_run(spec, device=device, work_dir=Path(tmp))
+        print(f"trained: test error {out['final_test_error']:.2f}%")
+        return checkpoint.load(out["checkpoint"], device)
+
+
+def cam_for_suite(runs, work_dir, out, *, n: int = 8):
+    """The CAM figure of a finished suite: the first CAM-erasing run's final model (else the
+    first plain run's) on its dataset's test split; written beside the suite's leaderboard."""
+    import torch
+
+    from benchmark import checkpoint, data
+
+    order = sorted(runs, key=lambda r: (r.method.is_plain, r.method.mode != "append"))
+    for r in order:
+        path = Path(work_dir) / f"{r.run_id}.final.pt"
+        if path.is_file() and (r.method.mode == "append" or r.method.is_plain):
+            break
+    else:
+        return None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, ckpt = checkpoint.load(path, device)
+    ds = data.load(r.data.name, "test", data_dir=r.data.data_dir, **r.data.options)
+    return cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"], out,
+                        boxes=None if ds.boxes is None else ds.boxes[:n], n=n, layer=r.method.cam.layer)
+
+
 def _register_cam(sub) -> None:
     p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, CAM-erased image (PNG)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by benchmark.checkpoint.save")
+    p.add_argument("--checkpoint", help="a checkpoint written by benchmark.checkpoint.save, e.g. "
+                   "results/<suite>/checkpoints/<run_id>.final.pt (default: train the smoke suite's plain model)")
     p.add_argument("--data", default="synthetic", help="dataset whose test split is shown")
     p.add_argument("--n", type=int, default=8, help="rows (examples)")
     p.add_argument("--layer", default=None, help="CAM layer (default: the model's cam_layers[0])")

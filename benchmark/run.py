@@ -130,7 +130,12 @@ def main(argv=None) -> int:
 
     if acc.is_main_process:
         lb = out / "leaderboards" / f"{suite.name}.md"
-        from benchmark import leaderboard
+        from benchmark import figures, leaderboard
+
+        try:  # a figure must never cost the suite its leaderboard
+            figures.cam_for_suite(runs, work_dir, lb.parent / "figures" / f"cam_{suite.name}.png")
+        except Exception as e:
+            print(f"warning: CAM figure not written: {type(e).__name__}: {e}", file=sys.stderr)
 
         leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=lb.parent / "figures",
                                  expected_runs=[expected(r) for r in runs])
