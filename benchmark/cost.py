@@ -17,6 +17,15 @@ def dataset_sizes(spec) -> tuple[int, int, int]:
         return KNOWN_SIZES[spec.data.name]
     from benchmark import data
 
+    if spec.data.name == "synthetic":  # sizes are options; read the loader's defaults, generate nothing
+        import inspect
+
+        from benchmark import synthetic
+
+        defaults = {k: p.default for k, p in inspect.signature(data._load_synthetic).parameters.items()}
+        opts = {**defaults, **spec.data.options}
+        return opts["n_train"], opts["n_test"], len(synthetic.CLASSES)
+
     kw = dict(data_dir=spec.data.data_dir, **spec.data.options)
     tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
     return len(tr.labels), len(te.labels), len(tr.classes)
