@@ -82,6 +82,12 @@ class MethodConfig:
     def is_plain(self) -> bool:
         return self.name == PLAIN
 
+    @property
+    def needs_cam(self) -> bool:
+        import plugins
+
+        return not self.is_plain and plugins.get(self.name).needs_cam
+
 
 @dataclass
 class SuiteConfig:

@@ -149,11 +149,8 @@ def main(argv=None) -> int:
 
 def expected(r: RunSpec) -> dict:
     """What the leaderboard needs to place a planned run's cell before (or without) its record."""
-    import plugins
-
     m = r.method
-    needs_cam = not m.is_plain and plugins.build(m.name, **m.params).needs_cam
-    cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if needs_cam else None
+    cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam else None
     return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
             "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
 

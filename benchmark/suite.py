@@ -36,10 +36,6 @@ class RunSpec:
     def label(self) -> str:
         return self.method.label or self.method.name
 
-    @property
-    def mode(self) -> str | None:
-        return self.method.mode
-
     def to_dict(self) -> dict:
         return to_dict(self)
 
@@ -55,14 +51,12 @@ def run_id(model: str, label: str, seed: int) -> str:
 
 def resolve_method(m: MethodConfig, epochs: int) -> MethodConfig:
     """Fill the defaults that depend on the eraser: mode and warm-up (the thesis's two-phase schedule)."""
-    import plugins
-
     m = dataclasses.replace(m, params=dict(m.params), cam=dataclasses.replace(m.cam))
     if m.is_plain:
         m.mode, m.warmup_epochs = None, 0
         m.label = m.label or PLAIN
         return m
-    needs_cam = plugins.build(m.name, **m.params).needs_cam
+    needs_cam = m.needs_cam
     if m.mode is None:
         m.mode = "append" if needs_cam else "replace"
     if m.warmup_epochs is None:
@@ -91,7 +85,7 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
     ids = {r.run_id for r in runs}
     extra = []
     for r in runs:
-        if not r.method.is_plain and r.method.cam.source == "after" and _needs_cam(r.method):
+        if r.method.needs_cam and r.method.cam.source == "after":
             dep = run_id(r.model, PLAIN, r.seed)
             r.depends_on = dep
             if dep not in ids:  # the suite did not list plain: train it as a dependency
@@ -100,12 +94,6 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
                                      resolve_method(MethodConfig(), suite.train.epochs),
                                      suite.data, suite.train))
     return extra + runs
-
-
-def _needs_cam(m: MethodConfig) -> bool:
-    import plugins
-
-    return plugins.build(m.name, **m.params).needs_cam
 
 
 def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None, methods=None,
