@@ -84,8 +84,8 @@ class Trainer:
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # The thesis's recipe (and the Random Erasing code) decays every parameter, BN included.
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                                   nesterov=t.nesterov)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum,
+                                   weight_decay=t.weight_decay, nesterov=t.nesterov)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, t.milestones, t.gamma)
         self.gen = torch.Generator(device=self.device).manual_seed(spec.seed)
         self.loader = augment.DeviceLoader(rd.train_images, rd.train_labels, rd.train_boxes,
