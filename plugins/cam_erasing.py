@@ -6,14 +6,13 @@ import torch
 
 from plugins.base import (
     Eraser,
-    apply_coin,
     box_mask,
     check_choice,
     check_int,
     check_probability,
     randint_inclusive,
 )
-from plugins.random_erasing import check_rectangle_args, sample_rectangle_sizes
+from plugins.random_erasing import check_rectangle_args, draw_rectangles
 from plugins.registry import register
 
 __all__ = ["CamErasing", "cam_peak"]
@@ -91,18 +90,7 @@ class CamErasing(Eraser):
     def forward(self, images, *, cam=None, generator=None):
         batch, _, height, width = images.shape
         device = images.device
-        apply = apply_coin(self.p, batch, device, generator=generator)
-        h, w, found = sample_rectangle_sizes(
-            batch,
-            (height, width),
-            sl=self.sl,
-            sh=self.sh,
-            r1=self.r1,
-            aspect=self.aspect,
-            max_attempts=self.max_attempts,
-            device=device,
-            generator=generator,
-        )
+        apply, h, w, found = draw_rectangles(self, images, generator)
         peak = cam_peak(cam)
         offset = randint_inclusive(torch.full((batch, 2), self.b_h, device=device), generator=generator)
         if self.vertex == "random":

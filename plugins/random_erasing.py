@@ -22,7 +22,7 @@ from plugins.base import (
 )
 from plugins.registry import register
 
-__all__ = ["RandomErasing", "check_rectangle_args", "sample_rectangle_sizes"]
+__all__ = ["RandomErasing", "check_rectangle_args", "draw_rectangles", "sample_rectangle_sizes"]
 
 ASPECTS = ("uniform", "log")
 _DEFAULT_ATTEMPTS = {"uniform": 100, "log": 10}
@@ -93,6 +93,18 @@ def sample_rectangle_sizes(
     return h, w, found & (h < height) & (w < width)
 
 
+def draw_rectangles(eraser, images: torch.Tensor, generator: torch.Generator | None):
+    """The per-image coin (p), then Random Erasing's sizes, with the eraser's own sl, sh, r1,
+    aspect and max_attempts: (apply, h, w, found). Shared by random_erasing and cam_erasing."""
+    batch, _, height, width = images.shape
+    apply = apply_coin(eraser.p, batch, images.device, generator=generator)
+    h, w, found = sample_rectangle_sizes(
+        batch, (height, width), sl=eraser.sl, sh=eraser.sh, r1=eraser.r1, aspect=eraser.aspect,
+        max_attempts=eraser.max_attempts, device=images.device, generator=generator,
+    )
+    return apply, h, w, found
+
+
 @register("random_erasing")
 class RandomErasing(Eraser):
     """One rectangle per image with probability ``p`` (thesis: p 0.5, sl 0.02, sh 0.4, r1 0.3).
@@ -119,20 +131,8 @@ class RandomErasing(Eraser):
         )
 
     def forward(self, images, *, cam=None, generator=None):
-        batch, _, height, width = images.shape
-        device = images.device
-        apply = apply_coin(self.p, batch, device, generator=generator)
-        h, w, found = sample_rectangle_sizes(
-            batch,
-            (height, width),
-            sl=self.sl,
-            sh=self.sh,
-            r1=self.r1,
-            aspect=self.aspect,
-            max_attempts=self.max_attempts,
-            device=device,
-            generator=generator,
-        )
+        _, _, height, width = images.shape
+        apply, h, w, found = draw_rectangles(self, images, generator)
         # Where no size was found h may be >= H; clamp so the position draw stays defined.
         top = randint_inclusive((height - h).clamp(min=0), generator=generator)
         left = randint_inclusive((width - w).clamp(min=0), generator=generator)
