@@ -15,22 +15,24 @@ import torch
 __all__ = ["normalize", "random_crop_flip", "DeviceLoader", "eval_batches"]
 
 
-def _channel_tensor(values, like: torch.Tensor, what: str) -> torch.Tensor:
-    t = torch.as_tensor(values, dtype=torch.float32, device=like.device)
+def _channel_tensor(values, like: torch.Tensor, what: str,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    t = torch.as_tensor(values, dtype=dtype, device=like.device)
     if t.dim() != 1 or t.numel() != like.shape[1]:
         raise ValueError(f"{what}: expected {like.shape[1]} per-channel values, got shape {tuple(t.shape)}")
     return t.view(1, -1, 1, 1)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
-              std: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """uint8 images (B,C,H,W) -> float32 (x/255 - mean) / std, with mean/std in [0,1] units.
+              std: Sequence[float] | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images (B,C,H,W) -> float (x/255 - mean) / std, with mean/std in [0,1] units.
 
     Pass mean/std as tensors already on the device to avoid a host-to-device copy per call.
+    `dtype` is float32 for training; float64 lets tests show equalities fp32 noise would hide.
     """
-    m = _channel_tensor(mean, images, "mean")
-    s = _channel_tensor(std, images, "std")
-    return (images.to(torch.float32) * (1 / 255) - m) / s
+    m = _channel_tensor(mean, images, "mean", dtype)
+    s = _channel_tensor(std, images, "std", dtype)
+    return (images.to(dtype) * (1 / 255) - m) / s
 
 
 def random_crop_flip(images: torch.Tensor, boxes: torch.Tensor | None = None, *, pad: int = 4,
@@ -82,7 +84,8 @@ class DeviceLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor | None = None,
                  *, batch_size: int = 128, mean, std, pad: int = 4, flip: bool = True,
-                 generator: torch.Generator | None = None, drop_last: bool = True):
+                 generator: torch.Generator | None = None, drop_last: bool = True,
+                 dtype: torch.dtype = torch.float32):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images: expected uint8 (N,C,H,W), got {images.dtype} {tuple(images.shape)}")
         n = images.shape[0]
@@ -96,8 +99,9 @@ class DeviceLoader:
         self.batch_size, self.pad, self.flip, self.drop_last = batch_size, pad, flip, drop_last
         self.generator = generator
         # mean/std as device tensors once, so a step makes no host-to-device copy
-        self.mean = _channel_tensor(mean, images, "mean").flatten()
-        self.std = _channel_tensor(std, images, "std").flatten()
+        self.dtype = dtype
+        self.mean = _channel_tensor(mean, images, "mean", dtype).flatten()
+        self.std = _channel_tensor(std, images, "std", dtype).flatten()
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -108,7 +112,7 @@ class DeviceLoader:
         boxes = self.boxes[index] if self.boxes is not None else None
         x, boxes = random_crop_flip(self.images[index], boxes, pad=self.pad, flip=self.flip,
                                     generator=self.generator)
-        return normalize(x, self.mean, self.std), self.labels[index], boxes
+        return normalize(x, self.mean, self.std, self.dtype), self.labels[index], boxes
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         perm = torch.randperm(self.images.shape[0], device=self.images.device,

@@ -41,3 +41,22 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[t
     model = models.create(ckpt["model_name"], num_classes=ckpt["num_classes"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
+
+
+def set_aside(path, why: str) -> None:
+    """Move a resume/fork file that cannot be used aside, with a warning naming it."""
+    import warnings
+
+    from benchmark.fileio import move_aside
+
+    new = move_aside(path)
+    warnings.warn(f"{path}: {why}; moved to {new}; the run restarts from scratch", stacklevel=2)
+
+
+def load_resume(path, map_location=None) -> dict | None:
+    """A resume checkpoint, or None when it is damaged (then moved aside with a warning)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file: start over
+        set_aside(path, f"damaged ({type(e).__name__}: {str(e).splitlines()[0]})")
+        return None

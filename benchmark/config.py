@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+GRAPHS = ("auto", "on", "off")
+APPEND_BN = ("joint", "split")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PLAIN = "plain"
 
@@ -58,6 +60,10 @@ class TrainConfig:
     eval_batch_size: int = 1000
     checkpoint_every: int = 10  # epochs between resumable checkpoints (0: never)
     channels_last: bool = True  # NHWC: ~20% faster for ResNet20 on the CPU; false for the NCHW reference
+    # Speed options: they change how fast a run trains, never its result (see benchmark/train.py).
+    graphs: str = "auto"  # auto | on | off: capture the step in a CUDA graph (auto: on CUDA)
+    pack: int | str = "auto"  # auto | off | K: train up to K runs as one stacked network
+    share_warmup: bool = True  # fork a CAM run's plain warm-up from the matching plain run
 
 
 @dataclass
@@ -75,6 +81,7 @@ class MethodConfig:
     mode: str | None = None  # replace | append; None: append for CAM erasers, else replace
     warmup_epochs: int | None = None  # epochs without erasing; None: half for append, else 0
     fill: str = "zero"  # zero | mean | random (plugins.fill)
+    append_bn: str = "joint"  # append mode: joint (originals + copies, one BN batch) | split
     cam: CamConfig = field(default_factory=CamConfig)
     sweep: dict = field(default_factory=dict)  # {param or cam.source/...: [values]}
 
@@ -196,6 +203,11 @@ def validate(suite: SuiteConfig) -> None:
             raise ConfigError(f"{src}: key 'train.{key}' must be >= 1, got {getattr(t, key)}")
     if t.lr <= 0:
         raise ConfigError(f"{src}: key 'train.lr' must be > 0, got {t.lr}")
+    if t.graphs not in GRAPHS:
+        raise ConfigError(f"{src}: key 'train.graphs' is {t.graphs!r}; allowed: {', '.join(GRAPHS)}")
+    if not (t.pack in ("auto", "off") or (isinstance(t.pack, int) and t.pack >= 1)):
+        raise ConfigError(f"{src}: key 'train.pack' is {t.pack!r}; allowed: auto, off, "
+                          "or a pack size >= 1")
     if not suite.models:
         raise ConfigError(f"{src}: key 'models' must list at least one model")
     if not suite.seeds:
@@ -206,6 +218,9 @@ def validate(suite: SuiteConfig) -> None:
             raise ConfigError(f"{src}: key '{where}.mode' is {m.mode!r}; allowed: replace, append")
         if m.fill not in ("zero", "mean", "random"):
             raise ConfigError(f"{src}: key '{where}.fill' is {m.fill!r}; allowed: zero, mean, random")
+        if m.append_bn not in APPEND_BN:
+            raise ConfigError(f"{src}: key '{where}.append_bn' is {m.append_bn!r}; "
+                              f"allowed: {', '.join(APPEND_BN)}")
         if m.cam.source not in ("during", "after"):
             raise ConfigError(f"{src}: key '{where}.cam.source' is {m.cam.source!r}; allowed: during, after")
         if m.cam.target not in ("label", "predicted"):
@@ -231,7 +246,7 @@ def validate(suite: SuiteConfig) -> None:
                 raise ConfigError(f"{src}: key '{where}.params': {e}") from None
 
 
-SWEEP_FIELDS = ("mode", "fill", "warmup_epochs", "cam.source", "cam.layer", "cam.target")
+SWEEP_FIELDS = ("mode", "fill", "warmup_epochs", "append_bn", "cam.source", "cam.layer", "cam.target")
 
 
 def _fmt(v) -> str:
@@ -256,7 +271,7 @@ def expand_method(m: MethodConfig, *, src: str = "<dict>",
                     raise ConfigError(f"{src}: key '{where}.sweep.{key}' is unknown; allowed: "
                                       f"an eraser parameter or {', '.join(SWEEP_FIELDS)}")
                 setattr(v.cam, attr, value)
-            elif key in ("mode", "fill", "warmup_epochs"):
+            elif key in ("mode", "fill", "warmup_epochs", "append_bn"):
                 setattr(v, key, value)
             else:
                 v.params[key] = value

@@ -143,6 +143,7 @@ def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str
         "epochs": spec.train.epochs,
         **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
                                    "occlusion", "images_per_s", "train_time_s", "resumed_from_epoch")},
+        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs")},
         "wall_time_s": wall_time_s, "device": device_name(device), "versions": _versions(),
         "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "process": {"index": process[0], "count": process[1]},

@@ -1,7 +1,10 @@
 """Run a suite: `accelerate launch benchmark/run.py --suite smoke` (or plain `python benchmark/run.py`).
 
-Runs are independent: under `accelerate launch --num_processes N` each process trains its share
-(run-level parallelism). Finished runs are skipped, interrupted ones resume from their checkpoint.
+Every process is a worker on the suite's results folder: it claims the runs nobody holds
+(benchmark/claims.py), trains them in packs (benchmark/plan.py, benchmark/train.py) and writes
+one record per run. So `accelerate launch --num_processes N`, two shells, `--runs-per-device N`
+and SLURM array tasks all share the work the same way; finished runs are skipped,
+interrupted ones resume from their checkpoint.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ if str(_here.parent) not in sys.path:
 import argparse  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from benchmark import results  # noqa: E402
+from benchmark import claims, plan, results  # noqa: E402
 from benchmark.config import ConfigError, load_suite  # noqa: E402
-from benchmark.suite import RunSpec, apply_overrides, expand, parse_seeds, shard, stages  # noqa: E402
+from benchmark.suite import RunSpec, apply_overrides, expand, parse_seeds  # noqa: E402
+from benchmark.train import Hooks  # noqa: E402
+
+POLL_S = 5.0  # how often a worker with nothing to claim looks again
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,16 +45,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--download", action="store_true", help="download CIFAR with torchvision if absent")
     p.add_argument("--out", default=".", help="put results/ and leaderboards/ under this folder (default: .)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
+    p.add_argument("--graphs", choices=("auto", "on", "off"),
+                   help="override train.graphs: capture each step in a CUDA graph (auto: on CUDA)")
+    p.add_argument("--pack", help="override train.pack: auto, off, or K runs per stacked network")
+    p.add_argument("--runs-per-device", type=int, default=1, metavar="N",
+                   help="N worker processes share each device (for runs that do not stack)")
+    p.add_argument("--claim-timeout", type=float, default=claims.DEFAULT_TIMEOUT_S, metavar="S",
+                   help="a claim whose heartbeat is older than S seconds is taken over (default: 600)")
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
     p.add_argument("--wandb-project", default="erasebench", help="W&B project (default: erasebench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="torch threads per process on the CPU "
                    "(default: the machine's cores divided by the number of processes)")
+    p.add_argument("--device", help=argparse.SUPPRESS)  # a --runs-per-device worker's device
     return p.parse_args(argv)
 
 
 def split(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def parse_pack(text: str | None):
+    if text is None:
+        return None
+    if text in ("auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ConfigError(f"--pack {text!r}: expected auto, off or a pack size >= 1")
 
 
 def build_suite(args):
@@ -58,24 +83,82 @@ def build_suite(args):
         methods=split(args.erasers) if args.erasers else None, data=args.data, data_dir=args.data_dir)
     if args.download:
         suite.data.download = True
+    if args.graphs is not None:
+        suite.train.graphs = args.graphs
+    pack = parse_pack(args.pack)
+    if pack is not None:
+        suite.train.pack = pack
     return suite
 
 
-def dry_run(runs: list[RunSpec], device) -> None:
-    """Print the runs with images processed and a time estimate from a 3-step calibration per model."""
+def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device) -> None:
+    """Print the packs and runs with a time estimate measured on this device's real step."""
     from benchmark import cost
 
-    est = cost.estimate(runs, device)
+    est = cost.estimate(packs, device)
     width = max(len(r.run_id) for r in runs)
-    print(f"{'run':<{width}}  {'mode':<7} {'warmup':>6} {'epochs':>6} {'images':>12} {'est. time':>10}")
-    for r in runs:
-        e = est[r.run_id]
-        dep = f"  (needs {r.depends_on})" if r.depends_on else ""
-        print(f"{r.run_id:<{width}}  {r.method.mode or '-':<7} {r.method.warmup_epochs:>6} "
-              f"{r.train.epochs:>6} {e['images']:>12,} {cost.fmt_seconds(e['seconds']):>10}{dep}")
-    total = sum(e["seconds"] for e in est.values())
-    print(f"{len(runs)} runs; estimated {cost.fmt_seconds(total)} on {results.device_name(device)} "
-          f"(one process; calibrated from 3 training steps per model)")
+    print(f"{'run':<{width}}  {'pack':>4} {'mode':<7} {'warmup':>6} {'epochs':>6} {'images':>12} "
+          f"{'est. time':>10}")
+    for i, p in enumerate(packs):
+        for r in p.runs:
+            e = est[r.run_id]
+            dep = f"  (forks {r.fork_from} at epoch {r.method.warmup_epochs})" if r.fork_from else ""
+            dep += f"  (CAM from {r.frozen_from})" if r.frozen_from else ""
+            print(f"{r.run_id:<{width}}  {i:>4} {r.method.mode or '-':<7} {r.method.warmup_epochs:>6} "
+                  f"{r.train.epochs:>6} {e['images']:>12,} {cost.fmt_seconds(e['seconds']):>10}{dep}")
+    forked = [r for r in runs if r.fork_from]
+    warm = [r for r in runs if r.method.warmup_epochs > 0 and not r.method.is_plain]
+    if warm:
+        saved = sum(r.method.warmup_epochs for r in forked)
+        print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked ({saved} epochs saved)")
+    sizes = [len(p.runs) for p in packs]
+    total = sum(est[r.run_id]["seconds"] for r in runs)
+    print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}); estimated "
+          f"{cost.fmt_seconds(total)} ({total / 3600:.2f} device-hours) on "
+          f"{results.device_name(device)}, one process; rates measured here on the real step")
+
+
+def expected(r: RunSpec) -> dict:
+    """What the leaderboard needs to place a planned run's cell before (or without) its record."""
+    m = r.method
+    cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam else None
+    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
+            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
+
+
+def _device(args):
+    """(Accelerator or None, torch.device, process index, process count)."""
+    import torch
+
+    if args.device:  # a worker spawned by --runs-per-device: no distributed group of its own
+        return None, torch.device(args.device), 0, 1
+    from accelerate import Accelerator
+
+    # Without CUDA, ask for the CPU explicitly: then `accelerate launch --multi_gpu --num_processes N`
+    # (or torchrun) gives N gloo-connected CPU processes instead of N unaware copies.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    if acc.num_processes == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU") == "True":
+        print("note: `accelerate launch --cpu --num_processes N` starts one process (Accelerate runs "
+              "multi-CPU through mpirun); for N processes use `accelerate launch --multi_gpu "
+              "--num_processes N`, which without CUDA starts N CPU processes", file=sys.stderr)
+    return acc, acc.device, acc.process_index, acc.num_processes
+
+
+def _precision(acc) -> str:
+    mp = str(getattr(acc, "mixed_precision", "no") if acc is not None else
+             os.environ.get("ERASEBENCH_PRECISION", "no"))
+    return "no" if mp in ("no", "None") else mp
+
+
+def spawn_workers(args, argv, n: int, device) -> list[subprocess.Popen]:
+    """n - 1 more worker processes on this process's device (--runs-per-device n)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ACCELERATE_", "TORCHELASTIC_")) and k not in
+           ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+            "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE")}
+    argv = [a for a in (sys.argv[1:] if argv is None else list(map(str, argv)))]
+    cmd = [sys.executable, "-m", "benchmark.run", *argv, "--device", str(device), "--no-progress"]
+    return [subprocess.Popen(cmd, env=env) for _ in range(n - 1)]
 
 
 def main(argv=None) -> int:
@@ -88,112 +171,242 @@ def main(argv=None) -> int:
         return 2
 
     import torch
-    from accelerate import Accelerator
 
-    # Without CUDA, ask for the CPU explicitly: then `accelerate launch --multi_gpu --num_processes N`
-    # (or torchrun) gives N gloo-connected CPU processes instead of N unaware copies.
-    acc = Accelerator(cpu=not torch.cuda.is_available())
-    if acc.num_processes == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU") == "True":
-        print("note: `accelerate launch --cpu --num_processes N` starts one process (Accelerate runs "
-              "multi-CPU through mpirun); for N processes use `accelerate launch --multi_gpu "
-              "--num_processes N`, which without CUDA starts N CPU processes", file=sys.stderr)
-    if acc.device.type == "cpu":
+    acc, device, index, count = _device(args)
+    if device.type == "cpu":
         # `accelerate launch` exports OMP_NUM_THREADS=1 unless configured, which halves CPU speed
         # on 2 cores; default to the cores shared out between the processes instead.
-        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // acc.num_processes))
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // (
+            count * max(1, args.runs_per_device))))
+    packs = plan.make_packs(runs, suite.train.pack, device.type)
     if args.dry_run:
-        if acc.is_main_process:
-            dry_run(runs, acc.device)
+        if index == 0:
+            dry_run(runs, packs, device)
         return 0
 
     out = Path(args.out)
     results_dir = out / "results" / suite.name
     work_dir = results_dir / "checkpoints"
     work_dir.mkdir(parents=True, exist_ok=True)
+    children = spawn_workers(args, argv, args.runs_per_device, device) \
+        if args.runs_per_device > 1 and not args.device else []
     command = shlex.join(["benchmark/run.py", *(sys.argv[1:] if argv is None else map(str, argv))])
     t_suite = time.perf_counter()
-    trained = skipped = 0
-    failed: list[str] = []
-    data_cache: dict = {}
-    for stage in stages(runs):
-        for spec in shard(stage, acc.process_index, acc.num_processes):
-            if results.is_finished(results_dir, spec.run_id):
-                skipped += 1
-                continue
-            try:
-                train_one(spec, args, acc, results_dir, work_dir, command, data_cache)
-                trained += 1
-            except Exception as e:  # one broken run must not lose the others' results
-                failed.append(spec.run_id)
-                print(f"error: run {spec.run_id} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        acc.wait_for_everyone()  # stage two needs stage one's frozen models
-
-    if acc.is_main_process:
+    worker = Worker(args, runs, device, _precision(acc), results_dir, work_dir, command, (index, count))
+    worker.run(packs)
+    for c in children:
+        c.wait()
+    if acc is not None:
+        acc.wait_for_everyone()
+    if index == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
-        from benchmark import figures, leaderboard
-
-        try:  # a figure must never cost the suite its leaderboard
-            figures.cam_for_suite(runs, work_dir, lb.parent / "figures" / f"cam_{suite.name}.png")
-        except Exception as e:
-            print(f"warning: CAM figure not written: {type(e).__name__}: {e}", file=sys.stderr)
-
-        leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=lb.parent / "figures",
-                                 expected_runs=[expected(r) for r in runs])
+        _render(suite, runs, results_dir, work_dir, lb)
         done = sum(results.is_finished(results_dir, r.run_id) for r in runs)
-        print(f"suite {suite.name}: {done}/{len(runs)} runs finished ({trained} trained here, "
-              f"{skipped} already done) in {time.perf_counter() - t_suite:.0f}s; "
+        print(f"suite {suite.name}: {done}/{len(runs)} runs finished ({worker.trained} trained here, "
+              f"{worker.skipped} already done) in {time.perf_counter() - t_suite:.0f}s; "
               f"results: {results_dir}; leaderboard: {lb}")
-    acc.end_training()
-    return 1 if failed else 0
+    if acc is not None:
+        acc.end_training()
+    return 1 if worker.failed or any(c.returncode for c in children) else 0
 
 
-def expected(r: RunSpec) -> dict:
-    """What the leaderboard needs to place a planned run's cell before (or without) its record."""
-    m = r.method
-    cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam else None
-    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
-            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
+def _render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
+    from benchmark import figures, leaderboard
+
+    try:  # a figure must never cost the suite its leaderboard
+        figures.cam_for_suite(runs, work_dir, lb.parent / "figures" / f"cam_{suite.name}.png")
+    except Exception as e:  # noqa: BLE001
+        print(f"warning: CAM figure not written: {type(e).__name__}: {e}", file=sys.stderr)
+    leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=lb.parent / "figures",
+                             expected_runs=[expected(r) for r in runs])
 
 
-def train_one(spec: RunSpec, args, acc, results_dir: Path, work_dir: Path, command: str, data_cache) -> None:
-    from benchmark import tracking
-    from benchmark.train import train_run
+class Worker:
+    """Claims and trains packs until every run of the suite has a record."""
 
-    frozen = None
-    if spec.depends_on:
-        frozen = work_dir / f"{spec.depends_on}.final.pt"
-        if not frozen.is_file():
-            raise FileNotFoundError(f"{frozen}: the frozen CAM model of {spec.run_id} (the final checkpoint "
-                                    f"of run {spec.depends_on}) is missing; delete "
-                                    f"{results.record_path(results_dir, spec.depends_on)} to retrain it")
-    tracker = tracking.start(enabled=not args.no_wandb, project=args.wandb_project, group=spec.suite,
-                             name=spec.run_id, config=spec.to_dict(), out_dir=Path(args.out))
-    bar = None
-    if not args.no_progress:
-        from tqdm.auto import tqdm
+    def __init__(self, args, runs, device, precision, results_dir: Path, work_dir: Path,
+                 command: str, process: tuple[int, int]):
+        self.args, self.runs, self.device, self.precision = args, runs, device, precision
+        self.results_dir, self.work_dir, self.command, self.process = (results_dir, work_dir,
+                                                                        command, process)
+        self.claims_dir = results_dir / "claims"
+        self.trained = self.skipped = 0
+        self.failed: list[str] = []
+        self.data_cache: dict = {}
+        self.seen: set[str] = set()  # run ids already counted (trained, skipped or failed)
 
-        bar = tqdm(total=spec.train.epochs, desc=spec.run_id, position=acc.process_index, leave=True,
-                   unit="ep", dynamic_ncols=True)
+    def state(self, run_id: str) -> str | None:
+        """finished, failed (here, in this suite run) or None (still to train)."""
+        if results.is_finished(self.results_dir, run_id):
+            return "finished"
+        return "failed" if run_id in self.failed else None
 
-    def progress(epoch, row):
-        if bar is not None:
-            bar.n = epoch
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", err=f"{row['test_error']:.2f}", refresh=False)
-            bar.refresh()
+    def ready(self, r: RunSpec) -> bool:
+        """A run's dependencies allow it to start (a failed warm-up provider: start from scratch)."""
+        if r.frozen_from and self.state(r.frozen_from) != "finished":
+            return False
+        if r.fork_from:
+            from benchmark.train import fork_path
 
-    t0 = time.perf_counter()
-    try:
-        metrics = train_run(spec, device=acc.device, work_dir=work_dir, data_cache=data_cache,
-                            autocast=acc.autocast, tracker=tracker, frozen_ckpt=frozen, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
-    rec = results.make_record(spec, metrics, wall_time_s=time.perf_counter() - t0, device=acc.device,
-                              command=command, process=(acc.process_index, acc.num_processes))
-    results.write_record(results_dir, rec)
-    tracker.summary({"final_test_error": rec["final_test_error"], "best_test_error": rec["best_test_error"],
-                     **{f"occlusion/{k}": v for k, v in (rec["occlusion"] or {}).items() if v is not None}})
-    tracker.finish()
+            fork = fork_path(self.work_dir, r.fork_from, r.method.warmup_epochs)
+            return fork.is_file() or self.state(r.fork_from) is not None
+        return True
+
+    def _todo(self, pack: plan.Pack) -> list[RunSpec]:
+        """The pack's runs still to train; counts the ones found done."""
+        todo = []
+        for r in pack.runs:
+            st = self.state(r.run_id)
+            if st is None and r.frozen_from and self.state(r.frozen_from) == "failed":
+                self._fail(r, None, f"its frozen CAM model's run {r.frozen_from} failed")
+                st = "failed"
+            if st is None:
+                todo.append(r)
+            elif r.run_id not in self.seen:
+                self.seen.add(r.run_id)
+                self.skipped += st == "finished"
+        return todo
+
+    def run(self, packs: list[plan.Pack]) -> None:
+        pending = list(packs)
+        while pending:
+            for pack in list(pending):
+                todo = self._todo(pack)
+                if not todo:
+                    pending.remove(pack)
+                    continue
+                mine = self._claim([r for r in todo if self.ready(r)])
+                if mine:
+                    self._train(mine)
+                    break  # rescan from the top: providers first
+            else:
+                if pending:
+                    time.sleep(POLL_S)  # others hold the rest, or their dependencies are not ready
+
+    def _claim(self, todo: list[RunSpec]) -> list[tuple[RunSpec, claims.Claim]]:
+        mine = []
+        for r in todo:
+            c = claims.try_claim(self.claims_dir, r.run_id, timeout_s=self.args.claim_timeout)
+            if c is None:
+                continue
+            if self.state(r.run_id) is not None:  # finished between our look and our claim
+                c.release()
+                continue
+            mine.append((r, c))
+        return mine
+
+    def _train(self, mine: list[tuple[RunSpec, claims.Claim]]) -> None:
+        from benchmark.train import train_pack
+
+        specs = [r for r, _ in mine]
+        hooks = RunnerHooks(self, mine)
+        frozen = {r.run_id: self.work_dir / f"{r.frozen_from}.final.pt" for r in specs if r.frozen_from}
+        t0 = time.perf_counter()
+        try:
+            outcomes = train_pack(specs, device=self.device, work_dir=self.work_dir,
+                                  data_cache=self.data_cache, precision=self.precision,
+                                  frozen_ckpts=frozen, hooks=hooks)
+        except Exception as e:  # noqa: BLE001 - one broken run must not lose the others' results
+            hooks.close()
+            if len(specs) > 1:  # find the culprit: train the pack's runs one by one
+                print(f"warning: a pack of {len(specs)} failed ({type(e).__name__}: {e}); training "
+                      "its runs one by one", file=sys.stderr)
+                for pair in mine:
+                    self._train([pair])
+                return
+            self._fail(specs[0], None, f"{type(e).__name__}: {e}")
+            mine[0][1].release()
+            return
+        wall = time.perf_counter() - t0
+        for (spec, claim), outcome in zip(mine, outcomes, strict=True):
+            if outcome["status"] == "finished":
+                rec = results.make_record(spec, outcome, wall_time_s=wall / len(specs),
+                                          device=self.device, command=self.command,
+                                          process=self.process)
+                results.write_record(self.results_dir, rec)
+                hooks.finish(spec.run_id, rec)
+                self.trained += 1
+                self.seen.add(spec.run_id)
+            elif outcome["status"] == "failed":
+                self._fail(spec, outcome.get("epoch"), outcome["reason"])
+            claim.release()
+        hooks.close()
+
+    def _fail(self, spec: RunSpec, epoch, reason: str) -> None:
+        self.failed.append(spec.run_id)
+        self.seen.add(spec.run_id)
+        print(f"error: run {spec.run_id} failed (epoch {epoch}): {reason}", file=sys.stderr)
+
+
+class RunnerHooks(Hooks):
+    """Progress bar, W&B runs and claim heartbeats of one training pack."""
+
+    def __init__(self, worker: Worker, mine):
+        from benchmark import tracking
+
+        self.worker, self.mine = worker, mine
+        self.specs = [r for r, _ in mine]
+        args = worker.args
+        self.trackers = [tracking.start(enabled=not args.no_wandb, project=args.wandb_project,
+                                        group=r.suite, name=r.run_id, config=r.to_dict(),
+                                        out_dir=Path(args.out)) for r in self.specs]
+        self.bar = None
+        self.last_beat = self.last_draw = time.monotonic()
+        self.epoch = 0
+        if not args.no_progress:
+            from tqdm.auto import tqdm
+
+            name = self.specs[0].run_id if len(self.specs) == 1 else \
+                f"{self.specs[0].run_id} +{len(self.specs) - 1}"
+            self.bar = tqdm(total=self.specs[0].train.epochs, desc=name, leave=True, unit="ep",
+                            dynamic_ncols=True, position=worker.process[0])
+
+    def started(self, k, progress, source):
+        self.epoch = progress.epoch
+        if source == "fork":  # the inherited warm-up epochs belong to this run's W&B history too
+            curves = progress.curves
+            for i in range(len(curves["epoch"])):
+                self.trackers[k].log({c: curves[c][i] for c in curves}, step=curves["epoch"][i])
+        if self.bar is not None and k == 0:
+            self.bar.n = progress.epoch
+            self.bar.refresh()
+
+    def epoch_end(self, k, row):
+        self.trackers[k].log(row, step=row["epoch"])
+        self.epoch = row["epoch"]
+        if self.bar is not None and k == 0:
+            self.bar.n = row["epoch"]
+            self.bar.set_postfix({"loss": f"{row['train_loss']:.3f}",
+                                  "err%": f"{row['test_error']:.2f}"}, refresh=False)
+            self.bar.refresh()
+        self._beat()
+
+    def step(self, done, total):
+        now = time.monotonic()
+        if self.bar is not None and now - self.last_draw > 0.5:
+            self.bar.n = round(self.epoch + done / total, 2)
+            self.bar.refresh()
+            self.last_draw = now
+        self._beat()
+
+    def _beat(self):
+        if time.monotonic() - self.last_beat > 30:
+            for _, c in self.mine:
+                c.heartbeat()
+            self.last_beat = time.monotonic()
+
+    def finish(self, run_id: str, rec: dict) -> None:
+        k = [r.run_id for r in self.specs].index(run_id)
+        self.trackers[k].summary({"final_test_error": rec["final_test_error"],
+                                  "best_test_error": rec["best_test_error"],
+                                  **{f"occlusion/{key}": v for key, v in (rec["occlusion"] or {}).items()
+                                     if v is not None}})
+
+    def close(self):
+        for t in self.trackers:
+            t.finish()
+        if self.bar is not None:
+            self.bar.close()
 
 
 if __name__ == "__main__":

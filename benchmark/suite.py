@@ -30,7 +30,9 @@ class RunSpec:
     data: DataConfig
     train: TrainConfig
     ablation: dict = field(default_factory=dict)
-    depends_on: str | None = None  # run_id whose final checkpoint is the frozen CAM model
+    frozen_from: str | None = None  # run_id whose final checkpoint is the frozen CAM model (after)
+    fork_from: str | None = None  # run_id whose state at warmup_epochs this run starts from
+    fork_epochs: list[int] = field(default_factory=list)  # epochs at which it saves fork states
 
     @property
     def label(self) -> str:
@@ -87,13 +89,39 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
     for r in runs:
         if r.method.needs_cam and r.method.cam.source == "after":
             dep = run_id(r.model, PLAIN, r.seed)
-            r.depends_on = dep
+            r.frozen_from = dep
             if dep not in ids:  # the suite did not list plain: train it as a dependency
                 ids.add(dep)
                 extra.append(RunSpec(suite.name, dep, r.model, r.seed,
                                      resolve_method(MethodConfig(), suite.train.epochs),
                                      suite.data, suite.train))
-    return extra + runs
+    runs = extra + runs
+    if suite.train.share_warmup:
+        assign_forks(runs)
+    return runs
+
+
+def _warmup_key(r: RunSpec) -> tuple:
+    return (r.model, r.seed, repr(to_dict(r.data)), repr(to_dict(r.train)))
+
+
+def assign_forks(runs: list[RunSpec]) -> None:
+    """Shared warm-up: a run with a plain warm-up (warmup_epochs > 0) starts from the state of the
+    suite's plain run with the same model, seed, data and schedule at that epoch; without one,
+    from the first run of the suite with the same warm-up, which trains it (the provider)."""
+    plain = {_warmup_key(r): r for r in runs if r.method.is_plain}
+    first: dict[tuple, RunSpec] = {}
+    for r in runs:
+        w = r.method.warmup_epochs
+        if r.method.is_plain or not 0 < w < r.train.epochs:
+            continue
+        key = _warmup_key(r)
+        provider = plain.get(key) or first.setdefault((key, w), r)
+        if provider is r:
+            continue
+        r.fork_from = provider.run_id
+        if w not in provider.fork_epochs:
+            provider.fork_epochs.append(w)
 
 
 def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None, methods=None,
@@ -146,13 +174,3 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
-    """This process's share of the runs: round robin, so each process gets a mix of costs."""
-    return runs[index::count]
-
-
-def stages(runs: list[RunSpec]) -> list[list[RunSpec]]:
-    """Runs without dependencies first, then the runs that need a frozen model from stage one."""
-    first = [r for r in runs if r.depends_on is None]
-    second = [r for r in runs if r.depends_on is not None]
-    return [first, second] if second else [first]

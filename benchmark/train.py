@@ -1,26 +1,34 @@
-"""One run: the thesis's recipe and two-phase schedule; the step on the device; eval; checkpoints.
+"""Train a pack of K runs (K = 1: one run): the thesis's recipe and two-phase schedule, the
+step replayed as a CUDA graph where it can be, eval, resumable per-run checkpoints, forks.
 
-The training step (`Trainer.step`) is the hot path of DESIGN.md: draw, augment, CAM, mask, fill,
-forward, loss, backward, step, all tensor ops on the device; the only host syncs are at the end
-of an epoch, where the device-side accumulators are read once.
+A pack is K runs of one CIFAR ResNet architecture, schedule and step kind, trained as one
+grouped network (benchmark/stack.py); everything else stays per run: seed, initial weights,
+data order, augmentation, eraser, CAM, BN statistics, checkpoints and record. A run's
+checkpoints are written in the layout of one ordinary model, so a run can resume packed or
+alone. A provider run saves its state at a fork epoch; a CAM run whose first epochs are the
+same plain training starts from that state instead of repeating them (shared warm-up).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import plugins
-from benchmark import augment, cam, checkpoint, models
+from benchmark import augment, cam, checkpoint, models, stack
+from benchmark.graphs import StepRunner
+from benchmark.step import APPEND_BN, SLOTS, Lane, Step, peak_in_box
+from benchmark.step import S as SLOT
 from benchmark.suite import RunSpec
 
-# Device-side accumulator slots, summed over an epoch and read once at its end.
-LOSS, CORRECT, SEEN, MASKED, ERASED_IMG, ERASED_PIX, HIT, COVERED, PEAK_IN_BOX, PEAKS = range(10)
+RESUME_FORMAT = 2
+CURVES = ("epoch", "train_loss", "train_acc", "test_error", "lr", "erased_fraction")
+PRECISIONS = ("no", "bf16")
 
 
 @dataclass
@@ -58,242 +66,442 @@ def load_run_data(spec: RunSpec, device, cache: dict | None = None) -> RunData:
     return rd
 
 
-def box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, 4) pixel boxes (x1, y1, x2, y2; x2/y2 exclusive) -> bool (B, 1, h, w)."""
-    ys = torch.arange(h, device=boxes.device).view(1, h, 1)
-    xs = torch.arange(w, device=boxes.device).view(1, 1, w)
-    x1, y1, x2, y2 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
-    return ((xs >= x1) & (xs < x2) & (ys >= y1) & (ys < y2)).unsqueeze(1)
+def autocast_for(device, precision: str):
+    """A context factory: bf16 autocast or nothing. The autocast weight cache is off, as CUDA
+    graph capture requires (cached casts would be freed after capture)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"mixed precision {precision!r}: erasebench trains in 'no' (fp32) or 'bf16'; "
+                         "fp16 would need loss scaling")
+    if precision == "no":
+        return contextlib.nullcontext
+    dev = torch.device(device).type
+    return lambda: torch.autocast(dev, dtype=torch.bfloat16, cache_enabled=False)
 
 
-def peak_in_box(peaks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """(B, 2) (row, col) peaks inside (B, 4) boxes -> bool (B,)."""
-    r, c = peaks[:, 0].to(boxes.dtype), peaks[:, 1].to(boxes.dtype)
-    return (c >= boxes[:, 0]) & (c < boxes[:, 2]) & (r >= boxes[:, 1]) & (r < boxes[:, 3])
+def step_kind(spec: RunSpec, epoch: int) -> str:
+    """The step a run takes in `epoch`: plain before its warm-up ends, then erase or append."""
+    m = spec.method
+    if m.is_plain or epoch < m.warmup_epochs:
+        return "plain"
+    return "append" if m.mode == "append" else "erase"
 
 
-class Trainer:
-    """Holds a run's model, optimiser, eraser and CAM source; `step` is the hot path."""
+def pack_kind(specs: list[RunSpec], epoch: int) -> str:
+    """The step a pack takes in `epoch`: plain runs ride along with in-place erasers."""
+    kinds = {step_kind(s, epoch) for s in specs}
+    if kinds == {"plain", "erase"}:
+        return "erase"
+    if len(kinds) > 1:
+        raise ValueError(f"runs of different step kinds in one pack: {sorted(kinds)}")
+    return kinds.pop()
 
-    def __init__(self, spec: RunSpec, rd: RunData, device, *, autocast=None, frozen_ckpt=None):
-        t, m = spec.train, spec.method
-        self.spec, self.rd, self.device = spec, rd, torch.device(device)
-        self.autocast = autocast or contextlib.nullcontext
-        torch.manual_seed(spec.seed)
-        self.model = models.create(spec.model, num_classes=rd.num_classes).to(self.device)
+
+class PackTrainer:
+    """K runs' model (stacked when K > 1), optimiser, schedule and lanes; `train_epoch` runs the
+    step for one epoch, eagerly or as a replayed CUDA graph."""
+
+    def __init__(self, specs: list[RunSpec], rd: RunData, device, *, precision: str = "no",
+                 frozen_ckpts: dict | None = None, log=None, dtype: torch.dtype = torch.float32):
+        t, self.k, self.dtype = specs[0].train, len(specs), dtype
+        self.specs, self.rd, self.device = specs, rd, torch.device(device)
+        self.autocast = autocast_for(self.device, precision)
+        singles = []
+        for s in specs:
+            torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
+            singles.append(models.create(s.model, num_classes=rd.num_classes))
+        self.fast_cam = cam.fast_path_applies(singles[0], specs[0].method.cam.layer)
+        model = stack.stack_models(singles) if self.k > 1 else singles[0]
+        self.model = model.to(self.device, dtype)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        # The thesis's recipe (and the Random Erasing code) decays every parameter, BN included.
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum,
-                                   weight_decay=t.weight_decay, nesterov=t.nesterov)
+        # lr is a device tensor: the scheduler rewrites it in place, outside the captured step.
+        # Fused SGD reads it without a host sync. The recipe decays every parameter, BN included.
+        self.lr = torch.tensor(float(t.lr), device=self.device, dtype=dtype)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=t.momentum,
+                                   weight_decay=t.weight_decay, nesterov=t.nesterov, fused=True)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, t.milestones, t.gamma)
-        self.gen = torch.Generator(device=self.device).manual_seed(spec.seed)
-        self.loader = augment.DeviceLoader(rd.train_images, rd.train_labels, rd.train_boxes,
-                                           batch_size=t.batch_size, mean=rd.mean, std=rd.std,
-                                           pad=t.pad, flip=t.flip, generator=self.gen)
-        self.eraser = None if m.is_plain else plugins.build(m.name, **m.params)
+        self.lanes = [self._lane(s, (frozen_ckpts or {}).get(s.run_id)) for s in specs]
+        self.acc = torch.zeros(self.k, len(SLOTS), device=self.device, dtype=torch.float64)
+        self.pos = torch.zeros((), device=self.device, dtype=torch.long)
+        self.runner = StepRunner(t.graphs, self.device, [lane.generator for lane in self.lanes],
+                                 lambda: self.opt.zero_grad(set_to_none=True),
+                                 label=specs[0].run_id if self.k == 1 else f"pack of {self.k}",
+                                 log=log)
+        self._steps: dict[str, Step] = {}
+
+    def _lane(self, s: RunSpec, frozen: Path | None) -> Lane:
+        t, m, rd = s.train, s.method, self.rd
+        gen = torch.Generator(device=self.device).manual_seed(s.seed)
+        loader = augment.DeviceLoader(rd.train_images, rd.train_labels, rd.train_boxes,
+                                      batch_size=t.batch_size, mean=rd.mean, std=rd.std,
+                                      pad=t.pad, flip=t.flip, generator=gen, dtype=self.dtype)
+        eraser = None if m.is_plain else plugins.build(m.name, **m.params)
+        cam_fn = None
+        if eraser is not None and eraser.needs_cam:
+            if m.cam.source == "after" or not self.fast_cam:
+                if self.k > 1:
+                    raise ValueError(f"{s.run_id}: only the free CAM path of the live model packs")
+                cam_fn = cam.cam_source(m.cam.source, model=self.model, checkpoint=frozen,
+                                        device=self.device, layer=m.cam.layer, target=m.cam.target)
         # `mean` fill: images are erased after normalisation, where the dataset mean is 0.
-        self.fill_mean = torch.zeros(3, device=self.device)
-        self.cam_fn = None  # where the CAM comes from: the live model or a frozen one (cam.py)
-        if self.eraser is not None and self.eraser.needs_cam:
-            self.cam_fn = cam.cam_source(m.cam.source, model=self.model, checkpoint=frozen_ckpt,
-                                         device=self.device, layer=m.cam.layer, target=m.cam.target)
-        self.acc = torch.zeros(10, device=self.device, dtype=torch.float64)
+        return Lane(loader, gen, torch.empty(len(rd.train_labels), dtype=torch.long,
+                                             device=self.device),
+                    eraser, m.fill, torch.zeros(3, device=self.device, dtype=self.dtype),
+                    m.cam.target, cam_fn)
 
-    # -- the hot path ------------------------------------------------------------------------
-    def step(self, x, y, boxes, erase: bool):
-        model, mth, acc = self.model, self.spec.method, self.acc
-        mask = cmap = None
-        with self.autocast():
-            if erase and mth.mode == "append":  # phase 2: 128 originals + their 128 erased copies
-                feats = model.forward_features(x)
-                logits = model.forward_head(feats)
-                cmap = self.cam_fn(x, y, features=feats)  # fast path: free from these features
-                mask = self.eraser(x, cam=cmap, generator=self.gen)
-                xe = plugins.fill(x, mask, mth.fill, mean=self.fill_mean, generator=self.gen)
-                logits, y = torch.cat([logits, model(xe)]), torch.cat([y, y])
-            elif erase:  # baselines: erase in place with the eraser's own p
-                cmap = self.cam_fn(x, y) if self.cam_fn is not None else None
-                mask = self.eraser(x, cam=cmap, generator=self.gen)
-                logits = model(plugins.fill(x, mask, mth.fill, mean=self.fill_mean, generator=self.gen))
-            else:
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            acc[LOSS] += loss.detach() * y.numel()
-            acc[CORRECT] += (logits.argmax(1) == y).sum()
-            acc[SEEN] += y.numel()
-            if mask is not None:
-                self._occlusion(mask, boxes, cmap)
+    def step_for(self, kind: str) -> Step:
+        if kind not in self._steps:
+            m = self.specs[0].method
+            self._steps[kind] = Step(self.model, self.opt, self.lanes, kind=kind,
+                                     append_bn=m.append_bn if m.append_bn in APPEND_BN else "joint",
+                                     autocast=self.autocast, acc=self.acc, pos=self.pos,
+                                     channels_last=self.specs[0].train.channels_last)
+        return self._steps[kind]
 
-    def _occlusion(self, mask, boxes, cmap):
-        acc, frac = self.acc, mask.flatten(1).float().mean(1)
-        acc[MASKED] += mask.shape[0]
-        acc[ERASED_IMG] += (frac > 0).sum()
-        acc[ERASED_PIX] += frac.sum()
-        if boxes is not None:
-            obj = box_masks(boxes, *mask.shape[-2:])
-            inter = (mask & obj).flatten(1).sum(1).float()
-            acc[HIT] += (inter > 0).sum()
-            acc[COVERED] += (inter / obj.flatten(1).sum(1).clamp(min=1)).sum()
-            if cmap is not None:
-                acc[PEAK_IN_BOX] += peak_in_box(cam.peaks(cmap), boxes).sum()
-                acc[PEAKS] += boxes.shape[0]
+    def kind(self, epoch: int) -> str:
+        return pack_kind(self.specs, epoch)
 
-    def train_epoch(self, epoch: int) -> dict:
-        """One pass over the permuted train set; returns the epoch's metrics (one host sync)."""
+    def train_epoch(self, epoch: int, on_step=None) -> list[dict]:
+        """One pass over each run's permuted train set; per-run metrics (one host sync)."""
         self.model.train()
         self.acc.zero_()
-        erase = self.eraser is not None and epoch >= self.spec.method.warmup_epochs
-        cl = self.spec.train.channels_last
-        for x, y, boxes in self.loader:
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            self.step(x, y, boxes, erase)
-        lr = self.opt.param_groups[0]["lr"]
+        self.pos.zero_()
+        for lane in self.lanes:  # the epoch's order, drawn outside the graph into its buffer
+            lane.perm.copy_(torch.randperm(lane.perm.shape[0], device=self.device,
+                                           generator=lane.generator))
+        kind, n = self.kind(epoch), len(self.lanes[0].loader)
+        step = self.step_for(kind)
+        for i in range(n):
+            self.runner(kind, step)
+            if on_step is not None:
+                on_step(i + 1, n)
+        lr = float(self.lr)
         self.sched.step()
-        a = self.acc.tolist()
-        out = {"train_loss": a[LOSS] / max(a[SEEN], 1), "train_acc": 100 * a[CORRECT] / max(a[SEEN], 1),
-               "lr": lr, "erased_fraction": a[ERASED_PIX] / a[MASKED] if a[MASKED] else 0.0,
-               "images": a[SEEN]}
-        if a[MASKED] and a[ERASED_IMG] and self.rd.train_boxes is not None:
-            out["object_hit_rate"] = a[HIT] / a[ERASED_IMG]
-        if a[PEAKS]:
-            out["cam_peak_in_box"] = a[PEAK_IN_BOX] / a[PEAKS]
+        return [self._metrics(row, lr) for row in self.acc.tolist()]
+
+    def _metrics(self, a: list[float], lr: float) -> dict:
+        seen = max(a[SLOT["seen"]], 1)
+        out = {"train_loss": a[SLOT["loss"]] / seen, "train_acc": 100 * a[SLOT["correct"]] / seen,
+               "lr": lr, "images": a[SLOT["seen"]],
+               "erased_fraction": a[SLOT["erased_pix"]] / a[SLOT["masked"]] if a[SLOT["masked"]]
+               else 0.0}
+        if a[SLOT["erased_img"]] and self.rd.train_boxes is not None:
+            out["object_hit_rate"] = a[SLOT["hit"]] / a[SLOT["erased_img"]]
+        if a[SLOT["peaks"]]:
+            out["cam_peak_in_box"] = a[SLOT["peak_in_box"]] / a[SLOT["peaks"]]
         out["_acc"] = a
         return out
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Top-1 test error (%) over the whole test set, in large batches."""
+    def evaluate(self) -> list[float]:
+        """Top-1 test error (%) of each run over the whole test set, in large batches."""
         self.model.eval()
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        correct = torch.zeros(self.k, device=self.device, dtype=torch.long)
         for x, y in augment.eval_batches(self.rd.test_images, self.rd.test_labels,
-                                         batch_size=self.spec.train.eval_batch_size,
+                                         batch_size=self.specs[0].train.eval_batch_size,
                                          mean=self.rd.mean, std=self.rd.std):
+            x = x.to(self.dtype)
+            if self.k > 1:
+                x = x.repeat(1, self.k, 1, 1)  # every run sees the same test images
             with self.autocast():
-                correct += (self.model(x).argmax(1) == y).sum()
-        return 100.0 * (1 - correct.item() / len(self.rd.test_labels))
+                logits = self.model(x).view(len(y), self.k, -1)
+            correct += (logits.argmax(-1) == y[:, None]).sum(0)
+        n = len(self.rd.test_labels)
+        return [100.0 * (1 - c / n) for c in correct.tolist()]
 
-    def test_cam_in_box(self) -> tuple[float, float] | None:
-        """Rate at which the final model's CAM peak (true class) lies in the object box on the test
-        set, beside the rate of a uniformly random point (the mean box area / image area)."""
-        if self.rd.test_boxes is None:
+    def single_model(self, k: int) -> torch.nn.Module:
+        """Run k's model as one ordinary network (the stack's group k, copied out)."""
+        if self.k == 1:
+            return self.model
+        m = models.create(self.specs[k].model, num_classes=self.rd.num_classes)
+        m.load_state_dict(stack.split_state(self.model.state_dict(), k, self.k))
+        return m.to(self.device, self.dtype).eval()
+
+    def test_cam_in_box(self, k: int) -> tuple[float, float] | None:
+        """How often run k's final CAM peak (true class) lies in the object box on the test set,
+        beside the rate of a uniformly random point (the mean box area / image area)."""
+        rd, bs = self.rd, self.specs[k].train.eval_batch_size
+        if rd.test_boxes is None:
             return None
-        self.model.eval()
+        model = self.single_model(k).eval()
         hits = torch.zeros((), device=self.device)
-        for i, (x, y) in enumerate(augment.eval_batches(self.rd.test_images, self.rd.test_labels,
-                                                        batch_size=self.spec.train.eval_batch_size,
-                                                        mean=self.rd.mean, std=self.rd.std)):
-            b = self.rd.test_boxes[i * self.spec.train.eval_batch_size:][: len(y)]
-            layer = self.spec.method.cam.layer
-            hits += peak_in_box(cam.peaks(cam.grad_cam(self.model, x, y, layer=layer)), b).sum()
-        bx = self.rd.test_boxes
-        h, w = self.rd.test_images.shape[-2:]
+        for i, (x, y) in enumerate(augment.eval_batches(rd.test_images, rd.test_labels,
+                                                        batch_size=bs, mean=rd.mean, std=rd.std)):
+            b = rd.test_boxes[i * bs:][: len(y)]
+            layer = self.specs[k].method.cam.layer
+            cmap = cam.grad_cam(model, x.to(self.dtype), y, layer=layer)
+            hits += peak_in_box(cam.peaks(cmap), b).sum()
+        bx = rd.test_boxes
+        h, w = rd.test_images.shape[-2:]
         area = ((bx[:, 2] - bx[:, 0]).clamp(min=0) * (bx[:, 3] - bx[:, 1]).clamp(min=0)) / (h * w)
         return hits.item() / len(bx), area.mean().item()
 
-    # -- resumable state -----------------------------------------------------------------------
-    def state(self) -> dict:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(), "gen": self.gen.get_state(),
-                "cpu_rng": torch.get_rng_state()}
+    # -- per-run resumable state (the layout of one ordinary model) ------------------------
+    def run_state(self, k: int) -> dict:
+        sd = self.model.state_dict()
+        sd = stack.split_state(sd, k, self.k) if self.k > 1 else {n: t.clone() for n, t in sd.items()}
+        bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in self.model.parameters()]
+        bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().cpu()
+                for b in bufs]
+        return {"model": {n: t.cpu() for n, t in sd.items()}, "momentum": bufs,
+                "sched": self.sched.state_dict(), "lr": float(self.lr),
+                "gen": self.lanes[k].generator.get_state(), "cpu_rng": torch.get_rng_state()}
 
-    def load_state(self, s: dict) -> None:
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-        self.sched.load_state_dict(s["sched"])
-        self.gen.set_state(s["gen"])
-        torch.set_rng_state(s["cpu_rng"])
+    def load_run_states(self, states: list[dict]) -> None:
+        """Load each run's state into its group (all from the same epoch)."""
+        sds = [s["model"] for s in states]
+        self.model.load_state_dict(stack.merge_states(sds) if self.k > 1 else sds[0])
+        for i, p in enumerate(self.model.parameters()):
+            bufs = [s["momentum"][i] for s in states]
+            if all(b is not None for b in bufs):
+                self.opt.state[p]["momentum_buffer"] = torch.cat(bufs).to(p).contiguous(
+                    memory_format=_format_of(p))
+        self.sched.load_state_dict(states[0]["sched"])
+        self.lr.fill_(states[0]["lr"])
+        for lane, s in zip(self.lanes, states, strict=True):
+            lane.generator.set_state(s["gen"])
+        torch.set_rng_state(states[0]["cpu_rng"])
+
+
+def _format_of(t: torch.Tensor):
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def occlusion_summary(a: list[float], cam_in_box) -> dict | None:
-    """Occlusion rates from an accumulator over the erasing epochs (see Trainer._occlusion)."""
+    """Occlusion rates from an accumulator row over the erasing epochs (see step.occlusion_stats)."""
     if a is None or cam_in_box is None:
         return None
-    masked, erased = a[MASKED], a[ERASED_IMG]
+    masked, erased = a[SLOT["masked"]], a[SLOT["erased_img"]]
+    peaks = a[SLOT["peaks"]]
     return {
         "erased_image_rate": erased / masked if masked else 0.0,
-        "object_hit_rate": a[HIT] / erased if erased else None,
-        "object_covered_mean": a[COVERED] / erased if erased else None,
-        "train_cam_peak_in_box": a[PEAK_IN_BOX] / a[PEAKS] if a[PEAKS] else None,
+        "object_hit_rate": a[SLOT["hit"]] / erased if erased else None,
+        "object_covered_mean": a[SLOT["covered"]] / erased if erased else None,
+        "train_cam_peak_in_box": a[SLOT["peak_in_box"]] / peaks if peaks else None,
         "cam_peak_in_box": cam_in_box[0],
         "random_point_in_box": cam_in_box[1],
     }
 
 
-def train_run(spec: RunSpec, *, device, work_dir: Path, data_cache: dict | None = None,
-              autocast=None, tracker=None, frozen_ckpt: Path | None = None, progress=None,
-              on_epoch=None) -> dict:
-    """Train one run to the end (resuming from its checkpoint if one exists); return the metrics
-    part of its result record. The final model is saved to work_dir/<run_id>.final.pt."""
-    from benchmark.tracking import NullTracker
+# --------------------------------------------------------------------------- the run loop
 
-    tracker = tracker or NullTracker()
-    rd = load_run_data(spec, device, data_cache)
-    tr = Trainer(spec, rd, device, autocast=autocast, frozen_ckpt=frozen_ckpt)
-    t = spec.train
+@dataclass
+class Progress:
+    """What a run has done so far; saved in its resume checkpoint and its fork files."""
+
+    epoch: int = 0
+    curves: dict = field(default_factory=lambda: {k: [] for k in CURVES})
+    occ: list = field(default_factory=lambda: [0.0] * len(SLOTS))
+    train_time: float = 0.0
+    images: float = 0.0
+    resumed_from: int | None = None
+    forked_from: dict | None = None
+    extra: dict = field(default_factory=dict)  # the runner's own (e.g. the W&B run id)
+
+
+class Hooks:
+    """What the runner hears from a pack while it trains; every method is optional."""
+
+    def started(self, k: int, progress: Progress, source: str) -> None:
+        """Run k starts at `progress.epoch` from `source`: scratch, resume or fork."""
+
+    def epoch_end(self, k: int, row: dict) -> None:
+        """Run k finished an epoch (row: the curves' values plus the extra metrics)."""
+
+    def step(self, done: int, total: int) -> None:
+        """A step was launched (no host sync: on CUDA it may not have run yet)."""
+
+    def should_stop(self) -> bool:
+        """True: checkpoint every run at the end of this epoch and stop (a signal arrived)."""
+        return False
+
+
+def resume_path(work_dir: Path, run_id: str) -> Path:
+    return Path(work_dir) / f"{run_id}.resume.pt"
+
+
+def fork_path(work_dir: Path, run_id: str, epoch: int) -> Path:
+    return Path(work_dir) / f"{run_id}.fork-e{epoch}.pt"
+
+
+def _save(path: Path, trainer: PackTrainer, k: int, p: Progress) -> None:
+    from benchmark.fileio import atomic_write
+
+    obj = {"format": RESUME_FORMAT, "trainer": trainer.run_state(k), "epoch": p.epoch,
+           "curves": p.curves, "occ": p.occ, "train_time": p.train_time, "images": p.images,
+           "forked_from": p.forked_from, "extra": p.extra}
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _load(path: Path, device) -> dict | None:
+    """A resume or fork file, or None (a damaged one is moved aside with a warning)."""
+    s = checkpoint.load_resume(path, map_location=device)
+    if s is not None and s.get("format") != RESUME_FORMAT:
+        checkpoint.set_aside(path, f"it was written by another version (format "
+                                   f"{s.get('format')!r}, this one reads {RESUME_FORMAT})")
+        return None
+    return s
+
+
+def start_state(spec: RunSpec, work_dir: Path, device) -> tuple[str, dict | None]:
+    """Where a run starts: its own resume checkpoint, else its warm-up provider's fork, else scratch."""
+    s = _load(resume_path(work_dir, spec.run_id), device) if \
+        resume_path(work_dir, spec.run_id).is_file() else None
+    if s is not None:
+        return "resume", s
+    if spec.fork_from is not None:
+        f = fork_path(work_dir, spec.fork_from, spec.method.warmup_epochs)
+        if f.is_file():
+            s = _load(f, device)
+            if s is not None:
+                return "fork", s
+    return "scratch", None
+
+
+def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict | None = None,
+               precision: str = "no", frozen_ckpts: dict | None = None, hooks: Hooks | None = None,
+               extra: list[dict] | None = None, log=None) -> list[dict]:
+    """Train K runs together to the end (each from its resume checkpoint or fork if any); return
+    one outcome per run: {"status": "finished"|"failed"|"interrupted", ...}. Runs whose start
+    epochs differ are trained as separate packs, one after another."""
+    hooks = hooks or Hooks()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    resume_path = work_dir / f"{spec.run_id}.resume.pt"
-    curves = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_error", "lr", "erased_fraction")}
-    occ = torch.zeros(10, dtype=torch.float64).tolist()
-    start, train_time, images, resumed_from = 0, 0.0, 0.0, None
-    if resume_path.is_file():
-        s = torch.load(resume_path, map_location=tr.device, weights_only=False)
-        tr.load_state(s["trainer"])
-        start, curves, occ = s["epoch"], s["curves"], s["occ"]
-        train_time, images, resumed_from = s["train_time"], s["images"], s["epoch"]
-    for epoch in range(start, t.epochs):
+    starts = [start_state(s, work_dir, device) for s in specs]
+    epochs = [0 if st is None else st["epoch"] for _, st in starts]
+    if len(set(epochs)) > 1:  # e.g. one run resumed alone earlier: train by start epoch
+        out: dict[int, dict] = {}
+        for e in sorted(set(epochs)):
+            idx = [i for i, x in enumerate(epochs) if x == e]
+            res = train_pack([specs[i] for i in idx], device=device, work_dir=work_dir,
+                             data_cache=data_cache, precision=precision, frozen_ckpts=frozen_ckpts,
+                             hooks=_Sub(hooks, idx), extra=[(extra or [{}] * len(specs))[i]
+                                                            for i in idx], log=log)
+            out.update(zip(idx, res, strict=True))
+        return [out[i] for i in range(len(specs))]
+    rd = load_run_data(specs[0], device, data_cache)
+    tr = PackTrainer(specs, rd, device, precision=precision, frozen_ckpts=frozen_ckpts, log=log)
+    progress = [Progress(extra=dict((extra or [{}] * len(specs))[k])) for k in range(len(specs))]
+    if any(st is not None for _, st in starts):
+        tr.load_run_states([st["trainer"] for _, st in starts])
+    for k, (source, st) in enumerate(starts):
+        p = progress[k]
+        if st is not None:
+            p.epoch, p.curves, p.occ = st["epoch"], st["curves"], st["occ"]
+            p.train_time, p.images = st["train_time"], st["images"]
+            p.forked_from = st.get("forked_from")
+            if source == "resume":
+                p.resumed_from = st["epoch"]
+                p.extra.update(st.get("extra") or {})
+            else:
+                p.forked_from = {"run_id": specs[k].fork_from, "epoch": st["epoch"]}
+        hooks.started(k, p, source)
+    return _loop(tr, specs, progress, work_dir, hooks)
+
+
+def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hooks: Hooks):
+    t, k_all = specs[0].train, range(len(specs))
+    outcome: dict[int, dict] = {}
+    for epoch in range(progress[0].epoch, t.epochs):
+        active = [k for k in k_all if k not in outcome]
+        if not active:
+            break
         t0 = time.perf_counter()
-        ep = tr.train_epoch(epoch)
+        eps = tr.train_epoch(epoch, on_step=hooks.step)
         dt = time.perf_counter() - t0
-        train_time, images = train_time + dt, images + ep["images"]
-        occ = [o + a for o, a in zip(occ, ep.pop("_acc"), strict=True)]
-        err = tr.evaluate()
-        row = {"epoch": epoch + 1, "test_error": err, **{k: ep[k] for k in curves if k in ep}}
-        for k in curves:
-            curves[k].append(row[k])
-        extra = {k: ep[k] for k in ("object_hit_rate", "cam_peak_in_box") if k in ep}
-        tracker.log({**row, **extra, "images_per_s": ep["images"] / max(dt, 1e-9)}, step=epoch + 1)
-        if progress is not None:
-            progress(epoch + 1, row)
-        if t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0 and epoch + 1 < t.epochs:
-            tmp = resume_path.with_suffix(".tmp")
-            torch.save({"trainer": tr.state(), "epoch": epoch + 1, "curves": curves, "occ": occ,
-                        "train_time": train_time, "images": images}, tmp)
-            tmp.replace(resume_path)
-        if on_epoch is not None:
-            on_epoch(epoch + 1)
-    final_ckpt = checkpoint.save(work_dir / f"{spec.run_id}.final.pt", tr.model, model_name=spec.model,
-                                 num_classes=rd.num_classes, mean=rd.mean, std=rd.std,
-                                 extra={"run_id": spec.run_id})
-    cam_in_box = tr.test_cam_in_box()
-    errs = curves["test_error"]
+        errs = tr.evaluate()
+        for k in active:
+            ep, p = eps[k], progress[k]
+            if not math.isfinite(ep["train_loss"]):
+                outcome[k] = {"status": "failed", "epoch": epoch + 1, "progress": p,
+                              "reason": f"non-finite training loss ({ep['train_loss']}) in epoch "
+                                        f"{epoch + 1}"}
+                continue
+            p.train_time += dt / len(specs)  # the run's share of the pack's time
+            p.images += ep["images"]
+            p.occ = [o + a for o, a in zip(p.occ, ep.pop("_acc"), strict=True)]
+            p.epoch = epoch + 1
+            row = {"epoch": epoch + 1, "test_error": errs[k], **{c: ep[c] for c in CURVES if c in ep}}
+            for c in CURVES:
+                p.curves[c].append(row[c])
+            s = specs[k]
+            if s.fork_epochs and p.epoch in s.fork_epochs:
+                _save(fork_path(work_dir, s.run_id, p.epoch), tr, k, p)
+            every = t.checkpoint_every
+            if every and p.epoch % every == 0 and p.epoch < t.epochs:
+                _save(resume_path(work_dir, s.run_id), tr, k, p)
+            extra = {c: ep[c] for c in ("object_hit_rate", "cam_peak_in_box") if c in ep}
+            hooks.epoch_end(k, {**row, **extra, "images_per_s": ep["images"] * len(specs) / dt})
+        if hooks.should_stop() and epoch + 1 < t.epochs:
+            for k in k_all:
+                if k not in outcome:
+                    _save(resume_path(work_dir, specs[k].run_id), tr, k, progress[k])
+                    outcome[k] = {"status": "interrupted", "epoch": progress[k].epoch,
+                                  "progress": progress[k]}
+            break
+    for k in k_all:
+        if k not in outcome:
+            outcome[k] = _finish(tr, k, progress[k], work_dir)
+    return [outcome[k] for k in k_all]
+
+
+def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
+    spec, rd = tr.specs[k], tr.rd
+    final = checkpoint.save(work_dir / f"{spec.run_id}.final.pt", tr.single_model(k),
+                            model_name=spec.model, num_classes=rd.num_classes, mean=rd.mean,
+                            std=rd.std, extra={"run_id": spec.run_id})
+    cam_in_box = tr.test_cam_in_box(k)
+    errs = p.curves["test_error"]
     best = min(range(len(errs)), key=errs.__getitem__)
-    out = {
+    lane = tr.lanes[k]
+    cam_path = None
+    if lane.eraser is not None and lane.eraser.needs_cam:
+        cam_path = "fast" if lane.cam_fn is None or lane.cam_fn.fast else "generic"
+    resume_path(work_dir, spec.run_id).unlink(missing_ok=True)
+    return {
+        "status": "finished", "progress": p,
         "final_test_error": errs[-1], "best_test_error": errs[best], "best_epoch": best + 1,
-        "curves": curves, "occlusion": occlusion_summary(occ, cam_in_box),
-        "train_time_s": train_time, "images_per_s": images / max(train_time, 1e-9),
-        "resumed_from_epoch": resumed_from, "checkpoint": str(final_ckpt),
-        "cam_path": None if tr.cam_fn is None else ("fast" if tr.cam_fn.fast else "generic"),
-        "eraser_params": tr.eraser.params() if tr.eraser is not None else {},
+        "curves": p.curves, "occlusion": occlusion_summary(p.occ, cam_in_box),
+        "train_time_s": p.train_time, "images_per_s": p.images / max(p.train_time, 1e-9),
+        "resumed_from_epoch": p.resumed_from, "forked_from": p.forked_from,
+        "checkpoint": str(final), "cam_path": cam_path,
+        "eraser_params": lane.eraser.params() if lane.eraser is not None else {},
+        "pack_size": tr.k, "graphs": sorted(tr.runner.captured),
     }
-    resume_path.unlink(missing_ok=True)
-    return out
+
+
+class _Sub(Hooks):
+    """A parent's hooks seen from a sub-pack (run indices mapped back)."""
+
+    def __init__(self, parent: Hooks, idx: list[int]):
+        self.parent, self.idx = parent, idx
+
+    def started(self, k, progress, source):
+        self.parent.started(self.idx[k], progress, source)
+
+    def epoch_end(self, k, row):
+        self.parent.epoch_end(self.idx[k], row)
+
+    def step(self, done, total):
+        self.parent.step(done, total)
+
+    def should_stop(self):
+        return self.parent.should_stop()
+
+
+def train_run(spec: RunSpec, *, device, work_dir: Path, **kw) -> dict:
+    """One run alone (a pack of one): its outcome (see train_pack)."""
+    return train_pack([spec], device=device, work_dir=work_dir, **kw)[0]
 
 
 def steps_per_epoch(n: int, batch: int) -> int:
     return n // batch if n >= batch else 1
 
 
-def image_passes(spec: RunSpec, n_train: int) -> int:
-    """Training images a run processes (erased copies included): the basis of the cost estimate."""
+def image_passes(spec: RunSpec, n_train: int, *, start_epoch: int = 0) -> int:
+    """Training images a run processes from `start_epoch` (erased copies included)."""
     per_epoch = steps_per_epoch(n_train, spec.train.batch_size) * spec.train.batch_size
-    extra = 0
-    if spec.method.mode == "append":
-        extra = per_epoch * max(0, spec.train.epochs - spec.method.warmup_epochs)
-    return per_epoch * spec.train.epochs + extra
+    epochs = range(start_epoch, spec.train.epochs)
+    return sum(per_epoch * (2 if step_kind(spec, e) == "append" else 1) for e in epochs)

@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 from benchmark.config import ConfigError, load_suite, parse_suite
-from benchmark.suite import apply_overrides, expand, parse_seeds, shard, stages
+from benchmark.plan import make_packs
+from benchmark.suite import apply_overrides, expand, parse_seeds
 
 
 def write(tmp_path, text, name="s.yaml"):
@@ -84,10 +85,9 @@ def test_cam_after_runs_depend_on_the_plain_run_of_same_model_and_seed():
     after = [r for r in runs if r.method.cam.source == "after"]
     plain = {r.run_id for r in runs if r.method.is_plain}
     assert len(plain) == 2  # added as dependencies although the suite did not list plain
-    assert all(r.depends_on in plain for r in after)
-    first, second = stages(runs)
-    assert {r.run_id for r in second} == {r.run_id for r in after}
-    assert plain <= {r.run_id for r in first}
+    assert all(r.frozen_from in plain for r in after)
+    order = [r.run_id for p in make_packs(runs, "off", "cpu") for r in p.runs]
+    assert max(order.index(p) for p in plain) < min(order.index(r.run_id) for r in after)
 
 
 def test_epochs_override_rescales_milestones_and_warmup():
@@ -109,10 +109,3 @@ def test_seed_syntax():
     assert parse_seeds("0,2,5-6") == [0, 2, 5, 6]
     with pytest.raises(ConfigError):
         parse_seeds("a")
-
-
-def test_shards_partition_the_runs():
-    runs = expand(load_suite("thesis"))
-    parts = [shard(runs, i, 3) for i in range(3)]
-    ids = [r.run_id for p in parts for r in p]
-    assert sorted(ids) == sorted(r.run_id for r in runs) and len(set(ids)) == len(ids)

@@ -80,18 +80,19 @@ def test_a_finished_run_is_skipped_when_the_suite_runs_again(tiny, tmp_path, cap
 
 
 def test_interrupted_run_resumes_from_its_checkpoint_and_ends_identical(tiny, tmp_path):
-    from benchmark.train import train_run
+    from benchmark.train import Hooks, train_run
 
     spec = next(r for r in expand(load_suite(str(tiny))) if r.method.name == "random_erasing")
     spec.train.epochs = 3
     ref = train_run(spec, device="cpu", work_dir=tmp_path / "a")
 
-    def crash(epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
+    class Crash(Hooks):
+        def epoch_end(self, k, row):
+            if row["epoch"] == 2:
+                raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(spec, device="cpu", work_dir=tmp_path / "b", on_epoch=crash)
+        train_run(spec, device="cpu", work_dir=tmp_path / "b", hooks=Crash())
     assert (tmp_path / "b" / f"{spec.run_id}.resume.pt").is_file()
     resumed = train_run(spec, device="cpu", work_dir=tmp_path / "b")
     assert resumed["resumed_from_epoch"] == 2
@@ -129,7 +130,7 @@ def test_wandb_runs_offline_without_credentials_and_keeps_the_history(tiny, tmp_
 def test_dry_run_lists_runs_with_a_cost_estimate_and_trains_nothing(tiny, tmp_path, capsys):
     run(["--suite", tiny, "--out", tmp_path, "--dry-run"])
     text = capsys.readouterr().out
-    assert "resnet20__cam_erasing__s0" in text and "5 runs; estimated" in text
+    assert "resnet20__cam_erasing__s0" in text and "5 runs in 5 packs" in text and "estimated" in text
     assert not (tmp_path / "results").exists()
 
 
