@@ -236,6 +236,11 @@ class PackTrainer:
         area = ((bx[:, 2] - bx[:, 0]).clamp(min=0) * (bx[:, 3] - bx[:, 1]).clamp(min=0)) / (h * w)
         return hits.item() / len(bx), area.mean().item()
 
+    def close(self) -> None:
+        """Free the captured graphs now (their memory pools), not when a GC cycle finds them."""
+        self.runner.graph = None
+        self._steps.clear()
+
     # -- per-run resumable state (the layout of one ordinary model) ------------------------
     def run_state(self, k: int) -> dict:
         sd = self.model.state_dict()
@@ -398,7 +403,10 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
             else:
                 p.forked_from = {"run_id": specs[k].fork_from, "epoch": st["epoch"]}
         hooks.started(k, p, source)
-    return _loop(tr, specs, progress, work_dir, hooks)
+    try:
+        return _loop(tr, specs, progress, work_dir, hooks)
+    finally:
+        tr.close()
 
 
 def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hooks: Hooks):
