@@ -199,11 +199,7 @@ def _timm_cam_layers(model: nn.Module, probe_size: int) -> list[str]:
 def _create_timm(name: str, num_classes: int, *, cifar_stem: bool = True, **kwargs) -> nn.Module:
     import timm
 
-    if not timm.is_model(name):
-        similar = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; similar: {', '.join(similar)}" if similar else ""
-        raise ValueError(f"model 'timm/{name}': timm has no model {name!r}{hint} "
-                         "(all names: timm.list_models())")
+    check(TIMM_PREFIX + name)
     kwargs.setdefault("pretrained", False)  # pretrained weights only as an explicit choice
     model = timm.create_model(name, num_classes=num_classes, **kwargs)
     from timm.models.resnet import ResNet
@@ -225,21 +221,39 @@ def available() -> list[str]:
     return cifar + [f"{n}_re" for n in cifar] + [TIMM_PREFIX + "<timm model name>"]
 
 
-def create(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
-    """Build a model by name: resnet20/32/44/56/110, resnetN_re, or timm/<name> (kwargs to timm)."""
-    if name.startswith(TIMM_PREFIX):
-        return _create_timm(name[len(TIMM_PREFIX):], num_classes, **kwargs)
-    variant = "he"
-    base = name
-    if name.endswith("_re"):
-        variant, base = "re", name[: -len("_re")]
+def _cifar_name(name: str) -> tuple[int, str]:
+    """(depth, variant) of a CIFAR ResNet name, or a one-line error listing the known names."""
+    variant, base = ("re", name[: -len("_re")]) if name.endswith("_re") else ("he", name)
     depth = base[len("resnet"):] if base.startswith("resnet") else ""
     if not (depth.isdigit() and int(depth) in _CIFAR_DEPTHS):
         known = available()
         close = difflib.get_close_matches(name, known[:-1], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown model {name!r}; known: {', '.join(known)}{hint}")
-    return CifarResNet(int(depth), num_classes, variant=variant, **kwargs)
+    return int(depth), variant
+
+
+def check(name: str) -> None:
+    """Raise the one-line error `create` would, without building the model."""
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        short = name[len(TIMM_PREFIX):]
+        if not timm.is_model(short):
+            similar = difflib.get_close_matches(short, timm.list_models(), n=5, cutoff=0.6)
+            hint = f"; similar: {', '.join(similar)}" if similar else ""
+            raise ValueError(f"model {name!r}: timm has no model {short!r}{hint} "
+                             "(all names: timm.list_models())")
+        return
+    _cifar_name(name)
+
+
+def create(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    """Build a model by name: resnet20/32/44/56/110, resnetN_re, or timm/<name> (kwargs to timm)."""
+    if name.startswith(TIMM_PREFIX):
+        return _create_timm(name[len(TIMM_PREFIX):], num_classes, **kwargs)
+    depth, variant = _cifar_name(name)
+    return CifarResNet(depth, num_classes, variant=variant, **kwargs)
 
 
 def feature_map_sizes(model: nn.Module, image_size: int = 32, *, layers: list[str] | None = None,

@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="torch threads per process on the CPU "
                    "(default: the machine's cores divided by the number of processes)")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="retrain runs whose record was made by another config (moved aside)")
+    p.add_argument("--retry-failed", action="store_true", help="train failed runs again")
     p.add_argument("--device", help=argparse.SUPPRESS)  # a --runs-per-device worker's device
     return p.parse_args(argv)
 
@@ -161,6 +164,98 @@ def spawn_workers(args, argv, n: int, device) -> list[subprocess.Popen]:
     return [subprocess.Popen(cmd, env=env) for _ in range(n - 1)]
 
 
+def check_out(out: Path) -> str | None:
+    """--out must be a folder we can write: checked before any training, not at the first save."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: is a file, not a folder"
+    probe = out / f".erasebench-write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return f"--out {out}: not writable ({e.strerror or e})"
+    return None
+
+
+def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
+    """Every check that can fail before training, each failure one line (exit 2)."""
+    from benchmark import data, models
+
+    problems = [] if args.dry_run else [p for p in [check_out(Path(args.out))] if p]
+    for name in suite.models:
+        try:
+            models.check(name)
+        except ValueError as e:
+            problems.append(f"{suite.file}: key 'models': {e}")
+    try:
+        data.check(suite.data.name, suite.data.data_dir, download=suite.data.download,
+                   **suite.data.options)
+    except (ValueError, FileNotFoundError) as e:
+        problems.append(f"{suite.file}: key 'data': {e}")
+    return problems
+
+
+def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
+                       rerun_changed: bool) -> str | None:
+    """A record made by another config stops the suite (one line naming the keys that differ),
+    unless --rerun-changed, which moves those records aside so the runs train again."""
+    from benchmark import fingerprint
+    from benchmark.fileio import move_aside
+
+    changed, keys = [], {}
+    for r in runs:
+        path = results.record_path(results_dir, r.run_id)
+        rec = results.read_record(path) if path.is_file() else None
+        if rec is None:
+            continue
+        diff = fingerprint.diff(fingerprint.of_record(rec), fingerprint.of_run(r, precision))
+        if diff:
+            changed.append(path)
+            for key, old, new in diff:
+                keys.setdefault(key, (old, new))
+    if not changed:
+        return None
+    if rerun_changed:
+        for path in changed:
+            move_aside(path, ".changed")
+        print(f"note: {len(changed)} records of another config moved aside (*.changed); their "
+              "runs train again", file=sys.stderr)
+        return None
+    what = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(keys.items())[:4])
+    more = f" (and {len(keys) - 4} more keys)" if len(keys) > 4 else ""
+    return (f"{results_dir}: {len(changed)} of its records were made by another config ({what}"
+            f"{more}); use another --out for this one, or --rerun-changed to retrain those runs")
+
+
+class Stop:
+    """SIGINT/SIGTERM: finish the epoch, checkpoint, render, exit 130/143. A second Ctrl-C: now."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.where = ""
+
+    def install(self) -> Stop:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the current epoch, then stopping "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    @property
+    def code(self) -> int:
+        return 128 + (self.signum or 0)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -169,21 +264,43 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-    import torch
-
+    out = Path(args.out)
+    results_dir = out / "results" / suite.name
     acc, device, index, count = _device(args)
-    if device.type == "cpu":
-        # `accelerate launch` exports OMP_NUM_THREADS=1 unless configured, which halves CPU speed
-        # on 2 cores; default to the cores shared out between the processes instead.
-        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // (
-            count * max(1, args.runs_per_device))))
+    _threads(args, device, count)
+    problems = preflight(args, suite, runs, results_dir)
+    if not problems and not args.device:
+        problems = [p for p in [check_fingerprints(runs, results_dir, _precision(acc),
+                                                   args.rerun_changed and index == 0)] if p]
+    if problems:
+        if index == 0:
+            print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return 2
     packs = plan.make_packs(runs, suite.train.pack, device.type)
     if args.dry_run:
         if index == 0:
             dry_run(runs, packs, device)
         return 0
+    stop = Stop().install()
+    try:
+        return _train_suite(args, argv, suite, runs, packs, acc, device, (index, count), stop)
+    except KeyboardInterrupt:
+        print(f"stopped at once; rerun the same command to resume {suite.name} from the last "
+              "checkpoints", file=sys.stderr)
+        return 130
 
+
+def _threads(args, device, count: int) -> None:
+    if device.type == "cpu":
+        import torch
+
+        # `accelerate launch` exports OMP_NUM_THREADS=1 unless configured, which halves CPU speed
+        # on 2 cores; default to the cores shared out between the processes instead.
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // (
+            count * max(1, args.runs_per_device))))
+
+
+def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Stop) -> int:
     out = Path(args.out)
     results_dir = out / "results" / suite.name
     work_dir = results_dir / "checkpoints"
@@ -192,21 +309,25 @@ def main(argv=None) -> int:
         if args.runs_per_device > 1 and not args.device else []
     command = shlex.join(["benchmark/run.py", *(sys.argv[1:] if argv is None else map(str, argv))])
     t_suite = time.perf_counter()
-    worker = Worker(args, runs, device, _precision(acc), results_dir, work_dir, command, (index, count))
+    worker = Worker(args, runs, device, _precision(acc), results_dir, work_dir, command, process,
+                    stop)
     worker.run(packs)
     for c in children:
         c.wait()
-    if acc is not None:
+    if acc is not None and not stop.signum:
         acc.wait_for_everyone()
-    if index == 0 and not args.device:
+    if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
         _render(suite, runs, results_dir, work_dir, lb)
         done = sum(results.is_finished(results_dir, r.run_id) for r in runs)
         print(f"suite {suite.name}: {done}/{len(runs)} runs finished ({worker.trained} trained here, "
-              f"{worker.skipped} already done) in {time.perf_counter() - t_suite:.0f}s; "
-              f"results: {results_dir}; leaderboard: {lb}")
+              f"{worker.skipped} already done, {len(worker.failed)} failed) in "
+              f"{time.perf_counter() - t_suite:.0f}s; results: {results_dir}; leaderboard: {lb}")
     if acc is not None:
         acc.end_training()
+    if stop.signum:
+        print(f"interrupted {stop.where}; rerun the same command to resume", file=sys.stderr)
+        return stop.code
     return 1 if worker.failed or any(c.returncode for c in children) else 0
 
 
@@ -225,7 +346,8 @@ class Worker:
     """Claims and trains packs until every run of the suite has a record."""
 
     def __init__(self, args, runs, device, precision, results_dir: Path, work_dir: Path,
-                 command: str, process: tuple[int, int]):
+                 command: str, process: tuple[int, int], stop: Stop | None = None):
+        self.stop = stop or Stop()
         self.args, self.runs, self.device, self.precision = args, runs, device, precision
         self.results_dir, self.work_dir, self.command, self.process = (results_dir, work_dir,
                                                                         command, process)

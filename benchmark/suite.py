@@ -78,6 +78,17 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
     if dup:
         raise ConfigError(f"{suite.file}: key 'methods': labels {sorted(dup)} appear twice; "
                           "give the variants distinct 'label's or use 'sweep'")
+    slugs: dict[str, str] = {}
+    for label in labels:  # run ids are file names: two labels must not make the same one
+        other = slugs.setdefault(_slug(label), label)
+        if other != label:
+            raise ConfigError(f"{suite.file}: key 'methods': labels {other!r} and {label!r} make "
+                              f"the same run id ({_slug(label)!r}); rename one")
+    for key, values in (("models", [_slug(m) for m in suite.models]), ("seeds", suite.seeds)):
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise ConfigError(f"{suite.file}: key {key!r} lists {', '.join(map(str, twice))} more "
+                              "than once")
     runs: list[RunSpec] = []
     for model in suite.models:
         for m, ablation in methods:
