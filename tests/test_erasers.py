@@ -131,6 +131,22 @@ def test_images_must_be_a_4d_float_batch():
         eraser(torch.zeros(2, 3, SIZE, SIZE, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(4, SIZE, SIZE, 3), (4, SIZE, SIZE, 1)])
+def test_channels_last_batch_is_refused_with_the_permute_that_fixes_it(name, shape):
+    eraser = plugins.build(name)
+    x = torch.empty(shape, device="meta")  # a shape-only check: no data, no host sync
+    cam = torch.empty(4, SIZE, 3, device="meta") if eraser.needs_cam else None
+    with pytest.raises(ValueError, match=r"channels-last \(B, H, W, C\).*permute\(0, 3, 1, 2\)"):
+        eraser(x, cam=cam)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels_first_batches_with_any_channel_count_are_accepted(channels):
+    mask = plugins.build("cutout")(torch.empty(2, channels, SIZE, SIZE, device="meta"))
+    assert mask.shape == (2, 1, SIZE, SIZE)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", NAMES)
 def test_masks_are_drawn_on_cuda_with_a_cuda_generator(name):
@@ -387,9 +403,29 @@ def test_fill_random_draws_standard_normal_pixels_reproducibly():
     assert abs(a.mean()) < 0.05 and abs(a.std() - 1) < 0.05
 
 
+def test_fill_channel_draws_one_standard_normal_value_per_image_and_channel():
+    x, mask = images(512), torch.zeros(512, 1, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :, 2:10, 3:9] = True
+    out = plugins.fill(x, mask, "channel", generator=torch.Generator().manual_seed(0))
+    again = plugins.fill(x, mask, "channel", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    region = out[:, :, 2:10, 3:9]
+    colour = region[:, :, :1, :1]
+    assert (region == colour).all()  # one flat colour per image and channel
+    assert torch.equal(out[:, :, 10:], x[:, :, 10:])
+    assert abs(colour.mean()) < 0.1 and abs(colour.std() - 1) < 0.1
+    assert not torch.equal(colour[:, 0], colour[:, 1])  # channels drawn independently
+
+
+def test_fill_channel_is_computed_without_host_sync():
+    x = torch.empty(4, 3, SIZE, SIZE, device="meta")
+    mask = torch.empty(4, 1, SIZE, SIZE, dtype=torch.bool, device="meta")
+    assert plugins.fill(x, mask, "channel").device.type == "meta"
+
+
 def test_fill_rejects_unknown_modes_and_non_bool_masks():
     x = images(2)
-    with pytest.raises(ValueError, match="mode must be one of 'zero', 'mean', 'random'"):
+    with pytest.raises(ValueError, match="mode must be one of 'zero', 'mean', 'random', 'channel'"):
         plugins.fill(x, torch.zeros(2, 1, SIZE, SIZE, dtype=torch.bool), "noise")
     with pytest.raises(ValueError, match="mask must be bool"):
         plugins.fill(x, torch.zeros(2, 1, SIZE, SIZE))
