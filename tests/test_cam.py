@@ -428,7 +428,7 @@ def test_cam_figure_writes_one_row_per_example_png(tmp_path):
     assert matplotlib.image.imread(out).shape[:2] == (612, 768)
 
 
-# ----------------------------------------------------------------------------- erase in your own loop
+# ----------------------------------------------------------------------------- erase in your loop
 
 def _model_state(model):
     """Everything a CAM call must not change: state (BN buffers included), grads, mode flags."""
@@ -489,7 +489,8 @@ def test_erase_works_under_no_grad_and_for_predicted_targets_and_other_layers():
 def test_erase_probes_the_fast_path_once_per_model_layer_and_image_size(monkeypatch):
     calls = []
     probe = C.fast_path_applies
-    monkeypatch.setattr(C, "fast_path_applies", lambda *a, **k: calls.append(a[1:]) or probe(*a, **k))
+    monkeypatch.setattr(C, "fast_path_applies",
+                        lambda *a, **k: calls.append(a[1:]) or probe(*a, **k))
     model, labels = tiny(), torch.tensor([0, 1])
     for _ in range(3):
         C.erase(model, torch.randn(2, 3, 16, 16), labels)

@@ -1,4 +1,4 @@
-"""plugins.Erase in real clients: timm's create_loader / PrefetchLoader and a DataLoader with workers."""
+"""plugins.Erase in real clients: timm's create_loader and a DataLoader with two workers."""
 
 import numpy as np
 import PIL.Image

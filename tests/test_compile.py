@@ -36,7 +36,8 @@ def erase_with_every_fill(eraser):
 
 def inputs(batch=8):
     g = torch.Generator().manual_seed(0)
-    return torch.randn(batch, 3, SIZE, SIZE, generator=g), torch.rand(batch, SIZE, SIZE, generator=g)
+    images = torch.randn(batch, 3, SIZE, SIZE, generator=g)
+    return images, torch.rand(batch, SIZE, SIZE, generator=g)
 
 
 @pytest.fixture(autouse=True)
