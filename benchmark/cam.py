@@ -9,11 +9,14 @@ mode (see `_eval_mode` and `grad_cam` for how).
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import plugins
 
 TARGETS = ("label", "predicted")
 SOURCES = ("during", "after")
@@ -302,11 +305,12 @@ class LiveCam:
     """
 
     def __init__(self, model: nn.Module, *, layer: str | None = None, target: str = "label",
-                 input_size: tuple[int, int] = (32, 32)):
+                 input_size: tuple[int, int] = (32, 32), fast: bool | None = None):
+        """`fast`: whether the fast path applies, if already known (None: probe the model)."""
         if target not in TARGETS:
             raise ValueError(f"target={target!r}: expected one of {TARGETS}")
         self.model, self.layer, self.target = model, layer, target
-        self.fast = fast_path_applies(model, layer, input_size=input_size)
+        self.fast = fast_path_applies(model, layer, input_size=input_size) if fast is None else fast
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
                  features: torch.Tensor | None = None) -> torch.Tensor:
@@ -366,3 +370,51 @@ def cam_source(source: str, *, model: nn.Module | None = None, checkpoint: str |
             raise ValueError("checkpoint=None: source='after' needs the frozen model's checkpoint path")
         return frozen_cam_fn(checkpoint, device, layer=layer, target=target)
     raise ValueError(f"source={source!r}: expected one of {SOURCES}")
+
+
+# --------------------------------------------------------------------------- erasing in your loop
+
+# model -> {(layer, (H, W)): fast path applies}. Weak keys: a model that is deleted leaves it.
+FAST_PATH_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
+          eraser="cam_erasing", *, fill: str = "zero", mean=None,
+          generator: torch.Generator | None = None, layer: str | None = None,
+          target: str = "label", **params) -> torch.Tensor:
+    """CAM erasing in your own training loop: the erased copy of `images` (B, C, H, W).
+
+    The CAM of `model` (Grad-CAM of `layer`, default its first `cam_layers`; for the label, or
+    the predicted class with `target="predicted"`) goes to `eraser` (a registry name built
+    with `params`, or a built `plugins.Eraser`), then `plugins.fill` with `fill`/`mean`. An
+    eraser that needs no CAM is applied without one. Same shape, dtype and device; `images`
+    and the model (parameters, .grad, BN statistics, train/eval flags) are left untouched;
+    works under `torch.no_grad()`. The CAM comes from a separate eval-mode pass; the runner's
+    free path (features of the training forward) needs `LiveCam(model)(images, labels,
+    features=...)` instead.
+
+    Whether the GAP + linear fast path applies is probed once per (model, layer, image size)
+    and cached in `FAST_PATH_CACHE`. The answer goes stale only if the model's structure
+    changes afterwards (e.g. `reset_classifier` to a non-linear head, a replaced `forward`):
+    then `FAST_PATH_CACHE.pop(model, None)`. Training the weights never changes it.
+    """
+    if isinstance(eraser, plugins.Eraser):
+        if params:
+            raise ValueError(f"params {sorted(params)} given with a built eraser; pass a registry "
+                             "name to build one with them")
+    else:
+        eraser = plugins.build(eraser, **params)
+    _check_images(images)
+    cam = None
+    if eraser.needs_cam:
+        if target not in TARGETS:
+            raise ValueError(f"target={target!r}: expected one of {TARGETS}")
+        size = tuple(images.shape[-2:])
+        known = FAST_PATH_CACHE.setdefault(model, {})
+        key = (layer, size)
+        if key not in known:
+            known[key] = fast_path_applies(model, layer, input_size=size)
+        source = LiveCam(model, layer=layer, target=target, fast=known[key])
+        cam = source(images, labels)
+    mask = eraser(images, cam=cam, generator=generator)
+    return plugins.fill(images, mask, fill, mean=mean, generator=generator)

@@ -34,7 +34,7 @@ PROPOSED_B_H = 2
 # The thesis's eraser settings, in the plugins' argument names. A record is compared with a
 # published number only when every setting its eraser_params name agrees (b_h is matched per table).
 SETTINGS = {
-    "random_erasing": {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3},
+    "random_erasing": {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3, "min_count": 1, "max_count": 1},
     "cutout": {"size": 16, "holes": 1, "p": 1.0},
     "hide_and_seek": {"grid_size": 8, "hide_prob": 0.5, "p": 0.5},
     "cam_erasing": {"sl": 0.02, "sh": 0.4, "r1": 0.3},

@@ -4,7 +4,13 @@
 >>> eraser = plugins.build("random_erasing", p=0.5)
 >>> mask = eraser(images)                 # bool (B, 1, H, W), True = erase
 >>> images = plugins.fill(images, mask)   # zero fill (the thesis default)
+>>> transform = plugins.Erase("cutout")   # the same as a torchvision v2 transform
+
+``plugins.Erase`` (``plugins/transform.py``) is imported on first use, so ``import plugins``
+does not pay for importing torchvision.
 """
+
+import importlib
 
 # Importing the built-in modules registers them (each decorates its class with @register).
 from plugins import cam_erasing, cutout, hide_and_seek, random_erasing
@@ -14,6 +20,7 @@ from plugins.registry import ENTRY_POINT_GROUP, available, build, get, register,
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Erase",
     "Eraser",
     "available",
     "build",
@@ -26,3 +33,11 @@ __all__ = [
     "register",
     "unregister",
 ]
+
+
+def __getattr__(name: str):
+    """Lazy ``plugins.Erase`` / ``plugins.transform`` (PEP 562): torchvision loads on first use."""
+    if name in ("Erase", "transform"):
+        module = importlib.import_module("plugins.transform")
+        return module if name == "transform" else module.Erase
+    raise AttributeError(f"module 'plugins' has no attribute {name!r}")

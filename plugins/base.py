@@ -23,6 +23,7 @@ __all__ = [
     "Eraser",
     "apply_coin",
     "box_mask",
+    "check_channels_first",
     "check_choice",
     "check_int",
     "check_number",
@@ -56,6 +57,7 @@ class Eraser:
             raise ValueError(f"{name}: images must be a (B, C, H, W) tensor, got {got}")
         if not images.is_floating_point():
             raise TypeError(f"{name}: images must be floating point, got {images.dtype}")
+        check_channels_first(name, images.shape)
         batch, _, height, width = images.shape
         if cam is None and self.needs_cam:
             raise ValueError(
@@ -173,6 +175,19 @@ def check_choice(owner: str, name: str, value, choices: tuple[str, ...]) -> str:
     return value
 
 
+def check_channels_first(owner: str, shape: tuple[int, ...]) -> None:
+    """Refuse an image tensor that looks channels-last: C (dim -3) is not 1 or 3 but the
+    last dim is. Shape only (no host sync); the error says which permute fixes it."""
+    if len(shape) < 3 or shape[-3] in (1, 3) or shape[-1] not in (1, 3):
+        return
+    fix = {3: "permute(2, 0, 1)", 4: "permute(0, 3, 1, 2)"}.get(len(shape), "movedim(-1, -3)")
+    last = "(B, H, W, C)" if len(shape) == 4 else "(..., H, W, C)"
+    raise ValueError(
+        f"{owner}: images of shape {tuple(shape)} look channels-last {last}: "
+        f"{shape[-3]} channels, not 1 or 3; pass channels-first images.{fix}"
+    )
+
+
 def _same_device(a: torch.device, b: torch.device) -> bool:
     if a.type != b.type:
         return False
@@ -250,8 +265,10 @@ def box_mask(
 def outer_and(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Bool (..., H, W) = rows[..., :, None] & cols[..., None, :] for bool (..., H), (..., W).
 
-    Computed as a uint8 product viewed back as bool (values are 0/1): on the CPU a
-    broadcast uint8 multiply is about 3x faster than a broadcast bool ``&``.
+    Computed as a broadcast uint8 product converted to bool: on the CPU a uint8 multiply
+    plus the conversion is about 3x faster than a broadcast bool ``&``. ``.bool()``, not a
+    ``.view(torch.bool)`` of the product: inductor cannot compile that view on the CPU (C++
+    error ``Vectorized<bool>.to<int64_t,2>()``), and the extra pass costs little.
     """
     product = rows.to(torch.uint8)[..., :, None] * cols.to(torch.uint8)[..., None, :]
-    return product.view(torch.bool)
+    return product.bool()

@@ -12,7 +12,7 @@ import torch
 
 __all__ = ["FILL_MODES", "fill"]
 
-FILL_MODES = ("zero", "mean", "random")
+FILL_MODES = ("zero", "mean", "random", "channel")
 
 
 def fill(
@@ -27,8 +27,10 @@ def fill(
 
     ``mode``: ``"zero"`` (0 in every channel), ``"mean"`` (``mean``: C per-channel values, in
     the space the images are in, e.g. zeros after normalisation, the dataset mean before) or
-    ``"random"`` (per-pixel N(0, 1), Random Erasing's RE-R; drawn on the images' device, so
-    ``generator`` must live there). The input is never modified. In a CUDA-graph-captured
+    ``"random"`` (per-pixel N(0, 1), Random Erasing's RE-R and timm's ``mode="pixel"``) or
+    ``"channel"`` (one N(0, 1) value per image and channel, a random flat colour: timm's
+    ``mode="rand"``, which draws one per rectangle). Random values are drawn on the images'
+    device, so ``generator`` must live there. The input is never modified. In a CUDA-graph-captured
     step pass ``mean`` as a tensor already on the device: a Python list is copied host to
     device on every call.
     """
@@ -55,5 +57,7 @@ def fill(
         if value.numel() != channels:
             raise ValueError(f"fill: mean must have {channels} values (one per channel), got {value.numel()}")
         return torch.where(mask, value.view(1, channels, 1, 1), images)
-    noise = torch.randn(images.shape, dtype=images.dtype, device=images.device, generator=generator)
+    # "random": a value per pixel; "channel": one per image and channel, broadcast over H, W.
+    shape = images.shape if mode == "random" else (batch, channels, 1, 1)
+    noise = torch.randn(shape, dtype=images.dtype, device=images.device, generator=generator)
     return torch.where(mask, noise, images)

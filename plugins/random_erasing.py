@@ -55,6 +55,7 @@ def sample_rectangle_sizes(
     max_attempts: int,
     device: torch.device,
     generator: torch.Generator | None,
+    area_divisor: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random Erasing's rectangle size per image: (h, w, found), long (B,), long (B,), bool (B,).
 
@@ -64,6 +65,8 @@ def sample_rectangle_sizes(
     w = round(sqrt(S_e / r_e)); accepted only if h < H and w < W (strict). All
     ``max_attempts`` attempts are drawn at once and each image keeps its first accepted
     one; ``found`` is False where none was accepted (the image is then not erased).
+    ``area_divisor`` (float (B,), optional) divides each target area S_e, as timm does for
+    several rectangles per image; it draws no random numbers.
     """
     height, width = size
     pixels = height * width
@@ -71,6 +74,8 @@ def sample_rectangle_sizes(
     # the cost at training batch sizes.
     u = torch.rand(2, batch, max_attempts, device=device, generator=generator)
     area = u[0].mul_(pixels * (sh - sl)).add_(pixels * sl)  # S_e ~ U(sl, sh) * H * W
+    if area_divisor is not None:
+        area = area.div_(area_divisor[:, None])
     if aspect == "uniform":
         ratio = u[1].mul_(1.0 / r1 - r1).add_(r1)
     else:
@@ -113,6 +118,11 @@ class RandomErasing(Eraser):
     (zhunzhong07/Random-Erasing); ``aspect="log"`` (10 attempts unless ``max_attempts``
     says otherwise) is torchvision's and timm's sampler. The top-left corner is uniform
     over the positions where the box fits: top ~ randint(0, H - h), left ~ randint(0, W - w).
+
+    ``min_count`` / ``max_count`` are timm's: an erased image gets a count uniform in
+    {min_count, ..., max_count} of rectangles, each sized with the target area divided by
+    the count and placed independently (they may overlap; one with no accepted size is
+    skipped). With the defaults (1, 1) the draws are exactly the one-rectangle ones.
     """
 
     def __init__(
@@ -123,17 +133,57 @@ class RandomErasing(Eraser):
         r1: float = 0.3,
         aspect: str = "uniform",
         max_attempts: int | None = None,
+        min_count: int = 1,
+        max_count: int = 1,
     ):
         owner = type(self).__name__
         self.p = check_probability(owner, "p", p)
         self.sl, self.sh, self.r1, self.aspect, self.max_attempts = check_rectangle_args(
             owner, sl, sh, r1, aspect, max_attempts
         )
+        self.min_count = check_int(owner, "min_count", min_count, 1)
+        self.max_count = check_int(owner, "max_count", max_count, 1)
+        if self.min_count > self.max_count:
+            raise ValueError(
+                f"{owner}: min_count must be <= max_count, got min_count={min_count} > "
+                f"max_count={max_count}"
+            )
 
     def forward(self, images, *, cam=None, generator=None):
+        if self.max_count > 1:
+            return self._several(images, generator)
         _, _, height, width = images.shape
         apply, h, w, found = draw_rectangles(self, images, generator)
         # Where no size was found h may be >= H; clamp so the position draw stays defined.
         top = randint_inclusive((height - h).clamp(min=0), generator=generator)
         left = randint_inclusive((width - w).clamp(min=0), generator=generator)
         return box_mask(top, left, h, w, (height, width), keep=apply & found)
+
+    def _several(self, images, generator):
+        """timm's several rectangles: sizes and positions for all max_count slots at once,
+        slots past the image's count switched off, the union of the rest."""
+        batch, _, height, width = images.shape
+        device, slots = images.device, self.max_count
+        apply = apply_coin(self.p, batch, device, generator=generator)
+        count = torch.full((batch,), self.min_count, device=device)
+        if self.max_count > self.min_count:
+            count = count + randint_inclusive(
+                torch.full((batch,), self.max_count - self.min_count, device=device),
+                generator=generator,
+            )
+        h, w, found = sample_rectangle_sizes(
+            batch * slots, (height, width), sl=self.sl, sh=self.sh, r1=self.r1,
+            aspect=self.aspect, max_attempts=self.max_attempts, device=device,
+            generator=generator, area_divisor=count.repeat_interleave(slots).float(),
+        )
+        h, w, found = h.view(batch, slots), w.view(batch, slots), found.view(batch, slots)
+        top = randint_inclusive((height - h).clamp(min=0), generator=generator)
+        left = randint_inclusive((width - w).clamp(min=0), generator=generator)
+        used = torch.arange(slots, device=device) < count[:, None]
+        keep = found & used & apply[:, None]
+        mask = box_mask(top[:, 0], left[:, 0], h[:, 0], w[:, 0], (height, width), keep=keep[:, 0])
+        for k in range(1, slots):  # a loop over the rectangles, never over the images
+            mask = mask | box_mask(
+                top[:, k], left[:, k], h[:, k], w[:, k], (height, width), keep=keep[:, k]
+            )
+        return mask

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import plugins
 from benchmark import cam as C
 
 torch.set_num_threads(2)
@@ -425,3 +426,89 @@ def test_cam_figure_writes_one_row_per_example_png(tmp_path):
 
     # 4 panels across (6.4 in), 3 rows of 1.7 in, at 120 dpi
     assert matplotlib.image.imread(out).shape[:2] == (612, 768)
+
+
+# ----------------------------------------------------------------------------- erase in your loop
+
+def _model_state(model):
+    """Everything a CAM call must not change: state (BN buffers included), grads, mode flags."""
+    return (copy.deepcopy(model.state_dict()), [p.grad.clone() for p in model.parameters()],
+            [m.training for m in model.modules()])
+
+
+def test_erase_in_your_own_loop_is_cam_erasing_with_the_models_cam():
+    model = tiny()
+    images, labels = torch.randn(8, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    got = C.erase(model, images, labels, b_h=1, generator=torch.Generator().manual_seed(0))
+    cam = C.LiveCam(model, input_size=(16, 16))(images, labels)
+    eraser = plugins.build("cam_erasing", b_h=1)
+    want = plugins.fill(images, eraser(images, cam=cam, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(got, want)
+    assert got.shape == images.shape and got.dtype == images.dtype and (got == 0).any()
+
+
+def test_erase_leaves_the_model_and_the_images_bit_identical():
+    for training in (True, False):
+        model = tiny(dropout=0.5)
+        model.train(training)
+        model.block1[1].eval()                      # a mixed-mode model, as with frozen BN
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        before = _model_state(model)
+        images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+        kept, rng = images.clone(), torch.get_rng_state()
+        for layer in (None, "block1"):              # the fast path and generic Grad-CAM
+            C.erase(model, images, labels, layer=layer, generator=torch.Generator().manual_seed(0))
+        after = _model_state(model)
+        assert torch.equal(torch.get_rng_state(), rng) and torch.equal(images, kept)
+        assert after[2] == before[2]
+        for k in before[0]:                         # num_batches_tracked included
+            assert torch.equal(before[0][k], after[0][k]), k
+        for g0, g1 in zip(before[1], after[1], strict=True):
+            assert torch.equal(g0, g1)
+
+
+def test_erase_works_under_no_grad_and_for_predicted_targets_and_other_layers():
+    model = tiny()
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+
+    def run(**kw):
+        return C.erase(model, images, labels, generator=torch.Generator().manual_seed(3), **kw)
+
+    with torch.no_grad():
+        assert torch.equal(run(), run())
+    assert not torch.equal(run(layer="block1", vertex="centre"), images)
+    predicted = model.eval()(images).argmax(1)
+    model.train()
+    by_prediction = C.erase(model, images, None, target="predicted",
+                            generator=torch.Generator().manual_seed(3))
+    by_label = C.erase(model, images, predicted, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(by_prediction, by_label)
+
+
+def test_erase_probes_the_fast_path_once_per_model_layer_and_image_size(monkeypatch):
+    calls = []
+    probe = C.fast_path_applies
+    monkeypatch.setattr(C, "fast_path_applies",
+                        lambda *a, **k: calls.append(a[1:]) or probe(*a, **k))
+    model, labels = tiny(), torch.tensor([0, 1])
+    for _ in range(3):
+        C.erase(model, torch.randn(2, 3, 16, 16), labels)
+    C.erase(model, torch.randn(2, 3, 16, 16), labels, layer="block1")
+    C.erase(model, torch.randn(2, 3, 24, 24), labels)
+    assert len(calls) == 3
+    assert C.FAST_PATH_CACHE[model] == {(None, (16, 16)): True, ("block1", (16, 16)): False,
+                                        (None, (24, 24)): True}
+
+
+def test_erase_takes_an_eraser_instance_or_a_name_and_needs_no_cam_for_plain_erasers(monkeypatch):
+    model, images, labels = tiny(), torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    eraser = plugins.build("cam_erasing", b_h=0)
+    a = C.erase(model, images, labels, eraser, generator=torch.Generator().manual_seed(1))
+    b = C.erase(model, images, labels, b_h=0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="given with a built eraser"):
+        C.erase(model, images, labels, eraser, b_h=2)
+    monkeypatch.setattr(C, "LiveCam", lambda *a, **k: pytest.fail("no CAM for a plain eraser"))
+    out = C.erase(model, images, None, "cutout", size=8, fill="channel")
+    assert out.shape == images.shape and not torch.equal(out, images)

@@ -131,6 +131,22 @@ def test_images_must_be_a_4d_float_batch():
         eraser(torch.zeros(2, 3, SIZE, SIZE, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(4, SIZE, SIZE, 3), (4, SIZE, SIZE, 1)])
+def test_channels_last_batch_is_refused_with_the_permute_that_fixes_it(name, shape):
+    eraser = plugins.build(name)
+    x = torch.empty(shape, device="meta")  # a shape-only check: no data, no host sync
+    cam = torch.empty(4, SIZE, 3, device="meta") if eraser.needs_cam else None
+    with pytest.raises(ValueError, match=r"channels-last \(B, H, W, C\).*permute\(0, 3, 1, 2\)"):
+        eraser(x, cam=cam)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels_first_batches_with_any_channel_count_are_accepted(channels):
+    mask = plugins.build("cutout")(torch.empty(2, channels, SIZE, SIZE, device="meta"))
+    assert mask.shape == (2, 1, SIZE, SIZE)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", NAMES)
 def test_masks_are_drawn_on_cuda_with_a_cuda_generator(name):
@@ -176,6 +192,9 @@ def test_eraser_and_fill_capture_in_one_cuda_graph(name):
         ("cutout", {"holes": 1.5}, "holes must be an integer >= 1"),
         ("hide_and_seek", {"grid_size": 0}, "grid_size must be an integer >= 1"),
         ("hide_and_seek", {"hide_prob": -0.1}, r"hide_prob must be in \[0.0, 1.0\]"),
+        ("random_erasing", {"min_count": 0}, "min_count must be an integer >= 1"),
+        ("random_erasing", {"max_count": 2.5}, "max_count must be an integer >= 1"),
+        ("random_erasing", {"min_count": 3, "max_count": 2}, "min_count must be <= max_count"),
         ("cam_erasing", {"b_h": -1}, "b_h must be an integer >= 0"),
         ("cam_erasing", {"vertex": "middle"}, "vertex must be one of 'top_left', 'random', 'centre'"),
         ("cam_erasing", {"border": "wrap"}, "border must be one of 'clip', 'shift'"),
@@ -215,6 +234,54 @@ def test_random_erasing_with_one_attempt_sometimes_finds_no_box_and_does_not_era
     mask = run(plugins.build("random_erasing", p=1.0, sl=0.9, sh=1.0, max_attempts=1), images(500))
     erased = mask.flatten(1).any(1)
     assert 0 < erased.sum() < 500
+
+
+def test_random_erasing_with_one_rectangle_draws_exactly_the_masks_it_drew_before_max_count():
+    # Checksums of the masks drawn before min_count/max_count existed (same seed, same images):
+    # the default path keeps its RNG draw sequence, so the fidelity statistics are unchanged.
+    for params, (count, weighted) in [
+        ({}, (27862, 137571683)),
+        ({"min_count": 1, "max_count": 1}, (27862, 137571683)),
+        ({"aspect": "log"}, (30396, 140801897)),
+    ]:
+        mask = run(plugins.build("random_erasing", **params), images(256), seed=0)
+        weights = torch.arange(mask.numel()).remainder(9973).view(mask.shape)
+        assert (int(mask.sum()), int((mask * weights).sum())) == (count, weighted)
+
+
+def test_random_erasing_count_is_uniform_in_min_count_to_max_count_and_splits_the_area():
+    # Squares of fixed area: one rectangle of 1/8 of the image is 11 x 11 (round(sqrt(128))),
+    # two rectangles of 1/16 each are 8 x 8, and no union of two 8 x 8 squares is an 11 x 11 one.
+    eraser = plugins.build("random_erasing", p=1.0, sl=0.125, sh=0.125, r1=1.0,
+                           min_count=1, max_count=2)
+    mask = run(eraser, images(2000))
+    top, left, height, width = boxes(mask)
+    one = (height == 11) & (width == 11) & (mask.flatten(1).sum(1) == 121)
+    assert abs(one.float().mean() - 0.5) < 0.05
+    pixels = mask.flatten(1).sum(1)[~one]
+    assert (pixels >= 64).all() and (pixels <= 128).all() and (pixels == 128).float().mean() > 0.5
+
+
+def test_random_erasing_max_count_matches_timms_erased_fraction_distribution():
+    import random
+
+    from scipy.stats import ks_2samp
+    from timm.data.random_erasing import RandomErasing as TimmRandomErasing
+
+    n = 20_000
+    random.seed(0)  # timm draws with Python's random, one image at a time
+    timm_images = torch.ones(n, 1, SIZE, SIZE)
+    TimmRandomErasing(probability=1.0, min_area=0.02, max_area=1 / 3, min_aspect=0.3,
+                      mode="const", max_count=3, device="cpu")(timm_images)
+    theirs = (timm_images == 0).flatten(1).double().mean(1).numpy()
+    eraser = plugins.build("random_erasing", p=1.0, sl=0.02, sh=1 / 3, r1=0.3, aspect="log",
+                           max_count=3)
+    ours = run(eraser, torch.zeros(n, 1, SIZE, SIZE)).flatten(1).double().mean(1).numpy()
+    critical = 1.949 * (2 / n) ** 0.5  # two-sample KS at alpha = 0.001
+    assert ks_2samp(ours, theirs).statistic < critical
+    one = run(plugins.build("random_erasing", p=1.0, sl=0.02, sh=1 / 3, r1=0.3, aspect="log"),
+              torch.zeros(n, 1, SIZE, SIZE)).flatten(1).double().mean(1).numpy()
+    assert ks_2samp(one, theirs).statistic > 5 * critical  # the test can tell 1 from 1-3
 
 
 # --- Cutout ---
@@ -387,9 +454,29 @@ def test_fill_random_draws_standard_normal_pixels_reproducibly():
     assert abs(a.mean()) < 0.05 and abs(a.std() - 1) < 0.05
 
 
+def test_fill_channel_draws_one_standard_normal_value_per_image_and_channel():
+    x, mask = images(512), torch.zeros(512, 1, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :, 2:10, 3:9] = True
+    out = plugins.fill(x, mask, "channel", generator=torch.Generator().manual_seed(0))
+    again = plugins.fill(x, mask, "channel", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    region = out[:, :, 2:10, 3:9]
+    colour = region[:, :, :1, :1]
+    assert (region == colour).all()  # one flat colour per image and channel
+    assert torch.equal(out[:, :, 10:], x[:, :, 10:])
+    assert abs(colour.mean()) < 0.1 and abs(colour.std() - 1) < 0.1
+    assert not torch.equal(colour[:, 0], colour[:, 1])  # channels drawn independently
+
+
+def test_fill_channel_is_computed_without_host_sync():
+    x = torch.empty(4, 3, SIZE, SIZE, device="meta")
+    mask = torch.empty(4, 1, SIZE, SIZE, dtype=torch.bool, device="meta")
+    assert plugins.fill(x, mask, "channel").device.type == "meta"
+
+
 def test_fill_rejects_unknown_modes_and_non_bool_masks():
     x = images(2)
-    with pytest.raises(ValueError, match="mode must be one of 'zero', 'mean', 'random'"):
+    with pytest.raises(ValueError, match="mode must be one of 'zero', 'mean', 'random', 'channel'"):
         plugins.fill(x, torch.zeros(2, 1, SIZE, SIZE, dtype=torch.bool), "noise")
     with pytest.raises(ValueError, match="mask must be bool"):
         plugins.fill(x, torch.zeros(2, 1, SIZE, SIZE))

@@ -348,3 +348,10 @@ def test_thesis_tables_are_the_published_numbers():
     assert thesis.TABLE_1["resnet20"] == {k: thesis.TABLE_2["resnet20"][k] for k in thesis.BASELINES}
     assert min(thesis.TABLE_3["resnet20"], key=thesis.TABLE_3["resnet20"].get) == thesis.PROPOSED_B_H
     assert json.dumps(thesis.TABLE_4) == '{"resnet20": {"during": 6.4, "after": 6.44}}'
+
+
+def test_random_erasing_with_several_rectangles_is_not_compared_with_the_thesis():
+    one = {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3, "min_count": 1, "max_count": 1}
+    assert thesis.settings_match("random_erasing", one)
+    assert not thesis.settings_match("random_erasing", {**one, "max_count": 3})
+    assert thesis.settings_match("random_erasing", {"p": 0.5})  # older records lack the counts
