@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from plugins.fill import FILL_MODES
+
 GRAPHS = ("auto", "on", "off")
 APPEND_BN = ("joint", "split")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -80,7 +82,7 @@ class MethodConfig:
     label: str | None = None  # display name; default: the name plus the swept values
     mode: str | None = None  # replace | append; None: append for CAM erasers, else replace
     warmup_epochs: int | None = None  # epochs without erasing; None: half for append, else 0
-    fill: str = "zero"  # zero | mean | random (plugins.fill)
+    fill: str = "zero"  # zero | mean | random | channel (plugins.fill.FILL_MODES)
     append_bn: str = "joint"  # append mode: joint (originals + copies, one BN batch) | split
     cam: CamConfig = field(default_factory=CamConfig)
     sweep: dict = field(default_factory=dict)  # {param or cam.source/...: [values]}
@@ -216,8 +218,9 @@ def validate(suite: SuiteConfig) -> None:
         where = f"methods[{i}]"
         if m.mode not in (None, "replace", "append"):
             raise ConfigError(f"{src}: key '{where}.mode' is {m.mode!r}; allowed: replace, append")
-        if m.fill not in ("zero", "mean", "random"):
-            raise ConfigError(f"{src}: key '{where}.fill' is {m.fill!r}; allowed: zero, mean, random")
+        if m.fill not in FILL_MODES:
+            raise ConfigError(f"{src}: key '{where}.fill' is {m.fill!r}; "
+                              f"allowed: {', '.join(FILL_MODES)}")
         if m.append_bn not in APPEND_BN:
             raise ConfigError(f"{src}: key '{where}.append_bn' is {m.append_bn!r}; "
                               f"allowed: {', '.join(APPEND_BN)}")
