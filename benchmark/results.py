@@ -121,7 +121,23 @@ def record_problem(rec) -> str | None:
     missing = [k for k in REQUIRED[status] if k not in rec]
     if missing:
         return f"key {missing[0]!r} is missing"
+    for key, types, what in _TYPES:
+        if key in rec and not (isinstance(rec[key], types) and not isinstance(rec[key], bool)):
+            return f"key {key!r} is {_short(rec[key])}, not {what}"
     return None
+
+
+# Keys the leaderboard reads, with the types it can use (None: absent or not known).
+_TYPES = [("run_id", str, "a string"), ("model", str, "a string"), ("method", str, "a string"),
+          ("seed", int, "an integer"), ("suite", str | None, "a string"),
+          ("eraser", str | None, "a string or null"),
+          *[(k, dict | None, "an object or null")
+            for k in ("eraser_params", "cam", "curves", "occlusion", "failure", "versions")]]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def normalise(rec: dict) -> dict:
