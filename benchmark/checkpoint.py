@@ -33,12 +33,6 @@ def save(path: str | os.PathLike, model: torch.nn.Module, *, model_name: str, nu
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def _torch_reason(error: BaseException) -> str:
-    """torch's error, first sentence only: "RuntimeError: PytorchStreamReader failed reading zip
-    archive: failed finding central directory" (the rest is advice about miniz)."""
-    return describe(error).split(". ", 1)[0].rstrip(".")
-
-
 def read(path: str | os.PathLike, *, required: Iterable[str] = (), what: str = "checkpoint",
          hint: str = _HINT) -> dict:
     """torch.load `path` on the CPU (weights_only=False: our own files, with optimizer and RNG
@@ -50,8 +44,8 @@ def read(path: str | os.PathLike, *, required: Iterable[str] = (), what: str = "
     except (MemoryError, PermissionError, IsADirectoryError):  # not the file's content
         raise
     except Exception as e:  # noqa: BLE001 - a damaged zip/pickle raises many types
-        raise DamagedFileError(path, f"damaged or truncated {what} ({_torch_reason(e)})",
-                               hint) from e
+        reason = describe(e, first_sentence=True)
+        raise DamagedFileError(path, f"damaged or truncated {what} ({reason})", hint) from e
     if not isinstance(obj, dict):
         raise DamagedFileError(path, f"not an erasebench {what} (a {type(obj).__name__}, "
                                      "not a dict)", hint)

@@ -78,8 +78,11 @@ def warn(message: str) -> None:
     print(f"warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
-def describe(error: BaseException, limit: int = 200) -> str:
-    """`Type: message` of an exception on one line, cut to `limit` characters."""
+def describe(error: BaseException, limit: int = 200, *, first_sentence: bool = False) -> str:
+    """`Type: message` of an exception on one line, cut to `limit` characters; `first_sentence`
+    drops what follows the first ". " (torch appends a paragraph of advice about miniz)."""
     text = " ".join(str(error).split())
+    if first_sentence:
+        text = text.split(". ", 1)[0].rstrip(".")
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -160,8 +160,8 @@ def normalise(rec: dict) -> dict:
         return rec
     for key in ("final_test_error", "best_test_error"):
         if isinstance(rec.get(key), bool) or not isinstance(rec.get(key), int | float):
-            rec.update(status=FAILED, failure={"epoch": None,
-                                               "reason": f"{key} is {rec.get(key)!r}, not a number"})
+            reason = f"{key} is {rec.get(key)!r}, not a number"
+            rec.update(status=FAILED, failure={"epoch": None, "reason": reason})
             return rec
     return rec
 
