@@ -203,8 +203,9 @@ def _load_cifar(name: str, split: str, data_dir: Path, download: bool, use_cache
         if source is None:
             if not download:
                 raise FileNotFoundError(
-                    f"{name}: not found in {data_dir}/; put {archive.name} (or its extracted folder "
-                    f"{_CIFAR[name][1]}/) there, or pass --download / download=True to fetch it")
+                    f"{name}: not found in {data_dir}/; put {archive.name} (or its extracted "
+                    f"folder {_CIFAR[name][1]}/) there, or pass --download / download=True to "
+                    "fetch it")
             source, fetched = _fetch_cifar(name, data_dir), True
         key = {"name": name, "split": split, "source": _file_identity(source)}
         try:

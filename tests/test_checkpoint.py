@@ -34,7 +34,8 @@ def test_a_truncated_checkpoint_is_a_one_line_error_naming_the_file(saved):
         checkpoint.load(saved)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{saved}: damaged or truncated checkpoint (")
-    assert "PytorchStreamReader failed reading zip archive: failed finding central directory)" in msg
+    assert ("PytorchStreamReader failed reading zip archive: failed finding central "
+            "directory)") in msg
     assert msg.endswith("; delete it and rerun the run that wrote it (delete its result record "
                         "too)")
     assert saved.is_file()  # a final checkpoint is never moved: the user decides
@@ -55,7 +56,8 @@ def test_a_checkpoint_of_something_else_names_the_missing_key(tmp_path):
 
 
 def test_load_resume_returns_the_saved_state_or_none_without_a_file(tmp_path):
-    path = checkpoint.save_resume(tmp_path / "r.resume.pt", {"epoch": 2, "rng": torch.get_rng_state()})
+    path = checkpoint.save_resume(tmp_path / "r.resume.pt",
+                                  {"epoch": 2, "rng": torch.get_rng_state()})
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     state = checkpoint.load_resume(path, required=("epoch",))
     assert state["epoch"] == 2 and state["rng"].device.type == "cpu"

@@ -1,4 +1,5 @@
-"""Atomic writes (one helper for every temp-file-plus-rename write) and moving damaged files aside."""
+"""Atomic writes (one helper for every temp-file-plus-rename write) and moving damaged files
+aside."""
 
 import stat
 

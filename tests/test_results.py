@@ -39,7 +39,8 @@ def test_a_nan_anywhere_in_a_record_is_written_as_null_and_the_file_is_strict_js
     path = results.write_record(tmp_path, rec)
     loaded = strict_load(path)  # raises on NaN / Infinity tokens
     assert loaded["curves"] == {"train_loss": [2.0, None], "lr": [None, 0.1]}
-    assert loaded["occlusion"]["object_hit_rate"] is None and loaded["extra"] == [{"x": [1.0, None]}]
+    assert loaded["occlusion"]["object_hit_rate"] is None
+    assert loaded["extra"] == [{"x": [1.0, None]}]
 
 
 def test_records_are_written_with_mode_0644(tmp_path):
