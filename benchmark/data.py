@@ -3,12 +3,16 @@
 Sources: CIFAR-10/100 python-pickle archives (read with numpy), Hugging Face datasets
 (`hf:<id>[:<config>]`, offline from the HF cache or local files), and the embedded
 `synthetic` set. The training-time loader lives in `benchmark.augment`.
+
+A damaged file never blocks a suite for long: a damaged cache file is deleted and rebuilt with a
+warning; a damaged CIFAR archive or folder is one error line naming it, and with download=True it
+is moved aside (`<name>.corrupt`) and fetched again.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -18,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmark.fileio import DamagedFileError, atomic_write, describe, move_aside, warn
 
 __all__ = ["Dataset", "load", "default_data_dir", "channel_stats", "CACHE_VERSION"]
 
@@ -32,6 +38,7 @@ _CIFAR = {
     "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python", ["train"], ["test"], "meta",
                  "fine_labels", "fine_label_names"),
 }
+_CIFAR_HINT = "delete it and rerun with --download, or place a good copy there"
 _IMAGE_COLUMNS = ("img", "image", "images", "pixel_values")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "coarse_label")
 
@@ -91,9 +98,7 @@ def load(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
     if name in _CIFAR:
         if options:
             raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
-        source = _cifar_source(name, data_dir, download)
-        key = {"name": name, "split": split, "source": _file_identity(source)}
-        return _cached(data_dir, name, split, key, use_cache, lambda: _read_cifar(name, source, split))
+        return _load_cifar(name, split, data_dir, download, use_cache)
     if name.startswith("hf:"):
         key = {"name": name, "split": split, "options": _jsonable(options),
                "files": _file_identity_all(options.get("data_files"))}
@@ -112,10 +117,9 @@ def _cached(data_dir: Path, name: str, split: str, key: dict, use_cache: bool, r
     slug = name.replace(":", "_").replace("/", "_")
     path = data_dir / "cache" / f"{slug}-{split}-{digest}.pt"
     if use_cache and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return Dataset(name=name, images=state["images"], labels=state["labels"],
-                       classes=list(state["classes"]), boxes=state.get("boxes"),
-                       mean=tuple(state["mean"]), std=tuple(state["std"]))
+        ds = _read_cache(path, name)
+        if ds is not None:
+            return ds
     images, labels, classes, boxes = read()
     mean, std = channel_stats(images)
     ds = Dataset(name, images, labels, classes, boxes, mean, std)
@@ -125,10 +129,38 @@ def _cached(data_dir: Path, name: str, split: str, key: dict, use_cache: bool, r
                  "std": list(std)}
         if boxes is not None:
             state["boxes"] = boxes
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(state, f))
     return ds
+
+
+def _read_cache(path: Path, name: str) -> Dataset | None:
+    """The cached split, or None when the file is damaged (unreadable or the wrong structure):
+    then it is deleted with a one-line warning, and the caller rebuilds it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"a {type(state).__name__}, not a dict")
+        images, labels, boxes = state["images"], state["labels"], state.get("boxes")
+        if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
+                and images.dim() == 4):
+            raise ValueError("'images' is not a uint8 (N, C, H, W) tensor")
+        n, c = images.shape[:2]
+        if not (isinstance(labels, torch.Tensor) and labels.shape == (n,)):
+            raise ValueError(f"'labels' is not a tensor of {n} labels")
+        if boxes is not None and not (isinstance(boxes, torch.Tensor) and boxes.shape == (n, 4)):
+            raise ValueError(f"'boxes' is not an ({n}, 4) tensor")
+        mean, std = tuple(map(float, state["mean"])), tuple(map(float, state["std"]))
+        if len(mean) != c or len(std) != c:
+            raise ValueError(f"'mean'/'std' do not have {c} channels")
+        return Dataset(name=name, images=images, labels=labels, classes=list(state["classes"]),
+                       boxes=boxes, mean=mean, std=std)
+    except (MemoryError, PermissionError):  # not the file's content
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged zip/pickle raises many types
+        reason = describe(e, first_sentence=True)
+    path.unlink(missing_ok=True)
+    warn(f"{path}: damaged data cache ({reason}); deleted it, rebuilding it")
+    return None
 
 
 def _file_identity(path: Path) -> dict:
@@ -161,33 +193,91 @@ def _jsonable(obj):
 # --- CIFAR -------------------------------------------------------------------------------------
 
 
-def _cifar_source(name: str, data_dir: Path, download: bool) -> Path:
+def _load_cifar(name: str, split: str, data_dir: Path, download: bool, use_cache: bool) -> Dataset:
+    """Read a CIFAR split (through the cache); with `download`, a damaged archive or folder is
+    moved aside and fetched (or read from the archive) again, once."""
+    archive = data_dir / _CIFAR[name][0]
+    fetched = False
+    while True:
+        source = _cifar_source(name, data_dir)
+        if source is None:
+            if not download:
+                raise FileNotFoundError(
+                    f"{name}: not found in {data_dir}/; put {archive.name} (or its extracted "
+                    f"folder {_CIFAR[name][1]}/) there, or pass --download / download=True to "
+                    "fetch it")
+            source, fetched = _fetch_cifar(name, data_dir), True
+        key = {"name": name, "split": split, "source": _file_identity(source)}
+        try:
+            return _cached(data_dir, name, split, key, use_cache,
+                           lambda source=source: _read_cifar(name, source, split))
+        except DamagedFileError as e:
+            if not download or fetched:
+                raise
+            then = (f"reading {archive.name} instead" if source.is_dir() and archive.is_file()
+                    else "downloading it again")
+            moved = move_aside(e.path)
+            warn(f"{e.path}: {e.reason}; moved to {moved.name}; {then}")
+
+
+def _cifar_source(name: str, data_dir: Path) -> Path | None:
+    """The extracted folder if present, else the archive, else None."""
     archive, folder = _CIFAR[name][:2]
     for candidate in (data_dir / folder, data_dir / archive):
         if candidate.exists():
             return candidate
-    if download:
-        import torchvision
+    return None
 
-        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-        cls(root=str(data_dir), train=True, download=True)  # downloads and extracts the archive
-        return data_dir / folder
-    raise FileNotFoundError(
-        f"{name}: not found in {data_dir}/; put {archive} (or its extracted folder {folder}/) "
-        f"there, or pass --download / download=True to fetch it")
+
+def _fetch_cifar(name: str, data_dir: Path) -> Path:
+    """Download the archive with torchvision (md5-checked; not extracted: it is read as is)."""
+    import torchvision
+    from torchvision.datasets import utils
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    path = data_dir / cls.filename
+    try:
+        utils.download_url(cls.url, str(data_dir), cls.filename, cls.tgz_md5)
+    except Exception as e:  # noqa: BLE001 - network and md5 errors name neither file nor url
+        raise RuntimeError(f"{name}: downloading {cls.url} to {path} failed ({describe(e)})") from e
+    return path
 
 
 def _read_cifar(name: str, source: Path, split: str):
-    """Read the pickled batches of a CIFAR archive or folder with numpy (no per-image objects)."""
+    """Read the pickled batches of a CIFAR archive or folder with numpy (no per-image objects).
+    Anything wrong with the files is one DamagedFileError naming the archive or folder."""
+    what = f"{name} folder" if source.is_dir() else f"{name} archive"
+    try:
+        return _read_cifar_files(name, source, split)
+    except (MemoryError, PermissionError):  # not the files' content
+        raise
+    except _MemberError as e:
+        raise DamagedFileError(source, f"damaged {what}: {e}", _CIFAR_HINT) from e
+    except Exception as e:  # noqa: BLE001 - gzip, tar and pickle raise many types
+        raise DamagedFileError(source, f"damaged or truncated {what} ({describe(e)})",
+                               _CIFAR_HINT) from e
+
+
+class _MemberError(Exception):
+    """One file of a CIFAR archive or folder is missing or unreadable (the message names it)."""
+
+
+def _read_cifar_files(name: str, source: Path, split: str):
     _, folder, train, test, meta, label_key, names_key = _CIFAR[name]
     members = train if split == "train" else test
+
+    def unpickle(member: str, blob: bytes):
+        try:
+            return pickle.loads(blob, encoding="latin1")
+        except Exception as e:  # noqa: BLE001
+            raise _MemberError(f"{member} cannot be unpickled ({describe(e)})") from e
+
     if source.is_dir():
         def read(member: str):
             path = source / member
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: missing from the {name} folder")
-            with open(path, "rb") as f:
-                return pickle.load(f, encoding="latin1")
+                raise _MemberError(f"{member} is missing")
+            return unpickle(member, path.read_bytes())
         batches, meta_dict = [read(m) for m in members], read(meta)
     else:
         with tarfile.open(source, "r:gz") as tar:
@@ -195,11 +285,20 @@ def _read_cifar(name: str, source: Path, split: str):
                 try:
                     f = tar.extractfile(f"{folder}/{member}")
                 except KeyError:
-                    raise FileNotFoundError(f"{source}: member {folder}/{member} missing") from None
-                return pickle.load(io.BytesIO(f.read()), encoding="latin1")
+                    raise _MemberError(f"member {folder}/{member} is missing") from None
+                return unpickle(member, f.read())
             batches, meta_dict = [read(m) for m in members], read(meta)
-    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+        with gzip.open(source) as stream:  # read to the end: a truncated or bit-flipped archive
+            while stream.read(1 << 24):    # fails its length/CRC check here, not silently
+                pass
+    for m, b in zip(members, batches, strict=True):
+        if not isinstance(b, dict) or "data" not in b or label_key not in b:
+            raise _MemberError(f"{m} is not a CIFAR batch (no 'data' and {label_key!r})")
+    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3072)
+                           for b in batches])
     labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+    if len(labels) != len(data):
+        raise _MemberError(f"{len(data)} images but {len(labels)} labels")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
     return images, torch.from_numpy(labels), list(meta_dict[names_key]), None
 

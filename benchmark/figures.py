@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.fileio import atomic_write
+
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "main", "synthetic_cam"]
 
 
@@ -135,7 +137,7 @@ def erased_fraction(args) -> list[dict]:
             _plot_erased_fraction(name, counts, pixels, stats, out / "figures" / f"erased_fraction_{name}.png", params)
             rows.append({"eraser": name, "params": params, "seconds": seconds, **stats})
     table = _erased_fraction_table(rows, size, args.seed)
-    (out / "erased_fraction.md").write_text(table)
+    atomic_write(out / "erased_fraction.md", table)  # a leaderboard file: atomic, mode 0644
     print(table)
     return rows
 

@@ -1,23 +1,55 @@
-"""Atomic file writes (temp file + rename) and moving damaged files aside."""
+"""Safe writes and damaged-file handling shared by records, leaderboards, checkpoints and caches.
+
+Every temp-file-plus-rename write goes through `atomic_write`, so a reader (or a crash) never
+sees half a file and every written file gets the same mode. A file that exists but cannot be
+read is `move_aside`d (`<name>.corrupt`) with a one-line `warn`ing, or raises `DamagedFileError`,
+whose message names the file, what is wrong and what to do.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["DamagedFileError", "atomic_write", "move_aside", "warn", "describe"]
 
 
-def atomic_write(path, data, *, mode: int = 0o644) -> Path:
-    """Write str, bytes or `data(fileobj)` to `path` atomically (temp file, fsync, rename)."""
+class DamagedFileError(ValueError):
+    """A file that exists but cannot be read (truncated, corrupt, wrong structure).
+
+    `path` is the file (or folder) to replace, `reason` what is wrong; the message is one line:
+    "<path>: <reason>; <hint>"."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, hint: str = ""):
+        self.path, self.reason, self.hint = Path(path), reason, hint
+        super().__init__(f"{path}: {reason}" + (f"; {hint}" if hint else ""))
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], object], *,
+                 mode: int = 0o644) -> Path:
+    """Write `data` to `path` through a temp file in the same folder, fsync, chmod and rename.
+
+    `data` is text (UTF-8), bytes, or a callable that writes to a binary file object, e.g.
+    `atomic_write(p, lambda f: torch.save(obj, f))`. The temp file (mkstemp: mode 0600) gets
+    `mode` before the rename; on any exception it is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            if callable(data):
+            if isinstance(data, str):
+                f.write(data.encode("utf-8"))
+            elif isinstance(data, bytes | bytearray | memoryview):
+                f.write(data)
+            elif callable(data):
                 data(f)
             else:
-                f.write(data.encode() if isinstance(data, str) else data)
+                raise TypeError(f"atomic_write: data must be str, bytes or a callable writer, "
+                                f"got {type(data).__name__}")
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -28,13 +60,29 @@ def atomic_write(path, data, *, mode: int = 0o644) -> Path:
     return path
 
 
-def move_aside(path, suffix: str = ".corrupt") -> Path:
-    """Rename a damaged file to <name><suffix> (.1, .2, ... if taken); return the new path."""
+def move_aside(path: str | os.PathLike, suffix: str = ".corrupt") -> Path:
+    """Rename a damaged file or folder to `<name><suffix>` (then `.1`, `.2`, ... if taken), so
+    it is kept for inspection but no longer read; returns the new path."""
     path = Path(path)
-    new = path.with_name(path.name + suffix)
+    target = path.with_name(path.name + suffix)
     i = 0
-    while new.exists():
+    while target.exists():
         i += 1
-        new = path.with_name(f"{path.name}{suffix}.{i}")
-    os.replace(path, new)
-    return new
+        target = path.with_name(f"{path.name}{suffix}.{i}")
+    os.replace(path, target)
+    return target
+
+
+def warn(message: str) -> None:
+    """One line `warning: <message>` on stderr (the runner's style), flushed at once."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def describe(error: BaseException, limit: int = 200, *, first_sentence: bool = False) -> str:
+    """`Type: message` of an exception on one line, cut to `limit` characters; `first_sentence`
+    drops what follows the first ". " (torch appends a paragraph of advice about miniz)."""
+    text = " ".join(str(error).split())
+    if first_sentence:
+        text = text.split(". ", 1)[0].rstrip(".")
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

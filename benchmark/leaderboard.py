@@ -19,16 +19,17 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark import thesis
+from benchmark import results, thesis
+from benchmark.fileio import atomic_write
 from benchmark.results import load_records
 
 # Columns of the thesis's Table 2 come first in this order; any other method follows alphabetically.
 CANONICAL = ("plain", "cam_erasing", "random_erasing", "cutout", "hide_and_seek")
 MISSING = "missing"
+FAILED = "failed"
 DATA_TAG = "erasebench:leaderboard"
 DATA_SCHEMA = 1
 
@@ -142,10 +143,12 @@ class Method:
 
 @dataclass
 class Cell:
-    """The finished runs of one (model, method) and how many were planned."""
+    """The finished runs of one (model, method), how many were planned, and the failed runs
+    (shown, never averaged)."""
 
     records: list[dict]
     expected: int
+    failed: list[dict] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -162,11 +165,16 @@ class Grid:
     methods: list[Method]
     cells: dict[tuple[str, str], Cell]
     missing: list[str]  # descriptions of planned runs without a record
-    records: list[dict]
+    records: list[dict]  # every record, finished and failed
+    failed: list[dict] = field(default_factory=list)  # the failed records, by run_id
+
+    @property
+    def finished(self) -> int:
+        return len(self.records) - len(self.failed)
 
     @property
     def datasets(self) -> list[str]:
-        return sorted({r.get("dataset", "?") for r in self.records})
+        return sorted({str(r.get("dataset") or "?") for r in self.records})
 
     @property
     def on_cifar10(self) -> bool:
@@ -193,23 +201,28 @@ def _planned_method(e: dict) -> tuple[str, Method]:
     return m, Method(m, known=False)
 
 
-REQUIRED = ("run_id", "model", "method", "seed", "final_test_error", "best_test_error")
-
-
 def check_record(r: dict, suite: str) -> None:
-    """A record without a key the tables need is an error naming the record and the key."""
-    for key in REQUIRED:
+    """A record without a key the tables need is an error naming the record and the key
+    (records read from files never get here: results.read_record sets those aside)."""
+    required = results.REQUIRED.get(r.get("status", results.FINISHED), results.REQUIRED[FAILED])
+    for key in required:
         if key not in r:
-            raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: key {key!r} is missing; "
-                             f"a result record needs {', '.join(REQUIRED)} (see benchmark/results.py)")
+            raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: key {key!r} is "
+                             f"missing; a {r.get('status', results.FINISHED)} result record needs "
+                             f"{', '.join(required)} (see benchmark/results.py)")
 
 
 def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None) -> Grid:
-    """Group records into (model, method) cells over the planned grid; unplanned extras are kept."""
+    """Group records into (model, method) cells over the planned grid; unplanned extras are kept.
+    Failed records mark their cells and are listed, but never enter a mean."""
     for r in records:
         check_record(r, suite)
+    records = [results.normalise(r) for r in records]
+    finished = [r for r in records if r["status"] == results.FINISHED]
+    failed = sorted((r for r in records if r["status"] != results.FINISHED),
+                    key=lambda r: r["run_id"])
     methods: dict[str, Method] = {}
-    for r in records:
+    for r in finished + failed:  # a finished record's fields place the column when there is one
         methods.setdefault(r["method"], Method.of_record(r))
     done = {r["run_id"] for r in records}
     expected: dict[tuple[str, str], int] = {}
@@ -239,15 +252,19 @@ def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | N
                 missing.append(e["run_id"])
         models += sorted({r["model"] for r in records} - set(models), key=_natural)
     cells: dict[tuple[str, str], Cell] = {}
-    for r in sorted(records, key=lambda r: (r["seed"], r["run_id"])):
+    for r in sorted(finished, key=lambda r: (r["seed"], r["run_id"])):
         key = (r["model"], r["method"])
         cells.setdefault(key, Cell([], expected.get(key, 0))).records.append(r)
+    for r in failed:
+        key = (r["model"], r["method"])
+        cells.setdefault(key, Cell([], expected.get(key, 0))).failed.append(r)
     for key, k in expected.items():
         cells.setdefault(key, Cell([], k))
     for c in cells.values():
-        c.expected = max(c.expected, c.n)  # an unplanned extra run counts, it is not "over-complete"
+        # an unplanned extra run counts, it is not "over-complete"
+        c.expected = max(c.expected, c.n + len(c.failed))
     return Grid(suite, models, sorted(methods.values(), key=Method.sort_key), cells, missing,
-                records)
+                records, failed)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -275,13 +292,18 @@ def fmt_hours(h: float) -> str:
 
 
 def fmt_cell(c: Cell, key: str = "final_test_error") -> str:
-    """'mean ± std (n=k)'; partial cells say how many of the planned runs finished; '—': not planned."""
-    if c.n == 0 and c.expected == 0:
+    """'mean ± std (n=k)' over the finished runs; partial cells say how many of the planned runs
+    finished and how many failed ('failed (j of k)' when none finished); '—': not planned."""
+    if c.n == 0 and c.expected == 0 and not c.failed:
         return "—"
     if c.n == 0:
+        if c.failed:
+            return f"{FAILED} ({len(c.failed)} of {c.expected})"
         return f"{MISSING} (0 of {c.expected})"
     xs = c.values(key)
     count = f"n={c.n}" if c.n >= c.expected else f"n={c.n} of {c.expected}"
+    if c.failed:
+        count += f"; {len(c.failed)} {FAILED}"
     return f"{mean(xs):.2f} ± {fmt_err(std(xs))} ({count})"
 
 
@@ -473,6 +495,9 @@ def _section_cost(g: Grid) -> list[str]:
             recs = g.cell(mo, m).records
             if not recs:
                 continue
+            recs = [r for r in recs if isinstance(r.get("wall_time_s"), int | float)]
+            if not recs:
+                continue
             hours = [r["wall_time_s"] / 3600 for r in recs]
             kinds = sorted({"GPU" if _is_gpu(r.get("device", "cpu")) else "CPU" for r in recs})
             for r, h in zip(recs, hours, strict=True):
@@ -521,6 +546,29 @@ def _section_missing(g: Grid) -> list[str]:
             + ", ".join(f"`{x}`" for x in shown) + more + ".", ""]
 
 
+def _failed_epoch(r: dict) -> str:
+    epoch = _failure(r).get("epoch")
+    if epoch is None:
+        return "before epoch 1"
+    return f"{epoch} of {r['epochs']}" if isinstance(r.get("epochs"), int) else str(epoch)
+
+
+def _failure(r: dict) -> dict:
+    f = r.get("failure")
+    return f if isinstance(f, dict) else {}
+
+
+def _section_failed(g: Grid) -> list[str]:
+    if not g.failed:
+        return []
+    rows = [[f"`{r['run_id']}`", _failed_epoch(r), str(_failure(r).get("reason") or "not recorded")]
+            for r in g.failed]
+    return ["## Failed runs", "",
+            f"{len(g.failed)} run(s) failed; they are left out of every mean, p-value and rank, "
+            "and the suite retries them when it runs again. Epoch: the one running when it "
+            "failed.", "", *md_table(["run", "epoch", "reason"], rows), ""]
+
+
 def summary(g: Grid) -> dict:
     """The machine-readable content of a leaderboard: what `compare` needs, per cell."""
     groups = []
@@ -529,11 +577,13 @@ def summary(g: Grid) -> dict:
             if (mo, m.label) not in g.cells:
                 continue
             c = g.cell(mo, m)
-            groups.append({"model": mo, "method": m.label, "eraser": m.eraser if m.known else None,
-                           "eraser_params": m.eraser_params, "cam": m.cam, "expected": c.expected,
-                           "seeds": [r["seed"] for r in c.records],
-                           "final": c.values("final_test_error"),
-                           "best": c.values("best_test_error")})
+            group = {"model": mo, "method": m.label, "eraser": m.eraser if m.known else None,
+                     "eraser_params": m.eraser_params, "cam": m.cam, "expected": c.expected,
+                     "seeds": [r["seed"] for r in c.records],
+                     "final": c.values("final_test_error"), "best": c.values("best_test_error")}
+            if c.failed:  # present only when some failed: older readers see no change
+                group["failed"] = len(c.failed)
+            groups.append(group)
     return {"schema": DATA_SCHEMA, "suite": g.suite, "datasets": g.datasets, "models": g.models,
             "groups": groups}
 
@@ -551,12 +601,13 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
     g = build_grid(records, suite=suite, expected_runs=expected_runs)
     planned = sum(c.expected for c in g.cells.values())
     epochs = _distinct(records, lambda r: r.get("epochs"))
+    failed = f", {len(g.failed)} failed" if g.failed else ""
     out = [f"# Leaderboard: {suite}", "",
            f"Generated by `python -m benchmark.leaderboard render --suite {suite}` from "
            f"`results/{suite}/`; do not edit by hand.", "",
            f"Data: {', '.join(g.datasets) or 'n/a'} · models: {', '.join(g.models) or 'none'} · "
-           f"{len(records)} of {planned} planned runs finished · epochs: {', '.join(epochs) or 'n/a'}.",
-           ""]
+           f"{g.finished} of {planned} planned runs finished{failed} · "
+           f"epochs: {', '.join(epochs) or 'n/a'}.", ""]
     if g.on_cifar10:
         note = (f"The rows `· thesis` are the thesis's published CIFAR-10 numbers (mean of "
                 f"{thesis.SEEDS} runs, {thesis.EPOCHS} epochs; `—` where it published none) and "
@@ -569,6 +620,8 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
     out += ["## Final-epoch test error (Table 2 layout)", "",
             "Top-1 test error (%) after the last epoch: mean ± sample std over seeds (n runs). "
             f"`{MISSING} (0 of k)` and `n=j of k` mark cells whose planned runs have not all finished.",
+            *([f"`{FAILED} (j of k)` (none finished) and `; j {FAILED}` mark cells with failed "
+               "runs (see Failed runs): they never enter a mean."] if g.failed else []),
             note, "", *_section_table2(g, "final_test_error"), ""]
     out += _section_table1(g) + _section_table3(g) + _section_table4(g)
     out += ["## Best-epoch test error", "",
@@ -578,25 +631,12 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
     out += _section_significance(g) + _section_occlusion(g) + _section_cost(g)
     if figures:
         out += ["## Figures", ""] + [f"![{cap}]({path})" for cap, path in figures] + [""]
-    out += _section_missing(g) + _section_reproducibility(g)
+    out += _section_failed(g) + _section_missing(g) + _section_reproducibility(g)
     out.append(_data_block(summary(g)))
     return "\n".join(out) + "\n"
 
 
 # ----------------------------------------------------------------------------- files
-
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically: a reader (or a crashed renderer) never sees half a leaderboard."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")
@@ -639,7 +679,8 @@ def render_suite(suite: str, results_dir, out_path, *, figures_dir=None,
     records = load_records(results_dir) if Path(results_dir).is_dir() else []
     figures = write_figures(records, suite=suite, out_dir=out.parent, expected_runs=expected_runs,
                             figures_dir=figures_dir if figures_dir is not None else out.parent / "figures")
-    _write_text(out, render(records, suite=suite, expected_runs=expected_runs, figures=figures))
+    # atomic: a reader (or a crashed renderer) never sees half a leaderboard
+    atomic_write(out, render(records, suite=suite, expected_runs=expected_runs, figures=figures))
     return out
 
 
@@ -665,7 +706,7 @@ def read_summary(source: str) -> dict:
         raise ValueError(f"{source}: neither a leaderboard .md, a results folder, nor a suite "
                          f"with records in {folder}/")
     records = load_records(folder)
-    suite = records[0]["suite"] if records else folder.name
+    suite = str(records[0].get("suite") or folder.name) if records else folder.name
     return summary(build_grid(records, suite=suite))
 
 
@@ -717,7 +758,7 @@ def cmd_render(args) -> int:
 def cmd_compare(args) -> int:
     text = compare([read_summary(s) for s in args.inputs])
     if args.out:
-        _write_text(Path(args.out), text)
+        atomic_write(Path(args.out), text)
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)

@@ -1,8 +1,14 @@
-"""One JSON record per finished run, written atomically; the suite resumes from them.
+"""One strict-JSON record per run, finished or failed, written atomically; the suite resumes
+from them.
 
-A record is the only thing the leaderboard reads. Its keys (schema 1):
+A record is the only thing the leaderboard reads. Its keys (schema 2):
 
-    schema          1
+    schema          2 (schema-1 records, written before failures were recorded, are still read:
+                    as finished, or as failed when they hold NaN/Infinity, i.e. the run diverged)
+    status          "finished" | "failed"; only a finished record ends a run (the suite redoes
+                    a failed one when it runs again)
+    failure         None, or (failed) {"epoch": the 1-based epoch running when it failed, None
+                    before the first epoch began; "reason": one line, e.g. "loss is NaN"}
     suite           suite name, e.g. "thesis"
     run_id          unique within the suite, e.g. "resnet20__cam_erasing-bh2__s0"
     model           model name as given to benchmark.models.create, e.g. "resnet20", "timm/resnet18"
@@ -12,16 +18,18 @@ A record is the only thing the leaderboard reads. Its keys (schema 1):
     eraser_params   dict of the eraser's constructor arguments (after defaults)
     mode            "replace" | "append" | None
     cam             None, or {"source": "during"|"after", "layer": str|None, "target": "label"|"pred",
-                    "path": "fast"|"generic"}
+                    "path": "fast"|"generic"|None (None: failed before the CAM path was known)}
     ablation        dict: the axis values that set this run apart from its siblings, e.g. {"b_h": 3}
     seed            int
     dataset         e.g. "cifar10", "synthetic"
-    epochs          int
-    final_test_error  float, percent, after the last epoch (the headline number)
-    best_test_error   float, percent, best over epochs (what the Random Erasing code reports)
-    best_epoch      int (1-based)
+    epochs          int (planned)
+    final_test_error  float, percent, after the last epoch (the headline number); None if failed
+    best_test_error   float, percent, best over epochs (what the Random Erasing code reports);
+                    None if failed
+    best_epoch      int (1-based); None if failed
     curves          {"epoch": [...], "train_loss": [...], "train_acc": [...], "test_error": [...],
-                     "lr": [...], "erased_fraction": [...]}  (percent for acc/error)
+                     "lr": [...], "erased_fraction": [...]}  (percent for acc/error); a failed
+                    run's curves hold the epochs it completed (possibly none)
     occlusion       None, or (data with boxes) {"erased_image_rate", "object_hit_rate",
                     "object_covered_mean", "train_cam_peak_in_box", "cam_peak_in_box",
                     "random_point_in_box"}: fractions in [0, 1]. The first three are over the
@@ -30,59 +38,188 @@ A record is the only thing the leaderboard reads. Its keys (schema 1):
                     class) on the test set, random_point_in_box the mean box area fraction
     wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s: training
                     images per second, erased copies included; resumed_from_epoch: int or None
+                    (each None when a failed run did not get that far)
     process         {"index", "count"}: which Accelerate process trained it
     device          e.g. "cpu", "NVIDIA H100 80GB HBM3"
     versions        {"python", "torch", "torchvision", "timm", "accelerate", "erasebench"}
     git_commit      str or None; date: ISO 8601; command: the command line that ran the suite
     config          the full resolved run config (dict)
+
+Records are strict JSON: a non-finite float anywhere is written as null. A record that cannot be
+read (truncated, not JSON, not a record, an unknown schema) is moved aside to `<name>.corrupt`
+with a one-line warning and counts as not finished, so the suite redoes the run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 from pathlib import Path
 
-SCHEMA = 1
+from benchmark.fileio import atomic_write, describe, move_aside, warn
+
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+FINISHED, FAILED = "finished", "failed"
+STATUSES = (FINISHED, FAILED)
+# The keys the leaderboard needs to place a record, by status.
+REQUIRED = {FINISHED: ("run_id", "model", "method", "seed", "final_test_error", "best_test_error"),
+            FAILED: ("run_id", "model", "method", "seed")}
+_REASON_LIMIT = 500
 
 
 def record_path(results_dir: str | os.PathLike, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.json"
 
 
+def strict(obj):
+    """`obj` with every non-finite float (NaN, ±Infinity), in nested dicts/lists/tuples, as None:
+    what JSON can hold (json.dumps would write the invalid tokens NaN / Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def _non_finite(obj, where: str = "") -> list[str]:
+    """Dotted paths of the non-finite floats in `obj` (lists: the path of the list, once)."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [where or "value"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _non_finite(v, f"{where}.{k}" if where else k)]
+    if isinstance(obj, list | tuple):
+        return [where] if any(_non_finite(v, where) for v in obj) else []
+    return []
+
+
 def write_record(results_dir: str | os.PathLike, record: dict) -> Path:
-    """Write `record` as <results_dir>/<run_id>.json atomically (temp file + rename)."""
+    """Write `record` as <results_dir>/<run_id>.json: strict JSON (non-finite floats -> null),
+    atomically, mode 0644."""
     out = record_path(results_dir, record["run_id"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    text = json.dumps(strict(record), indent=1, sort_keys=True, allow_nan=False)
+    return atomic_write(out, text)
+
+
+def record_problem(rec) -> str | None:
+    """What makes a parsed record unreadable (None: nothing): not an object, no run_id or schema,
+    an unknown schema or status, or a key the leaderboard needs is missing."""
+    if not isinstance(rec, dict):
+        return f"not a result record (a JSON {type(rec).__name__}, not an object)"
+    for key in ("run_id", "schema"):
+        if key not in rec:
+            return f"key {key!r} is missing"
+    if rec["schema"] not in READABLE_SCHEMAS:
+        return (f"key 'schema' is {rec['schema']!r}; this erasebench reads schema "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}")
+    status = rec.get("status", FINISHED) if rec["schema"] == 1 else rec.get("status")
+    if status not in STATUSES:
+        return f"key 'status' is {status!r}; expected {' or '.join(map(repr, STATUSES))}"
+    missing = [k for k in REQUIRED[status] if k not in rec]
+    if missing:
+        return f"key {missing[0]!r} is missing"
+    for key, types, what in _TYPES:
+        if key in rec and not (isinstance(rec[key], types) and not isinstance(rec[key], bool)):
+            return f"key {key!r} is {_short(rec[key])}, not {what}"
+    return None
+
+
+# Keys the leaderboard reads, with the types it can use (None: absent or not known).
+_TYPES = [("run_id", str, "a string"), ("model", str, "a string"), ("method", str, "a string"),
+          ("seed", int, "an integer"), ("suite", str | None, "a string"),
+          ("eraser", str | None, "a string or null"),
+          *[(k, dict | None, "an object or null")
+            for k in ("eraser_params", "cam", "curves", "occlusion", "failure", "versions")]]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def normalise(rec: dict) -> dict:
+    """A readable record as schema 2 sees it (a new dict; the file is not touched): schema 1 gets
+    status finished; a finished record with NaN/Infinity anywhere (schema 1 wrote them: the run
+    diverged) or without a numeric final/best error is failed, with the reason."""
+    rec = dict(rec)
+    rec.setdefault("status", FINISHED)
+    rec.setdefault("failure", None)
+    if rec["status"] != FINISHED:
+        return strict(rec)
+    bad = _non_finite(rec)
+    if bad:
+        loss = (rec.get("curves") or {}).get("train_loss") or []
+        epoch = next((i + 1 for i, x in enumerate(loss)
+                      if not isinstance(x, int | float) or not math.isfinite(x)), None)
+        rec = strict(rec)
+        rec.update(status=FAILED, failure={"epoch": epoch, "reason": "non-finite values in "
+                                           f"{', '.join(bad)} (the run diverged)"})
+        return rec
+    for key in ("final_test_error", "best_test_error"):
+        if isinstance(rec.get(key), bool) or not isinstance(rec.get(key), int | float):
+            reason = f"{key} is {rec.get(key)!r}, not a number"
+            rec.update(status=FAILED, failure={"epoch": None, "reason": reason})
+            return rec
+    return rec
+
+
+def read_record(path: str | os.PathLike) -> dict | None:
+    """The record in `path` (normalised to schema 2), or None if there is none or it is damaged:
+    a damaged record is moved to `<name>.corrupt` with a one-line warning, so its run counts as
+    not finished and the suite redoes it."""
+    path = Path(path)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as e:
+        problem = f"not UTF-8 text (byte {e.start})"
+    else:
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as e:
+            body = text.strip()
+            cut = "; it ends mid-record: truncated?" if body[:1] == "{" and body[-1:] != "}" else ""
+            problem = f"not valid JSON: {e.msg}: line {e.lineno} column {e.colno}{cut}"
+        else:
+            problem = record_problem(rec)
+            if problem is None:
+                return normalise(rec)
+    _set_aside(path, f"damaged result record ({problem})")
+    return None
+
+
+def _set_aside(path: Path, what: str) -> None:
+    try:
+        moved = move_aside(path)
+    except OSError as e:  # e.g. another process moved it first, or a read-only folder
+        warn(f"{path}: {what}; could not move it aside ({e}); skipping it")
+        return
+    warn(f"{path}: {what}; moved to {moved.name}; the run will be redone")
+
+
+def status(results_dir: str | os.PathLike, run_id: str) -> str | None:
+    """"finished", "failed", or None (no record, or a damaged one, now moved aside)."""
+    rec = read_record(record_path(results_dir, run_id))
+    return None if rec is None else rec["status"]
 
 
 def is_finished(results_dir: str | os.PathLike, run_id: str) -> bool:
-    return record_path(results_dir, run_id).is_file()
+    """True only for a readable record with status finished: a failed run is redone."""
+    return status(results_dir, run_id) == FINISHED
 
 
 def load_records(results_dir: str | os.PathLike) -> list[dict]:
-    """All records in a suite's results folder, sorted by run_id; a broken file raises naming it."""
+    """All readable records (finished and failed, normalised to schema 2) of a suite's results
+    folder, sorted by file name; damaged ones are moved aside with a warning and skipped."""
     records = []
     for p in sorted(Path(results_dir).glob("*.json")):
-        try:
-            rec = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}: not a valid result record ({e})") from e
-        if rec.get("schema") != SCHEMA:
-            raise ValueError(f"{p}: key 'schema' is {rec.get('schema')!r}; this erasebench reads schema {SCHEMA}")
-        records.append(rec)
+        rec = read_record(p)
+        if rec is not None:
+            records.append(rec)
     return records
 
 
@@ -125,27 +262,99 @@ def device_name(device) -> str:
     return device.type
 
 
-def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str,
-                process: tuple[int, int] = (0, 1)) -> dict:
-    """A result record (schema above) from a RunSpec and the metrics train_run returned."""
+def _now() -> str:
     import datetime
 
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, device, command,
+                process: tuple[int, int]) -> dict:
+    """The keys every record has, finished or failed: what places it in the leaderboard's grid
+    and how it was run."""
+    m = spec.method
+    return {
+        "schema": SCHEMA, "suite": spec.suite, "run_id": spec.run_id, "model": spec.model,
+        "method": spec.label, "eraser": None if m.is_plain else m.name,
+        "eraser_params": eraser_params, "mode": m.mode, "cam": cam, "ablation": spec.ablation,
+        "seed": spec.seed, "dataset": spec.data.name, "epochs": spec.train.epochs,
+        "wall_time_s": wall_time_s, "device": device, "versions": _versions(),
+        "git_commit": git_commit(), "date": _now(), "command": command,
+        "process": {"index": process[0], "count": process[1]}, "config": spec.to_dict(),
+    }
+
+
+def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str,
+                process: tuple[int, int] = (0, 1)) -> dict:
+    """A finished run's record (schema above) from a RunSpec and the metrics train_run returned."""
     m = spec.method
     cam = None
     if metrics.get("cam_path"):
         cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target,
                "path": metrics["cam_path"]}
     return {
-        "schema": SCHEMA, "suite": spec.suite, "run_id": spec.run_id, "model": spec.model,
-        "method": spec.label, "eraser": None if m.is_plain else m.name,
-        "eraser_params": metrics.get("eraser_params", dict(m.params)), "mode": m.mode, "cam": cam,
-        "ablation": spec.ablation, "seed": spec.seed, "dataset": spec.data.name,
-        "epochs": spec.train.epochs,
+        **_run_fields(spec, eraser_params=metrics.get("eraser_params", dict(m.params)), cam=cam,
+                      wall_time_s=wall_time_s, device=device_name(device), command=command,
+                      process=process),
+        "status": FINISHED, "failure": None,
         **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
-                                   "occlusion", "images_per_s", "train_time_s", "resumed_from_epoch")},
+                                   "occlusion", "images_per_s", "train_time_s",
+                                   "resumed_from_epoch")},
         **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs")},
-        "wall_time_s": wall_time_s, "device": device_name(device), "versions": _versions(),
-        "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "process": {"index": process[0], "count": process[1]},
-        "config": spec.to_dict(),
     }
+
+
+def one_line(reason: str | BaseException, limit: int = _REASON_LIMIT) -> str:
+    """A failure reason on one line: an exception as `Type: message`, whitespace collapsed."""
+    text = describe(reason, limit) if isinstance(reason, BaseException) else " ".join(
+        str(reason).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def failed_record(spec, *, epoch: int | None, reason: str | BaseException,
+                  curves: dict | None = None, wall_time_s: float | None = None, device=None,
+                  command: str | None = None, process: tuple[int, int] = (0, 1),
+                  eraser_params: dict | None = None, resumed_from_epoch: int | None = None,
+                  train_time_s: float | None = None) -> dict:
+    """A failed run's record: call it with what the runner has when a run fails, then
+    `write_record` it. It places the cell like a finished record and says why it failed.
+
+    epoch: the 1-based epoch running when it failed (None: before the first epoch began);
+    reason: a one-line text ("loss is NaN") or the exception; curves: the completed epochs'
+    curves so far. Never raises for a detail it cannot fill (that field is None instead)."""
+    m = spec.method
+    if eraser_params is None:
+        eraser_params = _resolved_params(m)
+    cam = None
+    try:
+        if m.needs_cam:
+            cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target,
+                   "path": None}
+    except Exception:  # noqa: BLE001 - e.g. the eraser is unknown: that may be why it failed
+        cam = None
+    try:
+        dev = None if device is None else device_name(device)
+    except Exception:  # noqa: BLE001 - a broken CUDA context must not lose the record
+        dev = str(device)
+    return {
+        **_run_fields(spec, eraser_params=eraser_params, cam=cam, wall_time_s=wall_time_s,
+                      device=dev, command=command, process=process),
+        "status": FAILED,
+        "failure": {"epoch": None if epoch is None else int(epoch), "reason": one_line(reason)},
+        "final_test_error": None, "best_test_error": None, "best_epoch": None,
+        "curves": curves or {}, "occlusion": None, "images_per_s": None,
+        "train_time_s": train_time_s, "resumed_from_epoch": resumed_from_epoch,
+    }
+
+
+def _resolved_params(m) -> dict:
+    """The eraser's parameters after defaults, as a finished record stores them; the given ones
+    when the eraser cannot be built (which may be why the run failed)."""
+    if m.is_plain:
+        return {}
+    try:
+        import plugins
+
+        return plugins.build(m.name, **m.params).params()
+    except Exception:  # noqa: BLE001
+        return dict(m.params)

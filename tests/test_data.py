@@ -4,7 +4,9 @@ and a short ResNet20 training run on the synthetic set through the DeviceLoader.
 import io
 import math
 import pickle
+import stat
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import augment, data, models
+from benchmark.fileio import DamagedFileError
 
 
 def _batch(n, label_key, seed):
@@ -90,6 +93,160 @@ def test_second_load_comes_from_the_cache_without_reading_the_source(tmp_path, m
     assert torch.equal(first.images, second.images) and first.mean == second.mean
     with pytest.raises(AssertionError, match="read again"):
         data.load("cifar10", "train", tmp_path, cache=False)
+
+
+# --- damaged files ----------------------------------------------------------------------------
+
+ARCHIVE = "cifar-10-python.tar.gz"
+HINT = "; delete it and rerun with --download, or place a good copy there"
+
+
+def _good_archive(path):
+    _write_archive(path, "cifar-10-batches-py", _cifar10_members())
+    return path
+
+
+def _one_line_error(excinfo):
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("damage", ["garbage", "cache_of_something_else"])
+def test_a_corrupt_cache_file_is_deleted_with_a_warning_and_rebuilt(tmp_path, capsys, damage):
+    _write_folder(tmp_path / "cifar-10-batches-py", _cifar10_members())
+    first = data.load("cifar10", "train", tmp_path)
+    (cache,) = (tmp_path / "cache").glob("cifar10-train-*.pt")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o644  # written through fileio.atomic_write
+    if damage == "garbage":
+        cache.write_bytes(cache.read_bytes()[:1000])
+    else:
+        torch.save({"images": torch.zeros(3, 4)}, cache)
+    again = data.load("cifar10", "train", tmp_path)
+    assert torch.equal(first.images, again.images) and first.mean == again.mean
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"warning: {cache}: damaged data cache (")
+    assert err.endswith("); deleted it, rebuilding it\n")
+    torch.load(cache, weights_only=True)  # rebuilt, readable again
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.name]
+
+
+def test_an_archive_that_is_not_gzip_is_one_error_line_naming_the_path(tmp_path):
+    archive = tmp_path / ARCHIVE
+    archive.write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(DamagedFileError) as info:
+        data.load("cifar10", "train", tmp_path)
+    assert _one_line_error(info) == (f"{archive}: damaged or truncated cifar10 archive "
+                                     f"(ReadError: not a gzip file){HINT}")
+
+
+@pytest.mark.parametrize("keep", [0.5, -10])
+def test_an_archive_truncated_mid_stream_is_one_error_line_naming_the_path(tmp_path, keep):
+    archive = _good_archive(tmp_path / ARCHIVE)
+    blob = archive.read_bytes()
+    # half the bytes, or only the gzip trailer (CRC and length) cut off
+    archive.write_bytes(blob[: int(len(blob) * keep)] if keep > 0 else blob[:keep])
+    with pytest.raises(DamagedFileError) as info:
+        data.load("cifar10", "test", tmp_path)
+    assert _one_line_error(info) == (
+        f"{archive}: damaged or truncated cifar10 archive (EOFError: Compressed file ended "
+        f"before the end-of-stream marker was reached){HINT}")
+
+
+def test_a_bit_flip_inside_an_archive_is_caught_by_its_checksum(tmp_path):
+    archive = _good_archive(tmp_path / ARCHIVE)
+    blob = bytearray(archive.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    archive.write_bytes(bytes(blob))
+    with pytest.raises(DamagedFileError, match=rf"^{archive}: damaged or truncated cifar10 "):
+        data.load("cifar10", "test", tmp_path)
+
+
+def test_a_damaged_file_in_the_extracted_folder_is_one_error_line_naming_it(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_folder(folder, _cifar10_members())
+    batch = folder / "data_batch_2"
+    batch.write_bytes(batch.read_bytes()[:500])
+    with pytest.raises(DamagedFileError) as info:
+        data.load("cifar10", "train", tmp_path)
+    assert _one_line_error(info) == (
+        f"{folder}: damaged cifar10 folder: data_batch_2 cannot be unpickled "
+        f"(UnpicklingError: pickle data was truncated){HINT}")
+    (folder / "test_batch").unlink()
+    with pytest.raises(DamagedFileError, match="damaged cifar10 folder: test_batch is missing"):
+        data.load("cifar10", "test", tmp_path)
+
+
+@pytest.fixture
+def fake_download(monkeypatch):
+    """torchvision's downloader, replaced: it writes a good (fake) archive; no network."""
+    from torchvision.datasets import utils
+
+    calls = []
+
+    def download_url(url, root, filename=None, md5=None, **kw):
+        calls.append((url, filename, md5))
+        _good_archive(Path(root) / filename)
+
+    monkeypatch.setattr(utils, "download_url", download_url)
+    return calls
+
+
+def test_download_replaces_a_corrupt_archive(tmp_path, capsys, fake_download):
+    from torchvision.datasets import CIFAR10
+
+    archive = tmp_path / ARCHIVE
+    archive.write_bytes(b"not a gzip file")
+    train = data.load("cifar10", "train", tmp_path, download=True)
+    assert len(train) == 20
+    assert fake_download == [(CIFAR10.url, ARCHIVE, CIFAR10.tgz_md5)]
+    assert (tmp_path / f"{ARCHIVE}.corrupt").read_bytes() == b"not a gzip file"
+    assert archive.is_file() and not (tmp_path / "cifar-10-batches-py").exists()
+    assert capsys.readouterr().err == (
+        f"warning: {archive}: damaged or truncated cifar10 archive (ReadError: not a gzip "
+        f"file); moved to {ARCHIVE}.corrupt; downloading it again\n")
+
+
+def test_download_fetches_a_missing_archive_and_a_good_one_is_never_fetched(tmp_path,
+                                                                          fake_download):
+    assert len(data.load("cifar10", "test", tmp_path, download=True, cache=False)) == 3
+    assert len(data.load("cifar10", "test", tmp_path, download=True, cache=False)) == 3
+    assert len(fake_download) == 1
+
+
+def test_download_moves_a_damaged_folder_aside_and_reads_the_archive(tmp_path, capsys,
+                                                                    fake_download):
+    _good_archive(tmp_path / ARCHIVE)
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_folder(folder, _cifar10_members())
+    (folder / "batches.meta").write_bytes(b"")
+    assert len(data.load("cifar10", "test", tmp_path, download=True)) == 3
+    assert fake_download == [] and (tmp_path / "cifar-10-batches-py.corrupt").is_dir()
+    assert capsys.readouterr().err.endswith(f"; moved to cifar-10-batches-py.corrupt; reading "
+                                            f"{ARCHIVE} instead\n")
+
+
+def test_a_damaged_download_is_reported_not_fetched_again_in_a_loop(tmp_path, monkeypatch):
+    from torchvision.datasets import utils
+
+    def download_url(url, root, filename=None, md5=None, **kw):
+        (Path(root) / filename).write_bytes(b"still broken")
+
+    monkeypatch.setattr(utils, "download_url", download_url)
+    with pytest.raises(DamagedFileError, match="not a gzip file"):
+        data.load("cifar10", "train", tmp_path, download=True)
+
+
+def test_a_failed_download_is_one_line_naming_the_url_and_the_path(tmp_path, monkeypatch):
+    from torchvision.datasets import utils
+
+    def download_url(url, root, filename=None, md5=None, **kw):
+        raise RuntimeError("File not found or corrupted.")
+
+    monkeypatch.setattr(utils, "download_url", download_url)
+    with pytest.raises(RuntimeError, match=rf"^cifar10: downloading https://\S+ to "
+                                           rf"{tmp_path / ARCHIVE} failed \(RuntimeError: File"):
+        data.load("cifar10", "train", tmp_path, download=True)
 
 
 def _write_parquet(path, n, seed):

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,87 @@ def test_data_block_survives_double_dashes_and_round_trips(tmp_path):
     md.write_text(text)
     assert lb.read_summary(str(md)) == lb.summary(lb.build_grid(recs, suite="thesis",
                                                                   expected_runs=plan))
+
+
+# ----------------------------------------------------------------------------- failed runs
+
+def failed(rec, epoch, reason):
+    """`rec` as the runner records a failed run: status failed, no errors, epoch and reason."""
+    return {**rec, "schema": 2, "status": "failed", "failure": {"epoch": epoch, "reason": reason},
+            "final_test_error": None, "best_test_error": None, "best_epoch": None}
+
+
+def test_a_failed_run_renders_failed_1_of_1_and_is_listed_with_its_reason():
+    recs = single_seed_suite()
+    recs[4] = failed(recs[4], 3, "loss is NaN")  # cam_erasing: its column still comes second
+    text = lb.render(recs, suite="smoke")
+    rows = {r[0]: r for r in rows_of(text, "Final-epoch test error")}
+    header = next(ln for ln in text.splitlines() if ln.startswith("| model | plain"))
+    assert header.split(" | ")[2] == "cam_erasing"
+    assert rows["resnet20"][2] == "failed (1 of 1)"
+    assert "4 of 5 planned runs finished, 1 failed" in text
+    assert rows_of(text, "Failed runs") == [["`resnet20__cam_erasing__s0`", "3 of 4",
+                                             "loss is NaN"]]
+    assert rows_of(text, "Significance")[1][2] == "failed (1 of 1)"
+    assert "Missing runs" not in text  # a failed run has a record: it is not missing
+
+
+def test_a_mixed_cell_averages_only_the_finished_runs_and_counts_the_failed():
+    recs, plan = complete_suite()
+    i = next(i for i, r in enumerate(recs) if r["run_id"] == "resnet20__cutout__s1")
+    recs[i] = failed(recs[i], None, "ValueError: plugin raised")
+    text = lb.render(recs, suite="thesis", expected_runs=plan)
+    rows = {r[0]: r for r in rows_of(text, "Final-epoch test error")}
+    col = next(ln for ln in text.splitlines() if ln.startswith("| model | plain")).split(" | ")
+    cutout = rows["resnet20"][col.index("cutout")]
+    assert cutout == "7.26 ± 0.06 (n=2 of 3; 1 failed)"  # 7.30 + mean(0, -0.08): seed 1 left out
+    assert rows_of(text, "Failed runs") == [["`resnet20__cutout__s1`", "before epoch 1",
+                                             "ValueError: plugin raised"]]
+    g = lb.build_grid(recs, suite="thesis", expected_runs=plan)
+    group = next(gr for gr in lb.summary(g)["groups"]
+                 if gr["model"] == "resnet20" and gr["method"] == "cutout")
+    assert group["final"] == [7.3, 7.22] and group["seeds"] == [0, 2] and group["failed"] == 1
+    assert "*" in lb.compare([lb.summary(g)]).split("| cutout |")[1].splitlines()[0]
+
+
+def test_a_failed_run_never_enters_means_p_values_or_ranks():
+    recs = [make_record("x", "resnet20", m, s, BASE[m] + OFFSETS[s])
+            for m in ("plain", "cutout") for s in range(3)]
+    recs.append(failed(make_record("x", "resnet20", "random_erasing", 0, 99.0), 1, "boom"))
+    g = lb.build_grid(recs, suite="x")
+    assert lb.best_baseline(g, "resnet20").label == "cutout"
+    rows = {r[1]: r for r in rows_of(lb.render(recs, suite="x"), "Significance")}
+    assert rows["random_erasing"][2:] == ["failed (1 of 3)", "—", "n/a", "—", "n/a"]
+    ranks = {r[0]: r for r in rows_of("## x\n" + lb.compare([lb.summary(g)]), "x")}
+    assert "random_erasing" not in ranks and ranks["cutout"][1] == "7.31 (1)"
+
+
+def test_render_suite_skips_a_damaged_record_with_a_warning_and_never_crashes(tmp_path, capsys):
+    results_dir = tmp_path / "results"
+    for r in single_seed_suite():
+        write_record(results_dir, r)
+    broken = results_dir / "resnet20__cutout__s0.json"
+    broken.write_bytes(broken.read_bytes()[:100])
+    (results_dir / "resnet20__zzz__s0.json").write_text('{"run_id": "z", "schema": 1, "seed": 0}')
+    plan = [planned("resnet20", m, 0) for m in FIVE]
+    out = lb.render_suite("smoke", results_dir, tmp_path / "lb" / "smoke.md", expected_runs=plan)
+    err = capsys.readouterr().err
+    assert f"warning: {broken}: damaged result record (not valid JSON" in err
+    assert "resnet20__zzz__s0.json: damaged result record (key 'model' is missing)" in err
+    text = out.read_text()
+    assert "4 of 5 planned runs finished" in text and "missing (0 of 1)" in text  # cutout
+    assert (results_dir / "resnet20__cutout__s0.json.corrupt").is_file()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_render_suite_shows_a_failed_record_from_disk(tmp_path):
+    recs = single_seed_suite()
+    recs[0] = failed(recs[0], 2, "loss is inf")
+    for r in recs:
+        write_record(tmp_path / "results", r)
+    text = lb.render_suite("smoke", tmp_path / "results", tmp_path / "smoke.md").read_text()
+    assert "| resnet20 | failed (1 of 1) |" in text
+    assert "| `resnet20__plain__s0` | 2 of 4 | loss is inf |" in text
 
 
 # ----------------------------------------------------------------------------- statistics
