@@ -96,15 +96,51 @@ def load(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
     if name == "synthetic":  # generated in about a second: not cached
         return _load_synthetic(split, **options)
     if name in _CIFAR:
+        check(name, data_dir, download=True, **options)  # the options; presence: _load_cifar
+        return _load_cifar(name, split, data_dir, download, use_cache)
+    check(name, data_dir, **options)
+    key = {"name": name, "split": split, "options": _jsonable(options),
+           "files": _file_identity_all(options.get("data_files"))}
+    return _cached(data_dir, name, split, key, use_cache, lambda: _read_hf(name, split, options))
+
+
+def check(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
+          **options) -> None:
+    """Raise the one-line error `load` would for an unknown name, unknown options or a missing
+    local dataset, without reading any data (the runner checks this before any training)."""
+    import inspect
+
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    options.pop("cache", None)
+    if name == "synthetic":
+        allowed = [p for p in inspect.signature(_load_synthetic).parameters if p not in
+                   ("split", "unknown")]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(f"dataset 'synthetic': unknown options {unknown}; allowed: "
+                             f"{', '.join(allowed)}")
+    elif name in _CIFAR:
         if options:
             raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
-        return _load_cifar(name, split, data_dir, download, use_cache)
-    if name.startswith("hf:"):
-        key = {"name": name, "split": split, "options": _jsonable(options),
-               "files": _file_identity_all(options.get("data_files"))}
-        return _cached(data_dir, name, split, key, use_cache, lambda: _read_hf(name, split, options))
-    raise ValueError(f"unknown dataset {name!r}; known: synthetic, cifar10, cifar100, "
-                     "hf:<dataset id>[:<config>]")
+        if _cifar_source(name, data_dir) is None and not download:
+            archive, folder = _CIFAR[name][:2]
+            raise FileNotFoundError(f"{name}: not found in {data_dir}/; put {archive} (or its "
+                                    f"extracted folder {folder}/) there, or pass --download")
+    elif name.startswith("hf:"):
+        parts = name[len("hf:"):].split(":")
+        if not parts[0] or len(parts) > 2:
+            raise ValueError(f"dataset {name!r}: expected hf:<dataset id>[:<config>]")
+        files = options.get("data_files")
+        paths = [files] if isinstance(files, str) else list((files or {}).values()) \
+            if isinstance(files, dict) else list(files or [])
+        flat = [q for p in paths for q in ([p] if isinstance(p, str) else p)]
+        missing = [f for f in flat if "://" not in f and not any(c in f for c in "*?[")
+                   and not Path(f).exists()]
+        if missing:
+            raise FileNotFoundError(f"dataset {name!r}: data_files not found: {', '.join(missing)}")
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: synthetic, cifar10, cifar100, "
+                         "hf:<dataset id>[:<config>]")
 
 
 # --- cache -------------------------------------------------------------------------------------

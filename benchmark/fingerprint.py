@@ -45,6 +45,12 @@ def of_run(spec, precision: str) -> dict:
     return fp
 
 
+def of_warmup(spec, precision: str) -> dict:
+    """What a plain warm-up depends on: a fork file holds it, a forked run must match it."""
+    fp = of_config(spec.to_dict(), {}, precision)
+    return {k: fp[k] for k in ("model", "seed", "train", "data", "precision")}
+
+
 def of_record(rec: dict) -> dict:
     """A record's fingerprint: stored since schema 2, derived from its config before."""
     if isinstance(rec.get("fingerprint"), dict):

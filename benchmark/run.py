@@ -25,7 +25,7 @@ import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from benchmark import claims, plan, results  # noqa: E402
+from benchmark import claims, fingerprint, plan, results  # noqa: E402
 from benchmark.config import ConfigError, load_suite  # noqa: E402
 from benchmark.suite import RunSpec, apply_overrides, expand, parse_seeds  # noqa: E402
 from benchmark.train import Hooks  # noqa: E402
@@ -358,10 +358,12 @@ class Worker:
         self.seen: set[str] = set()  # run ids already counted (trained, skipped or failed)
 
     def state(self, run_id: str) -> str | None:
-        """finished, failed (here, in this suite run) or None (still to train)."""
-        if results.is_finished(self.results_dir, run_id):
-            return "finished"
-        return "failed" if run_id in self.failed else None
+        """finished, failed or None (to train): a failed run is retried only with --retry-failed,
+        and once per invocation."""
+        st = results.status(self.results_dir, run_id)
+        if st == "failed" and self.args.retry_failed and run_id not in self.failed:
+            return None
+        return st
 
     def ready(self, r: RunSpec) -> bool:
         """A run's dependencies allow it to start (a failed warm-up provider: start from scratch)."""
@@ -391,7 +393,7 @@ class Worker:
 
     def run(self, packs: list[plan.Pack]) -> None:
         pending = list(packs)
-        while pending:
+        while pending and not self.stop.signum:
             for pack in list(pending):
                 todo = self._todo(pack)
                 if not todo:
@@ -399,7 +401,11 @@ class Worker:
                     continue
                 mine = self._claim([r for r in todo if self.ready(r)])
                 if mine:
-                    self._train(mine)
+                    try:
+                        self._train(mine)
+                    finally:
+                        for _, c in mine:
+                            c.release()
                     break  # rescan from the top: providers first
             else:
                 if pending:
@@ -427,37 +433,50 @@ class Worker:
         try:
             outcomes = train_pack(specs, device=self.device, work_dir=self.work_dir,
                                   data_cache=self.data_cache, precision=self.precision,
-                                  frozen_ckpts=frozen, hooks=hooks)
+                                  frozen_ckpts=frozen, hooks=hooks, extra=hooks.extra)
         except Exception as e:  # noqa: BLE001 - one broken run must not lose the others' results
             hooks.close()
             if len(specs) > 1:  # find the culprit: train the pack's runs one by one
-                print(f"warning: a pack of {len(specs)} failed ({type(e).__name__}: {e}); training "
+                print(f"warning: a pack of {len(specs)} failed ({results.one_line(e)}); training "
                       "its runs one by one", file=sys.stderr)
                 for pair in mine:
-                    self._train([pair])
+                    if not self.stop.signum:
+                        self._train([pair])
                 return
-            self._fail(specs[0], None, f"{type(e).__name__}: {e}")
-            mine[0][1].release()
+            self._fail(specs[0], hooks.epoch + 1, e, wall=time.perf_counter() - t0)
             return
         wall = time.perf_counter() - t0
-        for (spec, claim), outcome in zip(mine, outcomes, strict=True):
+        for spec, outcome in zip(specs, outcomes, strict=True):
             if outcome["status"] == "finished":
                 rec = results.make_record(spec, outcome, wall_time_s=wall / len(specs),
                                           device=self.device, command=self.command,
                                           process=self.process)
+                rec["fingerprint"] = fingerprint.of_run(spec, self.precision)
+                rec["precision"] = self.precision
                 results.write_record(self.results_dir, rec)
                 hooks.finish(spec.run_id, rec)
                 self.trained += 1
                 self.seen.add(spec.run_id)
             elif outcome["status"] == "failed":
-                self._fail(spec, outcome.get("epoch"), outcome["reason"])
-            claim.release()
+                self._fail(spec, outcome["epoch"], outcome["reason"], outcome["progress"],
+                           wall=wall / len(specs))
+            else:
+                self.stop.where = f"at epoch {outcome['epoch']} of run {spec.run_id}"
         hooks.close()
 
-    def _fail(self, spec: RunSpec, epoch, reason: str) -> None:
+    def _fail(self, spec: RunSpec, epoch, reason, progress=None, wall=None) -> None:
+        """A failed run is a result too: its record says when and why."""
         self.failed.append(spec.run_id)
         self.seen.add(spec.run_id)
-        print(f"error: run {spec.run_id} failed (epoch {epoch}): {reason}", file=sys.stderr)
+        rec = results.failed_record(
+            spec, epoch=epoch, reason=reason, curves=getattr(progress, "curves", None),
+            wall_time_s=wall, device=self.device, command=self.command, process=self.process,
+            train_time_s=getattr(progress, "train_time", None))
+        rec["fingerprint"] = fingerprint.of_run(spec, self.precision)
+        rec["precision"] = self.precision
+        results.write_record(self.results_dir, rec)
+        print(f"error: run {spec.run_id} failed in epoch {epoch}: {rec['failure']['reason']}",
+              file=sys.stderr)
 
 
 class RunnerHooks(Hooks):
@@ -468,10 +487,10 @@ class RunnerHooks(Hooks):
 
         self.worker, self.mine = worker, mine
         self.specs = [r for r, _ in mine]
+        self.extra = [{} for _ in mine]  # kept in each run's resume checkpoint (its W&B id)
+        self.trackers = [tracking.NullTracker() for _ in mine]
+        self.lost = False
         args = worker.args
-        self.trackers = [tracking.start(enabled=not args.no_wandb, project=args.wandb_project,
-                                        group=r.suite, name=r.run_id, config=r.to_dict(),
-                                        out_dir=Path(args.out)) for r in self.specs]
         self.bar = None
         self.last_beat = self.last_draw = time.monotonic()
         self.epoch = 0
@@ -484,7 +503,13 @@ class RunnerHooks(Hooks):
                             dynamic_ncols=True, position=worker.process[0])
 
     def started(self, k, progress, source):
+        from benchmark import tracking
+
         self.epoch = progress.epoch
+        args, r = self.worker.args, self.specs[k]
+        self.trackers[k] = tracking.start(enabled=not args.no_wandb, project=args.wandb_project,
+                                          group=r.suite, name=r.run_id, config=r.to_dict(),
+                                          out_dir=Path(args.out))
         if source == "fork":  # the inherited warm-up epochs belong to this run's W&B history too
             curves = progress.curves
             for i in range(len(curves["epoch"])):
@@ -513,9 +538,15 @@ class RunnerHooks(Hooks):
 
     def _beat(self):
         if time.monotonic() - self.last_beat > 30:
-            for _, c in self.mine:
-                c.heartbeat()
+            for r, c in self.mine:
+                if not c.heartbeat() and not self.lost:
+                    self.lost = True
+                    print(f"warning: another worker took over {r.run_id} (this one looked dead); "
+                          "stopping this pack", file=sys.stderr)
             self.last_beat = time.monotonic()
+
+    def should_stop(self):
+        return self.worker.stop.signum is not None or self.lost
 
     def finish(self, run_id: str, rec: dict) -> None:
         k = [r.run_id for r in self.specs].index(run_id)

@@ -331,37 +331,46 @@ def fork_path(work_dir: Path, run_id: str, epoch: int) -> Path:
     return Path(work_dir) / f"{run_id}.fork-e{epoch}.pt"
 
 
-def _save(path: Path, trainer: PackTrainer, k: int, p: Progress) -> None:
-    from benchmark.fileio import atomic_write
-
-    obj = {"format": RESUME_FORMAT, "trainer": trainer.run_state(k), "epoch": p.epoch,
-           "curves": p.curves, "occ": p.occ, "train_time": p.train_time, "images": p.images,
-           "forked_from": p.forked_from, "extra": p.extra}
-    atomic_write(path, lambda f: torch.save(obj, f))
+def _save(path: Path, trainer: PackTrainer, k: int, p: Progress, fp: dict) -> None:
+    checkpoint.save_resume(path, {
+        "format": RESUME_FORMAT, "fingerprint": fp, "trainer": trainer.run_state(k),
+        "epoch": p.epoch, "curves": p.curves, "occ": p.occ, "train_time": p.train_time,
+        "images": p.images, "forked_from": p.forked_from, "extra": p.extra})
 
 
-def _load(path: Path, device) -> dict | None:
-    """A resume or fork file, or None (a damaged one is moved aside with a warning)."""
-    s = checkpoint.load_resume(path, map_location=device)
-    if s is not None and s.get("format") != RESUME_FORMAT:
-        checkpoint.set_aside(path, f"it was written by another version (format "
-                                   f"{s.get('format')!r}, this one reads {RESUME_FORMAT})")
+def _load(path: Path, fp: dict) -> dict | None:
+    """A resume or fork file made by this config, or None (an unusable one is moved aside with a
+    one-line warning: damaged, another version's format, or another config's fingerprint)."""
+    from benchmark import fingerprint
+    from benchmark.fileio import move_aside, warn
+
+    s = checkpoint.load_resume(path, required=("format", "trainer", "epoch", "curves", "occ"))
+    if s is None:
         return None
-    return s
+    why = None
+    if s.get("format") != RESUME_FORMAT:
+        why = f"written by another erasebench (format {s.get('format')!r}, not {RESUME_FORMAT})"
+    elif s.get("fingerprint") != fp:
+        keys = [k for k, _, _ in fingerprint.diff(s.get("fingerprint") or {}, fp)]
+        why = f"made by another config ({', '.join(keys[:4])} differ)"
+    if why is None:
+        return s
+    warn(f"{path}: {why}; moved to {move_aside(path).name}; the run restarts from scratch")
+    return None
 
 
-def start_state(spec: RunSpec, work_dir: Path, device) -> tuple[str, dict | None]:
+def start_state(spec: RunSpec, work_dir: Path, precision: str = "no") -> tuple[str, dict | None]:
     """Where a run starts: its own resume checkpoint, else its warm-up provider's fork, else scratch."""
-    s = _load(resume_path(work_dir, spec.run_id), device) if \
-        resume_path(work_dir, spec.run_id).is_file() else None
+    from benchmark import fingerprint
+
+    s = _load(resume_path(work_dir, spec.run_id), fingerprint.of_run(spec, precision))
     if s is not None:
         return "resume", s
     if spec.fork_from is not None:
         f = fork_path(work_dir, spec.fork_from, spec.method.warmup_epochs)
-        if f.is_file():
-            s = _load(f, device)
-            if s is not None:
-                return "fork", s
+        s = _load(f, fingerprint.of_warmup(spec, precision)) if f.is_file() else None
+        if s is not None:
+            return "fork", s
     return "scratch", None
 
 
@@ -374,7 +383,7 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
     hooks = hooks or Hooks()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    starts = [start_state(s, work_dir, device) for s in specs]
+    starts = [start_state(s, work_dir, precision) for s in specs]
     epochs = [0 if st is None else st["epoch"] for _, st in starts]
     if len(set(epochs)) > 1:  # e.g. one run resumed alone earlier: train by start epoch
         out: dict[int, dict] = {}
@@ -404,13 +413,18 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
                 p.forked_from = {"run_id": specs[k].fork_from, "epoch": st["epoch"]}
         hooks.started(k, p, source)
     try:
-        return _loop(tr, specs, progress, work_dir, hooks)
+        return _loop(tr, specs, progress, work_dir, hooks, precision)
     finally:
         tr.close()
 
 
-def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hooks: Hooks):
+def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hooks: Hooks,
+          precision: str):
+    from benchmark import fingerprint
+
     t, k_all = specs[0].train, range(len(specs))
+    fps = [fingerprint.of_run(s, precision) for s in specs]
+    warm = [fingerprint.of_warmup(s, precision) for s in specs]
     outcome: dict[int, dict] = {}
     for epoch in range(progress[0].epoch, t.epochs):
         active = [k for k in k_all if k not in outcome]
@@ -436,16 +450,16 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
                 p.curves[c].append(row[c])
             s = specs[k]
             if s.fork_epochs and p.epoch in s.fork_epochs:
-                _save(fork_path(work_dir, s.run_id, p.epoch), tr, k, p)
+                _save(fork_path(work_dir, s.run_id, p.epoch), tr, k, p, warm[k])
             every = t.checkpoint_every
             if every and p.epoch % every == 0 and p.epoch < t.epochs:
-                _save(resume_path(work_dir, s.run_id), tr, k, p)
+                _save(resume_path(work_dir, s.run_id), tr, k, p, fps[k])
             extra = {c: ep[c] for c in ("object_hit_rate", "cam_peak_in_box") if c in ep}
             hooks.epoch_end(k, {**row, **extra, "images_per_s": ep["images"] * len(specs) / dt})
         if hooks.should_stop() and epoch + 1 < t.epochs:
             for k in k_all:
                 if k not in outcome:
-                    _save(resume_path(work_dir, specs[k].run_id), tr, k, progress[k])
+                    _save(resume_path(work_dir, specs[k].run_id), tr, k, progress[k], fps[k])
                     outcome[k] = {"status": "interrupted", "epoch": progress[k].epoch,
                                   "progress": progress[k]}
             break

@@ -191,6 +191,7 @@ def syncing_step():
     warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
 
 
+@pytest.mark.filterwarnings("ignore:called a synchronizing")  # the later, eager steps warn too
 def test_a_step_that_synchronises_is_caught_in_warm_up(monkeypatch):
     fake = FakeCuda(monkeypatch)
     r, lines = runner()
