@@ -565,8 +565,8 @@ def _section_failed(g: Grid) -> list[str]:
             for r in g.failed]
     return ["## Failed runs", "",
             f"{len(g.failed)} run(s) failed; they are left out of every mean, p-value and rank, "
-            "and the suite retries them when it runs again. Epoch: the one running when it "
-            "failed.", "", *md_table(["run", "epoch", "reason"], rows), ""]
+            "and a rerun keeps them as results (`--retry-failed` trains them again). Epoch: the "
+            "one running when it failed.", "", *md_table(["run", "epoch", "reason"], rows), ""]
 
 
 def summary(g: Grid) -> dict:

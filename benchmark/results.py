@@ -5,8 +5,8 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
 
     schema          2 (schema-1 records, written before failures were recorded, are still read:
                     as finished, or as failed when they hold NaN/Infinity, i.e. the run diverged)
-    status          "finished" | "failed"; only a finished record ends a run (the suite redoes
-                    a failed one when it runs again)
+    status          "finished" | "failed"; a failed run is a result too: a rerun keeps it
+                    (the runner's --retry-failed trains it again)
     failure         None, or (failed) {"epoch": the 1-based epoch running when it failed, None
                     before the first epoch began; "reason": one line, e.g. "loss is NaN"}
     suite           suite name, e.g. "thesis"

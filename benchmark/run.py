@@ -247,7 +247,7 @@ class Stop:
 
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signum = signum
+        self.signum, self.where = signum, ""
         print(f"\n{signal.Signals(signum).name}: finishing the current epoch, then stopping "
               "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
@@ -319,16 +319,20 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
     if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
         _render(suite, runs, results_dir, work_dir, lb)
-        done = sum(results.is_finished(results_dir, r.run_id) for r in runs)
-        print(f"suite {suite.name}: {done}/{len(runs)} runs finished ({worker.trained} trained here, "
-              f"{worker.skipped} already done, {len(worker.failed)} failed) in "
-              f"{time.perf_counter() - t_suite:.0f}s; results: {results_dir}; leaderboard: {lb}")
+        states = [results.status(results_dir, r.run_id) for r in runs]
+        failed = states.count("failed")
+        hint = " (kept as results; --retry-failed trains them again)" if failed else ""
+        print(f"suite {suite.name}: {states.count('finished')}/{len(runs)} runs finished, "
+              f"{failed} failed{hint} ({worker.trained} trained here, {worker.skipped} already "
+              f"done) in {time.perf_counter() - t_suite:.0f}s; results: {results_dir}; "
+              f"leaderboard: {lb}")
     if acc is not None:
         acc.end_training()
     if stop.signum:
         print(f"interrupted {stop.where}; rerun the same command to resume", file=sys.stderr)
         return stop.code
-    return 1 if worker.failed or any(c.returncode for c in children) else 0
+    failed = any(results.status(results_dir, r.run_id) == "failed" for r in runs)
+    return 1 if failed or worker.failed or any(c.returncode for c in children) else 0
 
 
 def _render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
@@ -455,12 +459,13 @@ class Worker:
                 rec["precision"] = self.precision
                 results.write_record(self.results_dir, rec)
                 hooks.finish(spec.run_id, rec)
+                self.stop.where = self.stop.where or f"after run {spec.run_id} finished"
                 self.trained += 1
                 self.seen.add(spec.run_id)
             elif outcome["status"] == "failed":
                 self._fail(spec, outcome["epoch"], outcome["reason"], outcome["progress"],
                            wall=wall / len(specs))
-            else:
+            else:  # interrupted: the first one names where
                 self.stop.where = f"at epoch {outcome['epoch']} of run {spec.run_id}"
         hooks.close()
 
