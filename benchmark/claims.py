@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmark.fileio import atomic_write
+
 DEFAULT_TIMEOUT_S = 600.0
 
 
@@ -59,9 +61,7 @@ class Claim:
         if not self.owned():
             return False
         self.info["heartbeat"] = _now()
-        tmp = self.path.with_name(f".{self.path.name}.{self.token}")
-        tmp.write_text(json.dumps(self.info))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.info))
         return True
 
     def release(self) -> None:
