@@ -107,6 +107,7 @@ class SuiteConfig:
     models: list[str] = field(default_factory=lambda: ["resnet20"])
     seeds: list[int] = field(default_factory=lambda: [0])
     methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
+    imports: list[str] = field(default_factory=list)  # modules or .py files that register erasers
     file: str = "<dict>"  # the file it came from (not a YAML key)
 
 
@@ -179,7 +180,8 @@ def _method(entry, i: int, src: str) -> MethodConfig:
     return _from_dict(MethodConfig, entry, f"methods[{i}]", src)
 
 
-def parse_suite(data: dict, source: str = "<dict>") -> SuiteConfig:
+def parse_suite(data: dict, source: str = "<dict>",
+                extra_imports: list[str] | None = None) -> SuiteConfig:
     """Build and validate a SuiteConfig from a parsed YAML mapping."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, seeds, methods")
@@ -191,8 +193,24 @@ def parse_suite(data: dict, source: str = "<dict>") -> SuiteConfig:
             raise ConfigError(f"{source}: key 'methods' must be a non-empty list")
         suite.methods = [_method(m, i, source) for i, m in enumerate(methods)]
     suite.file = source
+    import_user_erasers(suite, extra_imports)
     validate(suite)
     return suite
+
+
+def import_user_erasers(suite: SuiteConfig, extra: list[str] | None = None) -> None:
+    """Import the suite's `imports` (and --import's) before validation, so their erasers exist."""
+    from plugins.sources import import_sources
+
+    suite.imports = list(dict.fromkeys([*suite.imports, *(extra or [])]))
+    base = Path(suite.file).parent if suite.file != "<dict>" else None
+    try:
+        import_sources(suite.imports, base)
+    except ValueError as e:
+        raise ConfigError(f"{suite.file}: key 'imports': {e}") from None
+    except Exception as e:  # noqa: BLE001 - the user's module raised while importing
+        raise ConfigError(f"{suite.file}: key 'imports': importing it raised "
+                          f"{type(e).__name__}: {e}") from None
 
 
 def validate(suite: SuiteConfig) -> None:
@@ -302,13 +320,13 @@ def resolve_suite_path(name_or_path: str) -> Path:
     return p
 
 
-def load_suite(name_or_path: str) -> SuiteConfig:
+def load_suite(name_or_path: str, extra_imports: list[str] | None = None) -> SuiteConfig:
     path = resolve_suite_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return parse_suite(data, source=str(path))
+    return parse_suite(data, source=str(path), extra_imports=extra_imports)
 
 
 def to_dict(obj) -> dict:

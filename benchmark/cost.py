@@ -41,7 +41,7 @@ def dataset_sizes(spec) -> tuple[int, int, int, bool]:
         opts = {**defaults, **spec.data.options}
         return opts["n_train"], opts["n_test"], len(synthetic.CLASSES), True
 
-    kw = dict(data_dir=spec.data.data_dir, **spec.data.options)
+    kw = dict(root=spec.data.data_dir, **spec.data.options)
     tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
     return len(tr.labels), len(te.labels), len(tr.classes), tr.boxes is not None
 

@@ -80,18 +80,19 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def load(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
+def load(name: str, split: str, root: str | os.PathLike | None = None, *,
          download: bool = False, **options) -> Dataset:
     """Load `split` ("train" / "test") of `name`: cifar10, cifar100, synthetic, hf:<id>[:<config>].
 
     Options: synthetic: n_train, n_test, seed, size. hf: image_column, label_column,
     split_names (e.g. {"test": "validation"}), anything else goes to datasets.load_dataset
     (data_files, cache_dir, revision, ...). All but synthetic: cache=True (processed cache in
-    <data_dir>/cache/).
+    <root>/cache/). `root` is where our datasets live (default $ERASEBENCH_DATA or ./data); an
+    option named data_dir is Hugging Face's own and goes to load_dataset.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: allowed {', '.join(SPLITS)}")
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = Path(root) if root is not None else default_data_dir()
     use_cache = options.pop("cache", True)
     if name == "synthetic":  # generated in about a second: not cached
         return _load_synthetic(split, **options)
@@ -104,13 +105,13 @@ def load(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
     return _cached(data_dir, name, split, key, use_cache, lambda: _read_hf(name, split, options))
 
 
-def check(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
+def check(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
           **options) -> None:
     """Raise the one-line error `load` would for an unknown name, unknown options or a missing
     local dataset, without reading any data (the runner checks this before any training)."""
     import inspect
 
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = Path(root) if root is not None else default_data_dir()
     options.pop("cache", None)
     if name == "synthetic":
         allowed = [p for p in inspect.signature(_load_synthetic).parameters if p not in

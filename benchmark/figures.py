@@ -304,7 +304,7 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = checkpoint.load(path, device)
-    ds = data.load(r.data.name, "test", data_dir=r.data.data_dir, **r.data.options)
+    ds = data.load(r.data.name, "test", root=r.data.data_dir, **r.data.options)
     return cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"], out,
                         boxes=None if ds.boxes is None else ds.boxes[:n], n=n, layer=r.method.cam.layer)
 

@@ -238,15 +238,21 @@ def _versions() -> dict:
     return out
 
 
-def git_commit() -> str | None:
-    """HEAD of the erasebench checkout (with '-dirty' when tracked files changed), or None."""
+GENERATED = ("leaderboards", "results", "wandb")
+
+
+def git_commit(root: str | os.PathLike | None = None) -> str | None:
+    """HEAD of the erasebench checkout (with '-dirty' when tracked source files changed), or None."""
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        # Generated outputs (leaderboards a suite just rendered, results, W&B runs) do not make
+        # the code that produced them dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){d}" for d in GENERATED)], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

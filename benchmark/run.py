@@ -42,6 +42,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--erasers", help="keep only these methods (names or labels), e.g. plain,cutout")
     p.add_argument("--data", help="override the dataset: synthetic, cifar10, cifar100, hf:<id>")
     p.add_argument("--data-dir", help="where datasets live (default: $ERASEBENCH_DATA or ./data)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset option (repeatable), e.g. n_train=5000, or for hf: datasets "
+                   "data_dir=... (Hugging Face's own)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE|FILE",
+                   help="import a module or .py file that registers erasers (repeatable)")
     p.add_argument("--download", action="store_true", help="download CIFAR with torchvision if absent")
     p.add_argument("--out", default=".", help="put results/ and leaderboards/ under this folder (default: .)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
@@ -78,12 +83,26 @@ def parse_pack(text: str | None):
     raise ConfigError(f"--pack {text!r}: expected auto, off or a pack size >= 1")
 
 
+def data_options(items: list[str]) -> dict:
+    """--data-option key=value (values read as YAML scalars: 5000 is an int, true a bool)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--data-option {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
 def build_suite(args):
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, extra_imports=args.imports)
     suite = apply_overrides(
         suite, epochs=args.epochs, seeds=parse_seeds(args.seeds) if args.seeds else None,
         models=split(args.models) if args.models else None,
         methods=split(args.erasers) if args.erasers else None, data=args.data, data_dir=args.data_dir)
+    suite.data.options.update(data_options(args.data_option))
     if args.download:
         suite.data.download = True
     if args.graphs is not None:
@@ -94,11 +113,14 @@ def build_suite(args):
     return suite
 
 
-def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device) -> None:
-    """Print the packs and runs with a time estimate measured on this device's real step."""
+def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, done: set[str],
+            precision: str) -> None:
+    """Print the packs and runs with a time estimate measured on this device's real step;
+    finished runs show as done and cost nothing."""
     from benchmark import cost
 
-    est = cost.estimate(packs, device)
+    est = cost.estimate(packs, device, precision=precision, done=done,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
     width = max(len(r.run_id) for r in runs)
     print(f"{'run':<{width}}  {'pack':>4} {'mode':<7} {'warmup':>6} {'epochs':>6} {'images':>12} "
           f"{'est. time':>10}")
@@ -107,8 +129,9 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device) -> None:
             e = est[r.run_id]
             dep = f"  (forks {r.fork_from} at epoch {r.method.warmup_epochs})" if r.fork_from else ""
             dep += f"  (CAM from {r.frozen_from})" if r.frozen_from else ""
+            when = "done" if e.get("done") else cost.fmt_seconds(e["seconds"])
             print(f"{r.run_id:<{width}}  {i:>4} {r.method.mode or '-':<7} {r.method.warmup_epochs:>6} "
-                  f"{r.train.epochs:>6} {e['images']:>12,} {cost.fmt_seconds(e['seconds']):>10}{dep}")
+                  f"{r.train.epochs:>6} {e['images']:>12,} {when:>10}{dep}")
     forked = [r for r in runs if r.fork_from]
     warm = [r for r in runs if r.method.warmup_epochs > 0 and not r.method.is_plain]
     if warm:
@@ -116,9 +139,10 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device) -> None:
         print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked ({saved} epochs saved)")
     sizes = [len(p.runs) for p in packs]
     total = sum(est[r.run_id]["seconds"] for r in runs)
-    print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}); estimated "
-          f"{cost.fmt_seconds(total)} ({total / 3600:.2f} device-hours) on "
-          f"{results.device_name(device)}, one process; rates measured here on the real step")
+    print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
+          f"{len(done)} already done; the rest estimated {cost.fmt_seconds(total)} "
+          f"({total / 3600:.2f} device-hours) on {results.device_name(device)}, one process, "
+          f"{'bf16' if precision == 'bf16' else 'fp32'}; rates measured here on the real step")
 
 
 def expected(r: RunSpec) -> dict:
@@ -279,7 +303,10 @@ def main(argv=None) -> int:
     packs = plan.make_packs(runs, suite.train.pack, device.type)
     if args.dry_run:
         if index == 0:
-            dry_run(runs, packs, device)
+            states = {r.run_id: results.status(results_dir, r.run_id) for r in runs}
+            done = {i for i, st in states.items()
+                    if st == "finished" or (st == "failed" and not args.retry_failed)}
+            dry_run(runs, packs, device, done, _precision(acc))
         return 0
     stop = Stop().install()
     try:
@@ -326,6 +353,7 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
               f"{failed} failed{hint} ({worker.trained} trained here, {worker.skipped} already "
               f"done) in {time.perf_counter() - t_suite:.0f}s; results: {results_dir}; "
               f"leaderboard: {lb}")
+        _wandb_hint(args)
     if acc is not None:
         acc.end_training()
     if stop.signum:
@@ -333,6 +361,18 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
         return stop.code
     failed = any(results.status(results_dir, r.run_id) == "failed" for r in runs)
     return 1 if failed or worker.failed or any(c.returncode for c in children) else 0
+
+
+def _wandb_hint(args) -> None:
+    """Say where the offline W&B runs are and how to upload them."""
+    from benchmark import tracking
+
+    runs = tracking.offline_runs(args.out)
+    if args.no_wandb or not runs or tracking.wandb_mode() != "offline":
+        return
+    folder = Path(args.out) / "wandb"
+    print(f"W&B: {len(runs)} offline runs in {folder}/ (not logged in); upload them with: "
+          f"wandb sync {folder}/offline-run-*")
 
 
 def _render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
@@ -360,6 +400,24 @@ class Worker:
         self.failed: list[str] = []
         self.data_cache: dict = {}
         self.seen: set[str] = set()  # run ids already counted (trained, skipped or failed)
+        self.bar = None
+
+    def describe(self, spec: RunSpec) -> dict:
+        """What a record and a W&B config add to the run's config: the resolved eraser params,
+        where the eraser came from, the fingerprint and the precision."""
+        import plugins
+        from plugins.sources import provenance
+
+        m = spec.method
+        return {**spec.to_dict(), "fingerprint": fingerprint.of_run(spec, self.precision),
+                "precision": self.precision,
+                "eraser_params": {} if m.is_plain else plugins.build(m.name, **m.params).params(),
+                "eraser_source": None if m.is_plain else provenance(m.name)}
+
+    def _stamp(self, spec: RunSpec, rec: dict) -> dict:
+        d = self.describe(spec)
+        rec.update({k: d[k] for k in ("fingerprint", "precision", "eraser_source")})
+        return rec
 
     def state(self, run_id: str) -> str | None:
         """finished, failed or None (to train): a failed run is retried only with --retry-failed,
@@ -395,7 +453,29 @@ class Worker:
                 self.skipped += st == "finished"
         return todo
 
+    def _progress(self, total: int):
+        """The suite's bar: runs settled (finished or failed) of all, with tqdm's ETA."""
+        if self.args.no_progress or self.process[0] != 0 or self.args.device:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=f"suite {self.runs[0].suite}", unit="run", position=0,
+                    dynamic_ncols=True, leave=True)
+
     def run(self, packs: list[plan.Pack]) -> None:
+        self.bar = self._progress(len(self.runs))
+        try:
+            self._run(packs)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def _tick(self) -> None:
+        if self.bar is not None:
+            self.bar.n = len(self.seen)
+            self.bar.refresh()
+
+    def _run(self, packs: list[plan.Pack]) -> None:
         pending = list(packs)
         while pending and not self.stop.signum:
             for pack in list(pending):
@@ -404,12 +484,14 @@ class Worker:
                     pending.remove(pack)
                     continue
                 mine = self._claim([r for r in todo if self.ready(r)])
+                self._tick()
                 if mine:
                     try:
                         self._train(mine)
                     finally:
                         for _, c in mine:
                             c.release()
+                    self._tick()
                     break  # rescan from the top: providers first
             else:
                 if pending:
@@ -455,9 +537,7 @@ class Worker:
                 rec = results.make_record(spec, outcome, wall_time_s=wall / len(specs),
                                           device=self.device, command=self.command,
                                           process=self.process)
-                rec["fingerprint"] = fingerprint.of_run(spec, self.precision)
-                rec["precision"] = self.precision
-                results.write_record(self.results_dir, rec)
+                results.write_record(self.results_dir, self._stamp(spec, rec))
                 hooks.finish(spec.run_id, rec)
                 self.stop.where = self.stop.where or f"after run {spec.run_id} finished"
                 self.trained += 1
@@ -477,8 +557,10 @@ class Worker:
             spec, epoch=epoch, reason=reason, curves=getattr(progress, "curves", None),
             wall_time_s=wall, device=self.device, command=self.command, process=self.process,
             train_time_s=getattr(progress, "train_time", None))
-        rec["fingerprint"] = fingerprint.of_run(spec, self.precision)
-        rec["precision"] = self.precision
+        try:
+            self._stamp(spec, rec)
+        except Exception:  # noqa: BLE001 - an eraser that cannot be built may be why it failed
+            rec["precision"] = self.precision
         results.write_record(self.results_dir, rec)
         print(f"error: run {spec.run_id} failed in epoch {epoch}: {rec['failure']['reason']}",
               file=sys.stderr)
@@ -504,27 +586,32 @@ class RunnerHooks(Hooks):
 
             name = self.specs[0].run_id if len(self.specs) == 1 else \
                 f"{self.specs[0].run_id} +{len(self.specs) - 1}"
-            self.bar = tqdm(total=self.specs[0].train.epochs, desc=name, leave=True, unit="ep",
-                            dynamic_ncols=True, position=worker.process[0])
+            self.bar = tqdm(total=self.specs[0].train.epochs, desc=name, leave=False, unit="ep",
+                            dynamic_ncols=True, position=1 + worker.process[0])
 
     def started(self, k, progress, source):
         from benchmark import tracking
 
         self.epoch = progress.epoch
         args, r = self.worker.args, self.specs[k]
+        # a random id per experiment, kept in the resume state: a resumed run continues its own
+        wid = progress.extra.setdefault("wandb_id", tracking.new_run_id())
         self.trackers[k] = tracking.start(enabled=not args.no_wandb, project=args.wandb_project,
-                                          group=r.suite, name=r.run_id, config=r.to_dict(),
-                                          out_dir=Path(args.out))
+                                          group=r.suite, name=r.run_id, run_id=wid,
+                                          config=self.worker.describe(r), out_dir=Path(args.out))
         if source == "fork":  # the inherited warm-up epochs belong to this run's W&B history too
             curves = progress.curves
             for i in range(len(curves["epoch"])):
-                self.trackers[k].log({c: curves[c][i] for c in curves}, step=curves["epoch"][i])
+                row = {c: curves[c][i] for c in curves}
+                self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
         if self.bar is not None and k == 0:
             self.bar.n = progress.epoch
             self.bar.refresh()
 
     def epoch_end(self, k, row):
-        self.trackers[k].log(row, step=row["epoch"])
+        from benchmark import tracking
+
+        self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
         self.epoch = row["epoch"]
         if self.bar is not None and k == 0:
             self.bar.n = row["epoch"]
@@ -555,10 +642,15 @@ class RunnerHooks(Hooks):
 
     def finish(self, run_id: str, rec: dict) -> None:
         k = [r.run_id for r in self.specs].index(run_id)
-        self.trackers[k].summary({"final_test_error": rec["final_test_error"],
-                                  "best_test_error": rec["best_test_error"],
-                                  **{f"occlusion/{key}": v for key, v in (rec["occlusion"] or {}).items()
-                                     if v is not None}})
+        occ = rec["occlusion"] or {}
+        test = {"test/cam_peak_in_box": occ.get("cam_peak_in_box"),
+                "test/random_point_in_box": occ.get("random_point_in_box")}
+        self.trackers[k].summary({
+            "test/final_error_pct": rec["final_test_error"],
+            "test/best_error_pct": rec["best_test_error"], "test/best_epoch": rec["best_epoch"],
+            **{k2: v for k2, v in test.items() if v is not None},
+            **{f"occlusion/{key}": v for key, v in occ.items()
+               if v is not None and key not in ("cam_peak_in_box", "random_point_in_box")}})
 
     def close(self):
         for t in self.trackers:

@@ -45,12 +45,12 @@ class NullTracker:
 
 class WandbTracker:
     def __init__(self, *, project: str, group: str, name: str, config: dict, out_dir: str | os.PathLike,
-                 resume_id: str | None = None):
+                 run_id: str):
         import wandb
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         self._run = wandb.init(
-            project=project, group=group, name=name, id=resume_id, config=config,
+            project=project, group=group, name=name, id=run_id, config=config,
             dir=str(out_dir), mode=wandb_mode(), reinit="create_new", resume="allow",
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
@@ -67,14 +67,40 @@ class WandbTracker:
         self._run.finish()
 
 
+# An epoch's row (benchmark.train) -> W&B metric names: grouped by where they were measured,
+# with their units, so train and test quantities of the same name never collide.
+METRICS = {
+    "train_loss": "train/loss", "train_acc": "train/acc_pct", "lr": "train/lr",
+    "erased_fraction": "train/erased_fraction", "object_hit_rate": "train/object_hit_rate",
+    "cam_peak_in_box": "train/cam_peak_in_box", "test_error": "test/error_pct",
+    "images_per_s": "speed/images_per_s", "epoch": "epoch",
+}
+
+
+def metrics(row: dict) -> dict:
+    """An epoch's row under its W&B names."""
+    return {METRICS.get(k, k): v for k, v in row.items()}
+
+
+def new_run_id() -> str:
+    """A random W&B run id: each experiment a new W&B run, kept in the run's resume state so a
+    resumed run continues its own."""
+    import secrets
+
+    return secrets.token_hex(4)
+
+
 def start(*, enabled: bool, project: str, group: str, name: str, config: dict,
-          out_dir: str | os.PathLike):
+          out_dir: str | os.PathLike, run_id: str):
     if not enabled:
         return NullTracker()
-    # Deterministic id per (suite, run): a resumed run continues the same W&B run.
-    rid = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{group}-{name}")[:120]
     return WandbTracker(project=project, group=group, name=name, config=config, out_dir=out_dir,
-                        resume_id=rid)
+                        run_id=run_id)
+
+
+def offline_runs(out_dir: str | os.PathLike) -> list[Path]:
+    """The offline W&B runs under out_dir/wandb, to be uploaded with `wandb sync`."""
+    return sorted((Path(out_dir) / "wandb").glob("offline-run-*"))
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict]:

@@ -53,7 +53,7 @@ def load_run_data(spec: RunSpec, device, cache: dict | None = None) -> RunData:
     key = (spec.data.name, spec.data.data_dir, repr(sorted(spec.data.options.items())), str(device))
     if cache is not None and key in cache:
         return cache[key]
-    kw = dict(data_dir=spec.data.data_dir, download=spec.data.download, **spec.data.options)
+    kw = dict(root=spec.data.data_dir, download=spec.data.download, **spec.data.options)
     tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
 
     def dev(t):

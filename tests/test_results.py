@@ -147,3 +147,21 @@ def test_failed_record_takes_the_exception_as_its_reason(specs):
         rec = results.failed_record(specs["cutout"], epoch=None, reason=e)
     assert rec["failure"] == {"epoch": None, "reason": "RuntimeError: plugin raised while drawing"}
     assert rec["eraser_params"] == {"size": 16, "holes": 1, "p": 1.0}
+
+
+def test_a_rendered_leaderboard_does_not_make_the_commit_dirty(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "leaderboards").mkdir()
+    (tmp_path / "leaderboards" / "smoke.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "init")
+    (tmp_path / "leaderboards" / "smoke.md").write_text("re-rendered\n")
+    assert not results.git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert results.git_commit(tmp_path).endswith("-dirty")

@@ -112,10 +112,15 @@ def test_cam_after_training_uses_the_frozen_plain_model(tmp_path):
     assert after["cam"]["source"] == "after" and after["ablation"] == {"cam_source": "after"}
 
 
-def test_wandb_runs_offline_without_credentials_and_keeps_the_history(tiny, tmp_path, monkeypatch):
+def offline_wandb(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+def test_wandb_runs_offline_without_credentials_and_keeps_the_history(tiny, tmp_path, monkeypatch,
+                                                                     capsys):
+    offline_wandb(monkeypatch, tmp_path)
     out = tmp_path / "out"
     run(["--suite", tiny, "--out", out, "--erasers", "cutout"])
     runs = list((out / "wandb").glob("offline-run-*"))
@@ -123,15 +128,73 @@ def test_wandb_runs_offline_without_credentials_and_keeps_the_history(tiny, tmp_
     history = read_history(runs[0])
     assert [row["epoch"] for row in history] == [1, 2]
     rec = records(out)["resnet20__cutout__s0"]
-    assert [row["test_error"] for row in history] == rec["curves"]["test_error"]
-    assert {"train_loss", "train_acc", "lr", "erased_fraction", "object_hit_rate"} <= set(history[0])
+    assert [row["test/error_pct"] for row in history] == rec["curves"]["test_error"]
+    assert {"train/loss", "train/acc_pct", "train/lr", "train/erased_fraction",
+            "train/object_hit_rate", "speed/images_per_s"} <= set(history[0])
+    assert f"wandb sync {out / 'wandb'}/offline-run-*" in capsys.readouterr().out
+
+
+def test_each_experiment_is_a_new_wandb_run_and_a_resumed_run_continues_its_own(tiny, tmp_path,
+                                                                               monkeypatch):
+    from benchmark import tracking
+
+    offline_wandb(monkeypatch, tmp_path)
+    seen = []
+    real_start = tracking.start
+
+    def spy(**kw):
+        seen.append((kw["name"], kw["run_id"], kw["config"]))
+        return real_start(**kw)
+
+    monkeypatch.setattr(tracking, "start", spy)
+    for out in ("a", "b"):  # the same run in two experiments
+        run(["--suite", tiny, "--out", tmp_path / out, "--erasers", "cutout"])
+    (name_a, id_a, config), (name_b, id_b, _) = seen
+    assert name_a == name_b and id_a != id_b
+    assert config["eraser_params"] == {"size": 16, "holes": 1, "p": 1.0}  # resolved, not as written
+    assert config["eraser_source"]["package"] == "erasebench"
+    from benchmark.train import Hooks, train_run
+
+    class Crash(Hooks):
+        def __init__(self):
+            self.extra = None
+
+        def started(self, k, progress, source):
+            progress.extra.setdefault("wandb_id", "abc123")  # what the runner keeps
+
+        def epoch_end(self, k, row):
+            raise KeyboardInterrupt
+
+    spec = next(r for r in expand(load_suite(str(tiny))) if r.method.name == "cutout")
+    with pytest.raises(KeyboardInterrupt):
+        train_run(spec, device="cpu", work_dir=tmp_path / "w", hooks=Crash())
+    got = []
+
+    class Resume(Hooks):
+        def started(self, k, progress, source):
+            got.append((source, progress.extra.get("wandb_id")))
+
+    train_run(spec, device="cpu", work_dir=tmp_path / "w", hooks=Resume())
+    assert got == [("resume", "abc123")]
 
 
 def test_dry_run_lists_runs_with_a_cost_estimate_and_trains_nothing(tiny, tmp_path, capsys):
     run(["--suite", tiny, "--out", tmp_path, "--dry-run"])
     text = capsys.readouterr().out
-    assert "resnet20__cam_erasing__s0" in text and "5 runs in 5 packs" in text and "estimated" in text
+    assert "resnet20__cam_erasing__s0" in text and "5 runs in 5 packs" in text
+    assert "estimated" in text and "(forks resnet20__plain__s0 at epoch 1)" in text
     assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_shows_finished_runs_as_done_at_no_cost(tiny, tmp_path, capsys):
+    run(["--suite", tiny, "--out", tmp_path, "--no-wandb", "--erasers", "plain"])
+    capsys.readouterr()
+    run(["--suite", tiny, "--out", tmp_path, "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    plain = next(line for line in lines if line.startswith("resnet20__plain__s0"))
+    assert plain.split()[-1] == "done" and "1 already done" in lines[-1]
+    assert not any(line.split()[-1] == "done" for line in lines
+                   if line.startswith("resnet20__cutout__s0"))
 
 
 def test_bad_suite_is_one_line_on_stderr_and_exit_2(tmp_path, capsys):
