@@ -505,7 +505,15 @@ def _is_gpu(device: str) -> bool:
     return not str(device).lower().startswith("cpu")
 
 
+def _pack_sizes(recs: list[dict]) -> str:
+    sizes = sorted({r["pack_size"] for r in recs if isinstance(r.get("pack_size"), int)})
+    return ", ".join(map(str, sizes)) or "—"
+
+
 def _section_cost(g: Grid) -> list[str]:
+    """Wall-clock device-hours per run (its share of the pack when runs were stacked), with the
+    pack size where records have one, and throughput."""
+    packed = any(isinstance(r.get("pack_size"), int) for r in g.records)
     rows, totals = [], {"CPU": 0.0, "GPU": 0.0}
     for mo in g.models:
         for m in g.methods:
@@ -522,15 +530,25 @@ def _section_cost(g: Grid) -> list[str]:
             ips = [r["images_per_s"] for r in recs if r.get("images_per_s")]
             rows.append([mo, m.label, str(len(recs)),
                          ", ".join(sorted({str(r.get("device", "?")) for r in recs})),
+                         *([_pack_sizes(recs)] if packed else []),
                          f"{fmt_hours(mean(hours))} {'/'.join(kinds)}-h",
                          f"{mean(ips):,.0f}" if ips else "n/a"])
     if not rows:
         return []
     total = "; ".join(f"{fmt_hours(h)} {k}-hours" for k, h in totals.items() if h > 0)
-    return ["## Cost", "",
-            f"Wall time per run in device-hours (CPU-h on a CPU, GPU-h on a GPU) and training "
-            f"throughput (erased copies included). Total: {total}.", "",
-            *md_table(["model", "method", "runs", "device", "per run", "images/s"], rows), ""]
+    header = ["model", "method", "runs", "device", *(["pack"] if packed else []),
+              "wall-clock device-h per run", "images/s"]
+    return ["## Cost: wall-clock device-hours per run", "",
+            "Wall-clock device-hours per finished run (CPU-h on a CPU, GPU-h on a GPU): the mean "
+            "over the cell's runs of the record's `wall_time_s`, the wall-clock time of the session "
+            "that trained the run to its end, evaluation and checkpoints included (a resumed run "
+            "counts its last session; a run forked from a shared warm-up starts at the fork). "
+            "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
+            "where records say), each run is charged 1/K of the pack's wall-clock time, so the "
+            "hours add up to the device time used. images/s: "
+            "training images (erased copies included) per second of that share, which for a pack "
+            f"is the whole pack's throughput. Total: {total}.", "",
+            *md_table(header, rows), ""]
 
 
 def _distinct(records: list[dict], get) -> list[str]:

@@ -238,6 +238,22 @@ def test_data_block_survives_double_dashes_and_round_trips(tmp_path):
                                                                   expected_runs=plan))
 
 
+def test_cost_says_it_is_wall_clock_device_hours_per_run_and_shows_the_pack_size():
+    recs = [{**r, "pack_size": 4 if r["method"] != "plain" else 1} for r in single_seed_suite()]
+    text = lb.render(recs, suite="smoke")
+    assert "## Cost: wall-clock device-hours per run" in text
+    caption = text.split("## Cost", 1)[1].split("\n|", 1)[0]
+    assert "Wall-clock device-hours per finished run" in caption
+    assert "each run is charged 1/K of the pack's wall-clock time" in caption
+    rows = {r[1]: r for r in rows_of(text, "Cost")}
+    header = next(ln for ln in text.split("## Cost", 1)[1].splitlines() if ln.startswith("| model"))
+    assert header == ("| model | method | runs | device | pack | wall-clock device-h per run "
+                      "| images/s |")
+    assert rows["plain"][4:6] == ["1", "0.500 CPU-h"] and rows["cutout"][4] == "4"
+    # records without a pack size: no pack column
+    assert "| pack |" not in lb.render(single_seed_suite(), suite="smoke")
+
+
 # ----------------------------------------------------------------------------- failed runs
 
 def failed(rec, epoch, reason):
