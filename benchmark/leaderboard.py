@@ -853,7 +853,7 @@ def _match(columns: list[tuple[str, str, list[dict]]]) -> list[_Row]:
             rows.setdefault((*base, n), _Row(ident, not complete)).add(i, suite, gr)
     out = list(full.values())
     for row in partial.values():
-        same = [r for r in out if not r.by_label and row.labels[0] in r.labels
+        same = [r for r in full.values() if row.labels[0] in r.labels
                 and {k: r.ident.get(k) for k in row.ident} == row.ident
                 and not set(r.cells) & set(row.cells)]
         if len(same) == 1:
@@ -862,22 +862,36 @@ def _match(columns: list[tuple[str, str, list[dict]]]) -> list[_Row]:
                 same[0].add(i, columns[i][0], gr)
         else:
             out.append(row)
-    names: dict[str, list[_Row]] = {}
     for r in out:
-        names.setdefault(" / ".join(r.labels), []).append(r)
-    for name, rows in names.items():
-        for r in rows:
-            r.name = name
-        if len(rows) > 1:  # one label, different methods: say what sets them apart
-            settings = [_settings(r.ident) for r in rows]
-            keys = [k for k in settings[0] if all(k in s for s in settings)
-                    and len({s[k] for s in settings}) > 1]
-            for r, s in zip(rows, settings, strict=True):
-                tag = ", ".join(f"{k}={s[k]}" for k in keys) or ", ".join(r.suites)
-                r.name = f"{name} [{tag}]"
+        r.name = " / ".join(r.labels)
+    for rows in _sharing_a_label(out):  # one label, different methods: say what sets them apart
+        settings = [_settings(r.ident) for r in rows]
+        keys = [k for k in settings[0] if all(k in s for s in settings)
+                and len({s[k] for s in settings}) > 1]
+        for r, s in zip(rows, settings, strict=True):
+            r.name += f" [{', '.join(f'{k}={s[k]}' for k in keys) or ', '.join(r.suites)}]"
     for r in out:
         r.name += " †" if r.by_label else ""
     return out
+
+
+def _sharing_a_label(rows: list[_Row]) -> list[list[_Row]]:
+    """The groups (of two or more) of rows linked by a label they share, in row order."""
+    group = list(range(len(rows)))  # union-find over row indices
+
+    def find(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        for label in r.labels:
+            group[find(i)] = find(first.setdefault(label, i))
+    out: dict[int, list[_Row]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(find(i), []).append(r)
+    return [g for g in out.values() if len(g) > 1]
 
 
 def compare(summaries: list[dict]) -> str:

@@ -453,6 +453,14 @@ def test_two_methods_with_one_label_are_kept_apart_and_told_apart():
                                  "9.00 ± n/a (n=1) #2"]  # no column has all four: no mean rank
 
 
+def test_a_method_sharing_one_of_another_rows_labels_is_told_apart_too():
+    a = suite_summary("a", {"plain": 8.0, "cam_erasing": 7.1})
+    b = suite_summary("b", {"plain": 9.0, "cam(b_h=2)": 8.5, "cam_erasing": 8.4}, variants={
+        "cam(b_h=2)": ("cam_erasing", {}), "cam_erasing": ("cam_erasing", {"append_bn": "split"})})
+    assert list(compare_rows(a, b)) == ["cam_erasing [append_bn=split]",
+                                        "cam_erasing / cam(b_h=2) [append_bn=joint]", "plain"]
+
+
 # Ranks per column for the case: cam_erasing(b_h=0) ran in 1 of 3 suites. Averaged over
 # the columns each method ran in it would rank first (2.00, the others 2.67 to 3.67); it is
 # second in the one column every method ran in.
