@@ -8,7 +8,8 @@ models and suites.
 Every rendered file ends with a machine-readable block (an HTML comment holding JSON: the
 per-seed errors of every cell), so `compare` reads rendered .md files as well as records.
 Table placement uses the records' structured fields (eraser, eraser_params["b_h"], cam["source"],
-cam["layer"]), never the display label; the label only names a column.
+cam["layer"]), never the display label; the label only names a column. `compare` likewise matches
+methods across suites by what they do (`method_identity`), showing each with its labels.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark import results, thesis
-from benchmark.fileio import atomic_write
+from benchmark.fileio import atomic_write, warn
 from benchmark.results import load_records
 
 # Columns of the thesis's Table 2 come first in this order; any other method follows alphabetically.
@@ -31,7 +32,12 @@ CANONICAL = ("plain", "cam_erasing", "random_erasing", "cutout", "hide_and_seek"
 MISSING = "missing"
 FAILED = "failed"
 DATA_TAG = "erasebench:leaderboard"
-DATA_SCHEMA = 1
+# Schema 2 adds each group's mode, fill, append_bn, warmup_epochs and epochs (what `compare`
+# matches methods on besides eraser, parameters and CAM); schema-1 blocks are still read.
+DATA_SCHEMA = 2
+READABLE_DATA_SCHEMAS = (1, 2)
+# The method settings a record keeps beside eraser, eraser_params and cam (in config.method).
+SETUP_KEYS = ("mode", "fill", "append_bn", "warmup_epochs", "epochs")
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -112,10 +118,16 @@ class Method:
     eraser_params: dict = field(default_factory=dict, hash=False, compare=False)
     cam: dict | None = field(default=None, hash=False, compare=False)
     known: bool = True  # False: no record yet, only the planned label
+    # mode, fill, append_bn, warmup_epochs, epochs as the record has them (None: not recorded)
+    setup: dict = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
     def of_record(cls, r: dict) -> Method:
-        return cls(r["method"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"))
+        cfg = (r.get("config") or {}).get("method") or {}
+        setup = {k: cfg.get(k) for k in SETUP_KEYS}
+        setup.update(mode=r.get("mode", cfg.get("mode")), epochs=r.get("epochs"))
+        return cls(r["method"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"),
+                   setup=setup)
 
     @property
     def b_h(self):
@@ -300,10 +312,15 @@ def fmt_cell(c: Cell, key: str = "final_test_error") -> str:
         if c.failed:
             return f"{FAILED} ({len(c.failed)} of {c.expected})"
         return f"{MISSING} (0 of {c.expected})"
-    xs = c.values(key)
-    count = f"n={c.n}" if c.n >= c.expected else f"n={c.n} of {c.expected}"
-    if c.failed:
-        count += f"; {len(c.failed)} {FAILED}"
+    return fmt_stats(c.values(key), c.expected, len(c.failed))
+
+
+def fmt_stats(xs: list[float], expected: int, failed: int = 0) -> str:
+    """'mean ± std (n=k)' of finished runs' values; 'n=j of k' when fewer than planned finished,
+    '; j failed' when some failed. The one cell format of the leaderboards and of `compare`."""
+    count = f"n={len(xs)}" if len(xs) >= expected else f"n={len(xs)} of {expected}"
+    if failed:
+        count += f"; {failed} {FAILED}"
     return f"{mean(xs):.2f} ± {fmt_err(std(xs))} ({count})"
 
 
@@ -488,7 +505,15 @@ def _is_gpu(device: str) -> bool:
     return not str(device).lower().startswith("cpu")
 
 
+def _pack_sizes(recs: list[dict]) -> str:
+    sizes = sorted({r["pack_size"] for r in recs if isinstance(r.get("pack_size"), int)})
+    return ", ".join(map(str, sizes)) or "—"
+
+
 def _section_cost(g: Grid) -> list[str]:
+    """Wall-clock device-hours per run (its share of the pack when runs were stacked), with the
+    pack size where records have one, and throughput."""
+    packed = any(isinstance(r.get("pack_size"), int) for r in g.records)
     rows, totals = [], {"CPU": 0.0, "GPU": 0.0}
     for mo in g.models:
         for m in g.methods:
@@ -505,15 +530,25 @@ def _section_cost(g: Grid) -> list[str]:
             ips = [r["images_per_s"] for r in recs if r.get("images_per_s")]
             rows.append([mo, m.label, str(len(recs)),
                          ", ".join(sorted({str(r.get("device", "?")) for r in recs})),
+                         *([_pack_sizes(recs)] if packed else []),
                          f"{fmt_hours(mean(hours))} {'/'.join(kinds)}-h",
                          f"{mean(ips):,.0f}" if ips else "n/a"])
     if not rows:
         return []
     total = "; ".join(f"{fmt_hours(h)} {k}-hours" for k, h in totals.items() if h > 0)
-    return ["## Cost", "",
-            f"Wall time per run in device-hours (CPU-h on a CPU, GPU-h on a GPU) and training "
-            f"throughput (erased copies included). Total: {total}.", "",
-            *md_table(["model", "method", "runs", "device", "per run", "images/s"], rows), ""]
+    header = ["model", "method", "runs", "device", *(["pack"] if packed else []),
+              "wall-clock device-h per run", "images/s"]
+    return ["## Cost: wall-clock device-hours per run", "",
+            "Wall-clock device-hours per finished run (CPU-h on a CPU, GPU-h on a GPU): the mean "
+            "over the cell's runs of the record's `wall_time_s`, the wall-clock time of the session "
+            "that trained the run to its end, evaluation and checkpoints included (a resumed run "
+            "counts its last session; a run forked from a shared warm-up starts at the fork). "
+            "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
+            "where records say), each run is charged 1/K of the pack's wall-clock time, so the "
+            "hours add up to the device time used. images/s: "
+            "training images (erased copies included) per second of that share, which for a pack "
+            f"is the whole pack's throughput. Total: {total}.", "",
+            *md_table(header, rows), ""]
 
 
 def _distinct(records: list[dict], get) -> list[str]:
@@ -580,7 +615,8 @@ def summary(g: Grid) -> dict:
             group = {"model": mo, "method": m.label, "eraser": m.eraser if m.known else None,
                      "eraser_params": m.eraser_params, "cam": m.cam, "expected": c.expected,
                      "seeds": [r["seed"] for r in c.records],
-                     "final": c.values("final_test_error"), "best": c.values("best_test_error")}
+                     "final": c.values("final_test_error"), "best": c.values("best_test_error"),
+                     **{k: m.setup.get(k) for k in SETUP_KEYS}}
             if c.failed:  # present only when some failed: older readers see no change
                 group["failed"] = len(c.failed)
             groups.append(group)
@@ -686,6 +722,10 @@ def render_suite(suite: str, results_dir, out_path, *, figures_dir=None,
 
 # ----------------------------------------------------------------------------- compare
 
+class NotALeaderboard(ValueError):
+    """An input that exists but holds no data block `compare` can read: skipped with a warning."""
+
+
 def read_summary(source: str) -> dict:
     """A leaderboard .md (its data block), a results folder, or a suite name (results/<name>/)."""
     p = Path(source)
@@ -694,13 +734,23 @@ def read_summary(source: str) -> dict:
             raise ValueError(f"{p}: no such leaderboard file")
         m = re.search(rf"<!-- {DATA_TAG} (.*?) -->", p.read_text(), re.S)
         if not m:
-            raise ValueError(f"{p}: no '{DATA_TAG}' data block; re-render it with "
-                             "`python -m benchmark.leaderboard render`")
-        data = json.loads(m.group(1))
-        if data.get("schema") != DATA_SCHEMA:
-            raise ValueError(f"{p}: data block key 'schema' is {data.get('schema')!r}; "
-                             f"this erasebench reads schema {DATA_SCHEMA}")
+            raise NotALeaderboard(f"{p}: no '{DATA_TAG}' data block (not a rendered "
+                                  "leaderboard)")
+        try:
+            data = json.loads(m.group(1))
+        except json.JSONDecodeError as e:
+            raise NotALeaderboard(f"{p}: its '{DATA_TAG}' data block is not valid JSON ({e})") \
+                from None
+        if not isinstance(data, dict) or data.get("schema") not in READABLE_DATA_SCHEMAS:
+            schema = data.get("schema") if isinstance(data, dict) else None
+            raise NotALeaderboard(f"{p}: data block key 'schema' is {schema!r}; this erasebench "
+                                  f"reads schema {', '.join(map(str, READABLE_DATA_SCHEMAS))}")
+        for key in ("suite", "models", "groups"):
+            if key not in data:
+                raise NotALeaderboard(f"{p}: data block key {key!r} is missing")
         return data
+    if p.is_file():
+        raise NotALeaderboard(f"{p}: not a leaderboard .md file")
     folder = p if p.is_dir() else Path("results") / source
     if not folder.is_dir():
         raise ValueError(f"{source}: neither a leaderboard .md, a results folder, nor a suite "
@@ -710,37 +760,195 @@ def read_summary(source: str) -> dict:
     return summary(build_grid(records, suite=suite))
 
 
+def _canon(v):
+    """A parameter value compared by value: 1.0 and 1 are one setting; dicts in key order."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, dict):
+        return {str(k): _canon(x) for k, x in sorted(v.items())}
+    if isinstance(v, list | tuple):
+        return [_canon(x) for x in v]
+    return v
+
+
+def _warmup_share(warmup: int, epochs: int, cam: bool) -> float:
+    """The warm-up as a share of the run's epochs, so the default schedule (half the epochs for a
+    CAM eraser, epochs // 2) is one setting whatever a suite's length."""
+    return 0.5 if cam and warmup == epochs // 2 else round(warmup / epochs, 3)
+
+
+def method_identity(group: dict) -> tuple[dict, bool]:
+    """(what a method does, complete?) from a data-block group: eraser, resolved parameters, CAM
+    and mode, fill, append_bn (append mode only), warm-up; never the label. Incomplete (an older
+    block or records): the identity without the settings that are not recorded."""
+    if "eraser" not in group:  # nothing recorded but the label
+        return {}, False
+    eraser = group["eraser"]
+    if eraser is None:  # plain training: no other setting changes what it does
+        return {"eraser": "plain"}, True
+    cam = group.get("cam")
+    ident = {"eraser": eraser, "params": _canon(group.get("eraser_params") or {}),
+             "cam": {k: cam.get(k) for k in ("source", "layer", "target")} if cam else None}
+    mode, fill, warmup, epochs = (group.get(k) for k in ("mode", "fill", "warmup_epochs", "epochs"))
+    append_bn = group.get("append_bn") if mode == "append" else None
+    if (mode is None or fill is None or not isinstance(warmup, int) or not isinstance(epochs, int)
+            or epochs < 1 or (mode == "append" and append_bn is None)):
+        return ident, False
+    return {**ident, "mode": mode, "fill": fill, "append_bn": append_bn,
+            "warmup": _warmup_share(warmup, epochs, cam is not None)}, True
+
+
+def _settings(ident: dict) -> dict[str, str]:
+    """An identity as flat `key=value` settings, to tell apart methods that share a label."""
+    out = {"eraser": str(ident["eraser"])} if "eraser" in ident else {}
+    out.update({k: str(v) for k, v in (ident.get("params") or {}).items()})
+    for k, v in (ident.get("cam") or {}).items():
+        out[f"cam.{k}"] = str(v)
+    for k in ("mode", "fill", "append_bn"):
+        if ident.get(k) is not None:
+            out[k] = str(ident[k])
+    if "warmup" in ident:
+        out["warmup"] = f"{100 * ident['warmup']:g}% of epochs"
+    return out
+
+
+@dataclass
+class _Row:
+    """One compared method: its identity, every label it has, and its group per column."""
+
+    ident: dict
+    by_label: bool  # matched by label: its settings are not all recorded
+    labels: list[str] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
+    cells: dict[int, dict] = field(default_factory=dict)
+    name: str = ""
+
+    def add(self, column: int, suite: str, group: dict) -> None:
+        self.cells[column] = group
+        if group["method"] not in self.labels:
+            self.labels.append(group["method"])
+        if suite not in self.suites:
+            self.suites.append(suite)
+
+    def sort_key(self):
+        g = self.cells[min(self.cells)]
+        return Method(self.labels[0], g.get("eraser"), dict(g.get("eraser_params") or {}),
+                      g.get("cam")).sort_key()
+
+
+def _match(columns: list[tuple[str, str, list[dict]]]) -> list[_Row]:
+    """Methods matched across columns by identity; groups without a complete one by label (and
+    eraser, parameters, CAM), joined to the one complete method with that label if there is one.
+    Two groups of one column never share a row (a suite may run one configuration twice)."""
+    full: dict[tuple[str, int], _Row] = {}
+    partial: dict[tuple[str, str, int], _Row] = {}
+    for i, (suite, _, groups) in enumerate(columns):
+        for gr in groups:
+            ident, complete = method_identity(gr)
+            key = json.dumps(ident, sort_keys=True)
+            rows, base = (full, (key,)) if complete else (partial, (gr["method"], key))
+            n = 0
+            while (*base, n) in rows and i in rows[(*base, n)].cells:
+                n += 1
+            rows.setdefault((*base, n), _Row(ident, not complete)).add(i, suite, gr)
+    out = list(full.values())
+    for row in partial.values():
+        same = [r for r in full.values() if row.labels[0] in r.labels
+                and {k: r.ident.get(k) for k in row.ident} == row.ident
+                and not set(r.cells) & set(row.cells)]
+        if len(same) == 1:
+            same[0].by_label = True
+            for i, gr in sorted(row.cells.items()):
+                same[0].add(i, columns[i][0], gr)
+        else:
+            out.append(row)
+    for r in out:
+        r.name = " / ".join(r.labels)
+    for rows in _sharing_a_label(out):  # one label, different methods: say what sets them apart
+        settings = [_settings(r.ident) for r in rows]
+        keys = [k for k in settings[0] if all(k in s for s in settings)
+                and len({s[k] for s in settings}) > 1]
+        for r, s in zip(rows, settings, strict=True):
+            r.name += f" [{', '.join(f'{k}={s[k]}' for k in keys) or ', '.join(r.suites)}]"
+    for r in out:
+        r.name += " †" if r.by_label else ""
+    return out
+
+
+def _sharing_a_label(rows: list[_Row]) -> list[list[_Row]]:
+    """The groups (of two or more) of rows linked by a label they share, in row order."""
+    group = list(range(len(rows)))  # union-find over row indices
+
+    def find(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        for label in r.labels:
+            group[find(i)] = find(first.setdefault(label, i))
+    out: dict[int, list[_Row]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(find(i), []).append(r)
+    return [g for g in out.values() if len(g) > 1]
+
+
 def compare(summaries: list[dict]) -> str:
-    """One table: methods x (model, suite) columns of mean final error with the method's rank in
-    that column (1 = lowest), and the mean rank over the columns where the method ran."""
-    columns: list[tuple[str, str, dict[str, dict]]] = []
+    """One table: methods (matched by what they do, shown with their labels) x (model, suite)
+    columns of mean ± std (n) final error with the rank in that column, and the mean rank over
+    the columns every method ran in, saying how many those are."""
+    columns: list[tuple[str, str, list[dict]]] = []
     for s in summaries:
         for mo in s["models"]:
-            groups = {gr["method"]: gr for gr in s["groups"] if gr["model"] == mo and gr["final"]}
+            groups = [gr for gr in s["groups"] if gr["model"] == mo and gr["final"]]
             if groups:
                 columns.append((s["suite"], mo, groups))
-    ranks: dict[str, list[float]] = {}
-    cells: dict[tuple[str, int], str] = {}
-    partial = False
-    for i, (_, _, groups) in enumerate(columns):
-        means = {label: mean(gr["final"]) for label, gr in groups.items()}
-        for label, mu in means.items():
-            rank = 1 + sum(other < mu for other in means.values())  # ties share the better rank
-            ranks.setdefault(label, []).append(rank)
-            star = "*" if len(groups[label]["final"]) < groups[label]["expected"] else ""
-            partial |= bool(star)
-            cells[(label, i)] = f"{mu:.2f}{star} ({rank})"
-    order = sorted(ranks, key=lambda label: (mean(ranks[label]), label))
-    header = ["method"] + [f"{mo} ({suite})" for suite, mo, _ in columns] + ["mean rank"]
-    rows = [[label] + [cells.get((label, i), "—") for i in range(len(columns))]
-            + [f"{mean(ranks[label]):.2f} ({len(ranks[label])} of {len(columns)})"] for label in order]
+    rows = _match(columns)
+    ranks: dict[tuple[int, int], int] = {}  # (row, column) -> rank
+    for i in range(len(columns)):
+        means = {j: mean(r.cells[i]["final"]) for j, r in enumerate(rows) if i in r.cells}
+        for j, mu in means.items():
+            ranks[(j, i)] = 1 + sum(other < mu for other in means.values())  # ties: better rank
+    shared = [i for i in range(len(columns)) if all(i in r.cells for r in rows)]
+    mean_rank = {j: mean([ranks[(j, i)] for i in shared]) for j in range(len(rows))} \
+        if shared else {}
+    order = sorted(range(len(rows)), key=lambda j: (mean_rank.get(j, 0), rows[j].sort_key()))
+    names = [f"{mo} ({suite})" for suite, mo, _ in columns]
+    header = ["method"] + names + ([f"mean rank ({len(shared)} of {len(columns)})"]
+                                   if shared else [])
+    body = []
+    for j in order:
+        cells = []
+        for i in range(len(columns)):
+            gr = rows[j].cells.get(i)
+            cells.append("—" if gr is None else
+                         f"{fmt_stats(gr['final'], gr.get('expected', 0), gr.get('failed', 0))} "
+                         f"#{ranks[(j, i)]}")
+        body.append([rows[j].name] + cells + ([f"{mean_rank[j]:.2f}"] if shared else []))
     out = ["# Comparison: " + ", ".join(s["suite"] for s in summaries), "",
-           "Mean final-epoch test error (%) over seeds, with the method's rank within each column "
-           "(1 = lowest; ties share the better rank). Mean rank: over the columns where the method "
-           "ran. Methods are matched across suites by their label. `—`: not run there.", ""]
-    if partial:
-        out += ["`*`: fewer finished runs than planned.", ""]
-    return "\n".join(out + md_table(header, rows)) + "\n"
+           "Final-epoch test error (%) per (model, suite) column: mean ± sample std over the "
+           "finished runs (n; `n=j of k`: j of the k planned runs finished; failed runs never "
+           "enter) and `#r`, the method's rank in that column (1 = lowest; ties share the better "
+           "rank). A row is one method, matched across suites by what it does (eraser and its "
+           "resolved parameters, mode, fill, append_bn, CAM source, layer and target, warm-up as "
+           "a share of the epochs), never by its label; it shows every label the method has. "
+           "`—`: not run there.", ""]
+    if shared:
+        out += [f"Mean rank over {len(shared)} of {len(columns)} columns (the columns every "
+                f"method ran in): {', '.join(names[i] for i in shared)}.", ""]
+    else:
+        out += [f"No column of the {len(columns)} has every method, so there is no mean rank; "
+                "rows are in the leaderboards' method order.", ""]
+    out += md_table(header, body)
+    legacy = dict.fromkeys(columns[i][0] for r in rows for i, g in sorted(r.cells.items())
+                           if not method_identity(g)[1])
+    if legacy:
+        out += ["", f"†: matched by label, eraser, parameters and CAM: "
+                f"{', '.join(legacy)} do not record every method setting (mode, "
+                "fill, append_bn, warm-up: a data block older than schema 2, or older records); "
+                "re-render with `python -m benchmark.leaderboard render` to match by settings."]
+    return "\n".join(out) + "\n"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -756,7 +964,21 @@ def cmd_render(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    text = compare([read_summary(s) for s in args.inputs])
+    summaries = []
+    for source in args.inputs:
+        try:
+            s = read_summary(source)
+        except NotALeaderboard as e:
+            warn(f"{e}; skipped")
+            continue
+        if not any(gr["final"] for gr in s["groups"]):
+            warn(f"{source}: no finished runs; skipped")
+            continue
+        summaries.append(s)
+    if not summaries:
+        raise ValueError(f"nothing to compare: none of the {len(args.inputs)} input(s) is a "
+                         "leaderboard or results folder with finished runs")
+    text = compare(summaries)
     if args.out:
         atomic_write(Path(args.out), text)
         print(f"wrote {args.out}")

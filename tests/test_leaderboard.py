@@ -43,9 +43,13 @@ def make_record(suite, model, method, seed, err, *, dataset="cifar10", occlusion
     eraser, params, cam = METHODS[method]
     run_id = f"{model}__{method}__s{seed}"
     curve = [err + 30.0 / (e + 1) for e in range(epochs)]
+    # as the runner resolves them: CAM erasers append after a plain warm-up of half the epochs
+    mode = None if eraser is None else "append" if cam else "replace"
+    setup = {"name": eraser or "plain", "mode": mode, "fill": "zero", "append_bn": "joint",
+             "warmup_epochs": epochs // 2 if cam else 0}
     return {
         "schema": 1, "suite": suite, "run_id": run_id, "model": model, "method": method,
-        "eraser": eraser, "eraser_params": params, "mode": None, "cam": cam, "ablation": {},
+        "eraser": eraser, "eraser_params": params, "mode": mode, "cam": cam, "ablation": {},
         "seed": seed, "dataset": dataset, "epochs": epochs,
         "final_test_error": round(err, 4), "best_test_error": round(err - 0.15, 4),
         "best_epoch": epochs - 1,
@@ -54,7 +58,8 @@ def make_record(suite, model, method, seed, err, *, dataset="cifar10", occlusion
         "device": device,
         "versions": {"python": "3.11.9", "torch": "2.4.0", "erasebench": "0.1.0"},
         "git_commit": "abc1234", "date": f"2025-01-0{seed + 1}T12:00:00",
-        "command": f"accelerate launch benchmark/run.py --suite {suite}", "config": {},
+        "command": f"accelerate launch benchmark/run.py --suite {suite}",
+        "config": {"method": setup},
     }
 
 
@@ -233,6 +238,22 @@ def test_data_block_survives_double_dashes_and_round_trips(tmp_path):
                                                                   expected_runs=plan))
 
 
+def test_cost_says_it_is_wall_clock_device_hours_per_run_and_shows_the_pack_size():
+    recs = [{**r, "pack_size": 4 if r["method"] != "plain" else 1} for r in single_seed_suite()]
+    text = lb.render(recs, suite="smoke")
+    assert "## Cost: wall-clock device-hours per run" in text
+    caption = text.split("## Cost", 1)[1].split("\n|", 1)[0]
+    assert "Wall-clock device-hours per finished run" in caption
+    assert "each run is charged 1/K of the pack's wall-clock time" in caption
+    rows = {r[1]: r for r in rows_of(text, "Cost")}
+    header = next(ln for ln in text.split("## Cost", 1)[1].splitlines() if ln.startswith("| model"))
+    assert header == ("| model | method | runs | device | pack | wall-clock device-h per run "
+                      "| images/s |")
+    assert rows["plain"][4:6] == ["1", "0.500 CPU-h"] and rows["cutout"][4] == "4"
+    # records without a pack size: no pack column
+    assert "| pack |" not in lb.render(single_seed_suite(), suite="smoke")
+
+
 # ----------------------------------------------------------------------------- failed runs
 
 def failed(rec, epoch, reason):
@@ -271,7 +292,8 @@ def test_a_mixed_cell_averages_only_the_finished_runs_and_counts_the_failed():
     group = next(gr for gr in lb.summary(g)["groups"]
                  if gr["model"] == "resnet20" and gr["method"] == "cutout")
     assert group["final"] == [7.3, 7.22] and group["seeds"] == [0, 2] and group["failed"] == 1
-    assert "*" in lb.compare([lb.summary(g)]).split("| cutout |")[1].splitlines()[0]
+    row = lb.compare([lb.summary(g)]).split("| cutout |")[1].splitlines()[0]
+    assert row.startswith(" 7.26 ± 0.06 (n=2 of 3; 1 failed) #")
 
 
 def test_a_failed_run_never_enters_means_p_values_or_ranks():
@@ -283,7 +305,7 @@ def test_a_failed_run_never_enters_means_p_values_or_ranks():
     rows = {r[1]: r for r in rows_of(lb.render(recs, suite="x"), "Significance")}
     assert rows["random_erasing"][2:] == ["failed (1 of 3)", "—", "n/a", "—", "n/a"]
     ranks = {r[0]: r for r in rows_of("## x\n" + lb.compare([lb.summary(g)]), "x")}
-    assert "random_erasing" not in ranks and ranks["cutout"][1] == "7.31 (1)"
+    assert "random_erasing" not in ranks and ranks["cutout"][1] == "7.31 ± 0.10 (n=3) #1"
 
 
 def test_render_suite_skips_a_damaged_record_with_a_warning_and_never_crashes(tmp_path, capsys):
@@ -350,22 +372,144 @@ def test_p_values_are_formatted_with_a_floor():
 
 # ----------------------------------------------------------------------------- compare
 
+def compare_rows(*summaries) -> dict[str, list[str]]:
+    """The compare table's body rows by method name."""
+    return {r[0]: r for r in rows_of("## x\n" + lb.compare(list(summaries)), "x")}
+
+
+def suite_summary(suite, errors, *, variants=None, epochs=4, seeds=(0,)):
+    """The data block of a one-model suite from records: errors {label: error}; a label is a
+    METHODS key, or in variants {label: (METHODS key, changed config.method settings)}."""
+    recs = []
+    for label, err in errors.items():
+        base, settings = (variants or {}).get(label, (label, {}))
+        for s in seeds:
+            r = make_record(suite, "resnet20", base, s, err + OFFSETS[s], epochs=epochs)
+            setup = {**r["config"]["method"], **settings}
+            recs.append({**r, "method": label, "run_id": f"resnet20__{label}__s{s}",
+                         "mode": setup["mode"], "config": {"method": setup}})
+    return lb.summary(lb.build_grid(recs, suite=suite))
+
+
 def test_compare_ranks_per_column_and_averages_the_ranks():
     recs, plan = complete_suite()
     a = lb.summary(lb.build_grid(recs, suite="thesis", expected_runs=plan))
-    rows = {r[0]: r for r in rows_of("## x\n" + lb.compare([a]), "x")}
-    assert rows["cam_erasing"][1] == "7.11 (1)" and rows["cam_erasing"][2] == "6.11 (1)"
-    assert rows["cam_erasing"][-1] == "1.00 (2 of 2)"
+    rows = compare_rows(a)
+    assert rows["cam_erasing"][1:3] == ["7.11 ± 0.10 (n=3) #1", "6.11 ± 0.10 (n=3) #1"]
     assert rows["cam_erasing(b_h=0)"][2] == "—"  # not run on resnet32
-    assert rows["plain"][1] == "8.01 (7)"
+    assert rows["plain"][1] == "8.01 ± 0.10 (n=3) #7"
+    # the ablations ran on resnet20 only: that is the one column every method has
+    assert rows["cam_erasing"][-1] == "1.00" and rows["plain"][-1] == "7.00"
 
 
 def test_compare_ties_share_the_better_rank():
-    s = {"suite": "t", "models": ["m"], "groups": [
-        {"model": "m", "method": k, "expected": 1, "final": [v]}
-        for k, v in (("a", 5.0), ("b", 5.0), ("c", 6.0))]}
-    rows = {r[0]: r for r in rows_of("## x\n" + lb.compare([s]), "x")}
-    assert [rows[k][1] for k in "abc"] == ["5.00 (1)", "5.00 (1)", "6.00 (3)"]
+    rows = compare_rows(suite_summary("t", {"plain": 5.0, "cutout": 5.0, "random_erasing": 6.0}))
+    assert [rows[k][1] for k in ("plain", "cutout", "random_erasing")] == [
+        "5.00 ± n/a (n=1) #1", "5.00 ± n/a (n=1) #1", "6.00 ± n/a (n=1) #3"]
+
+
+def test_compare_cells_are_mean_std_n_and_the_rank_in_that_column():
+    a = suite_summary("a", {"plain": 8.0, "cutout": 7.3}, seeds=(0, 1, 2))
+    b = suite_summary("b", {"plain": 9.0, "cutout": 9.5}, seeds=(0, 1))
+    rows = compare_rows(a, b)
+    assert rows["cutout"][1:] == ["7.31 ± 0.10 (n=3) #1", "9.56 ± 0.08 (n=2) #2", "1.50"]
+    assert rows["plain"][1:] == ["8.01 ± 0.10 (n=3) #2", "9.06 ± 0.08 (n=2) #1", "1.50"]
+
+
+def test_the_data_block_carries_what_a_method_does_beside_its_label():
+    a = suite_summary("a", {"plain": 8.0, "cam_erasing": 7.1}, epochs=6)
+    cam = next(gr for gr in a["groups"] if gr["method"] == "cam_erasing")
+    assert a["schema"] == 2
+    assert {k: cam[k] for k in ("eraser", "eraser_params", "mode", "fill", "append_bn",
+                                "warmup_epochs", "epochs")} == {
+        "eraser": "cam_erasing", "eraser_params": {"b_h": 2}, "mode": "append", "fill": "zero",
+        "append_bn": "joint", "warmup_epochs": 3, "epochs": 6}
+
+
+def test_one_method_under_two_labels_is_one_row_showing_both():
+    # the default CAM erasing, labelled by two suites differently (and trained for different
+    # lengths: the default warm-up is half the epochs in both)
+    a = suite_summary("a", {"plain": 8.0, "cam_erasing": 7.1}, epochs=4)
+    b = suite_summary("b", {"plain": 9.0, "cam(b_h=2)": 8.5}, epochs=6,
+                      variants={"cam(b_h=2)": ("cam_erasing", {"warmup_epochs": 3})})
+    rows = compare_rows(a, b)
+    assert sorted(rows) == ["cam_erasing / cam(b_h=2)", "plain"]
+    assert rows["cam_erasing / cam(b_h=2)"][1:] == ["7.10 ± n/a (n=1) #1", "8.50 ± n/a (n=1) #1",
+                                                    "1.00"]
+
+
+def test_two_methods_with_one_label_are_kept_apart_and_told_apart():
+    a = suite_summary("a", {"plain": 8.0, "cam_erasing": 7.1})
+    b = suite_summary("b", {"plain": 9.0, "cam_erasing": 8.5},
+                      variants={"cam_erasing": ("cam_erasing", {"append_bn": "split"})})
+    c = suite_summary("c", {"plain": 9.0, "cam_erasing": 8.7},
+                      variants={"cam_erasing": ("cam_erasing(b_h=0)", {})})
+    rows = compare_rows(a, b, c)
+    assert list(rows) == ["plain", "cam_erasing [b_h=2, append_bn=joint]",
+                          "cam_erasing [b_h=2, append_bn=split]",
+                          "cam_erasing [b_h=0, append_bn=joint]"]
+    assert rows["cam_erasing [b_h=2, append_bn=split]"][1:] == ["—", "8.50 ± n/a (n=1) #1", "—"]
+    assert rows["plain"][1:] == ["8.00 ± n/a (n=1) #2", "9.00 ± n/a (n=1) #2",
+                                 "9.00 ± n/a (n=1) #2"]  # no column has all four: no mean rank
+
+
+def test_a_method_sharing_one_of_another_rows_labels_is_told_apart_too():
+    a = suite_summary("a", {"plain": 8.0, "cam_erasing": 7.1})
+    b = suite_summary("b", {"plain": 9.0, "cam(b_h=2)": 8.5, "cam_erasing": 8.4}, variants={
+        "cam(b_h=2)": ("cam_erasing", {}), "cam_erasing": ("cam_erasing", {"append_bn": "split"})})
+    assert list(compare_rows(a, b)) == ["cam_erasing [append_bn=split]",
+                                        "cam_erasing / cam(b_h=2) [append_bn=joint]", "plain"]
+
+
+# Ranks per column for the issue's case: cam_erasing(b_h=0) ran in 1 of 3 suites. Averaged over
+# the columns each method ran in it would rank first (2.00, the others 2.67 to 3.67); it is
+# second in the one column every method ran in.
+RANKS = {"plain": (1, 5, 5), "cam_erasing(b_h=0)": (2, None, None), "random_erasing": (3, 4, 4),
+         "cutout": (4, 3, 3), "hide_and_seek": (5, 2, 2), "cam_erasing": (6, 1, 1)}
+
+
+def test_mean_rank_is_over_the_columns_every_method_has_and_says_how_many():
+    suites = [suite_summary(name, {m: 10.0 + r[i] for m, r in RANKS.items() if r[i]})
+              for i, name in enumerate("abc")]
+    text = lb.compare(suites)
+    assert "Mean rank over 1 of 3 columns (the columns every method ran in): resnet20 (a)." in text
+    assert "| mean rank (1 of 3) |" in text
+    rows = [r for r in rows_of("## x\n" + text, "x")]
+    assert [r[0] for r in rows[:2]] == ["plain", "cam_erasing(b_h=0)"]
+    assert rows[1][1:] == ["12.00 ± n/a (n=1) #2", "—", "—", "2.00"]
+
+
+def test_without_a_column_every_method_has_there_is_no_mean_rank():
+    # cam_erasing(b_h=0) ran in c only, beside plain alone; the others never ran in c
+    a = suite_summary("a", {"plain": 8.0, "cam_erasing": 7.1, "random_erasing": 7.4})
+    b = suite_summary("b", {"plain": 8.0, "cam_erasing": 7.5, "random_erasing": 7.4})
+    c = suite_summary("c", {"plain": 8.0, "cam_erasing(b_h=0)": 7.0})
+    text = lb.compare([a, b, c])
+    assert "No column of the 3 has every method, so there is no mean rank" in text
+    assert "mean rank" not in text.split("\n|")[1]  # the header: no mean-rank column
+    rows = rows_of("## x\n" + text, "x")
+    assert rows[0][0] == "plain" and len(rows[0]) == 4
+
+
+def old_block(summary: dict) -> dict:
+    """`summary` as a schema-1 data block wrote it: no mode, fill, append_bn, warm-up."""
+    return {**summary, "schema": 1, "groups": [{k: v for k, v in gr.items() if k not in
+                                                lb.SETUP_KEYS} for gr in summary["groups"]]}
+
+
+def test_a_schema_1_block_is_compared_by_label_with_a_footnote(tmp_path):
+    old = tmp_path / "old.md"
+    old.write_text("# Leaderboard: old\n\n" + lb._data_block(old_block(
+        suite_summary("old", {"plain": 8.0, "cam_erasing": 7.1, "cutout": 7.3}))) + "\n")
+    new = suite_summary("new", {"plain": 9.0, "cam_erasing": 8.1, "cutout": 8.3},
+                        variants={"cutout": ("cutout", {"fill": "random"})})
+    text = lb.compare([lb.read_summary(str(old)), new])
+    rows = {r[0]: r for r in rows_of("## x\n" + text, "x")}
+    # joined by label to the one method of that label and those settings: † says how
+    assert rows["cam_erasing †"][1:3] == ["7.10 ± n/a (n=1) #1", "8.10 ± n/a (n=1) #1"]
+    assert rows["plain"][1:3] == ["8.00 ± n/a (n=1) #3", "9.00 ± n/a (n=1) #3"]  # plain is plain
+    assert "†: matched by label, eraser, parameters and CAM: old do not record" in text
+    assert "cutout †" in rows and rows["cutout †"][2] == "8.30 ± n/a (n=1) #2"  # fill unknown
 
 
 # ----------------------------------------------------------------------------- files and CLI
@@ -396,15 +540,39 @@ def test_cli_render_and_compare_from_records_and_markdown(tmp_path, capsys, monk
     assert md.is_file()
     capsys.readouterr()
     assert lb.main(["compare", str(md), "smoke"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("resnet20 (smoke)") == 2  # one column from the .md, one from the records
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| method"))
+    assert header.count("resnet20 (smoke)") == 2  # one column from the .md, one from the records
 
 
-def test_compare_names_a_bad_input(tmp_path, capsys):
+def test_compare_skips_a_file_without_a_data_block_with_one_warning(tmp_path, capsys):
+    good = tmp_path / "smoke.md"
+    good.write_text(lb.render(single_seed_suite(), suite="smoke"))
+    figures = tmp_path / "erased_fraction.md"
+    figures.write_text("# Erased fraction per eraser\n\n| eraser | mean |\n|---|---|\n")
+    assert lb.main(["compare", str(figures), str(good)]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"warning: {figures}: no 'erasebench:leaderboard' data block (not a rendered "
+                   "leaderboard); skipped\n")
+    assert "| method | resnet20 (smoke) | mean rank (1 of 1) |" in out
+
+
+def test_compare_reads_the_committed_leaderboards_and_skips_the_other_files(capsys):
+    files = sorted(Path(__file__).parents[1].joinpath("leaderboards").glob("*.md"))
+    assert lb.main(["compare", *map(str, files)]) == 0
+    err = capsys.readouterr().err
+    for f in files:  # e.g. erased_fraction.md and speed.md: tables of another kind
+        if lb.DATA_TAG not in f.read_text():
+            assert f"warning: {f}: no 'erasebench:leaderboard' data block" in err
+
+
+def test_compare_with_nothing_comparable_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "old.md"
     bad.write_text("# a leaderboard without a data block\n")
     assert lb.main(["compare", str(bad)]) == 2
-    assert f"{bad}: no 'erasebench:leaderboard' data block" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"warning: {bad}: no 'erasebench:leaderboard' data block")
+    assert err[1:] == ["error: nothing to compare: none of the 1 input(s) is a leaderboard or "
+                       "results folder with finished runs"]
 
 
 def test_expected_runs_without_a_required_key_is_a_one_line_error():
