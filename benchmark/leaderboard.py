@@ -568,8 +568,22 @@ def _section_reproducibility(g: Grid) -> list[str]:
     rows.append(["date", dates[0] if len(dates) == 1 else f"{dates[0]} … {dates[-1]}"])
     for k in sorted({k for r in recs for k in (r.get("versions") or {})}):
         rows.append([f"version: {k}", ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
+    rows.append(["precision", ", ".join(_distinct(recs, lambda r: r.get("precision"))) or "n/a"])
+    for eraser in sorted({r["eraser"] for r in recs if r.get("eraser")}):
+        rows.append([f"eraser: {eraser}", ", ".join(_distinct(
+            [r for r in recs if r.get("eraser") == eraser], _source)) or "n/a"])
     return ["## Reproducibility", "", "Distinct values over the suite's records.", "",
             *md_table(["field", "value(s)"], rows), ""]
+
+
+def _source(rec: dict) -> str | None:
+    """Where a record's eraser came from: a package and version, or a file and content hash."""
+    src = rec.get("eraser_source")
+    if not src:
+        return None
+    if src.get("package"):
+        return f"{src['package']} {src.get('version') or '?'} (module {src.get('module')})"
+    return f"{src.get('file')} (sha256 {src.get('sha256')})"
 
 
 def _section_missing(g: Grid) -> list[str]:
