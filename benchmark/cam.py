@@ -3,44 +3,30 @@
 Everything here works on whole batches with tensor ops and no host synchronisation, so a
 training step that asks for a CAM can still be captured in one CUDA graph. Computing a CAM
 never changes the model: not its parameters, their `.grad`, BatchNorm buffers or train/eval
-mode (see `_eval_mode` and `grad_cam` for how).
+mode (see `eval_mode` and `grad_cam` for how).
 """
 
 from __future__ import annotations
 
-import contextlib
 import weakref
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import plugins
+from benchmark.models import eval_mode
+from plugins.geometry import mask_box, peaks
+
+__all__ = ["SOURCES", "TARGETS", "FAST_PATH_CACHE", "FrozenCam", "LiveCam", "cam_boxes", "cam_from_features",
+           "cam_source", "erase", "fast_path_applies", "frozen_cam_fn", "grad_cam", "peaks",
+           "resize"]  # peaks: the plugins' one rule, re-exported
 
 TARGETS = ("label", "predicted")
 SOURCES = ("during", "after")
 
 
 # --------------------------------------------------------------------------- helpers
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode for the block, then restore each flag exactly.
-
-    Chosen over saving/restoring buffers: in eval mode BatchNorm neither reads batch
-    statistics nor updates running_mean/var/num_batches_tracked, and dropout draws no
-    random numbers, so the CAM is deterministic and the model (and the global RNG) is
-    untouched. Flags are restored per module because a model may mix modes (e.g. frozen BN).
-    """
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
 
 def _module(model: nn.Module, layer: str) -> nn.Module:
     """`model.get_submodule(layer)` with a one-line error that lists the usable layers."""
@@ -78,7 +64,7 @@ def _probe_4d_modules(model: nn.Module, images: torch.Tensor) -> list[str]:
 
         handles.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad(), _eval_mode(model):
+        with torch.no_grad(), eval_mode(model):
             model(images[:1].detach())
     finally:
         for h in handles:
@@ -130,7 +116,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
 
     targets: class per image (B,) (the ground-truth label), or None for the predicted class.
     layer: a named module with a 4-D output (default: `default_layer`). The forward runs
-    in eval mode (`_eval_mode`) with the parameters swapped for detached aliases
+    in eval mode (`eval_mode`) with the parameters swapped for detached aliases
     (`torch.func.functional_call`), and the layer's output is re-rooted as a fresh leaf:
     autograd then records only the part of the net after the layer and never reaches a
     parameter, so `.grad` of a training step stays as it was. `torch.autograd.grad`, never
@@ -158,7 +144,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
     detached = {n: p.detach() for n, p in model.named_parameters()}
     handle = module.register_forward_hook(reroot)
     try:
-        with torch.enable_grad(), _eval_mode(model):
+        with torch.enable_grad(), eval_mode(model):
             logits = torch.func.functional_call(model, detached, (images.detach(),))
             if not captured:
                 raise ValueError(f"layer={name!r}: the module is not called in the model's forward")
@@ -222,7 +208,7 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     captured: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.clone()))
     try:
-        with torch.no_grad(), _eval_mode(model):
+        with torch.no_grad(), eval_mode(model):
             feats = model.forward_features(x)
             logits = model(x)
             if not captured or not isinstance(feats, torch.Tensor) or feats.dim() != 4:
@@ -241,25 +227,6 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
 
 # --------------------------------------------------------------------------- peaks and boxes
 
-def peaks(cam: torch.Tensor) -> torch.Tensor:
-    """The (row, col) of each map's maximum, LongTensor (B, 2), in the map's own pixel grid.
-
-    Ties: the first maximum in row-major order (argmax of the flattened map). A constant
-    map (max == min, e.g. all zeros) has no peak: it gives the centre (H // 2, W // 2).
-    The same rule as plugins' cam_erasing. Pass an upsampled map for input-pixel coordinates.
-    """
-    if not isinstance(cam, torch.Tensor) or cam.dim() != 3:
-        raise ValueError(f"cam: expected a (B, H, W) tensor, got {getattr(cam, 'shape', cam)}")
-    _, h, w = cam.shape
-    flat = cam.flatten(1)
-    idx = flat.argmax(dim=1)                                          # first maximum
-    found = torch.stack((idx // w, idx % w), dim=1)
-    # Filled on the device (no host-to-device copy), so CUDA graph capture is fine.
-    centre = torch.stack((torch.full_like(idx, h // 2), torch.full_like(idx, w // 2)), dim=1)
-    constant = (flat.amax(dim=1) == flat.amin(dim=1))[:, None]
-    return torch.where(constant, centre, found)
-
-
 def cam_boxes(cam: torch.Tensor, threshold: float = 0.4) -> torch.Tensor:
     """Bounding box of the pixels >= threshold * max of each map: LongTensor (B, 4) (x0, y0, x1, y1).
 
@@ -271,17 +238,8 @@ def cam_boxes(cam: torch.Tensor, threshold: float = 0.4) -> torch.Tensor:
         raise ValueError(f"cam: expected a (B, H, W) tensor, got {getattr(cam, 'shape', cam)}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold: expected a fraction of the max in [0, 1], got {threshold}")
-    _, h, w = cam.shape
     top = cam.flatten(1).amax(dim=1)[:, None, None]
-    on = cam >= threshold * top
-    cols, rows = on.any(dim=1), on.any(dim=2)                        # (B, W), (B, H)
-    xs = torch.arange(w, device=cam.device)
-    ys = torch.arange(h, device=cam.device)
-    x0 = torch.where(cols, xs, w).amin(dim=1)
-    x1 = torch.where(cols, xs, -1).amax(dim=1) + 1
-    y0 = torch.where(rows, ys, h).amin(dim=1)
-    y1 = torch.where(rows, ys, -1).amax(dim=1) + 1
-    return torch.stack((x0, y0, x1, y1), dim=1).long()
+    return mask_box(cam >= threshold * top)
 
 
 # --------------------------------------------------------------------------- sources
@@ -319,7 +277,7 @@ class LiveCam:
         if not self.fast:
             return grad_cam(self.model, images, targets, layer=self.layer)
         if features is None:   # one no-grad eval forward: still cheaper than a backward
-            with torch.no_grad(), _eval_mode(self.model):
+            with torch.no_grad(), eval_mode(self.model):
                 features = self.model.forward_features(images)
         head = self.model.get_classifier()
         if targets is None:     # predicted class from the same features, GAP + linear
@@ -350,8 +308,8 @@ class FrozenCam(LiveCam):
 
 def frozen_cam_fn(checkpoint_path, device: str | torch.device = "cpu", layer: str | None = None,
                   target: str = "label") -> FrozenCam:
-    """Load a checkpoint (`benchmark.checkpoint.load`) as a source "after": `fn(images, labels) -> cam`."""
-    from benchmark import checkpoint
+    """Load a checkpoint (`benchmark.training.checkpoint.load`) as a source "after": `fn(images, labels) -> cam`."""
+    from benchmark.training import checkpoint
 
     model, ckpt = checkpoint.load(checkpoint_path, device)
     return FrozenCam(model, layer=layer, target=target, mean=ckpt.get("mean"), std=ckpt.get("std"))

@@ -86,3 +86,9 @@ def describe(error: BaseException, limit: int = 200, *, first_sentence: bool = F
         text = text.split(". ", 1)[0].rstrip(".")
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label or model name: letters, digits and `._=` kept, anything
+    else a dash, no dash at either end. Run ids are built from it, so it must never change."""
+    return "".join(c if c.isalnum() or c in "._=" else "-" for c in str(text)).strip("-")

@@ -7,17 +7,37 @@ treats all models alike.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["available", "create", "feature_map_sizes", "CifarResNet"]
+__all__ = ["available", "create", "eval_mode", "feature_map_sizes", "CifarResNet"]
 
 # depth -> blocks per stage (depth = 6n + 2)
 _CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 TIMM_PREFIX = "timm/"
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode for the block, then restore each flag exactly.
+
+    Chosen over saving/restoring buffers: in eval mode BatchNorm neither reads batch
+    statistics nor updates running_mean/var/num_batches_tracked, and dropout draws no
+    random numbers, so the CAM is deterministic and the model (and the global RNG) is
+    untouched. Flags are restored per module because a model may mix modes (e.g. frozen BN).
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 # --- He et al. 2016 CIFAR ResNets (option-A shortcuts) --------------------------------------
@@ -178,15 +198,13 @@ def _timm_cam_layers(model: nn.Module, probe_size: int) -> list[str]:
     calls: list[tuple[str, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out, n=n: calls.append((n, out)))
              for n, m in model.named_modules() if n and not isinstance(m, nn.Identity)]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
-            feats = model.forward_features(torch.zeros(1, _in_channels(model), probe_size, probe_size))
+        with torch.no_grad(), eval_mode(model):
+            feats = model.forward_features(torch.zeros(1, _in_channels(model), probe_size,
+                                                       probe_size))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     four_d = {n for n, out in calls if isinstance(out, torch.Tensor) and out.dim() == 4}
     # hooks fire child before parent, so the last match is the outermost module giving `feats`;
     # a feature_info stage that gives `feats` is preferred (convnext: 'stages.3', not 'stages')
@@ -272,18 +290,15 @@ def feature_map_sizes(model: nn.Module, image_size: int = 32, *, layers: list[st
     shapes: dict[str, tuple] = {}
     hooks = [modules[n].register_forward_hook(
         lambda _m, _i, out, n=n: shapes.__setitem__(n, tuple(out.shape))) for n in layers]
-    was_training = model.training
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    chans = getattr(model, "in_chans", None) or _in_channels(model)
     try:
-        model.eval()
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else "cpu"
-        chans = getattr(model, "in_chans", None) or _in_channels(model)
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(torch.zeros(1, chans, image_size, image_size, device=device))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     out = {}
     for n in layers:
         shape = shapes.get(n)

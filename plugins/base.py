@@ -22,13 +22,11 @@ import torch
 __all__ = [
     "Eraser",
     "apply_coin",
-    "box_mask",
     "check_channels_first",
     "check_choice",
     "check_int",
     "check_number",
     "check_probability",
-    "outer_and",
     "randint_inclusive",
 ]
 
@@ -117,11 +115,6 @@ class Eraser:
                 )
             out[parameter.name] = getattr(self, parameter.name)
         return out
-
-    @property
-    def hparams(self) -> dict:
-        """Alias of :meth:`params`."""
-        return self.params()
 
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.params().items())
@@ -235,40 +228,3 @@ def apply_coin(
     ``rand < p`` with rand in [0, 1) gives exactly never for p = 0 and always for p = 1.
     """
     return torch.rand(batch, device=device, generator=generator) < p
-
-
-def box_mask(
-    top: torch.Tensor,
-    left: torch.Tensor,
-    height: torch.Tensor,
-    width: torch.Tensor,
-    size: tuple[int, int],
-    *,
-    keep: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Bool (B, 1, H, W) mask of the rectangles rows [top, top+height), cols [left, left+width).
-
-    Rectangles are intersected with the image: parts outside it are dropped (the "clip"
-    semantics of slicing with a start inside the image). Inputs are long tensors (B,);
-    ``keep`` (bool (B,)) False empties that image's mask.
-    """
-    rows_n, cols_n = size
-    rows = torch.arange(rows_n, device=top.device)
-    cols = torch.arange(cols_n, device=top.device)
-    in_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])
-    if keep is not None:
-        in_rows = in_rows & keep[:, None]  # on the (B, H) factor: cheaper than on the mask
-    return outer_and(in_rows, in_cols)[:, None]
-
-
-def outer_and(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Bool (..., H, W) = rows[..., :, None] & cols[..., None, :] for bool (..., H), (..., W).
-
-    Computed as a broadcast uint8 product converted to bool: on the CPU a uint8 multiply
-    plus the conversion is about 3x faster than a broadcast bool ``&``. ``.bool()``, not a
-    ``.view(torch.bool)`` of the product: inductor cannot compile that view on the CPU (C++
-    error ``Vectorized<bool>.to<int64_t,2>()``), and the extra pass costs little.
-    """
-    product = rows.to(torch.uint8)[..., :, None] * cols.to(torch.uint8)[..., None, :]
-    return product.bool()

@@ -6,38 +6,19 @@ import torch
 
 from plugins.base import (
     Eraser,
-    box_mask,
     check_choice,
     check_int,
     check_probability,
     randint_inclusive,
 )
+from plugins.geometry import box_mask, peaks
 from plugins.random_erasing import check_rectangle_args, draw_rectangles
 from plugins.registry import register
 
-__all__ = ["CamErasing", "cam_peak"]
+__all__ = ["CamErasing"]
 
 VERTICES = ("top_left", "random", "centre")
 BORDERS = ("clip", "shift")
-
-
-def cam_peak(cam: torch.Tensor) -> torch.Tensor:
-    """Peak p_m of each saliency map: long (B, 2) as (row, col), on the cam's device.
-
-    Ties go to the first maximum in row-major order (``torch.argmax`` on the flattened
-    map). A constant map (max == min, e.g. all zeros: no evidence) falls back to the
-    image centre (H // 2, W // 2); chosen with ``torch.where``, so no host sync.
-    """
-    if not isinstance(cam, torch.Tensor) or cam.ndim != 3:
-        raise ValueError("cam_peak: cam must be a (B, H, W) tensor")
-    batch, height, width = cam.shape
-    flat = cam.reshape(batch, height * width)
-    index = flat.argmax(dim=1)
-    # max read back at the argmax + one amin pass: cheaper on the CPU than torch.aminmax.
-    constant = flat.gather(1, index[:, None]).squeeze(1) == flat.amin(dim=1)
-    row = torch.where(constant, height // 2, index // width)
-    col = torch.where(constant, width // 2, index % width)
-    return torch.stack((row, col), dim=1)
 
 
 @register("cam_erasing")
@@ -91,7 +72,7 @@ class CamErasing(Eraser):
         batch, _, height, width = images.shape
         device = images.device
         apply, h, w, found = draw_rectangles(self, images, generator)
-        peak = cam_peak(cam)
+        peak = peaks(cam)
         offset = randint_inclusive(torch.full((batch, 2), self.b_h, device=device), generator=generator)
         if self.vertex == "random":
             # Corner per image: sign +1 extends down/right from the vertex, -1 up/left.

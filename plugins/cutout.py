@@ -9,9 +9,9 @@ from plugins.base import (
     apply_coin,
     check_int,
     check_probability,
-    outer_and,
     randint_inclusive,
 )
+from plugins.geometry import outer_and
 from plugins.registry import register
 
 __all__ = ["Cutout"]

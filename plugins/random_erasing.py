@@ -13,13 +13,13 @@ import torch
 from plugins.base import (
     Eraser,
     apply_coin,
-    box_mask,
     check_choice,
     check_int,
     check_number,
     check_probability,
     randint_inclusive,
 )
+from plugins.geometry import box_mask
 from plugins.registry import register
 
 __all__ = ["RandomErasing", "check_rectangle_args", "draw_rectangles", "sample_rectangle_sizes"]

@@ -28,6 +28,27 @@ from plugins.registry import build
 __all__ = ["Erase", "erase"]
 
 
+def _check_inputs(images, cam, video: bool) -> None:
+    """One-line errors for what `erase` cannot take: not a tensor, too few dims, integers,
+    channels last, a CAM of the wrong shape."""
+    owner = "Erase"
+    if not isinstance(images, torch.Tensor) or images.ndim < (4 if video else 3):
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        want = "(..., T, C, H, W) video" if video else "(C, H, W) or (..., C, H, W) tensor"
+        raise ValueError(f"{owner}: images must be a {want}, got {got}")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{owner}: images must be floating point, got {images.dtype}; apply "
+            "v2.ToDtype(torch.float32, scale=True) first (fills are written in float space)"
+        )
+    check_channels_first(owner, images.shape)
+    lead, (height, width) = images.shape[:-4] if video else images.shape[:-3], images.shape[-2:]
+    if cam is not None and (not isinstance(cam, torch.Tensor)
+                            or tuple(cam.shape) != (*lead, height, width)):
+        got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
+        raise ValueError(f"{owner}: cam must have shape {(*lead, height, width)}, got {got}")
+
+
 def erase(
     images: torch.Tensor,
     eraser: Eraser,
@@ -47,24 +68,9 @@ def erase(
     "channel" fill then gives each video one colour. ``cam`` has the images' leading shape
     (without T) followed by (H, W).
     """
-    owner = "Erase"
-    if not isinstance(images, torch.Tensor) or images.ndim < (4 if video else 3):
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        want = "(..., T, C, H, W) video" if video else "(C, H, W) or (..., C, H, W) tensor"
-        raise ValueError(f"{owner}: images must be a {want}, got {got}")
-    if not images.is_floating_point():
-        raise TypeError(
-            f"{owner}: images must be floating point, got {images.dtype}; apply "
-            "v2.ToDtype(torch.float32, scale=True) first (fills are written in float space)"
-        )
-    check_channels_first(owner, images.shape)
+    _check_inputs(images, cam, video)
     shape = images.shape
     channels, height, width = shape[-3:]
-    lead = shape[:-4] if video else shape[:-3]
-    if cam is not None and (not isinstance(cam, torch.Tensor)
-                            or tuple(cam.shape) != (*lead, height, width)):
-        got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
-        raise ValueError(f"{owner}: cam must have shape {(*lead, height, width)}, got {got}")
     flat_cam = None if cam is None else cam.reshape(-1, height, width)
     if not video:
         flat = images.reshape(-1, channels, height, width)

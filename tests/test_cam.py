@@ -330,7 +330,7 @@ def test_sources_refuse_unknown_names_and_missing_inputs():
 
 
 def test_after_source_loads_a_frozen_checkpoint_and_matches_its_grad_cam(tmp_path):
-    from benchmark import checkpoint
+    from benchmark.training import checkpoint
 
     model = create("resnet20")
     path = checkpoint.save(tmp_path / "r20.pt", model, model_name="resnet20", num_classes=10,
@@ -404,17 +404,14 @@ def test_grad_cam_and_peaks_can_be_captured_in_one_cuda_graph():
     assert model.training and all(p.grad.abs().sum() == 0 for p in model.parameters())
 
 
-def test_peaks_follow_the_same_rule_as_the_cam_erasing_plugin():
-    from plugins.cam_erasing import cam_peak
+def test_peaks_are_the_plugins_own_rule_not_a_copy():
+    import plugins.geometry
 
-    cam = torch.rand(6, 12, 10).round(decimals=1)            # coarse values: many ties
-    cam[3] = 0.0
-    cam[4] = 0.3
-    assert torch.equal(C.peaks(cam), cam_peak(cam))
+    assert C.peaks is plugins.geometry.peaks  # one rule for the CAM and for cam_erasing
 
 
 def test_cam_figure_writes_one_row_per_example_png(tmp_path):
-    from benchmark.figures import cam_examples
+    from benchmark.report.cam_figure import cam_examples
 
     model = create("resnet20").train()
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)

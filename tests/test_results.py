@@ -7,8 +7,8 @@ import stat
 import pytest
 
 from benchmark import results
-from benchmark.config import load_suite
-from benchmark.suite import expand
+from benchmark.suites.config import load_suite
+from benchmark.suites.expand import expand
 
 
 def refuse(token):

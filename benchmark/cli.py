@@ -1,0 +1,74 @@
+"""The `erasebench` command: one entry point with a subcommand per job.
+
+    erasebench run --suite smoke                 train a suite (under `accelerate launch` too)
+    erasebench leaderboard --suite smoke         render leaderboards/<suite>.md from its records
+    erasebench compare A.md B.md ...             rank methods across suites and models
+    erasebench figures erased-fraction | cam     the figures
+    erasebench speed erasers | cam | train       throughput benchmarks
+    erasebench data check | download | samples   datasets
+
+Under Accelerate: `accelerate launch -m benchmark run ...` (or `accelerate launch
+benchmark/run.py ...`, the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import sys
+
+COMMANDS = {
+    "run": ("benchmark.runner.main", "train a suite: every process is a worker on its results"),
+    "leaderboard": ("benchmark.report.leaderboard", "render leaderboards/<suite>.md from records"),
+    "compare": ("benchmark.report.compare", "rank methods across suites and models"),
+    "figures": ("benchmark.report.figures", "erased-fraction histograms, CAM examples"),
+    "speed": ("benchmark.tools.speed", "throughput of the erasers, the CAM and the training step"),
+    "data": ("benchmark.data.commands", "check, download or preview the datasets"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return (f"usage: erasebench <command> [options]\n\ncommands:\n{rows}\n\n"
+            "`erasebench <command> --help` for a command's options.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"error: unknown command {name!r}{hint}; commands: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest, prog=f"erasebench {name}") or 0)
+
+
+def subcommands(argv, *, prog: str, description: str, registrars) -> int:
+    """The shared skeleton of a command with subcommands (figures, speed, data): each registrar
+    adds its subparser and `set_defaults(func=...)`; a ValueError or missing file is one line."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in registrars:
+        register(sub)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the command a table records
+    try:
+        out = args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return out if isinstance(out, int) else 0
+
+
+def alias(command: str, argv: list[str]) -> int:
+    """An old `python -m benchmark.<module>` command, kept working: the same as `erasebench ...`."""
+    return main([command, *argv])

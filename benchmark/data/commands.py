@@ -1,0 +1,70 @@
+"""`erasebench data`: see whether a dataset is where the runner looks, fetch CIFAR, preview the
+synthetic set.
+
+    erasebench data check cifar10 [--data-dir DIR]
+    erasebench data download cifar10 [--data-dir DIR]
+    erasebench data samples --out leaderboards/figures/synthetic_samples.png
+"""
+
+from __future__ import annotations
+
+from benchmark import data
+
+
+def check(args) -> int:
+    """Is the dataset there? One line either way (loads nothing but the sizes it reports)."""
+    data.check(args.name, args.data_dir, **dict(args.option or []))
+    where = data.default_data_dir() if args.data_dir is None else args.data_dir
+    print(f"{args.name}: found (looked in {where}/)")
+    return 0
+
+
+def download(args) -> int:
+    """Fetch a CIFAR archive (md5-checked) into the data folder and read it once."""
+    if args.name not in ("cifar10", "cifar100"):
+        raise ValueError(f"download: only cifar10 and cifar100 are fetched here, not {args.name!r}"
+                         " (hf: datasets download through Hugging Face's own cache)")
+    for split in ("train", "test"):
+        ds = data.load(args.name, split, args.data_dir, download=True)
+        print(f"{args.name} {split}: {len(ds)} images")
+    return 0
+
+
+def samples(args) -> int:
+    from benchmark.data import synthetic
+
+    synthetic.save_figure(args.out, seed=args.seed)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _option(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, eq, value = text.partition("=")
+    if not eq:
+        raise ValueError(f"--data-option {text!r}: expected key=value")
+    return key, yaml.safe_load(value)
+
+
+def _register(sub) -> None:
+    c = sub.add_parser("check", help="is the dataset where the runner looks for it?")
+    c.add_argument("name", help="synthetic, cifar10, cifar100 or hf:<id>[:<config>]")
+    c.add_argument("--data-dir", help="default: $ERASEBENCH_DATA or ./data")
+    c.add_argument("--data-option", dest="option", action="append", type=_option,
+                   metavar="KEY=VALUE")
+    c.set_defaults(func=check)
+    d = sub.add_parser("download", help="fetch cifar10 or cifar100 (needs the network)")
+    d.add_argument("name", choices=["cifar10", "cifar100"])
+    d.add_argument("--data-dir", help="default: $ERASEBENCH_DATA or ./data")
+    d.set_defaults(func=download)
+    s = sub.add_parser("samples", help="a PNG grid of synthetic samples with their boxes")
+    s.add_argument("--out", required=True, help="the PNG to write")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=samples)
+
+
+def main(argv: list[str] | None = None, prog: str = "erasebench data") -> int:
+    from benchmark.cli import subcommands
+
+    return subcommands(argv, prog=prog, description=__doc__, registrars=[_register])

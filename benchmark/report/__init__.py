@@ -1,0 +1,1 @@
+"""Reporting: records -> leaderboards (statistics, the grid, tables, compare) and figures."""

@@ -1,0 +1,135 @@
+"""The CAM figure (the thesis's Figs. 7 and 9): image, CAM overlay with its peak, the CAM box beside
+the true box, and the CAM-erased image; for a checkpoint, or for a finished suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import plugins
+from benchmark import cam as cams
+from benchmark import data
+from benchmark.data import augment
+from benchmark.models import eval_mode
+from benchmark.training import checkpoint
+
+
+def panels(model, images, labels, mean, std, *, layer=None, target="label", threshold=0.4,
+           seed: int = 0) -> dict:
+    """What the figure shows, computed on the model's device, returned on the CPU."""
+    device = next(model.parameters()).device
+    x = augment.normalize(images.to(device), mean, std)
+    cam = cams.LiveCam(model, layer=layer, target=target, input_size=tuple(images.shape[-2:]))(
+        x, labels.to(device))
+    with torch.no_grad(), eval_mode(model):
+        predicted = model(x).argmax(1).cpu()
+    shown = images.float() / 255                                     # display space [0, 1]
+    g = torch.Generator(device=device).manual_seed(seed)
+    mask = plugins.build("cam_erasing", b_h=2)(shown.to(device), cam=cam, generator=g)
+    return {"shown": shown, "predicted": predicted, "box": cams.cam_boxes(cam, threshold).cpu(),
+            "peak": cams.peaks(cam).cpu(),
+            "erased": plugins.fill(shown.to(device), mask, "zero").cpu(),
+            "cam": (cam / cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]).cpu()}
+
+
+def _rect(ax, b, color, style):
+    import matplotlib.pyplot as plt
+
+    x0, y0, x1, y1 = (float(v) for v in b)
+    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                               edgecolor=color, linewidth=1.5, linestyle=style))
+
+
+def _draw_row(axes, i: int, p: dict, label: int, truth) -> None:
+    img = p["shown"][i].permute(1, 2, 0).numpy()
+    axes[0].imshow(img, interpolation="nearest")
+    axes[0].set_ylabel(f"y={label} p={int(p['predicted'][i])}", fontsize=7)
+    axes[1].imshow(img, interpolation="nearest")
+    axes[1].imshow(p["cam"][i].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    axes[1].plot(float(p["peak"][i, 1]), float(p["peak"][i, 0]), "w+", markersize=6)
+    axes[2].imshow(img, interpolation="nearest")
+    _rect(axes[2], p["box"][i], "red", "-")
+    if truth is not None:
+        _rect(axes[2], truth, "lime", "--")
+    axes[3].imshow(p["erased"][i].permute(1, 2, 0).numpy(), interpolation="nearest")
+
+
+def cam_examples(model, images, labels, mean, std, out, *, boxes=None, n: int = 8,
+                 layer: str | None = None, target: str = "label", threshold: float = 0.4,
+                 seed: int = 0):
+    """CAM figure (thesis Figs. 7, 9) for any model: one row per image; columns image, CAM
+    overlay, CAM box (pixels >= threshold x max, green dashed: ground truth), CAM-erased image.
+
+    images: uint8 (N, 3, H, W); the model sees them normalised with mean/std. Returns the path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a display
+    import matplotlib.pyplot as plt
+
+    images, labels = images[:n], labels[:n]
+    p = panels(model, images, labels, mean, std, layer=layer, target=target,
+               threshold=threshold, seed=seed)
+    rows = images.shape[0]
+    fig, axes = plt.subplots(rows, 4, figsize=(6.4, 1.7 * rows), dpi=120, squeeze=False)
+    titles = ("image", f"Grad-CAM ({target})", f"CAM >= {threshold:g} max (red), truth (green)",
+              "cam_erasing (b_h=2)")
+    for i in range(rows):
+        for j, ax in enumerate(axes[i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[j], fontsize=7)
+        _draw_row(axes[i], i, p, int(labels[i]), None if boxes is None else boxes[i])
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def cam(args):
+    """`cam`: the CAM figure for a checkpoint on a dataset's test split (see cam_examples)."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, ckpt = checkpoint.load(args.checkpoint, device)
+    ds = data.load(args.data, "test")
+    boxes = getattr(ds, "boxes", None)
+    out = cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"],
+                       args.out, boxes=None if boxes is None else boxes[:args.n], n=args.n,
+                       layer=args.layer, target=args.target)
+    print(f"wrote {out}")
+    return out
+
+
+def cam_for_suite(runs, work_dir, out, *, n: int = 8):
+    """The CAM figure of a finished suite: the first CAM-erasing run's final model (else the
+    first plain run's) on its dataset's test split; written beside the suite's leaderboard."""
+
+    order = sorted(runs, key=lambda r: (r.method.is_plain, r.method.mode != "append"))
+    for r in order:
+        path = Path(work_dir) / f"{r.run_id}.final.pt"
+        if path.is_file() and (r.method.mode == "append" or r.method.is_plain):
+            break
+    else:
+        return None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, ckpt = checkpoint.load(path, device)
+    ds = data.load(r.data.name, "test", root=r.data.data_dir, **r.data.options)
+    return cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"], out,
+                        boxes=None if ds.boxes is None else ds.boxes[:n], n=n, layer=r.method.cam.layer)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, CAM-erased image (PNG)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a model checkpoint, e.g. results/smoke/checkpoints/resnet20__plain__s0.final.pt "
+                   "(`erasebench run --suite smoke` writes one)")
+    p.add_argument("--data", default="synthetic", help="dataset whose test split is shown")
+    p.add_argument("--n", type=int, default=8, help="rows (examples)")
+    p.add_argument("--layer", default=None, help="CAM layer (default: the model's cam_layers[0])")
+    p.add_argument("--target", default="label", choices=["label", "predicted"])
+    p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--out", default="leaderboards/figures/cam_examples.png")
+    p.set_defaults(func=cam)

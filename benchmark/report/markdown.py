@@ -1,0 +1,58 @@
+"""Markdown formatting of the leaderboards: numbers, cells and tables."""
+
+from __future__ import annotations
+
+from benchmark.report.grid import FAILED, MISSING, Cell
+from benchmark.report.stats import mean, std
+
+
+def fmt_err(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def fmt_delta(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.2f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_hours(h: float) -> str:
+    return f"{h:.0f}" if h >= 100 else f"{h:#.3g}"  # 3 significant digits, zeros kept
+
+
+def fmt_cell(c: Cell, key: str = "final_test_error") -> str:
+    """'mean ± std (n=k)' over the finished runs; partial cells say how many of the planned runs
+    finished and how many failed ('failed (j of k)' when none finished); '—': not planned."""
+    if c.n == 0 and c.expected == 0 and not c.failed:
+        return "—"
+    if c.n == 0:
+        if c.failed:
+            return f"{FAILED} ({len(c.failed)} of {c.expected})"
+        return f"{MISSING} (0 of {c.expected})"
+    return fmt_stats(c.values(key), c.expected, len(c.failed))
+
+
+def fmt_stats(xs: list[float], expected: int, failed: int = 0) -> str:
+    """'mean ± std (n=k)' of finished runs' values; 'n=j of k' when fewer than planned finished,
+    '; j failed' when some failed. The one cell format of the leaderboards and of `compare`."""
+    count = f"n={len(xs)}" if len(xs) >= expected else f"n={len(xs)} of {expected}"
+    if failed:
+        count += f"; {failed} {FAILED}"
+    return f"{mean(xs):.2f} ± {fmt_err(std(xs))} ({count})"
+
+
+def _esc(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_esc(c) for c in row) + " |" for row in rows]

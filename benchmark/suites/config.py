@@ -1,0 +1,342 @@
+"""Suite YAML -> typed dataclasses. A typo is an error naming the file, the key and what is allowed.
+
+A suite file is the documentation of an experiment: the keys below are the whole vocabulary.
+
+    name: thesis
+    description: free text
+    data:    {name: cifar10, data_dir: null, download: false, options: {}}
+    train:   {epochs: 300, batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4,
+              milestones: [150, 225], gamma: 0.1, ...}
+    models:  [resnet20, resnet32, resnet44]
+    seeds:   [0, 1, 2, 3, 4]
+    methods:
+      - plain                                   # no erasing
+      - random_erasing                          # a registry name, its defaults
+      - {name: cam_erasing, params: {b_h: 2}, cam: {source: during}}
+      - {name: cam_erasing, sweep: {b_h: [0, 1, 2]}}   # one method per value
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from benchmark.cam import SOURCES as CAM_SOURCES
+from benchmark.cam import TARGETS as CAM_TARGETS
+from benchmark.training.graphs import MODES as GRAPHS
+from benchmark.training.step import APPEND_BN
+from plugins.fill import FILL_MODES
+
+MODES = ("replace", "append")  # a method erases in place, or appends erased copies
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PLAIN = "plain"
+
+
+class ConfigError(ValueError):
+    """A suite file is wrong; the message names the file and the key."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic | cifar10 | cifar100 | hf:<id>[:<config>]
+    data_dir: str | None = None  # default: $ERASEBENCH_DATA or ./data
+    download: bool = False  # fetch CIFAR with torchvision when absent (needs the network)
+    options: dict = field(default_factory=dict)  # passed to benchmark.data.load
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    milestones: list[int] = field(default_factory=lambda: [150, 225])  # MultiStepLR, in epochs
+    gamma: float = 0.1
+    pad: int = 4  # random crop after zero padding
+    flip: bool = True
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 10  # epochs between resumable checkpoints (0: never)
+    channels_last: bool = True  # NHWC: ~20% faster for ResNet20 on the CPU; false for the NCHW reference
+    # Speed options: they change how fast a run trains, never its result (see docs/architecture.md).
+    graphs: str = "auto"  # auto | on | off: capture the step in a CUDA graph (auto: on CUDA)
+    pack: int | str = "auto"  # auto | off | K: train up to K runs as one stacked network
+    share_warmup: bool = True  # fork a CAM run's plain warm-up from the matching plain run
+
+
+@dataclass
+class CamConfig:
+    source: str = "during"  # during: the model being trained; after: a frozen plain model
+    layer: str | None = None  # None: the layer feeding the head (model.cam_layers[0])
+    target: str = "label"  # label: ground truth (the thesis's natural reading); predicted: argmax
+
+
+@dataclass
+class MethodConfig:
+    name: str = PLAIN  # "plain" or an eraser registry name
+    params: dict = field(default_factory=dict)  # eraser constructor arguments
+    label: str | None = None  # display name; default: the name plus the swept values
+    mode: str | None = None  # replace | append; None: append for CAM erasers, else replace
+    warmup_epochs: int | None = None  # epochs without erasing; None: half for append, else 0
+    fill: str = "zero"  # zero | mean | random | channel (plugins.fill.FILL_MODES)
+    append_bn: str = "joint"  # append mode: joint (originals + copies, one BN batch) | split
+    cam: CamConfig = field(default_factory=CamConfig)
+    sweep: dict = field(default_factory=dict)  # {param or cam.source/...: [values]}
+
+    @property
+    def is_plain(self) -> bool:
+        return self.name == PLAIN
+
+    @property
+    def needs_cam(self) -> bool:
+        import plugins
+
+        return not self.is_plain and plugins.get(self.name).needs_cam
+
+
+@dataclass
+class SuiteConfig:
+    name: str
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    models: list[str] = field(default_factory=lambda: ["resnet20"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
+    imports: list[str] = field(default_factory=list)  # modules or .py files that register erasers
+    file: str = "<dict>"  # the file it came from (not a YAML key)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def _closest(key: str, allowed) -> str:
+    match = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _check_type(value, tp, where: str, src: str):
+    """Check (and lightly coerce: int -> float) a YAML value against a dataclass annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        last = None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, where, src)
+            except ConfigError as e:
+                last = e
+        raise last
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{src}: key {where!r} must be a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (typing.Any,)
+        return [_check_type(v, item, f"{where}[{i}]", src) for i, v in enumerate(value)]
+    if tp is typing.Any:
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{src}: key {where!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{src}: key {where!r} must be an integer, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where, src)
+    if not isinstance(value, tp):
+        raise ConfigError(f"{src}: key {where!r} must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _from_dict(cls, data, where: str, src: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: key {where or '<top>'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if not (cls is SuiteConfig and f.name == "file")]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"{src}: key {path!r} is unknown{_closest(str(key), names)}; "
+                              f"allowed: {', '.join(names)}")
+        kwargs[key] = _check_type(value, hints[key], path, src)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required key is missing
+        raise ConfigError(f"{src}: {where or 'suite'}: {e}") from None
+
+
+def _method(entry, i: int, src: str) -> MethodConfig:
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    return _from_dict(MethodConfig, entry, f"methods[{i}]", src)
+
+
+def parse_suite(data: dict, source: str = "<dict>",
+                extra_imports: list[str] | None = None) -> SuiteConfig:
+    """Build and validate a SuiteConfig from a parsed YAML mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, seeds, methods")
+    data = dict(data)
+    methods = data.pop("methods", None)
+    suite = _from_dict(SuiteConfig, data, "", source)
+    if methods is not None:
+        if not isinstance(methods, list) or not methods:
+            raise ConfigError(f"{source}: key 'methods' must be a non-empty list")
+        suite.methods = [_method(m, i, source) for i, m in enumerate(methods)]
+    suite.file = source
+    import_user_erasers(suite, extra_imports)
+    validate(suite)
+    return suite
+
+
+def import_user_erasers(suite: SuiteConfig, extra: list[str] | None = None) -> None:
+    """Import the suite's `imports` (and --import's) before validation, so their erasers exist."""
+    from plugins.sources import import_sources
+
+    suite.imports = list(dict.fromkeys([*suite.imports, *(extra or [])]))
+    base = Path(suite.file).parent if suite.file != "<dict>" else None
+    try:
+        import_sources(suite.imports, base)
+    except ValueError as e:
+        raise ConfigError(f"{suite.file}: key 'imports': {e}") from None
+    except Exception as e:  # noqa: BLE001 - the user's module raised while importing
+        raise ConfigError(f"{suite.file}: key 'imports': importing it raised "
+                          f"{type(e).__name__}: {e}") from None
+
+
+def _choice(src: str, key: str, value, allowed) -> None:
+    if value not in allowed:
+        shown = ", ".join(str(a) for a in allowed if a is not None)
+        raise ConfigError(f"{src}: key {key!r} is {value!r}; allowed: {shown}")
+
+
+def _validate_train(src: str, t: TrainConfig) -> None:
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"{src}: key 'train.{key}' must be >= 1, got {getattr(t, key)}")
+    if t.lr <= 0:
+        raise ConfigError(f"{src}: key 'train.lr' must be > 0, got {t.lr}")
+    _choice(src, "train.graphs", t.graphs, GRAPHS)
+    if not (t.pack in ("auto", "off") or (isinstance(t.pack, int) and t.pack >= 1)):
+        raise ConfigError(f"{src}: key 'train.pack' is {t.pack!r}; allowed: auto, off, "
+                          "or a pack size >= 1")
+
+
+def _validate_method(src: str, where: str, m: MethodConfig) -> None:
+    import plugins
+
+    _choice(src, f"{where}.mode", m.mode, (None, *MODES))
+    _choice(src, f"{where}.fill", m.fill, FILL_MODES)
+    _choice(src, f"{where}.append_bn", m.append_bn, APPEND_BN)
+    _choice(src, f"{where}.cam.source", m.cam.source, CAM_SOURCES)
+    _choice(src, f"{where}.cam.target", m.cam.target, CAM_TARGETS)
+    if m.warmup_epochs is not None and m.warmup_epochs < 0:
+        raise ConfigError(f"{src}: key '{where}.warmup_epochs' must be >= 0")
+    for key, values in m.sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{src}: key '{where}.sweep.{key}' must be a non-empty list")
+    if m.is_plain:
+        if m.params or m.sweep:
+            raise ConfigError(f"{src}: key '{where}': 'plain' takes no params or sweep")
+        return
+    try:
+        plugins.get(m.name)  # the registry's own message: available names, closest match
+    except ValueError as e:
+        raise ConfigError(f"{src}: key '{where}.name': {e}") from None
+    for variant, _ in expand_method(m, src=src, where=where):
+        try:
+            plugins.build(variant.name, **variant.params)
+        except Exception as e:  # noqa: BLE001 - the eraser's own one-line message
+            raise ConfigError(f"{src}: key '{where}.params': {e}") from None
+
+
+def validate(suite: SuiteConfig) -> None:
+    """Value checks that the types cannot express; erasers are built once so a bad param fails now."""
+    src = suite.file
+    _validate_train(src, suite.train)
+    if not suite.models:
+        raise ConfigError(f"{src}: key 'models' must list at least one model")
+    if not suite.seeds:
+        raise ConfigError(f"{src}: key 'seeds' must list at least one seed")
+    for i, m in enumerate(suite.methods):
+        _validate_method(src, f"methods[{i}]", m)
+
+
+SWEEP_FIELDS = ("mode", "fill", "warmup_epochs", "append_bn", "cam.source", "cam.layer", "cam.target")
+
+
+def _fmt(v) -> str:
+    return str(v) if not isinstance(v, float) else f"{v:g}"
+
+
+def expand_method(m: MethodConfig, *, src: str = "<dict>",
+                  where: str = "method") -> list[tuple[MethodConfig, dict]]:
+    """One (MethodConfig, ablation) per point of its sweep grid; ablation = the swept values."""
+    import itertools
+
+    if not m.sweep:
+        return [(m, {})]
+    keys = list(m.sweep)
+    out = []
+    for values in itertools.product(*(m.sweep[k] for k in keys)):
+        v = dataclasses.replace(m, params=dict(m.params), cam=dataclasses.replace(m.cam), sweep={})
+        for key, value in zip(keys, values, strict=True):
+            if key.startswith("cam."):
+                attr = key.split(".", 1)[1]
+                if attr not in ("source", "layer", "target"):
+                    raise ConfigError(f"{src}: key '{where}.sweep.{key}' is unknown; allowed: "
+                                      f"an eraser parameter or {', '.join(SWEEP_FIELDS)}")
+                setattr(v.cam, attr, value)
+            elif key in ("mode", "fill", "warmup_epochs", "append_bn"):
+                setattr(v, key, value)
+            else:
+                v.params[key] = value
+        if m.label is None:
+            v.label = f"{m.name}(" + ",".join(f"{k.replace('cam.', 'cam_')}={_fmt(x)}"
+                                               for k, x in zip(keys, values, strict=True)) + ")"
+        else:
+            v.label = m.label + "(" + ",".join(_fmt(x) for x in values) + ")"
+        out.append((v, {k.replace("cam.", "cam_"): x for k, x in zip(keys, values, strict=True)}))
+    return out
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    """A suite name in configs/ or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such suite file")
+        return p
+    p = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"suite {name_or_path!r} is not in {CONFIG_DIR}{_closest(name_or_path, names)}; "
+                          f"available: {', '.join(names)}; or pass a path to a YAML file")
+    return p
+
+
+def load_suite(name_or_path: str, extra_imports: list[str] | None = None) -> SuiteConfig:
+    path = resolve_suite_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    return parse_suite(data, source=str(path), extra_imports=extra_imports)
+
+
+def to_dict(obj) -> dict:
+    d = dataclasses.asdict(obj)
+    d.pop("file", None)
+    return d

@@ -1,0 +1,183 @@
+"""Expand a suite into independent runs: model x method (x sweep) x seed, plus the plain runs
+that a CAM-after-training method needs as its frozen CAM model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from benchmark.fileio import slug
+from benchmark.suites.config import (
+    PLAIN,
+    ConfigError,
+    DataConfig,
+    MethodConfig,
+    SuiteConfig,
+    TrainConfig,
+    expand_method,
+    to_dict,
+)
+
+
+@dataclass
+class RunSpec:
+    """Everything one training run needs; stored resolved in its result record."""
+
+    suite: str
+    run_id: str
+    model: str
+    seed: int
+    method: MethodConfig
+    data: DataConfig
+    train: TrainConfig
+    ablation: dict = field(default_factory=dict)
+    frozen_from: str | None = None  # run_id whose final checkpoint is the frozen CAM model (after)
+    fork_from: str | None = None  # run_id whose state at warmup_epochs this run starts from
+    fork_epochs: list[int] = field(default_factory=list)  # epochs at which it saves fork states
+
+    @property
+    def label(self) -> str:
+        return self.method.label or self.method.name
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def run_id(model: str, label: str, seed: int) -> str:
+    return f"{slug(model)}__{slug(label)}__s{seed}"
+
+
+def resolve_method(m: MethodConfig, epochs: int) -> MethodConfig:
+    """Fill the defaults that depend on the eraser: mode and warm-up (the thesis's two-phase schedule)."""
+    m = dataclasses.replace(m, params=dict(m.params), cam=dataclasses.replace(m.cam))
+    if m.is_plain:
+        m.mode, m.warmup_epochs = None, 0
+        m.label = m.label or PLAIN
+        return m
+    needs_cam = m.needs_cam
+    if m.mode is None:
+        m.mode = "append" if needs_cam else "replace"
+    if m.warmup_epochs is None:
+        # Thesis: the CAM method trains plainly for half the epochs (CAM is meaningless on an
+        # untrained model); the baselines erase from the first epoch.
+        m.warmup_epochs = epochs // 2 if needs_cam else 0
+    m.label = m.label or m.name
+    return m
+
+
+def expand(suite: SuiteConfig) -> list[RunSpec]:
+    """The suite's runs in a stable order; dependencies (plain runs for CAM 'after') come first."""
+    methods = [(resolve_method(v, suite.train.epochs), ablation)
+               for m in suite.methods for v, ablation in expand_method(m, src=suite.file)]
+    labels = [m.label for m, _ in methods]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise ConfigError(f"{suite.file}: key 'methods': labels {sorted(dup)} appear twice; "
+                          "give the variants distinct 'label's or use 'sweep'")
+    slugs: dict[str, str] = {}
+    for label in labels:  # run ids are file names: two labels must not make the same one
+        other = slugs.setdefault(slug(label), label)
+        if other != label:
+            raise ConfigError(f"{suite.file}: key 'methods': labels {other!r} and {label!r} make "
+                              f"the same run id ({slug(label)!r}); rename one")
+    for key, values in (("models", [slug(m) for m in suite.models]), ("seeds", suite.seeds)):
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise ConfigError(f"{suite.file}: key {key!r} lists {', '.join(map(str, twice))} more "
+                              "than once")
+    runs: list[RunSpec] = []
+    for model in suite.models:
+        for m, ablation in methods:
+            for seed in suite.seeds:
+                runs.append(RunSpec(suite.name, run_id(model, m.label, seed), model, seed, m,
+                                    suite.data, suite.train, ablation))
+    ids = {r.run_id for r in runs}
+    extra = []
+    for r in runs:
+        if r.method.needs_cam and r.method.cam.source == "after":
+            dep = run_id(r.model, PLAIN, r.seed)
+            r.frozen_from = dep
+            if dep not in ids:  # the suite did not list plain: train it as a dependency
+                ids.add(dep)
+                extra.append(RunSpec(suite.name, dep, r.model, r.seed,
+                                     resolve_method(MethodConfig(), suite.train.epochs),
+                                     suite.data, suite.train))
+    runs = extra + runs
+    if suite.train.share_warmup:
+        assign_forks(runs)
+    return runs
+
+
+def _warmup_key(r: RunSpec) -> tuple:
+    return (r.model, r.seed, repr(to_dict(r.data)), repr(to_dict(r.train)))
+
+
+def assign_forks(runs: list[RunSpec]) -> None:
+    """Shared warm-up: a run with a plain warm-up (warmup_epochs > 0) starts from the state of the
+    suite's plain run with the same model, seed, data and schedule at that epoch; without one,
+    from the first run of the suite with the same warm-up, which trains it (the provider)."""
+    plain = {_warmup_key(r): r for r in runs if r.method.is_plain}
+    first: dict[tuple, RunSpec] = {}
+    for r in runs:
+        w = r.method.warmup_epochs
+        if r.method.is_plain or not 0 < w < r.train.epochs:
+            continue
+        key = _warmup_key(r)
+        provider = plain.get(key) or first.setdefault((key, w), r)
+        if provider is r:
+            continue
+        r.fork_from = provider.run_id
+        if w not in provider.fork_epochs:
+            provider.fork_epochs.append(w)
+
+
+def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None, methods=None,
+                    data=None, data_dir=None) -> SuiteConfig:
+    """CLI overrides. --epochs rescales the LR milestones and explicit warm-ups in proportion."""
+    s = dataclasses.replace(suite, train=dataclasses.replace(suite.train),
+                            data=dataclasses.replace(suite.data, options=dict(suite.data.options)))
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        old = s.train.epochs
+        s.train.epochs = epochs
+        s.train.milestones = sorted({max(1, round(mi * epochs / old)) for mi in s.train.milestones})
+        s.methods = [dataclasses.replace(m, warmup_epochs=None if m.warmup_epochs is None
+                                         else round(m.warmup_epochs * epochs / old))
+                     for m in s.methods]
+        s.train.checkpoint_every = min(s.train.checkpoint_every, max(1, epochs // 4)) \
+            if s.train.checkpoint_every else 0
+    if seeds is not None:
+        s.seeds = list(seeds)
+    if models is not None:
+        s.models = list(models)
+    if methods is not None:
+        wanted = set(methods)
+        known = {m.name for m in s.methods} | {m.label for m in s.methods if m.label}
+        unknown = wanted - known
+        if unknown:
+            raise ConfigError(f"--erasers: {sorted(unknown)} not in suite {s.name!r}; "
+                              f"it has: {', '.join(sorted(known))}")
+        s.methods = [m for m in s.methods if m.name in wanted or m.label in wanted]
+    if data is not None and data != s.data.name:
+        s.data = DataConfig(name=data, data_dir=s.data.data_dir, download=s.data.download)
+    if data_dir is not None:
+        s.data.data_dir = data_dir
+    return s
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive) or a mix: '0-2,7'."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part.strip()[1:]:
+                a, b = part.split("-", 1)
+                seeds.extend(range(int(a), int(b) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected a list like 0,1,2 or a range like 0-4") from None
+    return seeds
+
+

@@ -1,0 +1,1 @@
+"""Tools: throughput benchmarks (`speed`), dry-run cost estimates (`cost`), the GPU check."""

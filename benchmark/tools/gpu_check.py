@@ -1,0 +1,97 @@
+"""The prepared GPU check: one command, a time budget, everything a GPU must confirm.
+
+    python -m benchmark.tools.gpu_check --budget 470 --out $OUT
+
+In order, each step given what is left of the budget:
+1. the gpu-marked tests (graphed vs eager for every step kind and eraser, stacked vs separate,
+   no host sync inside a step);
+2. `erasebench speed train` -> leaderboards/speed.md;
+3. `--suite smoke` on the GPU (bf16);
+4. as much of `--suite synthetic_study --epochs 300` as the time allows, packed: at the
+   deadline the runner gets SIGTERM, finishes its epoch, checkpoints and renders what is done.
+Logs and leaderboards are packed into one tarball under --out (the device tool brings back
+at most 8 files). W&B is off: the GPU machine has no wandb and no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(cmd: list[str], log: Path, seconds: float, env: dict) -> int | None:
+    """Run cmd with output to log; SIGTERM at the deadline, SIGKILL 60 s later. None: no time."""
+    if seconds < 20:
+        log.write_text(f"skipped: {seconds:.0f} s left\n")
+        return None
+    print(f"$ {' '.join(cmd)}  (up to {seconds:.0f} s)", flush=True)
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+        try:
+            return proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                return proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return proc.wait()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark.tools.gpu_check",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=470, help="seconds for the whole check")
+    p.add_argument("--out", default="gpu_check", help="where the logs and the tarball go")
+    args = p.parse_args(argv)
+    t0 = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "erasebench-gpu-check"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
+
+    def left(reserve: float = 0) -> float:
+        return args.budget - (time.monotonic() - t0) - reserve
+
+    py = sys.executable
+    launch = [py, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "bf16", "--dynamo_backend", "no", "benchmark/run.py"]
+    steps = [
+        ("gpu_tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"], 150),
+        ("speed", [py, "-m", "benchmark", "speed", "train", "--out", "leaderboards/speed.md"],
+         120),
+        ("smoke", [*launch, "--suite", "smoke", "--no-wandb", "--no-progress", "--out",
+                   str(work / "smoke")], 60),
+        ("synthetic_study", [*launch, "--suite", "synthetic_study", "--epochs", "300",
+                             "--no-wandb", "--no-progress", "--out", str(work / "study")], None),
+    ]
+    codes = {}
+    for i, (name, cmd, cap) in enumerate(steps):
+        reserve = 75 * (len(steps) - 1 - i)  # keep time for the steps after this one
+        seconds = left(reserve + 20) if cap is None else min(cap, left(reserve + 20))
+        codes[name] = _run(cmd, out / f"{name}.log", seconds, env)
+        print(f"{name}: exit {codes[name]} after {time.monotonic() - t0:.0f} s", flush=True)
+    with tarfile.open(out / "gpu_check.tar.gz", "w:gz") as tar:
+        for f in sorted(out.glob("*.log")):
+            tar.add(f, arcname=f"logs/{f.name}")
+        speed = ROOT / "leaderboards" / "speed.md"
+        if speed.is_file():
+            tar.add(speed, arcname="leaderboards/speed.md")
+        for name in ("smoke", "study"):
+            lb = work / name / "leaderboards"
+            if lb.is_dir():
+                tar.add(lb, arcname=f"leaderboards-{name}")
+    print(f"codes: {codes}; wrote {out / 'gpu_check.tar.gz'} in {time.monotonic() - t0:.0f} s")
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""`erasebench speed train`: images/s of one training step along four paths, in one process:
+(a) the classic pipeline (per-image PIL transforms, DataLoader workers, eager fp32), (b) the
+runner's eager step with the data on the device, (c) that step as a CUDA graph, (d) graphed
+and stacked K = 4, 8, 16; for resnet20 and resnet44, the plain and CAM-append steps. Writes
+leaderboards/speed.md with the device, the versions and the command."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+
+import torch
+
+from benchmark.fileio import atomic_write
+from benchmark.timing import per_call
+
+TRAIN_KINDS = {"plain": "plain", "cam-append": "cam_erasing"}
+
+
+class _ClassicSet(torch.utils.data.Dataset):
+    """CIFAR-shaped images as PIL, through per-image torchvision transforms (the classic input)."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def _classic_seconds(model_name: str, kind: str, device, args) -> float:
+    """(a): a torchvision Dataset with per-image PIL transforms and per-image RandomErasing, a
+    DataLoader with workers, an eager fp32 step. The CAM-append row feeds the same loader's
+    batches to the eager append step (the CAM needs the model, so it cannot be per-image)."""
+    import numpy as np
+    import torch.nn.functional as F
+    from torchvision import transforms as T
+
+    import plugins
+    from benchmark import cam, models
+
+    rng = np.random.default_rng(0)
+    n = args.batch * (args.warmup + args.steps + 1)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n)
+    tf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+          T.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))]
+    if kind == "plain":
+        tf.append(T.RandomErasing(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=0))
+    loader = torch.utils.data.DataLoader(
+        _ClassicSet(images, labels, T.Compose(tf)), batch_size=args.batch, shuffle=True,
+        num_workers=args.workers, drop_last=True, pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0)
+    torch.manual_seed(0)
+    model = models.create(model_name).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    eraser = plugins.build("cam_erasing")
+    batches = iter(loader)
+
+    def step():
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if kind == "plain":
+            loss = F.cross_entropy(model(x), y)
+        else:
+            with torch.no_grad():
+                feats = model.forward_features(x)
+            cmap = cam.cam_from_features(feats, model.fc.weight, y, size=(32, 32))
+            xe = plugins.fill(x, eraser(x, cam=cmap))
+            loss = F.cross_entropy(model(torch.cat([x, xe])), torch.cat([y, y]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return per_call(step, device, warmup=args.warmup, calls=args.steps)
+
+
+def _pack_seconds(model_name: str, kind: str, k: int, graphs: str, device, args) -> float:
+    """Seconds per step of a pack of k runs of one step kind, via the runner's own trainer."""
+    from benchmark.suites.config import parse_suite
+    from benchmark.suites.expand import expand
+    from benchmark.tools import cost
+
+    method = TRAIN_KINDS[kind]
+    entry = method if method == "plain" else {"name": method, "warmup_epochs": 0}
+    suite = parse_suite({"name": "speed", "data": {"name": "cifar10"},
+                         "train": {"epochs": 1, "batch_size": args.batch, "milestones": [1],
+                                   "graphs": graphs},
+                         "models": [model_name], "seeds": list(range(k)), "methods": [entry]})
+    specs = expand(suite)
+    precision = "bf16" if device.type == "cuda" else "no"
+    rates = cost.calibrate(specs, device, (50_000, 10_000, 10, False), precision,
+                           steps_only=True, timed_steps=args.steps)
+    if graphs == "on" and not rates["graphs"]:
+        raise RuntimeError(f"{model_name} {kind}: the step was not captured")
+    return rates["plain" if kind == "plain" else "append"]
+
+
+def _paths(model_name: str, kind: str, device, args) -> list[tuple[str, int, float | None]]:
+    """(path, K, seconds per step) of one model and step kind; None where CUDA is missing."""
+    cuda = device.type == "cuda"
+    paths = [("(a) classic DataLoader, per-image transforms, fp32", 1,
+              _classic_seconds(model_name, kind, device, args)),
+             ("(b) eager, on the device", 1, _pack_seconds(model_name, kind, 1, "off", device,
+                                                           args))]
+    paths.append(("(c) graphed", 1, _pack_seconds(model_name, kind, 1, "on", device, args)
+                  if cuda else None))
+    for k in args.stack:
+        paths.append((f"(d) graphed + stacked, K = {k}", k,
+                      _pack_seconds(model_name, kind, k, "on", device, args) if cuda else None))
+    return paths
+
+
+def train(args) -> list[dict]:
+    """`train`: images/s of one training step along the paths (a) to (d), for resnet20/44 and
+    the plain and CAM-append steps, as ratios to (a), all in this one process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args.steps = args.steps or (20 if device.type == "cuda" else 3)
+    rows = []
+    for model_name in args.models:
+        for kind in ("plain", "cam-append"):
+            images = args.batch * (1 if kind == "plain" else 2)
+            paths = _paths(model_name, kind, device, args)
+            base = paths[0][2]
+            for path, k, sec in paths:
+                rows.append({"model": model_name, "step": kind, "path": path, "k": k,
+                             "ms_per_step": None if sec is None else 1e3 * sec,
+                             "images_per_s": None if sec is None else k * images / sec,
+                             "x_classic": None if sec is None else k * base / sec})
+            print(f"measured {model_name} {kind}", flush=True)
+    text = _train_table(rows, device, args)
+    print(text)
+    if args.out:
+        atomic_write(args.out, text)
+        print(f"wrote {args.out}")
+    return rows
+
+
+def _train_table(rows, device, args) -> str:
+    import torchvision
+
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    out = ["# Training-step speed", "",
+           f"Generated by `{shlex.join(['erasebench', 'speed', *args.argv])}`; "
+           "do not edit by hand.", "",
+           f"Device: {name} · torch {torch.__version__} · torchvision {torchvision.__version__} "
+           f"· Python {platform.python_version()} · batch {args.batch} · "
+           f"{'bf16 autocast for (b)-(d)' if cuda else 'fp32'} · the mean of "
+           f"{args.steps} timed steps after warm-up (and, for (c) and (d), the capture).", "",
+           "(a) is the classic pipeline: a torchvision Dataset with per-image PIL transforms "
+           "(crop, flip, normalise; per-image RandomErasing for the plain step), a DataLoader "
+           f"with {args.workers} workers, eager fp32. (b) is the runner's eager step with the "
+           "data on the device. (c) captures the whole step in one CUDA graph. (d) stacks K "
+           "runs in one grouped network, graphed; its images/s are the K runs' total. The "
+           "CAM-append step trains 128 originals + 128 CAM-erased copies.", "",
+           "| model | step | path | ms / step | images/s | x (a) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["ms_per_step"] is None:
+            out.append(f"| {r['model']} | {r['step']} | {r['path']} | — | — | — |")
+        else:
+            out.append(f"| {r['model']} | {r['step']} | {r['path']} | {r['ms_per_step']:.2f} "
+                       f"| {r['images_per_s']:,.0f} | {r['x_classic']:.1f}x |")
+    if not cuda:
+        out += ["", "Paths (c) and (d) are empty: CUDA graphs need a GPU, and this device is a "
+                "CPU (where stacking gains nothing either)."]
+    out += ["", *_targets(rows)]
+    return "\n".join(out) + "\n"
+
+
+def _targets(rows) -> list[str]:
+    """The issue's targets, checked against this table (where the paths were measured)."""
+    def ms(model, step, prefix):
+        for r in rows:
+            if r["model"] == model and r["step"] == step and r["path"].startswith(prefix):
+                return r
+        return None
+
+    lines = ["## Targets (ResNet20, batch 128)", ""]
+    g = ms("resnet20", "plain", "(c)")
+    s16 = ms("resnet20", "plain", "(d) graphed + stacked, K = 16")
+    if g and g["ms_per_step"] is not None:
+        lines.append(f"- graphed vs (a): {g['x_classic']:.1f}x (target: at least 5x)")
+        if s16 and s16["ms_per_step"] is not None:
+            lines.append(f"- stacked K = 16 vs one graphed run: "
+                         f"{s16['images_per_s'] / g['images_per_s']:.2f}x (target: at least 2.5x)")
+        path = "(c)"
+    else:
+        lines.append("- graphed and stacked targets: not measured (no CUDA device)")
+        path = "(b)"
+    p, a = ms("resnet20", "plain", path), ms("resnet20", "cam-append", path)
+    if p and a and p["ms_per_step"] and a["ms_per_step"]:
+        lines.append(f"- a CAM-append step costs {a['ms_per_step'] / p['ms_per_step']:.2f}x a plain "
+                     f"step on path {path} (target: at most 2.3x)")
+    return lines
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="training-step images/s: classic vs eager vs graphed vs stacked")
+    p.add_argument("--models", nargs="+", default=["resnet20", "resnet44"])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per path (default: 20 on CUDA, 3 on the CPU)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps of path (a)")
+    p.add_argument("--stack", type=int, nargs="+", default=[4, 8, 16], help="K of path (d)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="DataLoader workers of path (a)")
+    p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", default="leaderboards/speed.md", help="the markdown table ('' : none)")
+    p.set_defaults(func=train)

@@ -1,0 +1,259 @@
+"""A leaderboard only ever shows runs of the config it names; failures are results; many workers
+share one results folder; signals and damaged files never cost computed work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import plugins
+from benchmark import results
+from benchmark.runner import claims
+from benchmark.runner.main import main
+from benchmark.suites.config import ConfigError, parse_suite
+from benchmark.suites.expand import expand
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = """
+name: tiny
+data: {name: synthetic, options: {n_train: 128, n_test: 64, seed: 0, size: 16}}
+train: {epochs: 2, batch_size: 32, milestones: [1], checkpoint_every: 1, eval_batch_size: 64}
+models: [resnet20]
+seeds: [0]
+methods: [plain, cutout]
+"""
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    def write(text=TINY, name="tiny.yaml"):
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(text))
+        return p
+    return write
+
+
+def run(*args) -> int:
+    return main([*map(str, args), "--no-wandb", "--no-progress"])
+
+
+def records(out, suite="tiny"):
+    return {r["run_id"]: r for r in results.load_records(Path(out) / "results" / suite)}
+
+
+def test_a_nan_run_is_recorded_as_failed_shown_as_failed_and_not_retried(suite_file, tmp_path,
+                                                                          capsys):
+    p = suite_file(TINY.replace("epochs: 2,", "epochs: 2, lr: 1.0e+30,"))
+    out = tmp_path / "out"
+    assert run("--suite", p, "--out", out) == 1
+    rec = records(out)["resnet20__plain__s0"]
+    assert rec["status"] == "failed" and rec["failure"]["epoch"] == 1
+    assert "non-finite training loss" in rec["failure"]["reason"]
+    path = out / "results" / "tiny" / "resnet20__plain__s0.json"
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in a record"))
+    board = (out / "leaderboards" / "tiny.md").read_text()
+    assert "| resnet20 | failed (1 of 1) | failed (1 of 1) |" in board
+    assert "## Failed runs" in board and "non-finite training loss" in board
+    capsys.readouterr()
+    assert run("--suite", p, "--out", out) == 1  # kept as a result: not trained again
+    again = capsys.readouterr()
+    assert "--retry-failed" in again.out and "failed in epoch" not in again.err
+    assert run("--suite", p, "--out", out, "--retry-failed") == 1
+    assert "run resnet20__plain__s0 failed in epoch 1" in capsys.readouterr().err
+
+
+def test_an_exception_in_a_run_is_a_failed_record_with_its_reason(suite_file, tmp_path):
+    @plugins.register("always_fails")
+    class AlwaysFails(plugins.Eraser):
+        def forward(self, images, *, cam=None, generator=None):
+            raise RuntimeError("this eraser is broken")
+
+    try:
+        p = suite_file(TINY.replace("methods: [plain, cutout]", "methods: [plain, always_fails]"))
+        out = tmp_path / "out"
+        assert run("--suite", p, "--out", out) == 1
+        recs = records(out)
+        assert recs["resnet20__plain__s0"]["status"] == "finished"  # the others keep theirs
+        bad = recs["resnet20__always_fails__s0"]
+        assert bad["status"] == "failed" and "this eraser is broken" in bad["failure"]["reason"]
+        assert "this eraser is broken" in (out / "leaderboards" / "tiny.md").read_text()
+    finally:
+        plugins.unregister("always_fails")
+
+
+def test_a_rerun_with_changed_epochs_stops_before_training_naming_the_key(suite_file, tmp_path,
+                                                                          capsys):
+    p = suite_file()
+    out = tmp_path / "out"
+    assert run("--suite", p, "--out", out, "--erasers", "plain") == 0
+    capsys.readouterr()
+    assert run("--suite", p, "--out", out, "--erasers", "plain", "--epochs", "3") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.epochs: 2 -> 3" in err and "--rerun-changed" in err
+    assert records(out)["resnet20__plain__s0"]["epochs"] == 2  # nothing was trained
+    assert run("--suite", p, "--out", out, "--erasers", "plain", "--epochs", "3",
+               "--rerun-changed") == 0
+    assert records(out)["resnet20__plain__s0"]["epochs"] == 3
+    assert list((out / "results" / "tiny").glob("*.changed"))  # the old record is kept aside
+
+
+def test_changed_data_options_are_a_changed_config(suite_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run("--suite", suite_file(), "--out", out, "--erasers", "plain") == 0
+    other = suite_file(TINY.replace("seed: 0, size", "seed: 1, size"), "other.yaml")
+    assert run("--suite", other, "--out", out, "--erasers", "plain") == 2
+    assert "data.options.seed: 0 -> 1" in capsys.readouterr().err
+
+
+def test_speed_options_do_not_change_the_fingerprint(suite_file, tmp_path):
+    out = tmp_path / "out"
+    assert run("--suite", suite_file(), "--out", out, "--erasers", "plain") == 0
+    assert run("--suite", suite_file(), "--out", out, "--erasers", "plain", "--pack", "4",
+               "--graphs", "off") == 0
+
+
+def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(suite_file, tmp_path,
+                                                                            capsys):
+    p, out = suite_file(), tmp_path / "out"
+    assert run("--suite", p, "--out", out) == 0
+    path = out / "results" / "tiny" / "resnet20__cutout__s0.json"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    capsys.readouterr()
+    assert run("--suite", p, "--out", out) == 0
+    captured = capsys.readouterr()
+    assert "damaged result record" in captured.err and "1 trained here" in captured.out
+    assert records(out)["resnet20__cutout__s0"]["status"] == "finished"
+    assert path.with_name(path.name + ".corrupt").is_file()
+    assert "| resnet20 |" in (out / "leaderboards" / "tiny.md").read_text()
+
+
+def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path, capsys):
+    from benchmark.training.train import resume_path, train_run
+
+    spec = expand(parse_suite({"name": "t", "data": {"name": "synthetic", "options": {
+        "n_train": 64, "n_test": 32, "size": 16}}, "train": {"epochs": 2, "batch_size": 32,
+                                                             "milestones": [1]}}))[0]
+    work = tmp_path / "w"
+    path = resume_path(work, spec.run_id)
+    torch.save({"format": 2, "fingerprint": {"model": "other"}, "trainer": {}, "epoch": 1,
+                "curves": {}, "occ": []}, path.parent.mkdir(parents=True) or path)
+    out = train_run(spec, device="cpu", work_dir=work)
+    assert out["status"] == "finished" and out["resumed_from_epoch"] is None
+    assert "made by another config" in capsys.readouterr().err
+
+
+def test_labels_seeds_and_models_that_collide_are_rejected_when_the_suite_loads():
+    cases = [
+        ({"methods": [{"name": "cutout", "label": "cut 8"},
+                      {"name": "cutout", "label": "cut-8", "params": {"size": 8}}]},
+         "labels 'cut 8' and 'cut-8' make the same run id"),
+        ({"seeds": [0, 0]}, "key 'seeds' lists 0 more than once"),
+        ({"models": ["resnet20", "resnet20"]}, "key 'models' lists resnet20 more than once"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            expand(parse_suite({"name": "x", **extra}, "s.yaml"))
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "out_not_writable", "unknown_model",
+                                  "unknown_dataset", "missing_cifar"])
+def test_checks_before_training_are_one_line_each_and_exit_2(case, suite_file, tmp_path, capsys,
+                                                              monkeypatch):
+    p, out = suite_file(), tmp_path / "out"
+    args = ["--suite", p, "--out", out]
+    expect = {"out_is_a_file": "is a file, not a folder", "out_not_writable": "not writable",
+              "unknown_model": "unknown model 'resnet21'",
+              "unknown_dataset": "unknown dataset 'cifar11'",
+              "missing_cifar": "put cifar-10-python.tar.gz"}[case]
+    if case == "out_is_a_file":
+        out.write_text("")
+    elif case == "out_not_writable":
+        def refuse(self, *a, **k):
+            raise PermissionError(13, "Permission denied")
+        monkeypatch.setattr(Path, "write_text", refuse)
+    elif case == "unknown_model":
+        args += ["--models", "resnet21"]
+    elif case == "unknown_dataset":
+        args += ["--data", "cifar11"]
+    else:
+        args += ["--data", "cifar10", "--data-dir", tmp_path / "nodata"]
+    for extra in ([], ["--dry-run"]):
+        if case.startswith("out_") and extra:
+            continue  # a dry run writes nothing, so --out is not checked
+        assert run(*args, *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expect in err[0], err
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_a_claim_is_exclusive_and_a_stale_one_is_taken_over(tmp_path, monkeypatch):
+    first = claims.try_claim(tmp_path, "run-a", timeout_s=60)
+    assert first is not None and claims.try_claim(tmp_path, "run-a", timeout_s=60) is None
+    assert first.heartbeat()
+    later = time.time() + 120  # the first worker has not beaten for two minutes
+    monkeypatch.setattr(claims, "_now", lambda: later)
+    second = claims.try_claim(tmp_path, "run-a", timeout_s=60)
+    assert second is not None and second.info["took_over"]["pid"] == os.getpid()
+    assert not first.heartbeat()  # the first worker learns it lost the run
+    first.release()
+    assert claims.holder(tmp_path, "run-a")["token"] == second.token
+    second.release()
+    assert claims.holder(tmp_path, "run-a") is None
+
+
+FOUR = """
+name: four
+data: {name: synthetic, options: {n_train: 128, n_test: 32, seed: 0, size: 16}}
+train: {epochs: 2, batch_size: 32, milestones: [1], checkpoint_every: 1, eval_batch_size: 64}
+models: [resnet20]
+seeds: [0, 1]
+methods: [plain, cutout, {name: cam_erasing, warmup_epochs: 1}]
+"""
+
+
+def test_two_workers_on_one_folder_train_each_run_exactly_once(suite_file, tmp_path):
+    p, out = suite_file(FOUR, "four.yaml"), tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "benchmark" / "run.py"), "--suite", str(p), "--out",
+           str(out), "--no-wandb", "--no-progress", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]
+    logs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in logs]
+    trained = [int(o.split(" trained here")[0].rsplit("(", 1)[1]) for o, _ in logs]
+    assert sum(trained) == 6  # every run once: none twice, none lost
+    recs = records(out, "four")
+    assert len(recs) == 6 and all(r["status"] == "finished" for r in recs.values())
+    assert not list((out / "results" / "four" / "claims").glob("*.claim"))
+
+
+def test_sigterm_finishes_the_epoch_checkpoints_renders_and_exits_143(suite_file, tmp_path):
+    p = suite_file(TINY.replace("epochs: 2, batch_size: 32, milestones: [1]",
+                                "epochs: 40, batch_size: 32, milestones: [20]")
+                   .replace("methods: [plain, cutout]", "methods: [plain]"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "benchmark" / "run.py"), "--suite", str(p), "--out",
+           str(out), "--no-wandb", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = out / "results" / "tiny" / "checkpoints" / "resnet20__plain__s0.resume.pt"
+    deadline = time.time() + 120
+    while not ckpt.is_file() and time.time() < deadline:  # training has begun
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted at epoch" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    assert ckpt.is_file() and (out / "leaderboards" / "tiny.md").is_file()
+    state = torch.load(ckpt, weights_only=False)
+    assert 1 <= state["epoch"] < 40
+    assert run("--suite", p, "--out", out) == 0  # and the same command resumes it
+    assert records(out)["resnet20__plain__s0"]["resumed_from_epoch"] == state["epoch"]
