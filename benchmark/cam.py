@@ -18,9 +18,9 @@ import plugins
 from benchmark.models import eval_mode
 from plugins.geometry import mask_box, peaks
 
-__all__ = ["SOURCES", "TARGETS", "FAST_PATH_CACHE", "FrozenCam", "LiveCam", "cam_boxes", "cam_from_features",
-           "cam_source", "erase", "fast_path_applies", "frozen_cam_fn", "grad_cam", "peaks",
-           "resize"]  # peaks: the plugins' one rule, re-exported
+__all__ = ["SOURCES", "TARGETS", "FAST_PATH_CACHE", "FrozenCam", "LiveCam", "cam_boxes",
+           "cam_from_features", "cam_source", "erase", "fast_path_applies", "frozen_cam_fn",
+           "grad_cam", "peaks", "resize"]  # peaks: the plugins' one rule, re-exported
 
 TARGETS = ("label", "predicted")
 SOURCES = ("during", "after")
@@ -57,7 +57,8 @@ def _probe_4d_modules(model: nn.Module, images: torch.Tensor) -> list[str]:
             continue
 
         def hook(_m, _inp, out, name=name):
-            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
+            if (isinstance(out, torch.Tensor) and out.dim() == 4
+                    and out.shape[-1] * out.shape[-2] > 1):
                 if name in seen:
                     seen.remove(name)
                 seen.append(name)
@@ -97,8 +98,10 @@ def _check_images(images: torch.Tensor) -> None:
 
 
 def _check_targets(targets: torch.Tensor, batch: int) -> torch.Tensor:
-    if not isinstance(targets, torch.Tensor) or targets.shape != (batch,) or targets.is_floating_point():
-        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+    if (not isinstance(targets, torch.Tensor) or targets.shape != (batch,)
+            or targets.is_floating_point()):
+        shape = (tuple(targets.shape) if isinstance(targets, torch.Tensor)
+                 else type(targets).__name__)
         raise ValueError(f"targets: expected an integer tensor of shape ({batch},), got {shape}")
     return targets.long()
 
@@ -174,10 +177,12 @@ def cam_from_features(features: torch.Tensor, weight: torch.Tensor, targets: tor
     targets (B,). Returns float32 (B, h, w), or (B, *size) bilinearly upsampled.
     """
     if not isinstance(features, torch.Tensor) or features.dim() != 4:
-        raise ValueError(f"features: expected a (B, C, h, w) tensor, got {getattr(features, 'shape', features)}")
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[1] != features.shape[1]:
-        raise ValueError(f"weight: expected (classes, {features.shape[1]}) to match the features' channels, "
-                         f"got {getattr(weight, 'shape', weight)}")
+        raise ValueError("features: expected a (B, C, h, w) tensor, "
+                         f"got {getattr(features, 'shape', features)}")
+    if (not isinstance(weight, torch.Tensor) or weight.dim() != 2
+            or weight.shape[1] != features.shape[1]):
+        raise ValueError(f"weight: expected (classes, {features.shape[1]}) to match the features' "
+                         f"channels, got {getattr(weight, 'shape', weight)}")
     targets = _check_targets(targets, features.shape[0])
     h, w = features.shape[-2:]
     rows = weight.detach().float()[targets] / (h * w)               # (B, C)
@@ -187,7 +192,8 @@ def cam_from_features(features: torch.Tensor, weight: torch.Tensor, targets: tor
 
 def fast_path_applies(model: nn.Module, layer: str | None = None, *,
                       input_size: tuple[int, int] = (32, 32)) -> bool:
-    """True when `layer` feeds the head and the head is GAP + linear, so `cam_from_features` is exact.
+    """True when `layer` feeds the head and the head is GAP + linear, so `cam_from_features` is
+    exact.
 
     Checked on the model itself rather than by class name: one eval-mode, no-grad probe of
     two random images (seeded, global RNG untouched) verifies that (1) `forward_features`
@@ -195,7 +201,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     and (3) `forward(x)` equals `forward_head(forward_features(x))`. Call it once at setup.
     """
     needed = ("forward_features", "forward_head", "get_classifier")
-    if not all(hasattr(model, a) for a in needed) or not isinstance(model.get_classifier(), nn.Linear):
+    if (not all(hasattr(model, a) for a in needed)
+            or not isinstance(model.get_classifier(), nn.Linear)):
         return False
     try:
         param = next(model.parameters())
@@ -228,7 +235,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
 # --------------------------------------------------------------------------- peaks and boxes
 
 def cam_boxes(cam: torch.Tensor, threshold: float = 0.4) -> torch.Tensor:
-    """Bounding box of the pixels >= threshold * max of each map: LongTensor (B, 4) (x0, y0, x1, y1).
+    """Bounding box of the pixels >= threshold * max of each map: LongTensor (B, 4)
+    (x0, y0, x1, y1).
 
     The simple reading of the thesis' CAM box (no connected components): all pixels above
     the threshold, inclusive-exclusive corners like the data's boxes. A map whose max is 0
@@ -308,7 +316,8 @@ class FrozenCam(LiveCam):
 
 def frozen_cam_fn(checkpoint_path, device: str | torch.device = "cpu", layer: str | None = None,
                   target: str = "label") -> FrozenCam:
-    """Load a checkpoint (`benchmark.training.checkpoint.load`) as a source "after": `fn(images, labels) -> cam`."""
+    """Load a checkpoint (`benchmark.training.checkpoint.load`) as a source "after":
+    `fn(images, labels) -> cam`."""
     from benchmark.training import checkpoint
 
     model, ckpt = checkpoint.load(checkpoint_path, device)
@@ -325,7 +334,8 @@ def cam_source(source: str, *, model: nn.Module | None = None, checkpoint: str |
         return LiveCam(model, layer=layer, target=target)
     if source == "after":
         if checkpoint is None:
-            raise ValueError("checkpoint=None: source='after' needs the frozen model's checkpoint path")
+            raise ValueError("checkpoint=None: source='after' needs the frozen model's "
+                             "checkpoint path")
         return frozen_cam_fn(checkpoint, device, layer=layer, target=target)
     raise ValueError(f"source={source!r}: expected one of {SOURCES}")
 

@@ -1,4 +1,5 @@
-"""Alias: `python -m benchmark.leaderboard render|compare ...` is `erasebench leaderboard|compare`."""
+"""Alias: `python -m benchmark.leaderboard render|compare ...` is
+`erasebench leaderboard|compare`."""
 
 import sys
 

@@ -127,7 +127,8 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6 != 0:
             raise ValueError(f"depth={depth}: a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, 110)")
         if variant not in ("he", "re"):
-            raise ValueError(f"variant={variant!r}: allowed 'he' (option A) or 're' (Random Erasing repo)")
+            raise ValueError(f"variant={variant!r}: allowed 'he' (option A) "
+                             "or 're' (Random Erasing repo)")
         n = (depth - 2) // 6
         if variant == "he":
             block = BasicBlock
@@ -225,7 +226,8 @@ def _create_timm(name: str, num_classes: int, *, cifar_stem: bool = True, **kwar
     is_resnet = isinstance(model, ResNet)
     if is_resnet and cifar_stem:
         _cifar_stem(model)
-    size = 32 if is_resnet and cifar_stem else int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
+    size = (32 if is_resnet and cifar_stem
+            else int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]))
     model.cam_layers = _timm_cam_layers(model, size)
     return model
 

@@ -17,8 +17,9 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     eraser          registry name or None for plain training
     eraser_params   dict of the eraser's constructor arguments (after defaults)
     mode            "replace" | "append" | None
-    cam             None, or {"source": "during"|"after", "layer": str|None, "target": "label"|"pred",
-                    "path": "fast"|"generic"|None (None: failed before the CAM path was known)}
+    cam             None, or {"source": "during"|"after", "layer": str|None,
+                    "target": "label"|"pred", "path": "fast"|"generic"|None (None: failed
+                    before the CAM path was known)}
     ablation        dict: the axis values that set this run apart from its siblings, e.g. {"b_h": 3}
     seed            int
     dataset         e.g. "cifar10", "synthetic"
@@ -36,9 +37,9 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
                     erasing epochs' training batches; train_cam_peak_in_box over the CAMs the eraser
                     used (None without one); cam_peak_in_box is the final model's CAM peak (true
                     class) on the test set, random_point_in_box the mean box area fraction
-    wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s: training
-                    images per second, erased copies included; resumed_from_epoch: int or None
-                    (each None when a failed run did not get that far)
+    wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s:
+                    training images per second, erased copies included; resumed_from_epoch: int
+                    or None (each None when a failed run did not get that far)
     process         {"index", "count"}: which Accelerate process trained it
     device          e.g. "cpu", "NVIDIA H100 80GB HBM3"
     versions        {"python", "torch", "torchvision", "timm", "accelerate", "erasebench"}
@@ -229,7 +230,8 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm", "accelerate"):  # module versions carry the build (+cu130)
+    # module versions carry the build (+cu130)
+    for pkg in ("torch", "torchvision", "timm", "accelerate"):
         out[pkg] = getattr(importlib.import_module(pkg), "__version__", None)
     try:
         out["erasebench"] = version("erasebench")
@@ -242,13 +244,14 @@ GENERATED = ("leaderboards", "results", "wandb")
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str | None:
-    """HEAD of the erasebench checkout (with '-dirty' when tracked source files changed), or None."""
+    """HEAD of the erasebench checkout (with '-dirty' when tracked source files changed), or
+    None."""
     import subprocess
 
     root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
         # Generated outputs (leaderboards a suite just rendered, results, W&B runs) do not make
         # the code that produced them dirty.
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",

@@ -69,7 +69,9 @@ class Eraser:
             if not cam.is_floating_point():
                 raise TypeError(f"{name}: cam must be floating point, got {cam.dtype}")
             if cam.device != images.device:
-                raise ValueError(f"{name}: cam is on {cam.device} but images are on {images.device}")
+                raise ValueError(
+                    f"{name}: cam is on {cam.device} but images are on {images.device}"
+                )
         check_generator(generator, images.device, name)
         mask = self.forward(images, cam=cam, generator=generator)
         # Metadata-only checks (no host sync): catch a plugin that breaks the contract here,
@@ -164,7 +166,9 @@ def check_int(owner: str, name: str, value, low: int, high: int | None = None) -
 def check_choice(owner: str, name: str, value, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ValueError(
+            f"{owner}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
     return value
 
 
@@ -187,7 +191,9 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     if a.type != "cuda":
         return True
     current = torch.cuda.current_device()
-    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    return (a.index if a.index is not None else current) == (
+        b.index if b.index is not None else current
+    )
 
 
 def check_generator(generator: torch.Generator | None, device: torch.device, owner: str) -> None:
@@ -195,7 +201,10 @@ def check_generator(generator: torch.Generator | None, device: torch.device, own
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"{owner}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise TypeError(
+            f"{owner}: generator must be a torch.Generator or None, "
+            f"got {type(generator).__name__}"
+        )
     if not _same_device(generator.device, device):
         raise ValueError(
             f"{owner}: generator is on {generator.device} but images are on {device}; "

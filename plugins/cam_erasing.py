@@ -73,7 +73,9 @@ class CamErasing(Eraser):
         device = images.device
         apply, h, w, found = draw_rectangles(self, images, generator)
         peak = peaks(cam)
-        offset = randint_inclusive(torch.full((batch, 2), self.b_h, device=device), generator=generator)
+        offset = randint_inclusive(
+            torch.full((batch, 2), self.b_h, device=device), generator=generator
+        )
         if self.vertex == "random":
             # Corner per image: sign +1 extends down/right from the vertex, -1 up/left.
             corner = torch.randint(0, 2, (batch, 2), device=device, generator=generator)

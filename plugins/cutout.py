@@ -1,4 +1,5 @@
-"""Cutout (DeVries & Taylor 2017): square holes centred anywhere in the image, clipped at the border."""
+"""Cutout (DeVries & Taylor 2017): square holes centred anywhere in the image, clipped at the
+border."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class Cutout(Eraser):
         x1, x2 = (x - half).clamp(0, width), (x + half).clamp(0, width)
         rows = torch.arange(height, device=device)
         cols = torch.arange(width, device=device)
-        in_rows = (rows >= y1[..., None]) & (rows < y2[..., None]) & apply[:, None, None]  # (B, holes, H)
+        in_rows = (
+            (rows >= y1[..., None]) & (rows < y2[..., None]) & apply[:, None, None]
+        )  # (B, holes, H)
         in_cols = (cols >= x1[..., None]) & (cols < x2[..., None])  # (B, holes, W)
         return outer_and(in_rows, in_cols).any(dim=1, keepdim=True)  # union of the holes

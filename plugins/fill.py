@@ -35,7 +35,9 @@ def fill(
     device on every call.
     """
     if mode not in FILL_MODES:
-        raise ValueError(f"fill: mode must be one of {', '.join(map(repr, FILL_MODES))}, got {mode!r}")
+        raise ValueError(
+            f"fill: mode must be one of {', '.join(map(repr, FILL_MODES))}, got {mode!r}"
+        )
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError("fill: images must be a (B, C, H, W) tensor")
     batch, channels, height, width = images.shape
@@ -44,7 +46,11 @@ def fill(
         or mask.dtype != torch.bool
         or tuple(mask.shape) != (batch, 1, height, width)
     ):
-        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        got = (
+            f"{mask.dtype} {tuple(mask.shape)}"
+            if isinstance(mask, torch.Tensor)
+            else type(mask).__name__
+        )
         raise ValueError(f"fill: mask must be bool of shape {(batch, 1, height, width)}, got {got}")
     if mode == "zero":
         return images.masked_fill(mask, 0)
@@ -55,7 +61,9 @@ def fill(
             )
         value = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(-1)
         if value.numel() != channels:
-            raise ValueError(f"fill: mean must have {channels} values (one per channel), got {value.numel()}")
+            raise ValueError(
+                f"fill: mean must have {channels} values (one per channel), got {value.numel()}"
+            )
         return torch.where(mask, value.view(1, channels, 1, 1), images)
     # "random": a value per pixel; "channel": one per image and channel, broadcast over H, W.
     shape = images.shape if mode == "random" else (batch, channels, 1, 1)

@@ -32,7 +32,10 @@ class HideAndSeek(Eraser):
         apply = apply_coin(self.p, batch, device, generator=generator)
         cells_y = -(-height // self.grid_size)  # ceil division: a partial cell counts
         cells_x = -(-width // self.grid_size)
-        hidden = torch.rand(batch, cells_y, cells_x, device=device, generator=generator) < self.hide_prob
+        hidden = (
+            torch.rand(batch, cells_y, cells_x, device=device, generator=generator)
+            < self.hide_prob
+        )
         hidden &= apply[:, None, None]
         # Blow each cell up to grid_size x grid_size pixels, then cut the partial cells.
         g = self.grid_size

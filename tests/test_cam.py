@@ -37,7 +37,8 @@ class TinyNet(nn.Module):
 
     def __init__(self, classes=5, dropout=0.0):
         super().__init__()
-        self.block1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.block1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8),
+                                    nn.ReLU(inplace=True))
         self.block2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16),
                                     nn.ReLU(inplace=True))
         self.drop = nn.Dropout(dropout)
@@ -312,7 +313,8 @@ def test_live_source_uses_given_features_on_the_fast_path_and_grad_cam_otherwise
                                rtol=1e-5, atol=1e-6)
     early = C.LiveCam(model, layer="block1", input_size=(16, 16))
     assert not early.fast
-    torch.testing.assert_close(early(images, labels), C.grad_cam(model, images, labels, layer="block1"))
+    torch.testing.assert_close(early(images, labels),
+                               C.grad_cam(model, images, labels, layer="block1"))
     predicted = C.LiveCam(model, target="predicted", input_size=(16, 16))
     torch.testing.assert_close(predicted(images), C.grad_cam(model, images), rtol=1e-5, atol=1e-6)
     assert model.training
@@ -339,7 +341,8 @@ def test_after_source_loads_a_frozen_checkpoint_and_matches_its_grad_cam(tmp_pat
     assert frozen.fast and not frozen.model.training and frozen.mean == [0.5] * 3
     images, labels = torch.randn(3, 3, 32, 32), torch.tensor([1, 2, 3])
     torch.testing.assert_close(by_max(frozen(images, labels)),
-                               by_max(C.grad_cam(model.eval(), images, labels)), rtol=1e-5, atol=1e-5)
+                               by_max(C.grad_cam(model.eval(), images, labels)),
+                               rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -369,7 +372,8 @@ def test_cam_on_cuda_matches_cpu_and_never_synchronises_the_host(name, monkeypat
     torch.cuda.set_sync_debug_mode("error")
     try:
         got = C.grad_cam(gpu, x, y)
-        fast = C.cam_from_features(gpu.forward_features(x), gpu.get_classifier().weight, y, size=(32, 32))
+        fast = C.cam_from_features(gpu.forward_features(x), gpu.get_classifier().weight, y,
+                                   size=(32, 32))
         C.grad_cam(gpu, x)
         C.peaks(got)
         C.cam_boxes(got)

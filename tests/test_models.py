@@ -22,7 +22,8 @@ def test_option_a_shortcuts_have_no_parameters_and_pad_channels_with_zeros():
     assert isinstance(shortcut, models.ShortcutA) and _params(shortcut) == 0
     out = shortcut(torch.ones(1, 16, 32, 32))
     assert out.shape == (1, 32, 16, 16)
-    assert out[:, :8].abs().sum() == 0 and out[:, 24:].abs().sum() == 0 and (out[:, 8:24] == 1).all()
+    assert (out[:, :8].abs().sum() == 0 and out[:, 24:].abs().sum() == 0
+            and (out[:, 8:24] == 1).all())
 
 
 def test_cifar_resnet_has_timms_interface_and_cam_layers():
@@ -34,7 +35,8 @@ def test_cifar_resnet_has_timms_interface_and_cam_layers():
     assert model.forward_head(feats, pre_logits=True).shape == (2, 64)
     assert model.get_classifier() is model.fc and model.num_classes == 7
     assert model.cam_layers == ["layer3", "layer2", "layer1"]
-    assert models.feature_map_sizes(model) == {"layer3": (8, 8), "layer2": (16, 16), "layer1": (32, 32)}
+    assert models.feature_map_sizes(model) == {"layer3": (8, 8), "layer2": (16, 16),
+                                               "layer1": (32, 32)}
 
 
 def test_random_erasing_repo_variant_uses_projection_shortcuts_and_bottlenecks_from_depth_44():
@@ -63,7 +65,8 @@ def test_timm_model_without_resnet_stem_takes_cam_layers_from_its_head_input_and
 
 
 def test_unknown_names_list_the_known_ones_and_the_closest_match():
-    with pytest.raises(ValueError, match=r"unknown model 'resnt20'.*resnet44.*did you mean 'resnet20'"):
+    with pytest.raises(ValueError,
+                       match=r"unknown model 'resnt20'.*resnet44.*did you mean 'resnet20'"):
         models.create("resnt20")
     with pytest.raises(ValueError, match=r"timm has no model 'resnet1888'.*similar: resnet18"):
         models.create("timm/resnet1888")

@@ -19,12 +19,14 @@ def _channel_tensor(values, like: torch.Tensor, what: str,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     t = torch.as_tensor(values, dtype=dtype, device=like.device)
     if t.dim() != 1 or t.numel() != like.shape[1]:
-        raise ValueError(f"{what}: expected {like.shape[1]} per-channel values, got shape {tuple(t.shape)}")
+        raise ValueError(f"{what}: expected {like.shape[1]} per-channel values, "
+                         f"got shape {tuple(t.shape)}")
     return t.view(1, -1, 1, 1)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
-              std: Sequence[float] | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+              std: Sequence[float] | torch.Tensor,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 images (B,C,H,W) -> float (x/255 - mean) / std, with mean/std in [0,1] units.
 
     Pass mean/std as tensors already on the device to avoid a host-to-device copy per call.
@@ -56,7 +58,8 @@ def random_crop_flip(images: torch.Tensor, boxes: torch.Tensor | None = None, *,
     if flip:
         flipped = torch.rand(b, device=dev, generator=generator) < 0.5
         cols = torch.where(flipped.view(b, 1), cols.flip(1), cols)
-    valid = ((rows >= 0) & (rows < h)).view(b, 1, h, 1) & ((cols >= 0) & (cols < w)).view(b, 1, 1, w)
+    valid = (((rows >= 0) & (rows < h)).view(b, 1, h, 1)
+             & ((cols >= 0) & (cols < w)).view(b, 1, 1, w))
     out = images.gather(2, rows.clamp(0, h - 1).view(b, 1, h, 1).expand(b, c, h, w))
     out = out.gather(3, cols.clamp(0, w - 1).view(b, 1, 1, w).expand(b, c, h, w))
     out = out.masked_fill(~valid, 0)
@@ -82,15 +85,18 @@ class DeviceLoader:
     remaining 80 images of each permutation are skipped, different ones each epoch).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor | None = None,
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor,
+                 boxes: torch.Tensor | None = None,
                  *, batch_size: int = 128, mean, std, pad: int = 4, flip: bool = True,
                  generator: torch.Generator | None = None, drop_last: bool = True,
                  dtype: torch.dtype = torch.float32):
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images: expected uint8 (N,C,H,W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError("images: expected uint8 (N,C,H,W), "
+                             f"got {images.dtype} {tuple(images.shape)}")
         n = images.shape[0]
         if labels.shape[0] != n or (boxes is not None and boxes.shape != (n, 4)):
-            raise ValueError(f"labels/boxes: expected {n} labels and ({n}, 4) boxes to match the images")
+            raise ValueError(f"labels/boxes: expected {n} labels and ({n}, 4) boxes "
+                             "to match the images")
         if batch_size < 1 or (drop_last and batch_size > n):
             raise ValueError(f"batch_size={batch_size}: must be in 1..{n} (the number of images)")
         self.images, self.labels, self.boxes = images, labels.to(images.device), boxes

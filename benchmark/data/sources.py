@@ -46,7 +46,8 @@ _LABEL_COLUMNS = ("label", "labels", "fine_label", "coarse_label")
 @dataclass
 class Dataset:
     """One split: uint8 images (N,3,H,W) and int64 labels on the CPU, class names, optional
-    boxes (N,4) float pixels (x1, y1, x2, y2) with x2/y2 exclusive, per-channel mean/std in [0,1]."""
+    boxes (N,4) float pixels (x1, y1, x2, y2) with x2/y2 exclusive, per-channel mean/std in
+    [0,1]."""
 
     name: str
     images: torch.Tensor
@@ -148,7 +149,8 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
 
 
 def _cached(data_dir: Path, name: str, split: str, key: dict, use_cache: bool, read) -> Dataset:
-    """Return the processed split from <data_dir>/cache/ or read it and write the cache atomically."""
+    """Return the processed split from <data_dir>/cache/ or read it and write the cache
+    atomically."""
     key = {**key, "version": CACHE_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = data_dir / "cache" / f"{slug(name)}-{split}-{digest}.pt"
@@ -212,7 +214,8 @@ def _file_identity_all(data_files) -> list:
     if data_files is None:
         return []
     if isinstance(data_files, dict):
-        files = [f for v in data_files.values() for f in ([v] if isinstance(v, str | os.PathLike) else v)]
+        files = [f for v in data_files.values()
+                 for f in ([v] if isinstance(v, str | os.PathLike) else v)]
     else:
         files = [data_files] if isinstance(data_files, str | os.PathLike) else list(data_files)
     return [_file_identity(Path(f)) if Path(f).exists() else str(f) for f in files]

@@ -178,7 +178,8 @@ def _chunk(n: int, size: int, g: torch.Generator, return_alpha: bool):
     _strokes(img, g)
     labels = torch.randint(0, len(CLASSES), (n,), generator=g)
     radius = _u(n, RADIUS[0] * scale, RADIUS[1] * scale, g)
-    cx, cy = _u(n, 0, 1, g) * (size - 2 * radius) + radius, _u(n, 0, 1, g) * (size - 2 * radius) + radius
+    cx, cy = (_u(n, 0, 1, g) * (size - 2 * radius) + radius,
+              _u(n, 0, 1, g) * (size - 2 * radius) + radius)
     angle = _u(n, 0, 2 * math.pi, g)
     colour = _object_colour(labels, g)
     for _ in range(DISTRACTORS):  # smaller shapes of random classes, below the main object
@@ -191,7 +192,8 @@ def _chunk(n: int, size: int, g: torch.Generator, return_alpha: bool):
     alpha = _coverage(labels, cx, cy, radius, angle, size)
     # mild shading across the object so it is not a flat colour
     shade = 1 + 0.15 * torch.randn(n, 1, 1, 1, generator=g) * (
-        torch.arange(size, dtype=torch.float32).view(1, 1, 1, size) - cx.view(n, 1, 1, 1)) / radius.view(n, 1, 1, 1)
+        torch.arange(size, dtype=torch.float32).view(1, 1, 1, size) - cx.view(n, 1, 1, 1)
+    ) / radius.view(n, 1, 1, 1)
     img = img * (1 - alpha.unsqueeze(1)) + alpha.unsqueeze(1) * colour.view(n, 3, 1, 1) * shade
     img = img + NOISE * torch.randn(img.shape, generator=g)
     images = (img.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -199,7 +201,8 @@ def _chunk(n: int, size: int, g: torch.Generator, return_alpha: bool):
 
 
 def generate(n: int, seed: int = 0, size: int = 32, *, return_alpha: bool = False) -> Synthetic:
-    """`n` samples from `seed`: same seed, same bytes; a smaller n gives a prefix of a larger one."""
+    """`n` samples from `seed`: same seed, same bytes; a smaller n gives a prefix of a larger
+    one."""
     if n < 1:
         raise ValueError(f"n={n}: the number of samples must be at least 1")
     if size < 16:
@@ -230,7 +233,8 @@ def save_figure(path: str, *, seed: int = 0, rows: int = 5, cols: int = 10, scal
         ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
         x1, y1, x2, y2 = box.tolist()
         # box edges lie on pixel boundaries: pixel i spans [i - 0.5, i + 0.5] in imshow coordinates
-        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color="lime", lw=1))
+        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color="lime",
+                               lw=1))
         ax.set_title(CLASSES[int(label)], fontsize=8)
         ax.axis("off")
     fig.tight_layout()

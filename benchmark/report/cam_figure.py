@@ -117,14 +117,16 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = checkpoint.load(path, device)
     ds = data.load(r.data.name, "test", root=r.data.data_dir, **r.data.options)
-    return cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"], out,
-                        boxes=None if ds.boxes is None else ds.boxes[:n], n=n, layer=r.method.cam.layer)
+    return cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"],
+                        out, boxes=None if ds.boxes is None else ds.boxes[:n], n=n,
+                        layer=r.method.cam.layer)
 
 
 def register(sub) -> None:
     p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, CAM-erased image (PNG)")
     p.add_argument("--checkpoint", required=True,
-                   help="a model checkpoint, e.g. results/smoke/checkpoints/resnet20__plain__s0.final.pt "
+                   help="a model checkpoint, e.g. "
+                   "results/smoke/checkpoints/resnet20__plain__s0.final.pt "
                    "(`erasebench run --suite smoke` writes one)")
     p.add_argument("--data", default="synthetic", help="dataset whose test split is shown")
     p.add_argument("--n", type=int, default=8, help="rows (examples)")

@@ -285,7 +285,8 @@ def _compare_inputs(args) -> int:
 def main(argv: list[str] | None = None, prog: str = "erasebench compare") -> int:
     """`erasebench compare A.md B.md ...`: rank methods across suites and models."""
     p = argparse.ArgumentParser(prog=prog, description=main.__doc__.split(": ", 1)[1])
-    p.add_argument("inputs", nargs="+", help="leaderboard .md files, results folders or suite names")
+    p.add_argument("inputs", nargs="+",
+                   help="leaderboard .md files, results folders or suite names")
     p.add_argument("--out", help="write the table here instead of stdout")
     args = p.parse_args(argv)
     try:

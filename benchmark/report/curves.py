@@ -6,13 +6,15 @@ from pathlib import Path
 
 
 def mean_curve(records: list[dict], key: str = "test_error") -> tuple[list, list[float]]:
-    """(epochs, mean over records) of one curve, cut to the shortest record so every point has all seeds."""
+    """(epochs, mean over records) of one curve, cut to the shortest record so every point has
+    all seeds."""
     series = [r["curves"][key] for r in records if isinstance(r.get("curves"), dict)
               and r["curves"].get(key) and all(_is_number(x) for x in r["curves"][key])]
     if not series:
         return [], []
     n = min(len(s) for s in series)
-    epochs = next(r["curves"].get("epoch") for r in records if r.get("curves") and r["curves"].get(key))
+    epochs = next(r["curves"].get("epoch") for r in records
+                  if r.get("curves") and r["curves"].get(key))
     epochs = list(epochs[:n]) if epochs else list(range(1, n + 1))
     return epochs, [sum(s[i] for s in series) / len(series) for i in range(n)]
 
@@ -23,7 +25,8 @@ def _is_number(x) -> bool:
 
 
 def plot_curves(curves: dict[str, tuple[list, list[float], int]], out_path, *, title: str) -> Path:
-    """Write one line per method: curves maps label -> (epochs, mean test error %, number of seeds)."""
+    """Write one line per method: curves maps label -> (epochs, mean test error %, number of
+    seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a display

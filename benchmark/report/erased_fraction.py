@@ -14,7 +14,8 @@ from benchmark.fileio import atomic_write
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "register", "synthetic_cam"]
 
 
-def synthetic_cam(batch: int, size: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def synthetic_cam(batch: int, size: int, *,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """A Gaussian blob per image, float (B, size, size): centre uniform, sigma in [2, size/4] px.
 
     Built as an outer product of two 1-D Gaussians, so a million maps stay cheap.
@@ -61,7 +62,8 @@ def erased_fraction_stats(counts: np.ndarray, pixels: int) -> dict:
     }
 
 
-def _plot_erased_fraction(name: str, counts: np.ndarray, pixels: int, stats: dict, path: Path, params: str):
+def _plot_erased_fraction(name: str, counts: np.ndarray, pixels: int, stats: dict, path: Path,
+                          params: str):
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a display
@@ -71,18 +73,21 @@ def _plot_erased_fraction(name: str, counts: np.ndarray, pixels: int, stats: dic
     # Right-closed bins (k-1)/64 < f <= k/64 on exact pixel counts; the zero bin is left out
     # of the bars (P(no erase) would dwarf them) and written on the plot instead.
     edges = np.arange(1, bins + 1) * pixels / bins
-    index = np.minimum(np.ceil(np.arange(1, pixels + 1) / (pixels / bins)).astype(int) - 1, bins - 1)
+    index = np.minimum(np.ceil(np.arange(1, pixels + 1) / (pixels / bins)).astype(int) - 1,
+                       bins - 1)
     per_bin = np.bincount(index, weights=counts[1:], minlength=bins)
     share = 100 * per_bin / stats["draws"]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    ax.bar((edges - pixels / bins / 2) / pixels, share, width=1 / bins, color="#4c72b0", edgecolor="white", linewidth=0.3)
+    ax.bar((edges - pixels / bins / 2) / pixels, share, width=1 / bins, color="#4c72b0",
+           edgecolor="white", linewidth=0.3)
     ax.set_xlim(0, 1)
     ax.set_xlabel("erased fraction of the image")
     ax.set_ylabel("share of draws (%)")
     ax.set_title(f"{name}: {stats['draws']:,} draws", fontsize=10)
     ax.text(
         0.98, 0.95,
-        f"P(no erase) = {stats['p_no_erase']:.3f}\nmean = {stats['mean']:.3f}\nmedian = {stats['median']:.3f}",
+        f"P(no erase) = {stats['p_no_erase']:.3f}\nmean = {stats['mean']:.3f}\n"
+        f"median = {stats['median']:.3f}",
         transform=ax.transAxes, ha="right", va="top", fontsize=9,
         bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
     )
@@ -112,7 +117,8 @@ def erased_fraction(args) -> list[dict]:
     names = args.erasers or plugins.available()
     images = torch.zeros(1, 3, size, size).expand(args.chunk, 3, size, size)  # content unused
     rows = []
-    with tqdm(total=args.draws * len(names), unit="mask", unit_scale=True, desc="erased-fraction") as bar:
+    with tqdm(total=args.draws * len(names), unit="mask", unit_scale=True,
+              desc="erased-fraction") as bar:
         for name in names:
             eraser = plugins.build(name)
             generator = torch.Generator().manual_seed(args.seed)
@@ -127,7 +133,8 @@ def erased_fraction(args) -> list[dict]:
             seconds = time.perf_counter() - start
             stats = erased_fraction_stats(counts, pixels)
             params = ", ".join(f"{k}={v}" for k, v in eraser.params().items())
-            _plot_erased_fraction(name, counts, pixels, stats, out / "figures" / f"erased_fraction_{name}.png", params)
+            _plot_erased_fraction(name, counts, pixels, stats,
+                                  out / "figures" / f"erased_fraction_{name}.png", params)
             rows.append({"eraser": name, "params": params, "seconds": seconds, **stats})
     table = _erased_fraction_table(rows, size, args.seed)
     atomic_write(out / "erased_fraction.md", table)  # a leaderboard file: atomic, mode 0644
@@ -149,17 +156,20 @@ def _erased_fraction_table(rows: list[dict], size: int, seed: int) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['eraser']} | {r['mean']:.4f} | {r['q1']:.4f} | {r['median']:.4f} | {r['q3']:.4f} "
-            f"| {r['p_no_erase']:.4f} | {r['draws']:,} | {r['seconds']:.1f} |"
+            f"| {r['eraser']} | {r['mean']:.4f} | {r['q1']:.4f} | {r['median']:.4f} "
+            f"| {r['q3']:.4f} | {r['p_no_erase']:.4f} | {r['draws']:,} | {r['seconds']:.1f} |"
         )
     lines += ["", "Parameters:", ""] + [f"- `{r['eraser']}`: {r['params']}" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("erased-fraction", help="erased-fraction histograms of every eraser (thesis Figs. 10-12)")
-    p.add_argument("--draws", type=int, default=2_500_000, help="masks per eraser (thesis: 2,500,000)")
-    p.add_argument("--out", default="leaderboards", help="writes OUT/figures/*.png and OUT/erased_fraction.md")
+    p = sub.add_parser("erased-fraction",
+                       help="erased-fraction histograms of every eraser (thesis Figs. 10-12)")
+    p.add_argument("--draws", type=int, default=2_500_000,
+                   help="masks per eraser (thesis: 2,500,000)")
+    p.add_argument("--out", default="leaderboards",
+                   help="writes OUT/figures/*.png and OUT/erased_fraction.md")
     p.add_argument("--size", type=int, default=32, help="image side in pixels")
     p.add_argument("--chunk", type=int, default=50_000, help="masks drawn per batch")
     p.add_argument("--seed", type=int, default=0)

@@ -56,9 +56,11 @@ class Method:
         rank = CANONICAL.index(name) if name in CANONICAL else len(CANONICAL)
         b_h = self.b_h if isinstance(self.b_h, int | float) else math.inf
         # Among CAM erasing variants the thesis's proposed configuration comes first.
-        proposed = self.eraser == "cam_erasing" and thesis.is_thesis_cam(self.eraser_params, self.cam)
+        proposed = (self.eraser == "cam_erasing"
+                    and thesis.is_thesis_cam(self.eraser_params, self.cam))
         return (rank, name if rank == len(CANONICAL) else "", not proposed, b_h,
-                ("during", "after").index(self.cam_source) if self.cam_source in ("during", "after") else 2,
+                (("during", "after").index(self.cam_source)
+                 if self.cam_source in ("during", "after") else 2),
                 self.cam_layer or "", self.label)
 
 

@@ -150,7 +150,8 @@ def render_suite(suite: str, results_dir, out_path, *, figures_dir=None,
         _cam_figure(suite, *cam_figure_from, Path(figures_dir or out.parent / "figures"))
     records = load_records(results_dir) if Path(results_dir).is_dir() else []
     figures = write_figures(records, suite=suite, out_dir=out.parent, expected_runs=expected_runs,
-                            figures_dir=figures_dir if figures_dir is not None else out.parent / "figures")
+                            figures_dir=(figures_dir if figures_dir is not None
+                                         else out.parent / "figures"))
     # atomic: a reader (or a crashed renderer) never sees half a leaderboard
     atomic_write(out, render(records, suite=suite, expected_runs=expected_runs, figures=figures))
     return out

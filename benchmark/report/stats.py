@@ -12,7 +12,8 @@ import math
 # Python: a plain install (no scipy, a dev extra only) renders the same p-values as a dev one.
 
 def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes
+    6.4)."""
     tiny, eps = 1e-300, 1e-15
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
     d = 1.0 / (d if abs(d) > tiny else tiny)

@@ -91,8 +91,8 @@ def table3(g: Grid) -> list[str]:
                 [thesis.table3_reference(mo, by[b].eraser_params, by[b].cam) if b in by else None
                  for b in values])
     return ["## Table 3: b_h sweep (CAM erasing, CAM during training)", "",
-            "Final-epoch test error (%) by b_h, the largest offset of the erased rectangle's vertex "
-            "from the CAM peak (pixels).", "", *md_table(header, rows), ""]
+            "Final-epoch test error (%) by b_h, the largest offset of the erased rectangle's "
+            "vertex from the CAM peak (pixels).", "", *md_table(header, rows), ""]
 
 
 def table4(g: Grid) -> list[str]:
@@ -102,7 +102,8 @@ def table4(g: Grid) -> list[str]:
         for m in _cam_methods(g):
             if (mo, m.label) in g.cells and m.cam_source in ("during", "after"):
                 by.setdefault((m.b_h, m.cam_layer), {})[m.cam_source] = m
-        for (b_h, layer), pair in sorted(by.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or "")):
+        for (b_h, layer), pair in sorted(by.items(),
+                                         key=lambda kv: (str(kv[0][0]), kv[0][1] or "")):
             if len(pair) < 2:
                 continue
             name = f"{mo} (b_h = {b_h:g}{'' if layer is None else ', CAM ' + layer})" \
@@ -116,8 +117,8 @@ def table4(g: Grid) -> list[str]:
     if not rows:
         return []
     return ["## Table 4: CAM during vs after training", "",
-            "Final-epoch test error (%): CAM from the model being trained (during) or from a frozen "
-            "plain model of the same seed (after).", "",
+            "Final-epoch test error (%): CAM from the model being trained (during) or from a "
+            "frozen plain model of the same seed (after).", "",
             *md_table(["model", "CAM during", "CAM after"], rows), ""]
 
 
@@ -223,9 +224,10 @@ def cost(g: Grid) -> list[str]:
               "wall-clock device-h per run", "images/s"]
     return ["## Cost: wall-clock device-hours per run", "",
             "Wall-clock device-hours per finished run (CPU-h on a CPU, GPU-h on a GPU): the mean "
-            "over the cell's runs of the record's `wall_time_s`, the wall-clock time of the session "
-            "that trained the run to its end, evaluation and checkpoints included (a resumed run "
-            "counts its last session; a run forked from a shared warm-up starts at the fork). "
+            "over the cell's runs of the record's `wall_time_s`, the wall-clock time of the "
+            "session that trained the run to its end, evaluation and checkpoints included (a "
+            "resumed run counts its last session; a run forked from a shared warm-up starts at the "
+            "fork). "
             "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
             "where records say), each run is charged 1/K of the pack's wall-clock time, so the "
             "hours add up to the device time used. images/s: "
@@ -250,7 +252,8 @@ def reproducibility(g: Grid) -> list[str]:
     dates = _distinct(recs, lambda r: r.get("date"))
     rows.append(["date", dates[0] if len(dates) == 1 else f"{dates[0]} … {dates[-1]}"])
     for k in sorted({k for r in recs for k in (r.get("versions") or {})}):
-        rows.append([f"version: {k}", ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
+        rows.append([f"version: {k}",
+                     ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
     rows.append(["precision", ", ".join(_distinct(recs, lambda r: r.get("precision"))) or "n/a"])
     for eraser in sorted({r["eraser"] for r in recs if r.get("eraser")}):
         rows.append([f"eraser: {eraser}", ", ".join(_distinct(

@@ -1,4 +1,5 @@
-"""The published numbers of the thesis (docs/method.md) as data, so leaderboards can print them beside ours.
+"""The published numbers of the thesis (docs/method.md) as data, so leaderboards can print them
+beside ours.
 
 Top-1 test error in percent on CIFAR-10, mean of 5 runs, 300 epochs. Keys are structured, never
 display labels: models by name, methods by eraser registry name ("cam_erasing" = the proposed
@@ -17,9 +18,12 @@ TABLE_1 = {"resnet20": {"random_erasing": 6.75, "cutout": 6.68, "hide_and_seek":
 
 # Table 2: proposed (b_h = 2) and the baselines on ResNet20/32/44.
 TABLE_2 = {
-    "resnet20": {"cam_erasing": 6.40, "random_erasing": 6.75, "cutout": 6.68, "hide_and_seek": 6.95},
-    "resnet32": {"cam_erasing": 5.56, "random_erasing": 6.00, "cutout": 5.89, "hide_and_seek": 5.99},
-    "resnet44": {"cam_erasing": 5.15, "random_erasing": 5.34, "cutout": 5.33, "hide_and_seek": 5.47},
+    "resnet20": {"cam_erasing": 6.40, "random_erasing": 6.75, "cutout": 6.68,
+                 "hide_and_seek": 6.95},
+    "resnet32": {"cam_erasing": 5.56, "random_erasing": 6.00, "cutout": 5.89,
+                 "hide_and_seek": 5.99},
+    "resnet44": {"cam_erasing": 5.15, "random_erasing": 5.34, "cutout": 5.33,
+                 "hide_and_seek": 5.47},
 }
 
 # Table 3: ResNet20, CAM erasing during training, error by b_h (pixels of the 32x32 input).

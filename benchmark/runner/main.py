@@ -5,7 +5,7 @@ Every process is a worker on the suite's results folder: it claims the runs nobo
 one record per run. So `accelerate launch --num_processes N`, two shells, `--runs-per-device N`
 and SLURM array tasks all share the work the same way; finished runs are skipped,
 interrupted ones resume from their checkpoint.
-"""
+"""  # noqa: E501 - the first line is `erasebench run --help`'s description (parse_args)
 
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ POLL_S = 5.0  # how often a worker with nothing to claim looks again
 
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("--suite", default="smoke", help="a name in configs/ or a path to a YAML file (default: smoke)")
-    p.add_argument("--epochs", type=int, help="override train.epochs (LR milestones and warm-up scale with it)")
+    p.add_argument("--suite", default="smoke",
+                   help="a name in configs/ or a path to a YAML file (default: smoke)")
+    p.add_argument("--epochs", type=int,
+                   help="override train.epochs (LR milestones and warm-up scale with it)")
     p.add_argument("--seeds", help="override seeds: 0,1,2 or 0-4")
     p.add_argument("--models", help="override models: comma-separated, e.g. resnet20,timm/resnet18")
     p.add_argument("--erasers", help="keep only these methods (names or labels), e.g. plain,cutout")
@@ -41,18 +43,23 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    "data_dir=... (Hugging Face's own)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE|FILE",
                    help="import a module or .py file that registers erasers (repeatable)")
-    p.add_argument("--download", action="store_true", help="download CIFAR with torchvision if absent")
-    p.add_argument("--out", default=".", help="put results/ and leaderboards/ under this folder (default: .)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
+    p.add_argument("--download", action="store_true",
+                   help="download CIFAR with torchvision if absent")
+    p.add_argument("--out", default=".",
+                   help="put results/ and leaderboards/ under this folder (default: .)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs and their estimated cost; train nothing")
     p.add_argument("--graphs", choices=("auto", "on", "off"),
                    help="override train.graphs: capture each step in a CUDA graph (auto: on CUDA)")
     p.add_argument("--pack", help="override train.pack: auto, off, or K runs per stacked network")
     p.add_argument("--runs-per-device", type=int, default=1, metavar="N",
                    help="N worker processes share each device (for runs that do not stack)")
     p.add_argument("--claim-timeout", type=float, default=claims.DEFAULT_TIMEOUT_S, metavar="S",
-                   help="a claim whose heartbeat is older than S seconds is taken over (default: 600)")
+                   help="a claim whose heartbeat is older than S seconds is taken over "
+                   "(default: 600)")
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
-    p.add_argument("--wandb-project", default="erasebench", help="W&B project (default: erasebench)")
+    p.add_argument("--wandb-project", default="erasebench",
+                   help="W&B project (default: erasebench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="torch threads per process on the CPU "
                    "(default: the machine's cores divided by the number of processes)")
@@ -95,7 +102,8 @@ def build_suite(args):
     suite = apply_overrides(
         suite, epochs=args.epochs, seeds=parse_seeds(args.seeds) if args.seeds else None,
         models=split(args.models) if args.models else None,
-        methods=split(args.erasers) if args.erasers else None, data=args.data, data_dir=args.data_dir)
+        methods=split(args.erasers) if args.erasers else None, data=args.data,
+        data_dir=args.data_dir)
     suite.data.options.update(data_options(args.data_option))
     if args.download:
         suite.data.download = True
@@ -121,16 +129,19 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, done: set[str],
     for i, p in enumerate(packs):
         for r in p.runs:
             e = est[r.run_id]
-            dep = f"  (forks {r.fork_from} at epoch {r.method.warmup_epochs})" if r.fork_from else ""
+            dep = (f"  (forks {r.fork_from} at epoch {r.method.warmup_epochs})" if r.fork_from
+                   else "")
             dep += f"  (CAM from {r.frozen_from})" if r.frozen_from else ""
             when = "done" if e.get("done") else cost.fmt_seconds(e["seconds"])
-            print(f"{r.run_id:<{width}}  {i:>4} {r.method.mode or '-':<7} {r.method.warmup_epochs:>6} "
-                  f"{r.train.epochs:>6} {e['images']:>12,} {when:>10}{dep}")
+            print(f"{r.run_id:<{width}}  {i:>4} {r.method.mode or '-':<7} "
+                  f"{r.method.warmup_epochs:>6} {r.train.epochs:>6} {e['images']:>12,} "
+                  f"{when:>10}{dep}")
     forked = [r for r in runs if r.fork_from]
     warm = [r for r in runs if r.method.warmup_epochs > 0 and not r.method.is_plain]
     if warm:
         saved = sum(r.method.warmup_epochs for r in forked)
-        print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked ({saved} epochs saved)")
+        print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked "
+              f"({saved} epochs saved)")
     sizes = [len(p.runs) for p in packs]
     total = sum(est[r.run_id]["seconds"] for r in runs)
     print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
@@ -142,7 +153,8 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, done: set[str],
 def expected(r: RunSpec) -> dict:
     """What the leaderboard needs to place a planned run's cell before (or without) its record."""
     m = r.method
-    cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam else None
+    cam = ({"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam
+           else None)
     return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
             "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
 
@@ -155,12 +167,14 @@ def _device(args):
         return None, torch.device(args.device), 0, 1
     from accelerate import Accelerator
 
-    # Without CUDA, ask for the CPU explicitly: then `accelerate launch --multi_gpu --num_processes N`
-    # (or torchrun) gives N gloo-connected CPU processes instead of N unaware copies.
+    # Without CUDA, ask for the CPU explicitly: then
+    # `accelerate launch --multi_gpu --num_processes N` (or torchrun) gives N gloo-connected CPU
+    # processes instead of N unaware copies.
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    if acc.num_processes == 1 and os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU") == "True":
-        print("note: `accelerate launch --cpu --num_processes N` starts one process (Accelerate runs "
-              "multi-CPU through mpirun); for N processes use `accelerate launch --multi_gpu "
+    if (acc.num_processes == 1 and os.environ.get("MASTER_ADDR")
+            and os.environ.get("ACCELERATE_USE_CPU") == "True"):
+        print("note: `accelerate launch --cpu --num_processes N` starts one process (Accelerate "
+              "runs multi-CPU through mpirun); for N processes use `accelerate launch --multi_gpu "
               "--num_processes N`, which without CUDA starts N CPU processes", file=sys.stderr)
     return acc, acc.device, acc.process_index, acc.num_processes
 
@@ -420,7 +434,8 @@ class Worker:
         return st
 
     def ready(self, r: RunSpec) -> bool:
-        """A run's dependencies allow it to start (a failed warm-up provider: start from scratch)."""
+        """A run's dependencies allow it to start (a failed warm-up provider: start from
+        scratch)."""
         if r.frozen_from and self.state(r.frozen_from) != "finished":
             return False
         if r.fork_from:
@@ -506,7 +521,8 @@ class Worker:
 
         specs = [r for r, _ in mine]
         hooks = RunnerHooks(self, mine)
-        frozen = {r.run_id: self.work_dir / f"{r.frozen_from}.final.pt" for r in specs if r.frozen_from}
+        frozen = {r.run_id: self.work_dir / f"{r.frozen_from}.final.pt"
+                  for r in specs if r.frozen_from}
         t0 = time.perf_counter()
         try:
             outcomes = train_pack(specs, device=self.device, work_dir=self.work_dir,

@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 def logged_in() -> bool:
-    """True when W&B credentials are present (env key or a netrc entry); never touches the network."""
+    """True when W&B credentials are present (env key or a netrc entry); never touches the
+    network."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
@@ -44,8 +45,8 @@ class NullTracker:
 
 
 class WandbTracker:
-    def __init__(self, *, project: str, group: str, name: str, config: dict, out_dir: str | os.PathLike,
-                 run_id: str):
+    def __init__(self, *, project: str, group: str, name: str, config: dict,
+                 out_dir: str | os.PathLike, run_id: str):
         import wandb
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -67,8 +68,8 @@ class WandbTracker:
         self._run.finish()
 
 
-# An epoch's row (benchmark.training.train) -> W&B metric names: grouped by where they were measured,
-# with their units, so train and test quantities of the same name never collide.
+# An epoch's row (benchmark.training.train) -> W&B metric names: grouped by where they were
+# measured, with their units, so train and test quantities of the same name never collide.
 METRICS = {
     "train_loss": "train/loss", "train_acc": "train/acc_pct", "lr": "train/lr",
     "erased_fraction": "train/erased_fraction", "object_hit_rate": "train/object_hit_rate",

@@ -64,7 +64,8 @@ class TrainConfig:
     flip: bool = True
     eval_batch_size: int = 1000
     checkpoint_every: int = 10  # epochs between resumable checkpoints (0: never)
-    channels_last: bool = True  # NHWC: ~20% faster for ResNet20 on the CPU; false for the NCHW reference
+    # NHWC: ~20% faster for ResNet20 on the CPU; false for the NCHW reference
+    channels_last: bool = True
     # Speed options: they change how fast a run trains, never its result (see docs/architecture.md).
     graphs: str = "auto"  # auto | on | off: capture the step in a CUDA graph (auto: on CUDA)
     pack: int | str = "auto"  # auto | off | K: train up to K runs as one stacked network
@@ -163,7 +164,8 @@ def _from_dict(cls, data, where: str, src: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: key {where or '<top>'!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if not (cls is SuiteConfig and f.name == "file")]
+    names = [f.name for f in dataclasses.fields(cls)
+             if not (cls is SuiteConfig and f.name == "file")]
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
@@ -187,7 +189,8 @@ def parse_suite(data: dict, source: str = "<dict>",
                 extra_imports: list[str] | None = None) -> SuiteConfig:
     """Build and validate a SuiteConfig from a parsed YAML mapping."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, seeds, methods")
+        raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, "
+                          "seeds, methods")
     data = dict(data)
     methods = data.pop("methods", None)
     suite = _from_dict(SuiteConfig, data, "", source)
@@ -263,7 +266,8 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
 
 
 def validate(suite: SuiteConfig) -> None:
-    """Value checks that the types cannot express; erasers are built once so a bad param fails now."""
+    """Value checks that the types cannot express; erasers are built once so a bad param fails
+    now."""
     src = suite.file
     _validate_train(src, suite.train)
     if not suite.models:
@@ -274,7 +278,8 @@ def validate(suite: SuiteConfig) -> None:
         _validate_method(src, f"methods[{i}]", m)
 
 
-SWEEP_FIELDS = ("mode", "fill", "warmup_epochs", "append_bn", "cam.source", "cam.layer", "cam.target")
+SWEEP_FIELDS = ("mode", "fill", "warmup_epochs", "append_bn", "cam.source", "cam.layer",
+                "cam.target")
 
 
 def _fmt(v) -> str:
@@ -322,7 +327,8 @@ def resolve_suite_path(name_or_path: str) -> Path:
     p = CONFIG_DIR / f"{name_or_path}.yaml"
     if not p.is_file():
         names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"suite {name_or_path!r} is not in {CONFIG_DIR}{_closest(name_or_path, names)}; "
+        raise ConfigError(f"suite {name_or_path!r} is not in "
+                          f"{CONFIG_DIR}{_closest(name_or_path, names)}; "
                           f"available: {', '.join(names)}; or pass a path to a YAML file")
     return p
 

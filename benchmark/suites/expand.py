@@ -48,7 +48,8 @@ def run_id(model: str, label: str, seed: int) -> str:
 
 
 def resolve_method(m: MethodConfig, epochs: int) -> MethodConfig:
-    """Fill the defaults that depend on the eraser: mode and warm-up (the thesis's two-phase schedule)."""
+    """Fill the defaults that depend on the eraser: mode and warm-up (the thesis's two-phase
+    schedule)."""
     m = dataclasses.replace(m, params=dict(m.params), cam=dataclasses.replace(m.cam))
     if m.is_plain:
         m.mode, m.warmup_epochs = None, 0
@@ -177,7 +178,8 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise ConfigError(f"--seeds {text!r}: expected a list like 0,1,2 or a range like 0-4") from None
+        raise ConfigError(f"--seeds {text!r}: expected a list like 0,1,2 "
+                          "or a range like 0-4") from None
     return seeds
 
 

@@ -18,7 +18,8 @@ METHOD_KEYS = ("name", "mode", "warmup_epochs", "fill", "append_bn")
 
 
 def of_config(config: dict, eraser_params: dict | None, precision: str | None) -> dict:
-    """The fingerprint of a run from its resolved config (a RunSpec as a dict, as records store it)."""
+    """The fingerprint of a run from its resolved config (a RunSpec as a dict, as records store
+    it)."""
     m = config.get("method", {})
     cam = m.get("cam") if m.get("name") != "plain" else None
     return {

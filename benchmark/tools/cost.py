@@ -32,12 +32,14 @@ def dataset_sizes(spec) -> tuple[int, int, int, bool]:
         return (*KNOWN_SIZES[spec.data.name], False)
     from benchmark import data
 
-    if spec.data.name == "synthetic":  # sizes are options; read the loader's defaults, generate nothing
+    if spec.data.name == "synthetic":
+        # sizes are options; read the loader's defaults, generate nothing
         import inspect
 
         from benchmark.data import sources, synthetic
 
-        defaults = {k: p.default for k, p in inspect.signature(sources._load_synthetic).parameters.items()}
+        defaults = {k: p.default
+                    for k, p in inspect.signature(sources._load_synthetic).parameters.items()}
         opts = {**defaults, **spec.data.options}
         return opts["n_train"], opts["n_test"], len(synthetic.CLASSES), True
 
@@ -113,12 +115,13 @@ def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool =
 
 def _signature(pack, sizes) -> tuple:
     return (tuple((r.model, r.method.name, repr(sorted(r.method.params.items())), r.method.mode,
-                   r.method.append_bn, r.method.cam.source, r.method.cam.layer, r.method.warmup_epochs,
-                   bool(r.frozen_from)) for r in pack.runs),
+                   r.method.append_bn, r.method.cam.source, r.method.cam.layer,
+                   r.method.warmup_epochs, bool(r.frozen_from)) for r in pack.runs),
             repr(sorted(vars(pack.runs[0].train).items())), sizes)
 
 
-def estimate(packs, device, *, precision: str = "no", done=frozenset(), log=None) -> dict[str, dict]:
+def estimate(packs, device, *, precision: str = "no", done=frozenset(),
+             log=None) -> dict[str, dict]:
     """{run_id: {"images": n, "seconds": s}}; a pack's time is shared by its runs, a forked run
     starts at its warm-up's end, and runs in `done` cost nothing."""
     from benchmark.training.train import image_passes

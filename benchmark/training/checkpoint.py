@@ -55,7 +55,8 @@ def read(path: str | os.PathLike, *, required: Iterable[str] = (), what: str = "
     return obj
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load(path: str | os.PathLike,
+         device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the model of a checkpoint in eval mode on `device`; returns (model, checkpoint dict).
     A missing file raises FileNotFoundError, a damaged one DamagedFileError (one line)."""
     from benchmark import models

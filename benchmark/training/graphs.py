@@ -57,7 +57,8 @@ class StepRunner:
     def __init__(self, mode: str, device, generators, zero_grad: Callable[[], None], *,
                  label: str = "", warmup_steps: int = WARMUP_STEPS, log=None):
         self.enabled = use_graphs(mode, device)
-        self.mode, self.generators, self.zero_grad, self.label = mode, list(generators), zero_grad, label
+        self.mode, self.generators, self.zero_grad, self.label = (
+            mode, list(generators), zero_grad, label)
         self.warmup_steps = warmup_steps
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.kind: str | None = None
@@ -82,8 +83,8 @@ class StepRunner:
 
     def _fallback(self, kind: str, why: str) -> None:
         if self.mode == "on":
-            raise CaptureError(f"{self.label}: the {kind!r} step cannot be captured in a CUDA graph "
-                               f"({why}); use graphs: auto to train it eagerly")
+            raise CaptureError(f"{self.label}: the {kind!r} step cannot be captured in a CUDA "
+                               f"graph ({why}); use graphs: auto to train it eagerly")
         self.eager_kinds.add(kind)
         self.log(f"note: {self.label}: the {kind!r} step runs eagerly, not as a CUDA graph: {why}")
 

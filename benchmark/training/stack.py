@@ -40,7 +40,8 @@ class StackedLinear(nn.Module):
 
 
 class StackedShortcutA(nn.Module):
-    """Option-A shortcut per group: subsample, then zero channels on both sides of each run's block."""
+    """Option-A shortcut per group: subsample, then zero channels on both sides of each run's
+    block."""
 
     def __init__(self, k: int, extra_channels: int):
         super().__init__()

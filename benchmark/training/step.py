@@ -58,7 +58,8 @@ def batch_stats_only(model: nn.Module):
     """BatchNorm normalises with the batch's statistics but leaves running stats and counters
     alone: a side-effect-free forward for the CAM of the joint append step."""
     bns = [m for m in model.modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+              and m.track_running_stats]
     for m in bns:
         m.track_running_stats = False
     try:
@@ -93,7 +94,8 @@ class Step:
         if kind not in KINDS or append_bn not in APPEND_BN:
             raise ValueError(f"step: kind {kind!r} / append_bn {append_bn!r}; allowed: "
                              f"{', '.join(KINDS)} / {', '.join(APPEND_BN)}")
-        self.model, self.opt, self.lanes, self.kind, self.append_bn = model, opt, lanes, kind, append_bn
+        self.model, self.opt, self.lanes, self.kind, self.append_bn = (
+            model, opt, lanes, kind, append_bn)
         self.k = len(lanes)
         self.stacked = getattr(model, "stack_size", 1) > 1
         self.autocast = autocast or contextlib.nullcontext
@@ -104,7 +106,8 @@ class Step:
         # The free CAM path reads the features of a forward of this model (lanes without cam_fn).
         self.fast = [lane.eraser is not None and lane.eraser.needs_cam and lane.cam_fn is None
                      for lane in lanes]
-        self.want_logits = any(f and lane.target == "predicted" for f, lane in zip(self.fast, lanes, strict=True))
+        self.want_logits = any(f and lane.target == "predicted"
+                               for f, lane in zip(self.fast, lanes, strict=True))
 
     def _join(self, xs):
         x = torch.cat(xs, dim=1) if self.stacked else xs[0]
@@ -148,7 +151,8 @@ class Step:
 
     def __call__(self) -> None:
         idx = self.pos + self.offsets
-        xs, ys, boxes = zip(*(lane.loader.batch(lane.perm[idx]) for lane in self.lanes), strict=True)
+        xs, ys, boxes = zip(*(lane.loader.batch(lane.perm[idx]) for lane in self.lanes),
+                            strict=True)
         x, y = self._join(xs), torch.stack(ys, dim=1)  # y: (B, K)
         masks = cams = [None] * self.k
         feats = logits = None

@@ -73,8 +73,8 @@ def autocast_for(device, precision: str):
     """A context factory: bf16 autocast or nothing. The autocast weight cache is off, as CUDA
     graph capture requires (cached casts would be freed after capture)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"mixed precision {precision!r}: erasebench trains in 'no' (fp32) or 'bf16'; "
-                         "fp16 would need loss scaling")
+        raise ValueError(f"mixed precision {precision!r}: erasebench trains in 'no' (fp32) "
+                         "or 'bf16'; fp16 would need loss scaling")
     if precision == "no":
         return contextlib.nullcontext
     dev = torch.device(device).type
@@ -247,7 +247,8 @@ class PackTrainer:
     # -- per-run resumable state (the layout of one ordinary model) ------------------------
     def run_state(self, k: int) -> dict:
         sd = self.model.state_dict()
-        sd = stack.split_state(sd, k, self.k) if self.k > 1 else {n: t.clone() for n, t in sd.items()}
+        sd = (stack.split_state(sd, k, self.k) if self.k > 1
+              else {n: t.clone() for n, t in sd.items()})
         bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in self.model.parameters()]
         bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().cpu()
                 for b in bufs]
@@ -272,13 +273,15 @@ class PackTrainer:
 
 
 def _format_of(t: torch.Tensor):
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+    if (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+            and not t.is_contiguous()):
         return torch.channels_last
     return torch.contiguous_format
 
 
 def occlusion_summary(a: list[float], cam_in_box) -> dict | None:
-    """Occlusion rates from an accumulator row over the erasing epochs (see step.occlusion_stats)."""
+    """Occlusion rates from an accumulator row over the erasing epochs (see
+    step.occlusion_stats)."""
     if a is None or cam_in_box is None:
         return None
     masked, erased = a[SLOT["masked"]], a[SLOT["erased_img"]]
@@ -363,7 +366,8 @@ def _load(path: Path, fp: dict) -> dict | None:
 
 
 def start_state(spec: RunSpec, work_dir: Path, precision: str = "no") -> tuple[str, dict | None]:
-    """Where a run starts: its own resume checkpoint, else its warm-up provider's fork, else scratch."""
+    """Where a run starts: its own resume checkpoint, else its warm-up provider's fork, else
+    scratch."""
     from benchmark.suites import fingerprint
 
     s = _load(resume_path(work_dir, spec.run_id), fingerprint.of_run(spec, precision))
@@ -448,7 +452,8 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
             p.images += ep["images"]
             p.occ = [o + a for o, a in zip(p.occ, ep.pop("_acc"), strict=True)]
             p.epoch = epoch + 1
-            row = {"epoch": epoch + 1, "test_error": errs[k], **{c: ep[c] for c in CURVES if c in ep}}
+            row = {"epoch": epoch + 1, "test_error": errs[k],
+                   **{c: ep[c] for c in CURVES if c in ep}}
             for c in CURVES:
                 p.curves[c].append(row[c])
             s = specs[k]

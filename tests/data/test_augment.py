@@ -42,7 +42,8 @@ def test_crop_shifts_boxes_and_clips_them_at_the_border():
 
 
 def test_flip_mirrors_and_zero_pad_crop_draws_every_offset():
-    images = torch.arange(32, dtype=torch.uint8).view(1, 1, 1, 32).expand(2000, 3, 32, 32).contiguous()
+    images = (torch.arange(32, dtype=torch.uint8).view(1, 1, 1, 32)
+              .expand(2000, 3, 32, 32).contiguous())
     out, _ = random_crop_flip(images, pad=4, generator=torch.Generator().manual_seed(2))
     rows = out[:, 0, 16].long()  # the middle row: a shifted (maybe mirrored) ramp with zeros
     step = rows[:, 17] - rows[:, 16]
@@ -89,11 +90,12 @@ def test_loader_drop_last_gives_fixed_batch_shapes_and_carries_boxes():
     assert all(x.shape == (16, 3, 16, 16) and b.shape == (16, 4) for x, _, b in batches)
     x, _, b = batches[0]
     assert x.min() == -1 and x.max() == 1
-    keep_all = DeviceLoader(images, torch.zeros(50, dtype=torch.long), batch_size=16, drop_last=False,
-                            mean=(0.5,) * 3, std=(0.5,) * 3)
+    keep_all = DeviceLoader(images, torch.zeros(50, dtype=torch.long), batch_size=16,
+                            drop_last=False, mean=(0.5,) * 3, std=(0.5,) * 3)
     assert len(keep_all) == 4 and sum(len(y) for _, y, _ in keep_all) == 50
     assert len(DeviceLoader(torch.zeros(50000, 3, 1, 1, dtype=torch.uint8),
-                            torch.zeros(50000, dtype=torch.long), mean=(0,) * 3, std=(1,) * 3)) == 390
+                            torch.zeros(50000, dtype=torch.long), mean=(0,) * 3,
+                            std=(1,) * 3)) == 390
 
 
 def test_loader_rejects_float_images_and_oversized_batches():
@@ -118,8 +120,9 @@ def test_eval_batches_cover_the_set_in_order_normalised():
 def test_loader_batch_is_captured_in_a_cuda_graph_and_replays_fresh_randomness():
     dev = torch.device("cuda")
     images, boxes = _single_pixel_images(512)
-    loader = DeviceLoader(images.to(dev), torch.arange(512, device=dev), boxes.to(dev), batch_size=128,
-                          mean=(0.5,) * 3, std=(0.5,) * 3)  # global CUDA RNG: graph-safe
+    loader = DeviceLoader(images.to(dev), torch.arange(512, device=dev), boxes.to(dev),
+                          batch_size=128, mean=(0.5,) * 3,
+                          std=(0.5,) * 3)  # global CUDA RNG: graph-safe
     index = torch.randperm(512, device=dev)[:128]
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())

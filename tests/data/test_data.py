@@ -53,7 +53,8 @@ def test_cifar10_archive_loads_as_uint8_images_in_channel_first_order(tmp_path):
     assert len(train) == 20 and train.images.shape == (20, 3, 32, 32)
     assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
     first = members["data_batch_1"]["data"][0]
-    assert torch.equal(train.images[0, 1].flatten(), torch.from_numpy(first[1024:2048]))  # green plane
+    assert torch.equal(train.images[0, 1].flatten(),
+                       torch.from_numpy(first[1024:2048]))  # green plane
     assert train.labels.tolist()[:4] == members["data_batch_1"]["labels"]
     assert train.classes == [f"c{i}" for i in range(10)] and train.boxes is None
     assert len(data.load("cifar10", "test", tmp_path)) == 3
@@ -77,7 +78,8 @@ def test_mean_and_std_are_per_channel_in_unit_pixel_scale(tmp_path):
 
 
 def test_missing_cifar_names_the_directory_the_file_and_the_download_flag(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cifar10: not found in .*cifar-10-python\.tar\.gz.*--download"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"cifar10: not found in .*cifar-10-python\.tar\.gz.*--download"):
         data.load("cifar10", "train", tmp_path)
 
 
@@ -310,7 +312,8 @@ def test_resnet20_learns_the_synthetic_set_through_the_device_loader():
     loader = augment.DeviceLoader(train.images, train.labels, batch_size=64, mean=train.mean,
                                   std=train.std, pad=2, generator=torch.Generator().manual_seed(0))
     total = 3 * len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     for _ in range(3):
         for x, y, _ in loader:
             loss = F.cross_entropy(model(x), y)

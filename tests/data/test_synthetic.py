@@ -29,8 +29,10 @@ def test_box_is_the_tight_box_of_every_object_pixel():
     inside = (xs >= x1) & (xs < x2) & (ys >= y1) & (ys < y2)
     assert not (obj & ~inside).any()  # every object pixel lies in its box
     # tight: each edge row / column of the box holds an object pixel
-    assert (obj & (xs == x1)).flatten(1).any(1).all() and (obj & (xs == x2 - 1)).flatten(1).any(1).all()
-    assert (obj & (ys == y1)).flatten(1).any(1).all() and (obj & (ys == y2 - 1)).flatten(1).any(1).all()
+    assert ((obj & (xs == x1)).flatten(1).any(1).all()
+            and (obj & (xs == x2 - 1)).flatten(1).any(1).all())
+    assert ((obj & (ys == y1)).flatten(1).any(1).all()
+            and (obj & (ys == y2 - 1)).flatten(1).any(1).all())
 
 
 def test_all_classes_occur_and_differ_in_form_not_colour_alone():

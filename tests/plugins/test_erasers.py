@@ -1,4 +1,5 @@
-"""Specification of the eraser contract (every registered eraser) and of each built-in's geometry."""
+"""Specification of the eraser contract (every registered eraser) and of each built-in's
+geometry."""
 
 import pytest
 import torch
@@ -38,7 +39,8 @@ def planted_cam(peaks, size=SIZE):
 
 
 def boxes(mask):
-    """Bounding box (top, left, height, width) of each mask (B, 1, H, W); rows with no pixel -> 0."""
+    """Bounding box (top, left, height, width) of each mask (B, 1, H, W); rows with no pixel ->
+    0."""
     rows, cols = mask[:, 0].any(2), mask[:, 0].any(1)
     return rows.int().argmax(1), cols.int().argmax(1), rows.sum(1), cols.sum(1)
 
@@ -195,7 +197,8 @@ def test_eraser_and_fill_capture_in_one_cuda_graph(name):
         ("random_erasing", {"max_count": 2.5}, "max_count must be an integer >= 1"),
         ("random_erasing", {"min_count": 3, "max_count": 2}, "min_count must be <= max_count"),
         ("cam_erasing", {"b_h": -1}, "b_h must be an integer >= 0"),
-        ("cam_erasing", {"vertex": "middle"}, "vertex must be one of 'top_left', 'random', 'centre'"),
+        ("cam_erasing", {"vertex": "middle"},
+         "vertex must be one of 'top_left', 'random', 'centre'"),
         ("cam_erasing", {"border": "wrap"}, "border must be one of 'clip', 'shift'"),
     ],
 )
@@ -406,7 +409,8 @@ def test_cam_erasing_random_vertex_uses_all_four_corners_of_the_rectangle():
     at_top, at_left = top == 16, left == 16
     at_bottom, at_right = top + height - 1 == 16, left + width - 1 == 16
     assert ((at_top | at_bottom) & (at_left | at_right)).all()
-    corners = {(bool(a), bool(b)) for a, b in zip(at_top & ~at_bottom, at_left & ~at_right, strict=True)}
+    corners = {(bool(a), bool(b))
+               for a, b in zip(at_top & ~at_bottom, at_left & ~at_right, strict=True)}
     assert corners == {(True, True), (True, False), (False, True), (False, False)}
 
 

@@ -6,8 +6,9 @@ not full masks). The batched eraser and its reference each make DRAWS draws with
 seeds; the two-sample Kolmogorov-Smirnov statistic of the erased fraction (and of box
 height / top row where the geometry allows it) must be below the 0.1% critical value for
 the two sample sizes (about 0.0087 for 1e5 vs 1e5 draws; box statistics use only the
-erased draws, so their bound is wider). To show the test has power, wrong samplers (torchvision's log-uniform aspect, another area range, no
-border clipping, ...) must give a statistic above their stated floor.
+erased draws, so their bound is wider). To show the test has power, wrong samplers
+(torchvision's log-uniform aspect, another area range, no border clipping, ...) must give a
+statistic above their stated floor.
 
 Print the statistics with ``python tests/test_fidelity.py`` (or ``pytest -s``).
 """
@@ -107,7 +108,8 @@ def reference_cutout(seed=2, length=16, clip=True):
         if clip:
             y, x = rng.randint(h), rng.randint(w)
         else:
-            y, x = rng.randint(length // 2, h - length // 2 + 1), rng.randint(length // 2, w - length // 2 + 1)
+            y, x = (rng.randint(length // 2, h - length // 2 + 1),
+                    rng.randint(length // 2, w - length // 2 + 1))
         y1, y2 = np.clip(y - length // 2, 0, h), np.clip(y + length // 2, 0, h)
         x1, x2 = np.clip(x - length // 2, 0, w), np.clip(x + length // 2, 0, w)
         fraction[i] = (y2 - y1) * (x2 - x1) / (h * w)
@@ -170,18 +172,24 @@ def reference_cam_erasing(seed=4, b_h=2, clip=True):
 
 # (label, ours, reference, statistic, expect "same" (KS < critical) or a floor KS must exceed)
 COMPARISONS = [
-    ("random_erasing vs RE code", lambda: ours("random_erasing"), reference_random_erasing, "fraction", "same"),
-    ("random_erasing vs RE code", lambda: ours("random_erasing"), reference_random_erasing, "height", "same"),
-    ("random_erasing vs RE code", lambda: ours("random_erasing"), reference_random_erasing, "top", "same"),
+    ("random_erasing vs RE code", lambda: ours("random_erasing"), reference_random_erasing,
+     "fraction", "same"),
+    ("random_erasing vs RE code", lambda: ours("random_erasing"), reference_random_erasing,
+     "height", "same"),
+    ("random_erasing vs RE code", lambda: ours("random_erasing"), reference_random_erasing,
+     "top", "same"),
     ("random_erasing(aspect=log) vs torchvision", lambda: ours("random_erasing", aspect="log"),
      lambda: reference_random_erasing(aspect="log", attempts=10, tv_coin=True), "fraction", "same"),
     ("random_erasing(aspect=log) vs torchvision", lambda: ours("random_erasing", aspect="log"),
      lambda: reference_random_erasing(aspect="log", attempts=10, tv_coin=True), "height", "same"),
     ("cutout vs Cutout code", lambda: ours("cutout"), reference_cutout, "fraction", "same"),
     ("cutout vs Cutout code", lambda: ours("cutout"), reference_cutout, "top", "same"),
-    ("hide_and_seek vs HaS code", lambda: ours("hide_and_seek"), reference_hide_and_seek, "fraction", "same"),
-    ("cam_erasing vs literal reading", lambda: ours("cam_erasing"), reference_cam_erasing, "fraction", "same"),
-    ("cam_erasing vs literal reading", lambda: ours("cam_erasing"), reference_cam_erasing, "top", "same"),
+    ("hide_and_seek vs HaS code", lambda: ours("hide_and_seek"), reference_hide_and_seek,
+     "fraction", "same"),
+    ("cam_erasing vs literal reading", lambda: ours("cam_erasing"), reference_cam_erasing,
+     "fraction", "same"),
+    ("cam_erasing vs literal reading", lambda: ours("cam_erasing"), reference_cam_erasing,
+     "top", "same"),
     # power: a wrong sampler must be caught
     ("WRONG random_erasing vs torchvision log aspect", lambda: ours("random_erasing"),
      lambda: reference_random_erasing(aspect="log", attempts=10, tv_coin=True), "height", 0.05),
@@ -222,7 +230,8 @@ def test_aspect_sampler_barely_moves_the_erased_fraction():
     # S_e whatever the aspect, so uniform vs log-uniform aspect differ only through rejected
     # attempts. Pinned here so the weakness of a fraction-only check stays visible.
     value = float(ks_2samp(ours("random_erasing")["fraction"],
-                           reference_random_erasing(aspect="log", attempts=10, tv_coin=True)["fraction"]).statistic)
+                           reference_random_erasing(aspect="log", attempts=10,
+                                                    tv_coin=True)["fraction"]).statistic)
     print(f"\nKS random_erasing vs torchvision log aspect [fraction] = {value:.5f}")
     assert value < 0.02
 

@@ -104,7 +104,8 @@ def test_duplicate_name_names_both_clashing_classes(isolated):
 
 def test_registering_the_same_definition_again_replaces_it(isolated):
     plugins.register("whole")(Whole)
-    again = type("Whole", (plugins.Eraser,), {"__module__": Whole.__module__, "__qualname__": "Whole"})
+    again = type("Whole", (plugins.Eraser,),
+                 {"__module__": Whole.__module__, "__qualname__": "Whole"})
     plugins.register("whole")(again)  # e.g. importlib.reload of the defining module
     assert plugins.get("whole") is again
 
@@ -127,7 +128,8 @@ def test_registered_plugin_is_buildable_and_unregister_removes_it(isolated):
 def test_entry_points_are_loaded_lazily_and_only_once(isolated, monkeypatch):
     calls = []
     fake = importlib.metadata.entry_points
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: calls.append(1) or fake(**kw))
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: calls.append(1) or fake(**kw))
     assert calls == []
     plugins.available()
     plugins.build("cutout")
@@ -143,9 +145,11 @@ def test_entry_point_naming_a_class_registers_it_under_the_entry_point_name(isol
     assert isinstance(plugins.build("whole_image"), Whole)
 
 
-def test_entry_point_naming_a_module_registers_through_its_decorators(isolated, monkeypatch, tmp_path):
+def test_entry_point_naming_a_module_registers_through_its_decorators(isolated, monkeypatch,
+                                                                       tmp_path):
     (tmp_path / "fake_erasers_mod.py").write_text(
-        "import plugins\n\n@plugins.register('from_module')\nclass FromModule(plugins.Eraser):\n    pass\n"
+        "import plugins\n\n@plugins.register('from_module')\n"
+        "class FromModule(plugins.Eraser):\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     isolated.append(FakeEntryPoint("from_module", "fake_erasers_mod", "fake-erasers"))
@@ -191,5 +195,6 @@ def test_a_plugin_returning_a_wrong_mask_is_caught_at_the_call():
         def forward(self, images, *, cam=None, generator=None):
             return torch.zeros(images.shape[0], 1, *images.shape[2:])
 
-    with pytest.raises(TypeError, match=r"Floaty.forward must return a bool mask of shape \(2, 1, 4, 4\)"):
+    with pytest.raises(TypeError,
+                       match=r"Floaty.forward must return a bool mask of shape \(2, 1, 4, 4\)"):
         Floaty()(torch.zeros(2, 3, 4, 4))

@@ -31,7 +31,8 @@ def test_the_readmes_left_band_runs_in_a_suite_that_imports_its_file(tmp_path, p
     (tmp_path / "my_erasers.py").write_text(readme_block("<!-- example:add-eraser -->", "python"))
     suite = readme_block("<!-- example:suite-imports -->", "yaml")
     suite = suite.replace("n_train: 2560, n_test: 1000", "n_train: 64, n_test: 32, size: 16")
-    suite = suite.replace("epochs: 4, milestones: [3]", "epochs: 1, milestones: [1], batch_size: 32")
+    suite = suite.replace("epochs: 4, milestones: [3]",
+                          "epochs: 1, milestones: [1], batch_size: 32")
     (tmp_path / "my_study.yaml").write_text(suite)
     monkeypatch.chdir(tmp_path / "..")  # the file is found beside the suite, not only in the cwd
     out = tmp_path / "out"
@@ -65,7 +66,8 @@ def test_an_import_given_on_the_command_line_is_imported_before_validation(tmp_p
 
 
 def test_a_missing_import_is_one_line_naming_it(tmp_path):
-    with pytest.raises(ConfigError, match=r"key 'imports': import 'no_such_module': no such module"):
+    with pytest.raises(ConfigError,
+                       match=r"key 'imports': import 'no_such_module': no such module"):
         parse_suite({"name": "x", "imports": ["no_such_module"]}, str(tmp_path / "s.yaml"))
     with pytest.raises(ConfigError, match=r"import 'gone.py': no such file"):
         parse_suite({"name": "x", "imports": ["gone.py"]}, str(tmp_path / "s.yaml"))

@@ -76,7 +76,8 @@ FIVE = ["plain", "random_erasing", "cutout", "hide_and_seek", "cam_erasing"]
 
 
 def complete_suite():
-    """cifar10, resnet20 (five methods and two CAM ablations) and resnet32 (five methods), 3 seeds."""
+    """cifar10, resnet20 (five methods and two CAM ablations) and resnet32 (five methods), 3
+    seeds."""
     plan = [(m, mo, s) for mo, methods in (("resnet20", list(BASE)), ("resnet32", FIVE))
             for m in methods for s in range(3)]
     recs = [make_record("thesis", mo, m, s, BASE[m] - (1.0 if mo == "resnet32" else 0) + OFFSETS[s])
@@ -370,7 +371,8 @@ def test_welch_p_is_none_below_two_runs_or_without_spread():
 
 
 def test_p_values_are_formatted_with_a_floor():
-    assert [markdown.fmt_p(p) for p in (None, 0.0004, 0.0123, 0.5)] == ["n/a", "<0.001", "0.012", "0.500"]
+    assert ([markdown.fmt_p(p) for p in (None, 0.0004, 0.0123, 0.5)]
+            == ["n/a", "<0.001", "0.012", "0.500"])
 
 
 # ----------------------------------------------------------------------------- compare
@@ -598,8 +600,10 @@ def test_cli_render_names_a_missing_results_folder(tmp_path, capsys):
 
 def test_thesis_tables_are_the_published_numbers():
     assert thesis.TABLE_2["resnet44"]["cam_erasing"] == 5.15
-    assert thesis.TABLE_1["resnet20"] == {k: thesis.TABLE_2["resnet20"][k] for k in thesis.BASELINES}
-    assert min(thesis.TABLE_3["resnet20"], key=thesis.TABLE_3["resnet20"].get) == thesis.PROPOSED_B_H
+    assert thesis.TABLE_1["resnet20"] == {k: thesis.TABLE_2["resnet20"][k]
+                                          for k in thesis.BASELINES}
+    assert (min(thesis.TABLE_3["resnet20"], key=thesis.TABLE_3["resnet20"].get)
+            == thesis.PROPOSED_B_H)
     assert json.dumps(thesis.TABLE_4) == '{"resnet20": {"during": 6.4, "after": 6.44}}'
 
 

@@ -58,8 +58,10 @@ def test_tiny_suite_writes_one_record_per_run_and_a_leaderboard(tiny, tmp_path):
         assert r["config"]["train"]["epochs"] == 2 and r["versions"]["torch"] == torch.__version__
         assert r["occlusion"] is not None  # synthetic data has boxes
     cam = recs["resnet20__cam_erasing__s0"]
-    assert cam["mode"] == "append" and cam["cam"]["path"] == "fast" and cam["cam"]["source"] == "during"
-    assert cam["curves"]["erased_fraction"][0] == 0.0 < cam["curves"]["erased_fraction"][1]  # warm-up
+    assert (cam["mode"] == "append" and cam["cam"]["path"] == "fast"
+            and cam["cam"]["source"] == "during")
+    assert (cam["curves"]["erased_fraction"][0] == 0.0
+            < cam["curves"]["erased_fraction"][1])  # warm-up
     assert cam["occlusion"]["train_cam_peak_in_box"] is not None
     cut = recs["resnet20__cutout__s0"]
     assert cut["occlusion"]["erased_image_rate"] == 1.0  # Cutout erases every image (p = 1)
@@ -103,7 +105,8 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_ends_identical(tiny, tm
 def test_cam_after_training_uses_the_frozen_plain_model(tmp_path):
     p = tmp_path / "after.yaml"
     p.write_text(TINY.replace("name: tiny", "name: after").split("methods:")[0]
-                 + "methods:\n  - {name: cam_erasing, warmup_epochs: 1, sweep: {cam.source: [after]}}\n")
+                 + "methods:\n"
+                   "  - {name: cam_erasing, warmup_epochs: 1, sweep: {cam.source: [after]}}\n")
     out = tmp_path / "out"
     run(["--suite", p, "--out", out, "--no-wandb"])
     recs = records(out, "after")
@@ -211,10 +214,11 @@ def test_two_processes_share_the_runs(tiny, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Accelerate's --cpu launcher starts one process unless it goes through mpirun; --multi_gpu
     # (torchrun underneath) starts two, which run.py turns into gloo CPU processes without CUDA.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "benchmark" / "run.py"), "--suite", str(tiny), "--out", str(out), "--no-wandb",
-           "--no-progress", "--erasers", "plain,cutout,cam_erasing"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(ROOT / "benchmark" / "run.py"), "--suite", str(tiny),
+           "--out", str(out), "--no-wandb", "--no-progress", "--erasers",
+           "plain,cutout,cam_erasing"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = records(out)

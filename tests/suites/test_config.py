@@ -19,7 +19,8 @@ def test_every_shipped_suite_loads_and_expands():
     from benchmark.suites.config import CONFIG_DIR
 
     names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    assert {"smoke", "thesis", "bh_sweep", "cam_timing", "resnet18", "synthetic_study"} <= set(names)
+    assert ({"smoke", "thesis", "bh_sweep", "cam_timing", "resnet18", "synthetic_study"}
+            <= set(names))
     for name in names:
         assert expand(load_suite(name))
 

@@ -1,4 +1,5 @@
-"""The pack trainer: shared warm-ups, the append step's BatchNorm batch, graph fallback, planning."""
+"""The pack trainer: shared warm-ups, the append step's BatchNorm batch, graph fallback,
+planning."""
 
 import textwrap
 import warnings
