@@ -57,21 +57,7 @@ class Eraser:
             raise TypeError(f"{name}: images must be floating point, got {images.dtype}")
         check_channels_first(name, images.shape)
         batch, _, height, width = images.shape
-        if cam is None and self.needs_cam:
-            raise ValueError(
-                f"{name} needs a saliency map: call it with cam=(B, H, W) float tensor "
-                "upsampled to the image size (the runner passes one when needs_cam is True)"
-            )
-        if cam is not None:
-            if not isinstance(cam, torch.Tensor) or tuple(cam.shape) != (batch, height, width):
-                got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
-                raise ValueError(f"{name}: cam must have shape {(batch, height, width)}, got {got}")
-            if not cam.is_floating_point():
-                raise TypeError(f"{name}: cam must be floating point, got {cam.dtype}")
-            if cam.device != images.device:
-                raise ValueError(
-                    f"{name}: cam is on {cam.device} but images are on {images.device}"
-                )
+        self._check_cam(cam, images)
         check_generator(generator, images.device, name)
         mask = self.forward(images, cam=cam, generator=generator)
         # Metadata-only checks (no host sync): catch a plugin that breaks the contract here,
@@ -92,6 +78,25 @@ class Eraser:
                 f"on {images.device}, got {got}"
             )
         return mask
+
+    def _check_cam(self, cam, images: torch.Tensor) -> None:
+        """A CAM eraser needs a float (B, H, W) map on the images' device; others may get one."""
+        name = type(self).__name__
+        batch, _, height, width = images.shape
+        if cam is None and self.needs_cam:
+            raise ValueError(
+                f"{name} needs a saliency map: call it with cam=(B, H, W) float tensor "
+                "upsampled to the image size (the runner passes one when needs_cam is True)"
+            )
+        if cam is None:
+            return
+        if not isinstance(cam, torch.Tensor) or tuple(cam.shape) != (batch, height, width):
+            got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
+            raise ValueError(f"{name}: cam must have shape {(batch, height, width)}, got {got}")
+        if not cam.is_floating_point():
+            raise TypeError(f"{name}: cam must be floating point, got {cam.dtype}")
+        if cam.device != images.device:
+            raise ValueError(f"{name}: cam is on {cam.device} but images are on {images.device}")
 
     def forward(
         self,

@@ -50,14 +50,11 @@ class CamErasing(Eraser):
     def __init__(
         self,
         p: float = 1.0,
-        sl: float = 0.02,
-        sh: float = 0.4,
-        r1: float = 0.3,
+        sl: float = 0.02, sh: float = 0.4, r1: float = 0.3,  # Random Erasing's size sampler
         b_h: int = 2,
         vertex: str = "top_left",
         border: str = "clip",
-        aspect: str = "uniform",
-        max_attempts: int | None = None,
+        aspect: str = "uniform", max_attempts: int | None = None,  # ... and its aspect draw
     ):
         owner = type(self).__name__
         self.p = check_probability(owner, "p", p)

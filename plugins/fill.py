@@ -15,6 +15,28 @@ __all__ = ["FILL_MODES", "fill"]
 FILL_MODES = ("zero", "mean", "random", "channel")
 
 
+def _check(images, mask, mode: str) -> None:
+    """One-line errors for a bad mode, a non-image or a mask that does not match the images."""
+    if mode not in FILL_MODES:
+        raise ValueError(
+            f"fill: mode must be one of {', '.join(map(repr, FILL_MODES))}, got {mode!r}"
+        )
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError("fill: images must be a (B, C, H, W) tensor")
+    batch, _, height, width = images.shape
+    if (
+        not isinstance(mask, torch.Tensor)
+        or mask.dtype != torch.bool
+        or tuple(mask.shape) != (batch, 1, height, width)
+    ):
+        got = (
+            f"{mask.dtype} {tuple(mask.shape)}"
+            if isinstance(mask, torch.Tensor)
+            else type(mask).__name__
+        )
+        raise ValueError(f"fill: mask must be bool of shape {(batch, 1, height, width)}, got {got}")
+
+
 def fill(
     images: torch.Tensor,
     mask: torch.Tensor,
@@ -34,24 +56,8 @@ def fill(
     step pass ``mean`` as a tensor already on the device: a Python list is copied host to
     device on every call.
     """
-    if mode not in FILL_MODES:
-        raise ValueError(
-            f"fill: mode must be one of {', '.join(map(repr, FILL_MODES))}, got {mode!r}"
-        )
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError("fill: images must be a (B, C, H, W) tensor")
-    batch, channels, height, width = images.shape
-    if (
-        not isinstance(mask, torch.Tensor)
-        or mask.dtype != torch.bool
-        or tuple(mask.shape) != (batch, 1, height, width)
-    ):
-        got = (
-            f"{mask.dtype} {tuple(mask.shape)}"
-            if isinstance(mask, torch.Tensor)
-            else type(mask).__name__
-        )
-        raise ValueError(f"fill: mask must be bool of shape {(batch, 1, height, width)}, got {got}")
+    _check(images, mask, mode)
+    batch, channels = images.shape[:2]
     if mode == "zero":
         return images.masked_fill(mask, 0)
     if mode == "mean":

@@ -1,4 +1,4 @@
-"""Run a suite: `erasebench run --suite smoke`, or `accelerate launch benchmark/run.py --suite smoke`.
+"""Run a suite: `erasebench run --suite smoke` (or `accelerate launch benchmark/run.py ...`).
 
 Every process is a worker on the suite's results folder: it claims the runs nobody holds
 (runner/claims.py), trains them in packs (suites/plan.py, training/train.py) and writes
@@ -19,12 +19,10 @@ from pathlib import Path
 
 from benchmark import results
 from benchmark.runner import claims
+from benchmark.runner.worker import Stop, Worker
 from benchmark.suites import fingerprint, plan
 from benchmark.suites.config import ConfigError, load_suite
 from benchmark.suites.expand import RunSpec, apply_overrides, expand, parse_seeds
-from benchmark.training.train import Hooks
-
-POLL_S = 5.0  # how often a worker with nothing to claim looks again
 
 
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
@@ -234,7 +232,6 @@ def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
     """A record made by another config stops the suite (one line naming the keys that differ),
     unless --rerun-changed, which moves those records aside so the runs train again."""
     from benchmark.fileio import move_aside
-    from benchmark.suites import fingerprint
 
     changed, keys = [], {}
     for r in runs:
@@ -259,34 +256,6 @@ def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
     more = f" (and {len(keys) - 4} more keys)" if len(keys) > 4 else ""
     return (f"{results_dir}: {len(changed)} of its records were made by another config ({what}"
             f"{more}); use another --out for this one, or --rerun-changed to retrain those runs")
-
-
-class Stop:
-    """SIGINT/SIGTERM: finish the epoch, checkpoint, render, exit 130/143. A second Ctrl-C: now."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.where = ""
-
-    def install(self) -> Stop:
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        import signal
-
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum, self.where = signum, ""
-        print(f"\n{signal.Signals(signum).name}: finishing the current epoch, then stopping "
-              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-
-    @property
-    def code(self) -> int:
-        return 128 + (self.signum or 0)
 
 
 def main(argv=None, prog: str = "erasebench run") -> int:
@@ -390,281 +359,6 @@ def _render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
     leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=lb.parent / "figures",
                              expected_runs=[expected(r) for r in runs],
                              cam_figure_from=(runs, work_dir))
-
-
-class Worker:
-    """Claims and trains packs until every run of the suite has a record."""
-
-    def __init__(self, args, runs, device, precision, results_dir: Path, work_dir: Path,
-                 command: str, process: tuple[int, int], stop: Stop | None = None):
-        self.stop = stop or Stop()
-        self.args, self.runs, self.device, self.precision = args, runs, device, precision
-        self.results_dir, self.work_dir, self.command, self.process = (results_dir, work_dir,
-                                                                        command, process)
-        self.claims_dir = results_dir / "claims"
-        self.trained = self.skipped = 0
-        self.failed: list[str] = []
-        self.data_cache: dict = {}
-        self.seen: set[str] = set()  # run ids already counted (trained, skipped or failed)
-        self.bar = None
-
-    def describe(self, spec: RunSpec) -> dict:
-        """What a record and a W&B config add to the run's config: the resolved eraser params,
-        where the eraser came from, the fingerprint and the precision."""
-        import plugins
-        from plugins.sources import provenance
-
-        m = spec.method
-        return {**spec.to_dict(), "fingerprint": fingerprint.of_run(spec, self.precision),
-                "precision": self.precision,
-                "eraser_params": {} if m.is_plain else plugins.build(m.name, **m.params).params(),
-                "eraser_source": None if m.is_plain else provenance(m.name)}
-
-    def _stamp(self, spec: RunSpec, rec: dict) -> dict:
-        d = self.describe(spec)
-        rec.update({k: d[k] for k in ("fingerprint", "precision", "eraser_source")})
-        return rec
-
-    def state(self, run_id: str) -> str | None:
-        """finished, failed or None (to train): a failed run is retried only with --retry-failed,
-        and once per invocation."""
-        st = results.status(self.results_dir, run_id)
-        if st == "failed" and self.args.retry_failed and run_id not in self.failed:
-            return None
-        return st
-
-    def ready(self, r: RunSpec) -> bool:
-        """A run's dependencies allow it to start (a failed warm-up provider: start from
-        scratch)."""
-        if r.frozen_from and self.state(r.frozen_from) != "finished":
-            return False
-        if r.fork_from:
-            from benchmark.training.train import fork_path
-
-            fork = fork_path(self.work_dir, r.fork_from, r.method.warmup_epochs)
-            return fork.is_file() or self.state(r.fork_from) is not None
-        return True
-
-    def _todo(self, pack: plan.Pack) -> list[RunSpec]:
-        """The pack's runs still to train; counts the ones found done."""
-        todo = []
-        for r in pack.runs:
-            st = self.state(r.run_id)
-            if st is None and r.frozen_from and self.state(r.frozen_from) == "failed":
-                self._fail(r, None, f"its frozen CAM model's run {r.frozen_from} failed")
-                st = "failed"
-            if st is None:
-                todo.append(r)
-            elif r.run_id not in self.seen:
-                self.seen.add(r.run_id)
-                self.skipped += st == "finished"
-        return todo
-
-    def _progress(self, total: int):
-        """The suite's bar: runs settled (finished or failed) of all, with tqdm's ETA."""
-        if self.args.no_progress or self.process[0] != 0 or self.args.device:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=f"suite {self.runs[0].suite}", unit="run", position=0,
-                    dynamic_ncols=True, leave=True)
-
-    def run(self, packs: list[plan.Pack]) -> None:
-        self.bar = self._progress(len(self.runs))
-        try:
-            self._run(packs)
-        finally:
-            if self.bar is not None:
-                self.bar.close()
-
-    def _tick(self) -> None:
-        if self.bar is not None:
-            self.bar.n = len(self.seen)
-            self.bar.refresh()
-
-    def _run(self, packs: list[plan.Pack]) -> None:
-        pending = list(packs)
-        while pending and not self.stop.signum:
-            for pack in list(pending):
-                todo = self._todo(pack)
-                if not todo:
-                    pending.remove(pack)
-                    continue
-                mine = self._claim([r for r in todo if self.ready(r)])
-                self._tick()
-                if mine:
-                    try:
-                        self._train(mine)
-                    finally:
-                        for _, c in mine:
-                            c.release()
-                    self._tick()
-                    break  # rescan from the top: providers first
-            else:
-                if pending:
-                    time.sleep(POLL_S)  # others hold the rest, or their dependencies are not ready
-
-    def _claim(self, todo: list[RunSpec]) -> list[tuple[RunSpec, claims.Claim]]:
-        mine = []
-        for r in todo:
-            c = claims.try_claim(self.claims_dir, r.run_id, timeout_s=self.args.claim_timeout)
-            if c is None:
-                continue
-            if self.state(r.run_id) is not None:  # finished between our look and our claim
-                c.release()
-                continue
-            mine.append((r, c))
-        return mine
-
-    def _train(self, mine: list[tuple[RunSpec, claims.Claim]]) -> None:
-        from benchmark.training.train import train_pack
-
-        specs = [r for r, _ in mine]
-        hooks = RunnerHooks(self, mine)
-        frozen = {r.run_id: self.work_dir / f"{r.frozen_from}.final.pt"
-                  for r in specs if r.frozen_from}
-        t0 = time.perf_counter()
-        try:
-            outcomes = train_pack(specs, device=self.device, work_dir=self.work_dir,
-                                  data_cache=self.data_cache, precision=self.precision,
-                                  frozen_ckpts=frozen, hooks=hooks, extra=hooks.extra)
-        except Exception as e:  # noqa: BLE001 - one broken run must not lose the others' results
-            hooks.close()
-            if len(specs) > 1:  # find the culprit: train the pack's runs one by one
-                print(f"warning: a pack of {len(specs)} failed ({results.one_line(e)}); training "
-                      "its runs one by one", file=sys.stderr)
-                for pair in mine:
-                    if not self.stop.signum:
-                        self._train([pair])
-                return
-            self._fail(specs[0], hooks.epoch + 1, e, wall=time.perf_counter() - t0)
-            return
-        wall = time.perf_counter() - t0
-        for spec, outcome in zip(specs, outcomes, strict=True):
-            if outcome["status"] == "finished":
-                rec = results.make_record(spec, outcome, wall_time_s=wall / len(specs),
-                                          device=self.device, command=self.command,
-                                          process=self.process)
-                results.write_record(self.results_dir, self._stamp(spec, rec))
-                hooks.finish(spec.run_id, rec)
-                self.stop.where = self.stop.where or f"after run {spec.run_id} finished"
-                self.trained += 1
-                self.seen.add(spec.run_id)
-            elif outcome["status"] == "failed":
-                self._fail(spec, outcome["epoch"], outcome["reason"], outcome["progress"],
-                           wall=wall / len(specs))
-            else:  # interrupted: the first one names where
-                self.stop.where = f"at epoch {outcome['epoch']} of run {spec.run_id}"
-        hooks.close()
-
-    def _fail(self, spec: RunSpec, epoch, reason, progress=None, wall=None) -> None:
-        """A failed run is a result too: its record says when and why."""
-        self.failed.append(spec.run_id)
-        self.seen.add(spec.run_id)
-        rec = results.failed_record(
-            spec, epoch=epoch, reason=reason, curves=getattr(progress, "curves", None),
-            wall_time_s=wall, device=self.device, command=self.command, process=self.process,
-            train_time_s=getattr(progress, "train_time", None))
-        try:
-            self._stamp(spec, rec)
-        except Exception:  # noqa: BLE001 - an eraser that cannot be built may be why it failed
-            rec["precision"] = self.precision
-        results.write_record(self.results_dir, rec)
-        print(f"error: run {spec.run_id} failed in epoch {epoch}: {rec['failure']['reason']}",
-              file=sys.stderr)
-
-
-class RunnerHooks(Hooks):
-    """Progress bar, W&B runs and claim heartbeats of one training pack."""
-
-    def __init__(self, worker: Worker, mine):
-        from benchmark.runner import tracking
-
-        self.worker, self.mine = worker, mine
-        self.specs = [r for r, _ in mine]
-        self.extra = [{} for _ in mine]  # kept in each run's resume checkpoint (its W&B id)
-        self.trackers = [tracking.NullTracker() for _ in mine]
-        self.lost = False
-        args = worker.args
-        self.bar = None
-        self.last_beat = self.last_draw = time.monotonic()
-        self.epoch = 0
-        if not args.no_progress:
-            from tqdm.auto import tqdm
-
-            name = self.specs[0].run_id if len(self.specs) == 1 else \
-                f"{self.specs[0].run_id} +{len(self.specs) - 1}"
-            self.bar = tqdm(total=self.specs[0].train.epochs, desc=name, leave=False, unit="ep",
-                            dynamic_ncols=True, position=1 + worker.process[0])
-
-    def started(self, k, progress, source):
-        from benchmark.runner import tracking
-
-        self.epoch = progress.epoch
-        args, r = self.worker.args, self.specs[k]
-        # a random id per experiment, kept in the resume state: a resumed run continues its own
-        wid = progress.extra.setdefault("wandb_id", tracking.new_run_id())
-        self.trackers[k] = tracking.start(enabled=not args.no_wandb, project=args.wandb_project,
-                                          group=r.suite, name=r.run_id, run_id=wid,
-                                          config=self.worker.describe(r), out_dir=Path(args.out))
-        if source == "fork":  # the inherited warm-up epochs belong to this run's W&B history too
-            curves = progress.curves
-            for i in range(len(curves["epoch"])):
-                row = {c: curves[c][i] for c in curves}
-                self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
-        if self.bar is not None and k == 0:
-            self.bar.n = progress.epoch
-            self.bar.refresh()
-
-    def epoch_end(self, k, row):
-        from benchmark.runner import tracking
-
-        self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
-        self.epoch = row["epoch"]
-        if self.bar is not None and k == 0:
-            self.bar.n = row["epoch"]
-            self.bar.set_postfix({"loss": f"{row['train_loss']:.3f}",
-                                  "err%": f"{row['test_error']:.2f}"}, refresh=False)
-            self.bar.refresh()
-        self._beat()
-
-    def step(self, done, total):
-        now = time.monotonic()
-        if self.bar is not None and now - self.last_draw > 0.5:
-            self.bar.n = round(self.epoch + done / total, 2)
-            self.bar.refresh()
-            self.last_draw = now
-        self._beat()
-
-    def _beat(self):
-        if time.monotonic() - self.last_beat > 30:
-            for r, c in self.mine:
-                if not c.heartbeat() and not self.lost:
-                    self.lost = True
-                    print(f"warning: another worker took over {r.run_id} (this one looked dead); "
-                          "stopping this pack", file=sys.stderr)
-            self.last_beat = time.monotonic()
-
-    def should_stop(self):
-        return self.worker.stop.signum is not None or self.lost
-
-    def finish(self, run_id: str, rec: dict) -> None:
-        k = [r.run_id for r in self.specs].index(run_id)
-        occ = rec["occlusion"] or {}
-        test = {"test/cam_peak_in_box": occ.get("cam_peak_in_box"),
-                "test/random_point_in_box": occ.get("random_point_in_box")}
-        self.trackers[k].summary({
-            "test/final_error_pct": rec["final_test_error"],
-            "test/best_error_pct": rec["best_test_error"], "test/best_epoch": rec["best_epoch"],
-            **{k2: v for k2, v in test.items() if v is not None},
-            **{f"occlusion/{key}": v for key, v in occ.items()
-               if v is not None and key not in ("cam_peak_in_box", "random_point_in_box")}})
-
-    def close(self):
-        for t in self.trackers:
-            t.finish()
-        if self.bar is not None:
-            self.bar.close()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TINY = """
 name: tiny
-data: {name: synthetic, options: {n_train: 128, n_test: 64, seed: 0}}
+data: {name: synthetic, options: {n_train: 128, n_test: 64, seed: 0, size: 16}}
 train: {epochs: 2, batch_size: 32, milestones: [1], checkpoint_every: 1, eval_batch_size: 64}
 models: [resnet20]
 seeds: [0]
