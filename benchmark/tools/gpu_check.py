@@ -56,7 +56,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "erasebench-gpu-check"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
+    # The GPU machine runs a copy of the working tree without `pip install`: put it on the path.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
     def left(reserve: float = 0) -> float:
         return args.budget - (time.monotonic() - t0) - reserve
