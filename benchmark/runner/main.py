@@ -47,6 +47,8 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    help="put results/ and leaderboards/ under this folder (default: .)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and their estimated cost; train nothing")
+    p.add_argument("--mixed-precision", choices=("no", "bf16"),
+                   help="default: Accelerate's setting (accelerate launch --mixed_precision)")
     p.add_argument("--graphs", choices=("auto", "on", "off"),
                    help="override train.graphs: capture each step in a CUDA graph (auto: on CUDA)")
     p.add_argument("--pack", help="override train.pack: auto, off, or K runs per stacked network")
@@ -177,13 +179,14 @@ def _device(args):
     return acc, acc.device, acc.process_index, acc.num_processes
 
 
-def _precision(acc) -> str:
-    mp = str(getattr(acc, "mixed_precision", "no") if acc is not None else
-             os.environ.get("ERASEBENCH_PRECISION", "no"))
+def _precision(acc, args=None) -> str:
+    if args is not None and args.mixed_precision:
+        return args.mixed_precision
+    mp = str(getattr(acc, "mixed_precision", "no"))
     return "no" if mp in ("no", "None") else mp
 
 
-def spawn_workers(args, argv, n: int, device) -> list[subprocess.Popen]:
+def spawn_workers(args, argv, n: int, device, precision: str) -> list[subprocess.Popen]:
     """n - 1 more worker processes on this process's device (--runs-per-device n)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ACCELERATE_", "TORCHELASTIC_")) and k not in
@@ -191,7 +194,7 @@ def spawn_workers(args, argv, n: int, device) -> list[subprocess.Popen]:
             "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE")}
     argv = [a for a in (sys.argv[1:] if argv is None else list(map(str, argv)))]
     cmd = [sys.executable, "-m", "benchmark", "run", *argv, "--device", str(device),
-           "--no-progress"]
+           "--mixed-precision", precision, "--no-progress"]
     return [subprocess.Popen(cmd, env=env) for _ in range(n - 1)]
 
 
@@ -272,7 +275,7 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     _threads(args, device, count)
     problems = preflight(args, suite, runs, results_dir)
     if not problems and not args.device:
-        problems = [p for p in [check_fingerprints(runs, results_dir, _precision(acc),
+        problems = [p for p in [check_fingerprints(runs, results_dir, _precision(acc, args),
                                                    args.rerun_changed and index == 0)] if p]
     if problems:
         if index == 0:
@@ -284,7 +287,7 @@ def main(argv=None, prog: str = "erasebench run") -> int:
             states = {r.run_id: results.status(results_dir, r.run_id) for r in runs}
             done = {i for i, st in states.items()
                     if st == "finished" or (st == "failed" and not args.retry_failed)}
-            dry_run(runs, packs, device, done, _precision(acc))
+            dry_run(runs, packs, device, done, _precision(acc, args))
         return 0
     stop = Stop().install()
     try:
@@ -310,12 +313,12 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
     results_dir = out / "results" / suite.name
     work_dir = results_dir / "checkpoints"
     work_dir.mkdir(parents=True, exist_ok=True)
-    children = spawn_workers(args, argv, args.runs_per_device, device) \
+    children = spawn_workers(args, argv, args.runs_per_device, device, _precision(acc, args)) \
         if args.runs_per_device > 1 and not args.device else []
     command = shlex.join(["erasebench", "run", *(sys.argv[1:] if argv is None else map(str, argv))])
     t_suite = time.perf_counter()
-    worker = Worker(args, runs, device, _precision(acc), results_dir, work_dir, command, process,
-                    stop)
+    worker = Worker(args, runs, device, _precision(acc, args), results_dir, work_dir, command,
+                    process, stop)
     worker.run(packs)
     for c in children:
         c.wait()

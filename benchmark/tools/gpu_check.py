@@ -34,15 +34,18 @@ def _run(cmd: list[str], log: Path, seconds: float, env: dict) -> int | None:
         return None
     print(f"$ {' '.join(cmd)}  (up to {seconds:.0f} s)", flush=True)
     with log.open("w") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+        # A session of its own: the signal reaches the whole group (`accelerate launch` does not
+        # forward SIGTERM to the worker it starts), as SLURM signals every process of a step.
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
         try:
             return proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 return proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 return proc.wait()
 
 
