@@ -23,6 +23,7 @@ from benchmark.runner.worker import Stop, Worker
 from benchmark.suites import fingerprint, plan
 from benchmark.suites.config import ConfigError, load_suite
 from benchmark.suites.expand import RunSpec, apply_overrides, expand, parse_seeds
+from benchmark.training.train import PRECISIONS
 
 
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
@@ -274,6 +275,9 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     acc, device, index, count = _device(args)
     _threads(args, device, count)
     problems = preflight(args, suite, runs, results_dir)
+    if _precision(acc, args) not in PRECISIONS:
+        problems.append(f"mixed precision {_precision(acc, args)!r}: erasebench trains in 'no' "
+                        "(fp32) or 'bf16'; fp16 would need loss scaling")
     if not problems and not args.device:
         problems = [p for p in [check_fingerprints(runs, results_dir, _precision(acc, args),
                                                    args.rerun_changed and index == 0)] if p]
