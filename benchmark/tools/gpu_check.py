@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+GRACE_S = 90  # after SIGTERM: the current epoch, the checkpoints and the leaderboard
 
 
 def _run(cmd: list[str], log: Path, seconds: float, env: dict) -> int | None:
@@ -42,11 +43,22 @@ def _run(cmd: list[str], log: Path, seconds: float, env: dict) -> int | None:
             return proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                return proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+            code = proc.wait()
+            if not _group_gone(proc.pid, GRACE_S):  # the worker finishes its epoch and renders
                 os.killpg(proc.pid, signal.SIGKILL)
-                return proc.wait()
+            return code
+
+
+def _group_gone(pgid: int, seconds: float) -> bool:
+    """Wait up to `seconds` for every process of the group to exit."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def main(argv=None) -> int:
@@ -79,9 +91,8 @@ def main(argv=None) -> int:
                              "--no-wandb", "--no-progress", "--out", str(work / "study")], None),
     ]
     codes = {}
-    for i, (name, cmd, cap) in enumerate(steps):
-        reserve = 75 * (len(steps) - 1 - i)  # keep time for the steps after this one
-        seconds = left(reserve + 20) if cap is None else min(cap, left(reserve + 20))
+    for name, cmd, cap in steps:
+        seconds = left(GRACE_S) if cap is None else min(cap, left(GRACE_S))
         codes[name] = _run(cmd, out / f"{name}.log", seconds, env)
         print(f"{name}: exit {codes[name]} after {time.monotonic() - t0:.0f} s", flush=True)
     with tarfile.open(out / "gpu_check.tar.gz", "w:gz") as tar:
