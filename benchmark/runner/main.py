@@ -23,7 +23,7 @@ from benchmark.runner.worker import Stop, Worker
 from benchmark.suites import fingerprint, plan
 from benchmark.suites.config import ConfigError, load_suite
 from benchmark.suites.expand import RunSpec, apply_overrides, expand, parse_seeds
-from benchmark.training.train import PRECISIONS
+from benchmark.training.pack import PRECISIONS
 
 
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:

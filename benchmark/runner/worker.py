@@ -95,7 +95,7 @@ class Worker:
         if r.frozen_from and self.state(r.frozen_from) != "finished":
             return False
         if r.fork_from:
-            from benchmark.training.train import fork_path
+            from benchmark.training.resume import fork_path
 
             fork = fork_path(self.work_dir, r.fork_from, r.method.warmup_epochs)
             return fork.is_file() or self.state(r.fork_from) is not None

@@ -14,12 +14,8 @@ from pathlib import Path
 import torch
 
 from benchmark.timing import per_call
-from benchmark.training.train import (
-    PackTrainer,
-    RunData,
-    pack_kind,
-    steps_per_epoch,
-)
+from benchmark.training.pack import PackTrainer, RunData, pack_kind
+from benchmark.training.train import image_passes, steps_per_epoch
 
 # Train-set sizes of the named datasets, so a dry run needs no files.
 KNOWN_SIZES = {"cifar10": (50_000, 10_000, 10), "cifar100": (50_000, 10_000, 100)}
@@ -124,8 +120,6 @@ def estimate(packs, device, *, precision: str = "no", done=frozenset(),
              log=None) -> dict[str, dict]:
     """{run_id: {"images": n, "seconds": s}}; a pack's time is shared by its runs, a forked run
     starts at its warm-up's end, and runs in `done` cost nothing."""
-    from benchmark.training.train import image_passes
-
     device = torch.device(device)
     rates: dict = {}
     out = {}

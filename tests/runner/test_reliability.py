@@ -136,7 +136,8 @@ def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(suite
 
 
 def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path, capsys):
-    from benchmark.training.train import resume_path, train_run
+    from benchmark.training.resume import resume_path
+    from benchmark.training.train import train_run
 
     spec = expand(parse_suite({"name": "t", "data": {"name": "synthetic", "options": {
         "n_train": 64, "n_test": 32, "size": 16}}, "train": {"epochs": 2, "batch_size": 32,

@@ -10,7 +10,7 @@ import plugins
 from benchmark.suites.config import parse_suite
 from benchmark.suites.expand import expand
 from benchmark.training import stack
-from benchmark.training.train import PackTrainer, load_run_data
+from benchmark.training.pack import PackTrainer, load_run_data
 
 pytestmark = pytest.mark.gpu
 

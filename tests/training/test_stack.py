@@ -7,7 +7,7 @@ from benchmark import models
 from benchmark.suites.config import parse_suite
 from benchmark.suites.expand import expand
 from benchmark.training import stack
-from benchmark.training.train import PackTrainer, load_run_data
+from benchmark.training.pack import PackTrainer, load_run_data
 
 
 def suite(seeds=(0, 1, 2, 3), methods=("plain", "random_erasing", "cutout", "hide_and_seek"),

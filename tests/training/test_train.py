@@ -13,8 +13,8 @@ from benchmark.suites import plan
 from benchmark.suites.config import load_suite, parse_suite
 from benchmark.suites.expand import apply_overrides, expand
 from benchmark.training import graphs
+from benchmark.training.pack import PackTrainer, load_run_data
 from benchmark.training.step import batch_stats_only
-from benchmark.training.train import PackTrainer, load_run_data
 
 TINY = """
 name: fork

@@ -1,0 +1,270 @@
+"""A pack of K runs (K = 1: one run) ready to train: the model (stacked when K > 1), fused SGD
+with a device learning rate, the schedule, each run's lane (generator, loader, eraser, CAM) and
+the epoch: the step replayed as a CUDA graph where it can be, evaluation, per-run state."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import plugins
+from benchmark import cam, models
+from benchmark.data import augment
+from benchmark.suites.expand import RunSpec
+from benchmark.training import stack
+from benchmark.training.graphs import StepRunner
+from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step
+from benchmark.training.step import S as SLOT
+from plugins.geometry import peak_in_box
+
+PRECISIONS = ("no", "bf16")
+
+
+@dataclass
+class RunData:
+    """The datasets of a run, resident on the device (uint8), with the train split's statistics."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    train_boxes: torch.Tensor | None
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    test_boxes: torch.Tensor | None
+    mean: tuple
+    std: tuple
+    num_classes: int
+
+
+def load_run_data(spec: RunSpec, device, cache: dict | None = None) -> RunData:
+    """Load (once per process: `cache`) and move the run's datasets to the device."""
+    from benchmark import data
+
+    key = (spec.data.name, spec.data.data_dir, repr(sorted(spec.data.options.items())), str(device))
+    if cache is not None and key in cache:
+        return cache[key]
+    kw = dict(root=spec.data.data_dir, download=spec.data.download, **spec.data.options)
+    tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
+
+    def dev(t):
+        return None if t is None else t.to(device)
+
+    rd = RunData(dev(tr.images), dev(tr.labels), dev(tr.boxes), dev(te.images), dev(te.labels),
+                 dev(te.boxes), tuple(tr.mean), tuple(tr.std), len(tr.classes))
+    if cache is not None:
+        cache[key] = rd
+    return rd
+
+
+def autocast_for(device, precision: str):
+    """A context factory: bf16 autocast or nothing. The autocast weight cache is off, as CUDA
+    graph capture requires (cached casts would be freed after capture)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"mixed precision {precision!r}: erasebench trains in 'no' (fp32) "
+                         "or 'bf16'; fp16 would need loss scaling")
+    if precision == "no":
+        return contextlib.nullcontext
+    dev = torch.device(device).type
+    return lambda: torch.autocast(dev, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def step_kind(spec: RunSpec, epoch: int) -> str:
+    """The step a run takes in `epoch`: plain before its warm-up ends, then erase or append."""
+    m = spec.method
+    if m.is_plain or epoch < m.warmup_epochs:
+        return "plain"
+    return "append" if m.mode == "append" else "erase"
+
+
+def pack_kind(specs: list[RunSpec], epoch: int) -> str:
+    """The step a pack takes in `epoch`: plain runs ride along with in-place erasers."""
+    kinds = {step_kind(s, epoch) for s in specs}
+    if kinds == {"plain", "erase"}:
+        return "erase"
+    if len(kinds) > 1:
+        raise ValueError(f"runs of different step kinds in one pack: {sorted(kinds)}")
+    return kinds.pop()
+
+
+class PackTrainer:
+    """K runs' model (stacked when K > 1), optimiser, schedule and lanes; `train_epoch` runs the
+    step for one epoch, eagerly or as a replayed CUDA graph."""
+
+    def __init__(self, specs: list[RunSpec], rd: RunData, device, *, precision: str = "no",
+                 frozen_ckpts: dict | None = None, log=None, dtype: torch.dtype = torch.float32):
+        t, self.k, self.dtype = specs[0].train, len(specs), dtype
+        self.specs, self.rd, self.device = specs, rd, torch.device(device)
+        self.autocast = autocast_for(self.device, precision)
+        singles = []
+        for s in specs:
+            torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
+            singles.append(models.create(s.model, num_classes=rd.num_classes))
+        self.fast_cam = cam.fast_path_applies(singles[0], specs[0].method.cam.layer)
+        model = stack.stack_models(singles) if self.k > 1 else singles[0]
+        self.model = model.to(self.device, dtype)
+        if t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # lr is a device tensor: the scheduler rewrites it in place, outside the captured step.
+        # Fused SGD reads it without a host sync. The recipe decays every parameter, BN included.
+        self.lr = torch.tensor(float(t.lr), device=self.device, dtype=dtype)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=t.momentum,
+                                   weight_decay=t.weight_decay, nesterov=t.nesterov, fused=True)
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, t.milestones, t.gamma)
+        self.lanes = [self._lane(s, (frozen_ckpts or {}).get(s.run_id)) for s in specs]
+        self.acc = torch.zeros(self.k, len(SLOTS), device=self.device, dtype=torch.float64)
+        self.pos = torch.zeros((), device=self.device, dtype=torch.long)
+        self.runner = StepRunner(t.graphs, self.device, [lane.generator for lane in self.lanes],
+                                 lambda: self.opt.zero_grad(set_to_none=True),
+                                 label=specs[0].run_id if self.k == 1 else f"pack of {self.k}",
+                                 log=log)
+        self._steps: dict[str, Step] = {}
+
+    def _lane(self, s: RunSpec, frozen: Path | None) -> Lane:
+        t, m, rd = s.train, s.method, self.rd
+        gen = torch.Generator(device=self.device).manual_seed(s.seed)
+        loader = augment.DeviceLoader(rd.train_images, rd.train_labels, rd.train_boxes,
+                                      batch_size=t.batch_size, mean=rd.mean, std=rd.std,
+                                      pad=t.pad, flip=t.flip, generator=gen, dtype=self.dtype)
+        eraser = None if m.is_plain else plugins.build(m.name, **m.params)
+        cam_fn = None
+        if eraser is not None and eraser.needs_cam:
+            if m.cam.source == "after" or not self.fast_cam:
+                if self.k > 1:
+                    raise ValueError(f"{s.run_id}: only the free CAM path of the live model packs")
+                cam_fn = cam.cam_source(m.cam.source, model=self.model, checkpoint=frozen,
+                                        device=self.device, layer=m.cam.layer, target=m.cam.target)
+        # `mean` fill: images are erased after normalisation, where the dataset mean is 0.
+        return Lane(loader, gen, torch.empty(len(rd.train_labels), dtype=torch.long,
+                                             device=self.device),
+                    eraser, m.fill, torch.zeros(3, device=self.device, dtype=self.dtype),
+                    m.cam.target, cam_fn)
+
+    def step_for(self, kind: str) -> Step:
+        if kind not in self._steps:
+            m = self.specs[0].method
+            self._steps[kind] = Step(self.model, self.opt, self.lanes, kind=kind,
+                                     append_bn=m.append_bn if m.append_bn in APPEND_BN else "joint",
+                                     autocast=self.autocast, acc=self.acc, pos=self.pos,
+                                     channels_last=self.specs[0].train.channels_last)
+        return self._steps[kind]
+
+    def kind(self, epoch: int) -> str:
+        return pack_kind(self.specs, epoch)
+
+    def train_epoch(self, epoch: int, on_step=None) -> list[dict]:
+        """One pass over each run's permuted train set; per-run metrics (one host sync)."""
+        self.model.train()
+        self.acc.zero_()
+        self.pos.zero_()
+        for lane in self.lanes:  # the epoch's order, drawn outside the graph into its buffer
+            lane.perm.copy_(torch.randperm(lane.perm.shape[0], device=self.device,
+                                           generator=lane.generator))
+        kind, n = self.kind(epoch), len(self.lanes[0].loader)
+        step = self.step_for(kind)
+        for i in range(n):
+            self.runner(kind, step)
+            if on_step is not None:
+                on_step(i + 1, n)
+        lr = float(self.lr)
+        self.sched.step()
+        return [self._metrics(row, lr) for row in self.acc.tolist()]
+
+    def _metrics(self, a: list[float], lr: float) -> dict:
+        seen = max(a[SLOT["seen"]], 1)
+        out = {"train_loss": a[SLOT["loss"]] / seen, "train_acc": 100 * a[SLOT["correct"]] / seen,
+               "lr": lr, "images": a[SLOT["seen"]],
+               "erased_fraction": a[SLOT["erased_pix"]] / a[SLOT["masked"]] if a[SLOT["masked"]]
+               else 0.0}
+        if a[SLOT["erased_img"]] and self.rd.train_boxes is not None:
+            out["object_hit_rate"] = a[SLOT["hit"]] / a[SLOT["erased_img"]]
+        if a[SLOT["peaks"]]:
+            out["cam_peak_in_box"] = a[SLOT["peak_in_box"]] / a[SLOT["peaks"]]
+        out["_acc"] = a
+        return out
+
+    @torch.no_grad()
+    def evaluate(self) -> list[float]:
+        """Top-1 test error (%) of each run over the whole test set, in large batches."""
+        self.model.eval()
+        correct = torch.zeros(self.k, device=self.device, dtype=torch.long)
+        for x, y in augment.eval_batches(self.rd.test_images, self.rd.test_labels,
+                                         batch_size=self.specs[0].train.eval_batch_size,
+                                         mean=self.rd.mean, std=self.rd.std):
+            x = x.to(self.dtype)
+            if self.k > 1:
+                x = x.repeat(1, self.k, 1, 1)  # every run sees the same test images
+            with self.autocast():
+                logits = self.model(x).view(len(y), self.k, -1)
+            correct += (logits.argmax(-1) == y[:, None]).sum(0)
+        n = len(self.rd.test_labels)
+        return [100.0 * (1 - c / n) for c in correct.tolist()]
+
+    def single_model(self, k: int) -> torch.nn.Module:
+        """Run k's model as one ordinary network (the stack's group k, copied out)."""
+        if self.k == 1:
+            return self.model
+        m = models.create(self.specs[k].model, num_classes=self.rd.num_classes)
+        m.load_state_dict(stack.split_state(self.model.state_dict(), k, self.k))
+        return m.to(self.device, self.dtype).eval()
+
+    def test_cam_in_box(self, k: int) -> tuple[float, float] | None:
+        """How often run k's final CAM peak (true class) lies in the object box on the test set,
+        beside the rate of a uniformly random point (the mean box area / image area)."""
+        rd, bs = self.rd, self.specs[k].train.eval_batch_size
+        if rd.test_boxes is None:
+            return None
+        model = self.single_model(k).eval()
+        hits = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(augment.eval_batches(rd.test_images, rd.test_labels,
+                                                        batch_size=bs, mean=rd.mean, std=rd.std)):
+            b = rd.test_boxes[i * bs:][: len(y)]
+            layer = self.specs[k].method.cam.layer
+            cmap = cam.grad_cam(model, x.to(self.dtype), y, layer=layer)
+            hits += peak_in_box(cam.peaks(cmap), b).sum()
+        bx = rd.test_boxes
+        h, w = rd.test_images.shape[-2:]
+        area = ((bx[:, 2] - bx[:, 0]).clamp(min=0) * (bx[:, 3] - bx[:, 1]).clamp(min=0)) / (h * w)
+        return hits.item() / len(bx), area.mean().item()
+
+    def close(self) -> None:
+        """Free the captured graphs now (their memory pools), not when a GC cycle finds them."""
+        self.runner.graph = None
+        self._steps.clear()
+
+    # -- per-run resumable state (the layout of one ordinary model) ------------------------
+    def run_state(self, k: int) -> dict:
+        sd = self.model.state_dict()
+        sd = (stack.split_state(sd, k, self.k) if self.k > 1
+              else {n: t.clone() for n, t in sd.items()})
+        bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in self.model.parameters()]
+        bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().cpu()
+                for b in bufs]
+        return {"model": {n: t.cpu() for n, t in sd.items()}, "momentum": bufs,
+                "sched": self.sched.state_dict(), "lr": float(self.lr),
+                "gen": self.lanes[k].generator.get_state(), "cpu_rng": torch.get_rng_state()}
+
+    def load_run_states(self, states: list[dict]) -> None:
+        """Load each run's state into its group (all from the same epoch)."""
+        sds = [s["model"] for s in states]
+        self.model.load_state_dict(stack.merge_states(sds) if self.k > 1 else sds[0])
+        for i, p in enumerate(self.model.parameters()):
+            bufs = [s["momentum"][i] for s in states]
+            if all(b is not None for b in bufs):
+                self.opt.state[p]["momentum_buffer"] = torch.cat(bufs).to(p).contiguous(
+                    memory_format=_format_of(p))
+        self.sched.load_state_dict(states[0]["sched"])
+        self.lr.fill_(states[0]["lr"])
+        for lane, s in zip(self.lanes, states, strict=True):
+            lane.generator.set_state(s["gen"])
+        torch.set_rng_state(states[0]["cpu_rng"])
+
+
+def _format_of(t: torch.Tensor):
+    if (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+            and not t.is_contiguous()):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
