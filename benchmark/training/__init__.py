@@ -1,2 +1,2 @@
-"""Training: one pack of runs (`train`), its step (`step`), captured as a CUDA graph (`graphs`),
-stacked runs (`stack`) and checkpoints (`checkpoint`)."""
+"""Training: a pack of runs (`pack`), its epoch loop (`train`), the step (`step`) captured as a
+CUDA graph (`graphs`), stacked runs (`stack`), resume and fork files (`resume`), checkpoints."""
