@@ -50,8 +50,9 @@ def import_sources(sources: list[str], base: str | Path | None = None) -> None:
                 [base / source, Path.cwd() / source]
             path = next((c for c in candidates if c.is_file()), None)
             if path is None:
+                where = dict.fromkeys(str(c.parent.resolve()) for c in candidates)
                 raise ValueError(f"import {source!r}: no such file (looked in "
-                                 f"{', '.join(str(c.parent.resolve()) for c in candidates)})")
+                                 f"{', '.join(where)})")
             _import_file(path.resolve())
             continue
         for folder in (str(base), str(Path.cwd())):  # a module beside the suite, or here
