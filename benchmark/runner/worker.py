@@ -277,7 +277,11 @@ class RunnerHooks(Hooks):
 
         self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
         self.epoch = row["epoch"]
-        if self.bar is not None and k == 0:
+        if self.bar is None:  # --no-progress: one flushed line per run and epoch, for log files
+            print(f"{self.specs[k].run_id} epoch {row['epoch']}/{self.specs[k].train.epochs}: "
+                  f"train loss {row['train_loss']:.4f}, test error {row['test_error']:.2f}%",
+                  flush=True)
+        elif k == 0:
             self.bar.n = row["epoch"]
             self.bar.set_postfix({"loss": f"{row['train_loss']:.3f}",
                                   "err%": f"{row['test_error']:.2f}"}, refresh=False)

@@ -8,7 +8,7 @@ parameters, gradients, BN statistics and momentum buffers are slices along dim 0
 
 Why: at batch 128 a ResNet20 leaves a GPU idle on launch overhead; K runs in one network
 launch K times fewer kernels. The forward equals K separate models exactly; the backward
-differs by float accumulation order only (tests/test_stack.py).
+differs by float accumulation order only (tests/training/test_stack.py).
 """
 
 from __future__ import annotations

@@ -47,9 +47,11 @@ def records(out, suite="tiny"):
     return {r["run_id"]: r for r in results.load_records(out / "results" / suite)}
 
 
-def test_tiny_suite_writes_one_record_per_run_and_a_leaderboard(tiny, tmp_path):
+def test_tiny_suite_writes_one_record_per_run_and_a_leaderboard(tiny, tmp_path, capsys):
     out = tmp_path / "out"
     run(["--suite", tiny, "--out", out, "--no-wandb"])
+    # without a progress bar, every run logs one line per epoch (for batch-job log files)
+    assert "resnet20__cutout__s0 epoch 2/2: train loss " in capsys.readouterr().out
     recs = records(out)
     assert len(recs) == 5
     for r in recs.values():
