@@ -1,8 +1,9 @@
 """`erasebench speed train`: images/s of one training step along four paths, in one process:
 (a) the classic pipeline (per-image PIL transforms, DataLoader workers, eager fp32), (b) the
 runner's eager step with the data on the device, (c) that step as a CUDA graph, (d) graphed
-and stacked K = 4, 8, 16; for resnet20 and resnet44, the plain and CAM-append steps. Writes
-leaderboards/speed.md with the device, the versions and the command."""
+and stacked K = 4, 8, 16; for resnet20 and resnet44, the plain and CAM-append steps; then the
+append step with one BatchNorm batch of 256 vs two of 128. Writes leaderboards/speed.md with
+the device, the versions and the command."""
 
 from __future__ import annotations
 
@@ -80,14 +81,16 @@ def _classic_seconds(model_name: str, kind: str, device, args) -> float:
     return per_call(step, device, warmup=args.warmup, calls=args.steps)
 
 
-def _pack_seconds(model_name: str, kind: str, k: int, graphs: str, device, args) -> float:
+def _pack_seconds(model_name: str, kind: str, k: int, graphs: str, device, args,
+                  append_bn: str = "joint") -> float:
     """Seconds per step of a pack of k runs of one step kind, via the runner's own trainer."""
     from benchmark.suites.config import parse_suite
     from benchmark.suites.expand import expand
     from benchmark.tools import cost
 
     method = TRAIN_KINDS[kind]
-    entry = method if method == "plain" else {"name": method, "warmup_epochs": 0}
+    entry = method if method == "plain" else {"name": method, "warmup_epochs": 0,
+                                              "append_bn": append_bn}
     suite = parse_suite({"name": "speed", "data": {"name": "cifar10"},
                          "train": {"epochs": 1, "batch_size": args.batch, "milestones": [1],
                                    "graphs": graphs},
@@ -135,12 +138,37 @@ def train(args) -> list[dict]:
                              "images_per_s": None if sec is None else k * images / sec,
                              "x_classic": None if sec is None else k * base / sec})
             print(f"measured {model_name} {kind}", flush=True)
-    text = _train_table(rows, device, args)
+    bn_rows = [_append_bn_row(m, device, args) for m in args.models]
+    text = _train_table(rows, device, args) + _append_bn_table(bn_rows)
     print(text)
     if args.out:
         atomic_write(args.out, text)
         print(f"wrote {args.out}")
     return rows
+
+
+def _append_bn_row(model_name: str, device, args) -> dict:
+    """The append step with one BatchNorm batch of 2B (joint, the default) and two of B (split),
+    timed back to back on the fastest single-run path of this device."""
+    graphs = "on" if device.type == "cuda" else "off"
+    sec = {bn: _pack_seconds(model_name, "cam-append", 1, graphs, device, args, append_bn=bn)
+           for bn in ("joint", "split")}
+    print(f"measured {model_name} cam-append joint vs split", flush=True)
+    return {"model": model_name, "path": "(c) graphed" if graphs == "on" else "(b) eager",
+            "joint_ms": 1e3 * sec["joint"], "split_ms": 1e3 * sec["split"]}
+
+
+def _append_bn_table(rows) -> str:
+    out = ["", "## The append step: one BatchNorm batch of 256 or two of 128", "",
+           "`append_bn: joint` (the default, as the thesis trains) takes the CAM from an extra "
+           "no-grad forward of the 128 originals, then trains the 256 images as one batch; "
+           "`split` gets the CAM free from the originals' training forward and runs the erased "
+           "copies as a second batch.", "",
+           "| model | path | joint ms / step | split ms / step | joint / split |",
+           "|---|---|---|---|---|"]
+    out += [f"| {r['model']} | {r['path']} | {r['joint_ms']:.2f} | {r['split_ms']:.2f} | "
+            f"{r['joint_ms'] / r['split_ms']:.2f}x |" for r in rows]
+    return "\n".join(out) + "\n"
 
 
 def _train_table(rows, device, args) -> str:

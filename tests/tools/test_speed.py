@@ -12,3 +12,4 @@ def test_speed_train_runs_on_the_cpu_and_writes_its_table(tmp_path):
     assert "| resnet20 | plain | (b) eager, on the device |" in text
     assert "| resnet20 | cam-append | (c) graphed | — | — | — |" in text
     assert "CUDA graphs need a GPU" in text and "## Targets" in text
+    assert "| resnet20 | (b) eager | " in text  # the append step, joint vs split BN batches
