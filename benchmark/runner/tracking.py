@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 
 
@@ -93,10 +94,19 @@ def new_run_id() -> str:
 
 def start(*, enabled: bool, project: str, group: str, name: str, config: dict,
           out_dir: str | os.PathLike, run_id: str):
+    """The run's tracker. A W&B that cannot start (a bad WANDB_MODE, a broken install, no
+    network when online) costs the run its W&B logging, not its training or its record."""
     if not enabled:
         return NullTracker()
-    return WandbTracker(project=project, group=group, name=name, config=config, out_dir=out_dir,
-                        run_id=run_id)
+    try:
+        return WandbTracker(project=project, group=group, name=name, config=config,
+                            out_dir=out_dir, run_id=run_id)
+    except Exception as e:  # noqa: BLE001 - logging must never fail a training run
+        msg = " ".join(str(e).split())
+        print(f"warning: W&B could not start for {name} ({type(e).__name__}: {msg[:200]}); "
+              "training it without W&B logging (--no-wandb silences this)", file=sys.stderr,
+              flush=True)
+        return NullTracker()
 
 
 def offline_runs(out_dir: str | os.PathLike) -> list[Path]:

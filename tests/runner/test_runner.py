@@ -139,6 +139,18 @@ def test_wandb_runs_offline_without_credentials_and_keeps_the_history(tiny, tmp_
     assert f"wandb sync {out / 'wandb'}/offline-run-*" in capsys.readouterr().out
 
 
+def test_a_wandb_that_cannot_start_costs_the_run_its_logging_not_its_result(tiny, tmp_path,
+                                                                            monkeypatch, capsys):
+    offline_wandb(monkeypatch, tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "sideways")  # wandb itself refuses this value
+    out = tmp_path / "out"
+    run(["--suite", tiny, "--out", out, "--erasers", "cutout"])
+    assert records(out)["resnet20__cutout__s0"]["status"] == "finished"
+    err = capsys.readouterr().err
+    assert "warning: W&B could not start for resnet20__cutout__s0" in err
+    assert "training it without W&B logging" in err
+
+
 def test_each_experiment_is_a_new_wandb_run_and_a_resumed_run_continues_its_own(tiny, tmp_path,
                                                                                monkeypatch):
     from benchmark.runner import tracking
