@@ -356,7 +356,8 @@ def _wandb_hint(args) -> None:
     if args.no_wandb or not runs or tracking.wandb_mode() != "offline":
         return
     folder = Path(args.out) / "wandb"
-    print(f"W&B: {len(runs)} offline runs in {folder}/ (not logged in); upload them with: "
+    print(f"W&B: {len(runs)} offline run{'s' if len(runs) != 1 else ''} in {folder}/ (not "
+          f"logged in); upload {'them' if len(runs) != 1 else 'it'} with: "
           f"wandb sync {folder}/offline-run-*")
 
 
