@@ -331,6 +331,12 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
     if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
         _render(suite, runs, results_dir, work_dir, lb)
+        if not args.no_wandb:
+            from benchmark.report.compare import read_summary
+            from benchmark.runner import tracking
+
+            tracking.log_leaderboard(read_summary(str(lb)), project=args.wandb_project,
+                                     out_dir=out)
         states = [results.status(results_dir, r.run_id) for r in runs]
         failed = states.count("failed")
         hint = " (kept as results; --retry-failed trains them again)" if failed else ""

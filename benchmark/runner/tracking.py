@@ -44,15 +44,18 @@ class NullTracker:
     def finish(self) -> None:
         pass
 
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        pass
+
 
 class WandbTracker:
     def __init__(self, *, project: str, group: str, name: str, config: dict,
-                 out_dir: str | os.PathLike, run_id: str):
+                 out_dir: str | os.PathLike, run_id: str, job_type: str = "train"):
         import wandb
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         self._run = wandb.init(
-            project=project, group=group, name=name, id=run_id, config=config,
+            project=project, group=group, name=name, id=run_id, config=config, job_type=job_type,
             dir=str(out_dir), mode=wandb_mode(), reinit="create_new", resume="allow",
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
@@ -67,6 +70,11 @@ class WandbTracker:
 
     def finish(self) -> None:
         self._run.finish()
+
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        import wandb
+
+        self._run.log({key: wandb.Table(columns=columns, data=rows)})
 
 
 # An epoch's row (benchmark.training.train) -> W&B metric names: grouped by where they were
@@ -93,20 +101,50 @@ def new_run_id() -> str:
 
 
 def start(*, enabled: bool, project: str, group: str, name: str, config: dict,
-          out_dir: str | os.PathLike, run_id: str):
+          out_dir: str | os.PathLike, run_id: str, job_type: str = "train"):
     """The run's tracker. A W&B that cannot start (a bad WANDB_MODE, a broken install, no
     network when online) costs the run its W&B logging, not its training or its record."""
     if not enabled:
         return NullTracker()
     try:
         return WandbTracker(project=project, group=group, name=name, config=config,
-                            out_dir=out_dir, run_id=run_id)
+                            out_dir=out_dir, run_id=run_id, job_type=job_type)
     except Exception as e:  # noqa: BLE001 - logging must never fail a training run
         msg = " ".join(str(e).split())
         print(f"warning: W&B could not start for {name} ({type(e).__name__}: {msg[:200]}); "
               "training it without W&B logging (--no-wandb silences this)", file=sys.stderr,
               flush=True)
         return NullTracker()
+
+
+LEADERBOARD_COLUMNS = ["model", "method", "eraser", "runs", "planned", "failed",
+                       "final_error_pct_mean", "final_error_pct_std", "best_error_pct_mean"]
+
+
+def leaderboard_rows(data: dict) -> list[list]:
+    """A rendered leaderboard's data block (report.leaderboard.summary) as table rows: one per
+    (model, method) cell, the same numbers as the markdown."""
+    from benchmark.report.stats import mean, std
+
+    rows = []
+    for g in data["groups"]:
+        final, best = g["final"], g["best"]
+        rows.append([g["model"], g["method"], g["eraser"], len(final), g["expected"],
+                     g.get("failed", 0), mean(final) if final else None,
+                     std(final), mean(best) if best else None])
+    return rows
+
+
+def log_leaderboard(data: dict, *, project: str, out_dir: str | os.PathLike) -> None:
+    """One W&B run per rendered leaderboard (job type "leaderboard", in the suite's group) with
+    the leaderboard as a table, beside the suite's training runs."""
+    suite = data["suite"]
+    tracker = start(enabled=True, project=project, group=suite, name=f"{suite}/leaderboard",
+                    config={"suite": suite, "datasets": data["datasets"],
+                            "models": data["models"]},
+                    out_dir=out_dir, run_id=new_run_id(), job_type="leaderboard")
+    tracker.table("leaderboard", LEADERBOARD_COLUMNS, leaderboard_rows(data))
+    tracker.finish()
 
 
 def offline_runs(out_dir: str | os.PathLike) -> list[Path]:

@@ -1,5 +1,6 @@
 """The runner end to end on tiny synthetic data: records, resume, skip, W&B offline, 2 processes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -128,12 +129,18 @@ def test_wandb_runs_offline_without_credentials_and_keeps_the_history(tiny, tmp_
     offline_wandb(monkeypatch, tmp_path)
     out = tmp_path / "out"
     run(["--suite", tiny, "--out", out, "--erasers", "cutout"])
-    runs = list((out / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    history = read_history(runs[0])
+    runs = {r: read_history(r) for r in (out / "wandb").glob("offline-run-*")}
+    assert len(runs) == 2  # the training run, and the suite's leaderboard as a W&B table
+    (history,) = [h for h in runs.values() if "epoch" in h[0]]
+    (board,) = [r for r, h in runs.items() if h[0].get("leaderboard/_type") == "table-file"]
+    (table,) = board.glob("files/media/table/leaderboard_*.table.json")
+    table = json.loads(table.read_text())
+    row = dict(zip(table["columns"], table["data"][0], strict=True))
     assert [row["epoch"] for row in history] == [1, 2]
     rec = records(out)["resnet20__cutout__s0"]
-    assert [row["test/error_pct"] for row in history] == rec["curves"]["test_error"]
+    assert [h["test/error_pct"] for h in history] == rec["curves"]["test_error"]
+    assert row["method"] == "cutout" and row["runs"] == 1
+    assert row["final_error_pct_mean"] == rec["final_test_error"]
     assert {"train/loss", "train/acc_pct", "train/lr", "train/erased_fraction",
             "train/object_hit_rate", "speed/images_per_s"} <= set(history[0])
     assert f"wandb sync {out / 'wandb'}/offline-run-*" in capsys.readouterr().out
@@ -160,7 +167,8 @@ def test_each_experiment_is_a_new_wandb_run_and_a_resumed_run_continues_its_own(
     real_start = tracking.start
 
     def spy(**kw):
-        seen.append((kw["name"], kw["run_id"], kw["config"]))
+        if kw.get("job_type", "train") == "train":  # not the suite's leaderboard run
+            seen.append((kw["name"], kw["run_id"], kw["config"]))
         return real_start(**kw)
 
     monkeypatch.setattr(tracking, "start", spy)
