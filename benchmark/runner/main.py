@@ -116,12 +116,14 @@ def build_suite(args):
     return suite
 
 
-def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, done: set[str],
+def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
             precision: str) -> None:
     """Print the packs and runs with a time estimate measured on this device's real step;
-    finished runs show as done and cost nothing."""
+    finished runs show as done, failed ones (not retrained without --retry-failed) as failed,
+    and neither costs anything."""
     from benchmark.tools import cost
 
+    done = {i for i, st in states.items() if st is not None}
     est = cost.estimate(packs, device, precision=precision, done=done,
                         log=lambda m: print(m, file=sys.stderr, flush=True))
     width = max(len(r.run_id) for r in runs)
@@ -133,7 +135,8 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, done: set[str],
             dep = (f"  (forks {r.fork_from} at epoch {r.method.warmup_epochs})" if r.fork_from
                    else "")
             dep += f"  (CAM from {r.frozen_from})" if r.frozen_from else ""
-            when = "done" if e.get("done") else cost.fmt_seconds(e["seconds"])
+            when = states[r.run_id] or cost.fmt_seconds(e["seconds"])
+            when = "done" if when == "finished" else when
             print(f"{r.run_id:<{width}}  {i:>4} {r.method.mode or '-':<7} "
                   f"{r.method.warmup_epochs:>6} {r.train.epochs:>6} {e['images']:>12,} "
                   f"{when:>10}{dep}")
@@ -145,8 +148,10 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, done: set[str],
               f"({saved} epochs saved)")
     sizes = [len(p.runs) for p in packs]
     total = sum(est[r.run_id]["seconds"] for r in runs)
+    failed = list(states.values()).count("failed")
+    also = f", {failed} failed (--retry-failed trains them again)" if failed else ""
     print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
-          f"{len(done)} already done; the rest estimated {cost.fmt_seconds(total)} "
+          f"{len(done) - failed} already done{also}; the rest estimated {cost.fmt_seconds(total)} "
           f"({total / 3600:.2f} device-hours) on {results.device_name(device)}, one process, "
           f"{'bf16' if precision == 'bf16' else 'fp32'}; rates measured here on the real step")
 
@@ -216,6 +221,7 @@ def check_out(out: Path) -> str | None:
 def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
     """Every check that can fail before training, each failure one line (exit 2)."""
     from benchmark import data, models
+    from benchmark.fileio import DamagedFileError
 
     problems = [] if args.dry_run else [p for p in [check_out(Path(args.out))] if p]
     for name in suite.models:
@@ -223,10 +229,13 @@ def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
             models.check(name)
         except ValueError as e:
             problems.append(f"{suite.file}: key 'models': {e}")
+    d = suite.data
     try:
-        data.check(suite.data.name, suite.data.data_dir, download=suite.data.download,
-                   **suite.data.options)
-    except (ValueError, FileNotFoundError) as e:
+        data.check(d.name, d.data_dir, download=d.download, **d.options)
+        if d.name in ("cifar10", "cifar100"):  # damaged files: one line now, not a failed run
+            for split in ("train", "test"):    # each (read once into the cache the runs use)
+                data.load(d.name, split, d.data_dir, download=d.download, **d.options)
+    except (ValueError, FileNotFoundError, DamagedFileError) as e:
         problems.append(f"{suite.file}: key 'data': {e}")
     return problems
 
@@ -289,9 +298,9 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     if args.dry_run:
         if index == 0:
             states = {r.run_id: results.status(results_dir, r.run_id) for r in runs}
-            done = {i for i, st in states.items()
-                    if st == "finished" or (st == "failed" and not args.retry_failed)}
-            dry_run(runs, packs, device, done, _precision(acc, args))
+            if args.retry_failed:
+                states = {i: None if st == "failed" else st for i, st in states.items()}
+            dry_run(runs, packs, device, states, _precision(acc, args))
         return 0
     stop = Stop().install()
     try:

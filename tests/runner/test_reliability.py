@@ -66,6 +66,10 @@ def test_a_nan_run_is_recorded_as_failed_shown_as_failed_and_not_retried(suite_f
     assert run("--suite", p, "--out", out) == 1  # kept as a result: not trained again
     again = capsys.readouterr()
     assert "--retry-failed" in again.out and "failed in epoch" not in again.err
+    assert run("--suite", p, "--out", out, "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ln.startswith("resnet20__plain__s0 ") and ln.split()[-1] == "failed" for ln in lines)
+    assert "0 already done, 2 failed (--retry-failed trains them again)" in lines[-1]
     assert run("--suite", p, "--out", out, "--retry-failed") == 1
     assert "run resnet20__plain__s0 failed in epoch 1" in capsys.readouterr().err
 
@@ -165,7 +169,7 @@ def test_labels_seeds_and_models_that_collide_are_rejected_when_the_suite_loads(
 
 
 @pytest.mark.parametrize("case", ["out_is_a_file", "out_not_writable", "unknown_model",
-                                  "unknown_dataset", "missing_cifar"])
+                                  "unknown_dataset", "missing_cifar", "damaged_cifar"])
 def test_checks_before_training_are_one_line_each_and_exit_2(case, suite_file, tmp_path, capsys,
                                                               monkeypatch):
     p, out = suite_file(), tmp_path / "out"
@@ -173,7 +177,8 @@ def test_checks_before_training_are_one_line_each_and_exit_2(case, suite_file, t
     expect = {"out_is_a_file": "is a file, not a folder", "out_not_writable": "not writable",
               "unknown_model": "unknown model 'resnet21'",
               "unknown_dataset": "unknown dataset 'cifar11'",
-              "missing_cifar": "put cifar-10-python.tar.gz"}[case]
+              "missing_cifar": "put cifar-10-python.tar.gz",
+              "damaged_cifar": "cifar-10-python.tar.gz: damaged or truncated cifar10 archive"}[case]
     if case == "out_is_a_file":
         out.write_text("")
     elif case == "out_not_writable":
@@ -184,8 +189,12 @@ def test_checks_before_training_are_one_line_each_and_exit_2(case, suite_file, t
         args += ["--models", "resnet21"]
     elif case == "unknown_dataset":
         args += ["--data", "cifar11"]
-    else:
+    elif case == "missing_cifar":
         args += ["--data", "cifar10", "--data-dir", tmp_path / "nodata"]
+    else:  # a damaged archive is one line before training, not a failed record per run
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "cifar-10-python.tar.gz").write_bytes(b"not a gzip file")
+        args += ["--data", "cifar10", "--data-dir", tmp_path / "d"]
     for extra in ([], ["--dry-run"]):
         if case.startswith("out_") and extra:
             continue  # a dry run writes nothing, so --out is not checked
