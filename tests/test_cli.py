@@ -49,3 +49,11 @@ def test_data_check_says_where_it_looked_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path) in err and "--download" in err
     assert cli.main(["data", "check", "synthetic"]) == 0
+
+
+def test_the_cam_figure_never_trains_a_model_it_names_the_command_that_makes_one(capsys):
+    assert cli.main(["figures", "cam"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "erasebench run --suite smoke" in err
+    assert cli.main(["figures", "cam", "--checkpoint", "/nonexistent.pt"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -92,6 +92,10 @@ def cam_examples(model, images, labels, mean, std, out, *, boxes=None, n: int = 
 
 def cam(args):
     """`cam`: the CAM figure for a checkpoint on a dataset's test split (see cam_examples)."""
+    if args.checkpoint is None:  # no figure code trains a model: say which command makes one
+        raise ValueError("figures cam: --checkpoint PATH is required (a final model checkpoint); "
+                         "`erasebench run --suite smoke` writes "
+                         "results/smoke/checkpoints/resnet20__plain__s0.final.pt")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, ckpt = checkpoint.load(args.checkpoint, device)
     ds = data.load(args.data, "test")
@@ -124,7 +128,7 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
 
 def register(sub) -> None:
     p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, CAM-erased image (PNG)")
-    p.add_argument("--checkpoint", required=True,
+    p.add_argument("--checkpoint", default=None,
                    help="a model checkpoint, e.g. "
                    "results/smoke/checkpoints/resnet20__plain__s0.final.pt "
                    "(`erasebench run --suite smoke` writes one)")
