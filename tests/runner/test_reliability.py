@@ -270,22 +270,28 @@ def test_sigterm_finishes_the_epoch_checkpoints_renders_and_exits_143(suite_file
 
 
 def test_a_second_ctrl_c_stops_at_once_in_one_line_and_exits_130(suite_file, tmp_path):
-    p = suite_file(TINY.replace("epochs: 2, batch_size: 32, milestones: [1]",
-                                "epochs: 400, batch_size: 32, milestones: [300]")
+    p = suite_file(TINY.replace("n_train: 128", "n_train: 4096")  # epochs of a few seconds
+                   .replace("epochs: 2, batch_size: 32, milestones: [1]",
+                            "epochs: 40, batch_size: 32, milestones: [30]")
                    .replace("methods: [plain, cutout]", "methods: [plain]"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "benchmark", "run", "--suite", str(p), "--out", str(out),
            "--no-wandb", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
     ckpt = out / "results" / "tiny" / "checkpoints" / "resnet20__plain__s0.resume.pt"
     deadline = time.time() + 120
     while not ckpt.is_file() and time.time() < deadline:  # training has begun
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    seen = []
+    for line in proc.stderr:  # the first Ctrl-C was heard: the epoch is finishing; press again
+        seen.append(line)
+        if line.startswith("SIGINT: finishing the current epoch"):
+            break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    err = "".join(seen) + err
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("stopped at once; rerun the same command")
