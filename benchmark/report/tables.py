@@ -293,6 +293,32 @@ def _failure(r: dict) -> dict:
     return f if isinstance(f, dict) else {}
 
 
+def rising_loss(g: Grid) -> list[dict]:
+    """Finished runs whose last training loss is above their first epoch's: training made them
+    worse (a finite divergence, e.g. too high a learning rate). They finish and are averaged like
+    any run, so the leaderboard names them instead of letting a chance-level cell pass as good."""
+    failed = {r["run_id"] for r in g.failed}
+
+    def rose(r: dict) -> bool:
+        loss = (r.get("curves") or {}).get("train_loss") or []
+        return len(loss) >= 2 and loss[-1] > loss[0]
+
+    return [r for r in g.records if r["run_id"] not in failed and rose(r)]
+
+
+def rising_loss_runs(g: Grid) -> list[str]:
+    runs = rising_loss(g)
+    if not runs:
+        return []
+    rows = [[f"`{r['run_id']}`", f"{r['curves']['train_loss'][0]:.4g}",
+             f"{r['curves']['train_loss'][-1]:.4g}", fmt_err(r["final_test_error"])] for r in runs]
+    return ["## Runs whose training loss rose", "",
+            f"{len(runs)} finished run(s) ended with a higher training loss than in their first "
+            "epoch: they did not train (diverged, or too short to start). Their errors are in the "
+            "cells above, in the means; read those cells with this in mind.", "",
+            *md_table(["run", "first-epoch loss", "last-epoch loss", "final error"], rows), ""]
+
+
 def failed_runs(g: Grid) -> list[str]:
     if not g.failed:
         return []

@@ -281,6 +281,17 @@ def test_a_failed_run_renders_failed_1_of_1_and_is_listed_with_its_reason():
     assert "Missing runs" not in text  # a failed run has a record: it is not missing
 
 
+def test_a_finished_run_whose_training_loss_rose_is_named_not_passed_off_as_good():
+    recs = single_seed_suite()
+    recs[0]["curves"]["train_loss"] = [5.0e7, 3.9e17]  # lr too high: finite, but diverged
+    recs[1]["curves"]["train_loss"] = [2.1, 0.4]  # trained normally
+    text = lb.render(recs, suite="smoke")
+    assert "5 of 5 planned runs finished, 1 with a rising training loss (see below)" in text
+    assert rows_of(text, "Runs whose training loss rose") == [
+        [f"`{recs[0]['run_id']}`", "5e+07", "3.9e+17", f"{recs[0]['final_test_error']:.2f}"]]
+    assert "rising training loss" not in lb.render(recs[1:], suite="smoke")
+
+
 def test_a_mixed_cell_averages_only_the_finished_runs_and_counts_the_failed():
     recs, plan = complete_suite()
     i = next(i for i, r in enumerate(recs) if r["run_id"] == "resnet20__cutout__s1")
