@@ -160,7 +160,7 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
         label = r.label
     source = f"run {r.run_id} ({path.name})"
     if r.method.is_plain:
-        source += "; no CAM-erasing run has a final model, so the plain model's CAM"
+        source += "\nno CAM-erasing run has a final model, so this is the plain model's CAM"
     return cam_examples(model, ds.images, torch.as_tensor(ds.labels), ckpt["mean"], ckpt["std"],
                         out, boxes=None if ds.boxes is None else ds.boxes[:n], n=n,
                         layer=r.method.cam.layer, eraser=eraser, eraser_label=label,

@@ -218,7 +218,7 @@ def test_the_suite_cam_figure_title_says_when_it_is_drawn_from_the_plain_model(
     (texts,) = drawn
     title = next(t for t in texts if t.startswith("drawn from"))
     assert f"run {plain.run_id} ({plain.run_id}.final.pt)" in title
-    assert "no CAM-erasing run has a final model, so the plain model's CAM" in title
+    assert "\nno CAM-erasing run has a final model, so this is the plain model's CAM" in title
     assert any(t.startswith("true: dog\n") for t in texts)
 
 
