@@ -117,10 +117,9 @@ def fill(
             _check_uint8_values(mean)
         value = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(-1)
         if value.numel() not in (1, channels):
-            raise ValueError(
-                f"fill: mean must have 1 value or {channels} (one per channel), "
-                f"got {value.numel()}"
-            )
+            allowed = ("1 value (1 channel)" if channels == 1
+                       else f"1 value (all channels) or {channels} (one per channel)")
+            raise ValueError(f"fill: mean must have {allowed}, got {value.numel()} values")
         out = torch.where(mask, value.view(1, value.numel(), 1, 1), images)
         return _keep_layout(out, images)
     # "random": a value per pixel; "channel": one per image and channel, broadcast over H, W.

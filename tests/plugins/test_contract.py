@@ -73,3 +73,8 @@ def test_check_params_catches_an_argument_not_stored_under_its_name():
 def test_check_eraser_refuses_what_is_not_an_eraser():
     with pytest.raises(TypeError, match="expected a plugins.Eraser instance, got str"):
         testing.check_eraser("cutout")
+
+
+def test_the_checks_are_public_as_plugins_testing_after_import_plugins():
+    assert plugins.testing.check_eraser is testing.check_eraser
+    assert set(testing.CHECKS.values()) <= {getattr(testing, name) for name in testing.__all__}

@@ -105,7 +105,7 @@ def test_a_scalar_mean_fills_every_channel_of_any_channel_count(channels):
 
 
 def test_per_channel_values_that_do_not_match_the_channels_are_one_line():
-    with pytest.raises(ValueError, match=r"mean must have 1 value or 1 \(one per channel\), got 3"):
+    with pytest.raises(ValueError, match=r"mean must have 1 value \(1 channel\), got 3 values"):
         seeded("cutout", "mean", mean=(0.5,) * 3)(torch.rand(1, SIZE, SIZE))
 
 
