@@ -176,7 +176,11 @@ def check_transform(eraser: Eraser) -> None:
                 cam = _cam(_draw_lead(inputs[0])) if eraser.needs_cam else None
                 before = [(x.clone(), x._version) for x in inputs]
                 t = Erase(eraser, fill, mean=mean, generator=torch.Generator().manual_seed(0))
-                twin = pickle.loads(pickle.dumps(t))
+                try:
+                    twin = pickle.loads(pickle.dumps(t))
+                except (pickle.PicklingError, AttributeError, TypeError) as error:
+                    _fail("check_transform", eraser, f"plugins.Erase(eraser) does not pickle "
+                          f"(DataLoader workers need it): {error}")
                 out = t(sample, cam=cam)
                 outputs = _tensors(out)
                 for x, y, (copy, version) in zip(inputs, outputs, before, strict=True):
