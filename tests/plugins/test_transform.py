@@ -168,7 +168,8 @@ def test_in_a_v2_sample_images_are_erased_and_labels_and_boxes_pass_through():
     image = tv_tensors.Image(data(3, SIZE, SIZE))
     boxes = tv_tensors.BoundingBoxes([[1, 2, 8, 9]], format="XYXY", canvas_size=(SIZE, SIZE))
     label = torch.tensor(4)  # a plain tensor next to an Image is not an image (v2's rule)
-    out = transform("cutout")({"image": image, "boxes": boxes, "label": label, "id": "a"})
+    with pytest.warns(UserWarning, match="passing through inputs of type tv_tensors.Bounding"):
+        out = transform("cutout")({"image": image, "boxes": boxes, "label": label, "id": "a"})
     assert type(out["image"]) is tv_tensors.Image and (out["image"] == 0).any()
     assert out["boxes"] is boxes and out["label"] is label and out["id"] == "a"
     first, second = transform("cutout")((image, 7))
