@@ -216,8 +216,7 @@ class Erase(v2.Transform):
             )
         self.mean = mean
         self.generator = generator
-        self._seed = None if generator is None else generator.initial_seed()
-        self._worker_seed = None
+        self._worker_seed = None  # the DataLoader worker seed the generator was re-seeded from
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         if any(isinstance(inpt, PIL.Image.Image) for inpt in flat_inputs):
@@ -233,8 +232,10 @@ class Erase(v2.Transform):
         info = torch.utils.data.get_worker_info()
         if info is None or info.seed == self._worker_seed:
             return
+        # A worker holds a fresh copy of the transform (per epoch unless persistent_workers),
+        # so initial_seed() is still the seed the user gave the generator.
         self._worker_seed = info.seed
-        self.generator.manual_seed(_mix(info.seed, self._seed))
+        self.generator.manual_seed(_mix(info.seed, self.generator.initial_seed()))
 
     def forward(self, *inputs: Any, cam: torch.Tensor | None = None) -> Any:
         """Erase the image(s) in ``inputs`` (training mode); return them unchanged in eval."""
