@@ -28,6 +28,9 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     best_test_error   float, percent, best over epochs (what the Random Erasing code reports);
                     None if failed
     best_epoch      int (1-based); None if failed
+    num_classes     int: the classes the model predicts; n_test: int, the test images the errors
+                    are over (finished records; absent in older ones). They tell the error of
+                    guessing, 100 (1 - 1/num_classes) %, which the leaderboard flags
     curves          {"epoch": [...], "train_loss": [...], "train_acc": [...], "test_error": [...],
                      "lr": [...], "erased_fraction": [...]}  (percent for acc/error); a failed
                     run's curves hold the epochs it completed (possibly none)
@@ -422,7 +425,8 @@ def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str
         **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
                                    "occlusion", "images_per_s", "train_time_s",
                                    "resumed_from_epoch")},
-        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs")},
+        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs", "num_classes",
+                                       "n_test")},
     }
 
 

@@ -134,6 +134,7 @@ class Grid:
     missing: list[str]  # descriptions of planned runs without a record
     records: list[dict]  # every record, finished and failed
     failed: list[dict] = field(default_factory=list)  # the failed records, by run_id
+    plan_known: bool = True  # False: no plan was given; the cells are only what has records
 
     @property
     def finished(self) -> int:
@@ -197,11 +198,50 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
     return models, expected, missing
 
 
+def planned_run(r) -> dict:
+    """A planned run as the leaderboard needs it to place its cell before (or without) its
+    record: `r` is a RunSpec (benchmark.suites.expand)."""
+    m = r.method
+    cam = ({"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam
+           else None)
+    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
+            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
+
+
+def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
+    """A planned cell without run ids (a previous leaderboard's data block group: model, method,
+    expected, and what the method does)."""
+    for key in ("model", "method"):
+        if key not in e:
+            raise ValueError(f"expected_runs: a planned cell lacks key {key!r}")
+    label, k = e["method"], e["expected"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"expected_runs: cell {e['model']} / {label}: key 'expected' is {k!r}, "
+                         "not a count")
+    if e.get("eraser") is None and label != "plain":
+        planned = Method(label, known=False)
+    else:
+        planned = Method(label, e.get("eraser"), dict(e.get("eraser_params") or {}),
+                         e.get("cam"), setup={key: e.get(key) for key in SETUP_KEYS})
+    methods.setdefault(label, planned)
+    if e["model"] not in models:
+        models.append(e["model"])
+    key = (e["model"], label)
+    expected[key] = expected.get(key, 0) + k
+    have = sum((r["model"], r["method"]) == key for r in records)
+    if have < k:
+        missing.append(f"{e['model']} / {label}: {k - have} of {k} runs")
+
+
 def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[str]]:
-    """The runner's plan: (models, runs expected per cell, planned run ids without a record)."""
+    """The runner's plan: (models, runs expected per cell, planned run ids without a record).
+    An entry with key `expected` is a planned cell without run ids (a previous leaderboard's)."""
     done = {r["run_id"] for r in records}
     models, expected, missing = [], {}, []
     for e in expected_runs:
+        if "expected" in e:
+            _planned_cell(e, records, methods, models, expected, missing)
+            continue
         for key in ("run_id", "model", "method", "seed"):
             if key not in e:
                 raise ValueError(f"expected_runs: an entry lacks key {key!r}; each needs "
@@ -244,4 +284,4 @@ def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | N
         # an unplanned extra run counts, it is not "over-complete"
         c.expected = max(c.expected, c.n + len(c.failed))
     return Grid(suite, models, sorted(methods.values(), key=Method.sort_key), cells, missing,
-                records, failed)
+                records, failed, plan_known=expected_runs is not None)
