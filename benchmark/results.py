@@ -259,8 +259,8 @@ def read_record(path: str | os.PathLike, *, set_aside: bool = False) -> dict | N
     path = Path(path)
     if set_aside:
         _set_aside(path, problem)
-    elif (str(path), problem) not in _warned:
-        _warned.add((str(path), problem))
+    elif (str(path.resolve()), problem) not in _warned:
+        _warned.add((str(path.resolve()), problem))
         warn(f"{path}: {problem}; skipping it (left as it is)")
     return None
 

@@ -91,7 +91,7 @@ def chance_error(r: dict) -> tuple[float, float] | None:
         n = (((r.get("config") or {}).get("data") or {}).get("options") or {}).get("n_test", 2000)
     margin = CHANCE_MARGIN_MIN
     if isinstance(n, int) and n > 0:
-        margin = max(margin, CHANCE_SIGMAS * 100 * math.sqrt(p * (1 - p) / n))
+        margin = CHANCE_SIGMAS * 100 * math.sqrt(p * (1 - p) / n)
     return 100 * p, 100 * p - margin
 
 

@@ -250,7 +250,8 @@ def reproducibility(g: Grid) -> list[str]:
             ["dataset", ", ".join(g.datasets)],
             ["epochs", ", ".join(_distinct(recs, lambda r: r.get("epochs")))]]
     dates = _distinct(recs, lambda r: r.get("date"))
-    rows.append(["date", dates[0] if len(dates) == 1 else f"{dates[0]} … {dates[-1]}"])
+    rows.append(["date", "n/a" if not dates else dates[0] if len(dates) == 1
+                 else f"{dates[0]} … {dates[-1]}"])
     for k in sorted({k for r in recs for k in (r.get("versions") or {})}):
         rows.append([f"version: {k}",
                      ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
