@@ -66,3 +66,25 @@ def test_the_runner_moves_a_damaged_record_of_its_own_run_aside_in_one_line(tmp_
         "range (must be in [0, 100])); moved to resnet20__plain__s0.json.corrupt; the run will be "
         "redone\n")
     assert not path.exists() and (tmp_path / "resnet20__plain__s0.json.corrupt").is_file()
+
+
+def test_a_dry_run_with_rerun_changed_says_what_it_would_move_and_moves_nothing(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cost, "estimate", lambda packs, device, **kw: {
+        r.run_id: {"images": 0, "seconds": 1.0} for p in packs for r in p.runs})
+    (tmp_path / "one.yaml").write_text(textwrap.dedent(ONE))
+    folder = tmp_path / "results" / "one"
+    other = {"schema": 2, "status": "finished", "suite": "one", "run_id": "resnet20__plain__s0",
+             "model": "resnet20", "method": "plain", "seed": 0, "epochs": 9,
+             "final_test_error": 30.0, "best_test_error": 29.0,
+             "config": {"model": "resnet20", "seed": 0, "train": {"epochs": 9}}}
+    results.write_record(folder, other)
+    before = snapshot(folder)
+    args = ["--suite", str(tmp_path / "one.yaml"), "--out", str(tmp_path), "--dry-run"]
+    assert main(args) == 2  # another config's record: the one-line error, as a real run
+    assert "made by another config" in capsys.readouterr().err
+    assert main([*args, "--rerun-changed"]) == 0
+    assert capsys.readouterr().err.endswith(
+        "note: 1 records of another config would be moved aside (*.changed) and their runs "
+        "trained again; --dry-run moves nothing\n")
+    assert snapshot(folder) == before
