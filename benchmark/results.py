@@ -28,6 +28,9 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     best_test_error   float, percent, best over epochs (what the Random Erasing code reports);
                     None if failed
     best_epoch      int (1-based); None if failed
+    num_classes     int: the classes the model predicts; n_test: int, the test images the errors
+                    are over (finished records; absent in older ones). They tell the error of
+                    guessing, 100 (1 - 1/num_classes) %, which the leaderboard flags
     curves          {"epoch": [...], "train_loss": [...], "train_acc": [...], "test_error": [...],
                      "lr": [...], "erased_fraction": [...]}  (percent for acc/error); a failed
                     run's curves hold the epochs it completed (possibly none)
@@ -55,9 +58,14 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     git_commit      str or None; date: ISO 8601; command: the command line that ran the suite
     config          the full resolved run config (dict)
 
-Records are strict JSON: a non-finite float anywhere is written as null. A record that cannot be
-read (truncated, not JSON, not a record, an unknown schema) is moved aside to `<name>.corrupt`
-with a one-line warning and counts as not finished, so the suite redoes the run.
+Records are strict JSON: a non-finite float anywhere is written as null. A damaged record
+(truncated, not JSON, an unknown schema, a key of the wrong type, or a number outside its range:
+an error outside [0, 100] %, a negative loss or time, a fraction outside [0, 1]; see `RANGES`)
+counts as not finished. Only the runner, in the results folder it owns, moves it aside to
+`<name>.corrupt` (`set_aside=True`, one line); every read-only reader (leaderboard, compare,
+figures, --dry-run) skips it with one line and never renames or moves a file. A JSON file that is
+not a record at all (neither `run_id` nor `schema`, e.g. a `package.json`) is not damaged:
+readers skip it quietly.
 """
 
 from __future__ import annotations
@@ -134,7 +142,66 @@ def record_problem(rec) -> str | None:
     for key, types, what in _TYPES:
         if key in rec and not (isinstance(rec[key], types) and not isinstance(rec[key], bool)):
             return f"key {key!r} is {_short(rec[key])}, not {what}"
+    return value_problem(rec)
+
+
+# Every number the reports read, with the range it can take (units as in the schema above):
+# dotted key -> (lowest, highest). A finite number outside it, or a value that is neither a
+# number nor null, makes the record damaged: no real run writes it, and one such value would
+# enter (and dominate) a mean, a ranking or a plot's axis. null, NaN and +-Infinity stay what
+# they were (a failed or diverged run, see `normalise`).
+PERCENT, FRACTION, COUNT = (0.0, 100.0), (0.0, 1.0), (0.0, math.inf)
+RANGES = {"final_test_error": PERCENT, "best_test_error": PERCENT,
+          "epochs": (1, math.inf), "wall_time_s": COUNT, "train_time_s": COUNT,
+          "images_per_s": COUNT, "pack_size": (1, math.inf), "num_classes": (2, math.inf),
+          "n_test": (1, math.inf),
+          "curves.epoch": COUNT, "curves.train_loss": COUNT, "curves.train_acc": PERCENT,
+          "curves.test_error": PERCENT, "curves.lr": COUNT, "curves.erased_fraction": PERCENT,
+          **{f"occlusion.{k}": FRACTION for k in (
+              "erased_image_rate", "object_hit_rate", "object_covered_mean",
+              "train_cam_peak_in_box", "cam_peak_in_box", "random_point_in_box")}}
+
+
+def _number_problem(key: str, value, lo, hi) -> str | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"key {key!r} is {_short(value)}, not a number"
+    if not lo <= value <= hi:
+        span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        return f"key {key!r} is {value!r}, outside its range (must be {span})"
     return None
+
+
+def value_problem(rec: dict) -> str | None:
+    """The first number of `rec` outside its range in `RANGES` (None: all fine), as one line:
+    "key 'final_test_error' is -250, outside its range (must be in [0, 100])". Lists (curves)
+    are checked element by element; null, NaN and +-Infinity are left to `normalise`."""
+    for key, (lo, hi) in RANGES.items():
+        head, _, leaf = key.partition(".")
+        value = rec.get(head)
+        if leaf:
+            value = value.get(leaf) if isinstance(value, dict) else None
+        if leaf and head == "curves":
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                return f"key {key!r} is {_short(value)}, not a list"
+            for i, x in enumerate(value):
+                problem = _number_problem(f"{key}[{i}]", x, lo, hi)
+                if problem:
+                    return problem
+            continue
+        problem = _number_problem(key, value, lo, hi)
+        if problem:
+            return problem
+    return None
+
+
+def is_record_like(obj) -> bool:
+    """Whether a parsed JSON file claims to be a result record (an object with `run_id` or
+    `schema`): one that does not (a package.json, a config) is not a damaged record."""
+    return isinstance(obj, dict) and ("run_id" in obj or "schema" in obj)
 
 
 # Keys the leaderboard reads, with the types it can use (None: absent or not known).
@@ -176,30 +243,57 @@ def normalise(rec: dict) -> dict:
     return rec
 
 
-def read_record(path: str | os.PathLike) -> dict | None:
-    """The record in `path` (normalised to schema 2), or None if there is none or it is damaged:
-    a damaged record is moved to `<name>.corrupt` with a one-line warning, so its run counts as
-    not finished and the suite redoes it."""
-    path = Path(path)
+class NotARecord(ValueError):
+    """A JSON file in a results folder that does not claim to be a record (see is_record_like)."""
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def read_record(path: str | os.PathLike, *, set_aside: bool = False) -> dict | None:
+    """The record in `path` (normalised to schema 2), or None if there is none or it is damaged.
+
+    A damaged record counts as not finished. set_aside=True (only the runner, in the results
+    folder it owns) moves it to `<name>.corrupt` with a one-line warning, so the suite redoes the
+    run; by default (every read-only reader) it is skipped with a one-line warning (once per file
+    and problem in a process) and the file is left exactly where it is."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        return _parse(Path(path))
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError as e:
-        problem = f"not UTF-8 text (byte {e.start})"
-    else:
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as e:
-            body = text.strip()
-            cut = "; it ends mid-record: truncated?" if body[:1] == "{" and body[-1:] != "}" else ""
-            problem = f"not valid JSON: {e.msg}: line {e.lineno} column {e.colno}{cut}"
-        else:
-            problem = record_problem(rec)
-            if problem is None:
-                return normalise(rec)
-    _set_aside(path, f"damaged result record ({problem})")
+    except NotARecord as e:
+        problem = str(e)
+    except ValueError as e:
+        problem = f"damaged result record ({e})"
+    path = Path(path)
+    if set_aside:
+        _set_aside(path, problem)
+    elif (str(path.resolve()), problem) not in _warned:
+        _warned.add((str(path.resolve()), problem))
+        warn(f"{path}: {problem}; skipping it (left as it is)")
     return None
+
+
+def _parse(path: Path) -> dict:
+    """A readable record, normalised; FileNotFoundError, NotARecord, or ValueError(problem)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte {e.start})") from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        body = text.strip()
+        cut = "; it ends mid-record: truncated?" if body[:1] == "{" and body[-1:] != "}" else ""
+        raise ValueError(f"not valid JSON: {e.msg}: line {e.lineno} column {e.colno}{cut}") \
+            from None
+    problem = record_problem(rec)
+    if problem is None:
+        return normalise(rec)
+    if not is_record_like(rec):
+        raise NotARecord(problem if problem.startswith("not a result record")
+                         else f"not a result record ({problem})")
+    raise ValueError(problem)
 
 
 def _set_aside(path: Path, what: str) -> None:
@@ -211,9 +305,11 @@ def _set_aside(path: Path, what: str) -> None:
     warn(f"{path}: {what}; moved to {moved.name}; the run will be redone")
 
 
-def status(results_dir: str | os.PathLike, run_id: str) -> str | None:
-    """"finished", "failed", or None (no record, or a damaged one, now moved aside)."""
-    rec = read_record(record_path(results_dir, run_id))
+def status(results_dir: str | os.PathLike, run_id: str, *, set_aside: bool = True) -> str | None:
+    """"finished", "failed", or None (no record, or a damaged one). The runner's question about
+    a folder it owns: a damaged record is moved aside (set_aside=False: a read-only caller such
+    as --dry-run, which only skips it)."""
+    rec = read_record(record_path(results_dir, run_id), set_aside=set_aside)
     return None if rec is None else rec["status"]
 
 
@@ -222,15 +318,35 @@ def is_finished(results_dir: str | os.PathLike, run_id: str) -> bool:
     return status(results_dir, run_id) == FINISHED
 
 
-def load_records(results_dir: str | os.PathLike) -> list[dict]:
-    """All readable records (finished and failed, normalised to schema 2) of a suite's results
-    folder, sorted by file name; damaged ones are moved aside with a warning and skipped."""
+def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> list[dict]:
+    """The readable records (finished and failed, normalised to schema 2) of a results folder,
+    sorted by file name. Read-only: a damaged record is skipped with a one-line warning, a JSON
+    that is not a record (package.json) quietly, and no file is moved or renamed.
+
+    suite: keep only that suite's records (a record without a `suite` key counts as the named
+    one); the others are left out with one warning line naming their suites and counts."""
     records = []
     for p in sorted(Path(results_dir).glob("*.json")):
-        rec = read_record(p)
+        try:
+            rec = _parse(p)
+        except (FileNotFoundError, NotARecord):
+            continue
+        except ValueError:
+            rec = read_record(p)  # the one-line warning, nothing moved
         if rec is not None:
             records.append(rec)
-    return records
+    if suite is None:
+        return records
+    other: dict[str, int] = {}
+    for r in records:
+        if r.get("suite") not in (None, suite):
+            other[r["suite"]] = other.get(r["suite"], 0) + 1
+    if other:
+        n = sum(other.values())
+        names = ", ".join(f"{s} ({k})" for s, k in sorted(other.items()))
+        warn(f"{results_dir}: left out {n} record{'s' if n != 1 else ''} of other suites "
+             f"({names}); only suite {suite!r} is shown")
+    return [r for r in records if r.get("suite") in (None, suite)]
 
 
 def _versions() -> dict:
@@ -374,7 +490,8 @@ def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str
         **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
                                    "occlusion", "images_per_s", "train_time_s",
                                    "resumed_from_epoch")},
-        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs")},
+        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs", "num_classes",
+                                       "n_test")},
     }
 
 

@@ -67,28 +67,88 @@ def test_truncated_record_is_moved_aside_and_counts_as_not_finished(tmp_path, ca
     assert "truncated?" in err and "moved to resnet20__plain__s0.json.corrupt" in err
     assert "the run will be redone" in err
     assert not path.exists() and (tmp_path / "resnet20__plain__s0.json.corrupt").is_file()
-    assert results.load_records(tmp_path) == []
+    assert results.load_records(tmp_path) == []  # a .corrupt file is no longer read
 
 
-@pytest.mark.parametrize("content, problem", [
+DAMAGED = [
     (b"", "not valid JSON"),
     (b"\xff\xfe garbage", "not UTF-8 text"),
-    (b"[1, 2]", "a JSON list, not an object"),
     (b'{"schema": 2, "status": "finished"}', "key 'run_id' is missing"),
     (b'{"run_id": "x"}', "key 'schema' is missing"),
     (b'{"run_id": "x", "schema": 9}', "key 'schema' is 9; this erasebench reads schema 1, 2"),
     (b'{"run_id": "x", "schema": 2, "status": "done"}', "key 'status' is 'done'"),
     (b'{"run_id": "x", "schema": 2, "status": "finished", "model": "m", "method": "p", '
      b'"seed": 0, "best_test_error": 1.0}', "key 'final_test_error' is missing"),
-])
-def test_an_unreadable_record_is_skipped_by_load_records_with_a_warning_naming_it(
+]
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED)
+def test_a_damaged_record_is_skipped_by_load_records_with_one_line_and_left_in_place(
         tmp_path, capsys, content, problem):
     results.write_record(tmp_path, record("good"))
     (tmp_path / "x.json").write_bytes(content)
     assert [r["run_id"] for r in results.load_records(tmp_path)] == ["good"]
     err = capsys.readouterr().err
     assert f"{tmp_path / 'x.json'}: damaged result record (" in err and problem in err
+    assert err.count("\n") == 1 and "skipping it (left as it is)" in err
+    assert (tmp_path / "x.json").read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.json", "x.json"]
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED)
+def test_the_runner_moves_a_damaged_record_at_its_run_s_path_aside(tmp_path, capsys, content,
+                                                                     problem):
+    (tmp_path / "x.json").write_bytes(content)
+    assert results.status(tmp_path, "x") is None
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'x.json'}: damaged result record (" in err and problem in err
     assert (tmp_path / "x.json.corrupt").read_bytes() == content
+
+
+@pytest.mark.parametrize("content", [b'{"name": "web", "version": "1.0.0"}', b"[1, 2]", b"3"])
+def test_a_json_that_is_not_a_record_is_skipped_quietly_and_never_renamed(tmp_path, capsys,
+                                                                           content):
+    (tmp_path / "package.json").write_bytes(content)
+    assert results.load_records(tmp_path) == []
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "package.json").read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir()] == ["package.json"]
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"final_test_error": -250.0}, "key 'final_test_error' is -250.0, outside its range "
+                                   "(must be in [0, 100])"),
+    ({"final_test_error": 1e300}, "key 'final_test_error' is 1e+300, outside its range"),
+    ({"best_test_error": 100.5}, "key 'best_test_error' is 100.5"),
+    ({"final_test_error": "NaN"}, "key 'final_test_error' is 'NaN', not a number"),
+    ({"final_test_error": True}, "key 'final_test_error' is True, not a number"),
+    ({"curves": {"test_error": [30.0, -1.0]}}, "key 'curves.test_error[1]' is -1.0"),
+    ({"curves": {"train_loss": [2.0, -0.5]}}, "key 'curves.train_loss[1]' is -0.5"),
+    ({"curves": {"train_acc": [50.0, 1e9]}}, "key 'curves.train_acc[1]' is 1000000000.0"),
+    ({"curves": {"lr": "fast"}}, "key 'curves.lr' is 'fast', not a list"),
+    ({"occlusion": {"object_hit_rate": 1.5}}, "key 'occlusion.object_hit_rate' is 1.5"),
+    ({"wall_time_s": -3.0}, "key 'wall_time_s' is -3.0, outside its range (must be >= 0)"),
+    ({"images_per_s": "many"}, "key 'images_per_s' is 'many', not a number"),
+    ({"epochs": 0}, "key 'epochs' is 0, outside its range (must be >= 1)"),
+])
+def test_a_record_with_a_number_outside_its_range_is_a_damaged_record(tmp_path, capsys, change,
+                                                                        problem):
+    results.write_record(tmp_path, record("good"))
+    (tmp_path / "bad.json").write_text(json.dumps(record("bad", **change)))
+    assert [r["run_id"] for r in results.load_records(tmp_path)] == ["good"]
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and (tmp_path / "bad.json").is_file()
+    assert results.status(tmp_path, "bad") is None  # the runner: moved aside, the run redone
+    assert (tmp_path / "bad.json.corrupt").is_file() and problem in capsys.readouterr().err
+
+
+def test_records_of_other_suites_are_left_out_with_one_line_naming_them(tmp_path, capsys):
+    for i, suite in enumerate(["two", "two", "one", "three", "one"]):
+        results.write_record(tmp_path, record(f"r{i}", suite=suite))
+    assert [r["run_id"] for r in results.load_records(tmp_path, suite="two")] == ["r0", "r1"]
+    err = capsys.readouterr().err
+    assert err == (f"warning: {tmp_path}: left out 3 records of other suites (one (2), "
+                   "three (1)); only suite 'two' is shown\n")
 
 
 def test_a_schema_1_record_is_read_as_finished(tmp_path):

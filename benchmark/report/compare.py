@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmark.fileio import atomic_write, warn
 from benchmark.report.grid import Method, build_grid
-from benchmark.report.leaderboard import DATA_TAG, READABLE_DATA_SCHEMAS, summary
+from benchmark.report.leaderboard import DATA_TAG, READABLE_DATA_SCHEMAS, block_problem, summary
 from benchmark.report.markdown import fmt_stats, md_table
 from benchmark.report.stats import mean
 from benchmark.results import load_records
@@ -44,6 +44,9 @@ def read_summary(source: str) -> dict:
         for key in ("suite", "models", "groups"):
             if key not in data:
                 raise NotALeaderboard(f"{p}: data block key {key!r} is missing")
+        problem = block_problem(data)
+        if problem:
+            raise NotALeaderboard(f"{p}: data block {problem}")
         return data
     if p.is_file():
         raise NotALeaderboard(f"{p}: not a leaderboard .md file")
@@ -51,9 +54,12 @@ def read_summary(source: str) -> dict:
     if not folder.is_dir():
         raise ValueError(f"{source}: neither a leaderboard .md, a results folder, nor a suite "
                          f"with records in {folder}/")
-    records = load_records(folder)
-    suite = str(records[0].get("suite") or folder.name) if records else folder.name
-    return summary(build_grid(records, suite=suite))
+    suites = sorted({str(r.get("suite") or folder.name) for r in load_records(folder)})
+    if len(suites) > 1 and folder.name not in suites:
+        raise ValueError(f"{folder}: holds records of {len(suites)} suites ({', '.join(suites)}); "
+                         "compare a folder of one suite, or their leaderboard .md files")
+    suite = folder.name if folder.name in suites or not suites else suites[0]
+    return summary(build_grid(load_records(folder, suite=suite), suite=suite))
 
 
 def _canon(v):

@@ -15,6 +15,7 @@ from benchmark.report import thesis
 CANONICAL = ("plain", "cam_erasing", "random_erasing", "cutout", "hide_and_seek")
 MISSING = "missing"
 FAILED = "failed"
+AT_CHANCE = "at chance"
 # The method settings a record keeps beside eraser, eraser_params and cam (in config.method).
 SETUP_KEYS = ("mode", "fill", "append_bn", "warmup_epochs", "epochs")
 
@@ -64,6 +65,44 @@ class Method:
                 self.cam_layer or "", self.label)
 
 
+# Classes of the datasets whose records predate the `num_classes` key (synthetic: its ten shapes).
+KNOWN_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
+# Test images of those datasets' test splits (synthetic: its n_test option, default 2000).
+KNOWN_TEST_IMAGES = {"cifar10": 10000, "cifar100": 10000}
+CHANCE_SIGMAS = 2.0  # how close to guessing counts as at chance, in standard errors (see below)
+CHANCE_MARGIN_MIN = 1.0  # percentage points: the margin when the test set's size is not known
+
+
+def chance_error(r: dict) -> tuple[float, float] | None:
+    """(the error of guessing, the lowest error that counts as at chance), both percent, for a
+    record; None when its number of classes is unknown.
+
+    Guessing (or always answering one class of a balanced test set) errs on a share p = 1 - 1/C
+    of the images. On n test images its error has a standard error of 100 sqrt(p (1 - p) / n)
+    percentage points, so an error within CHANCE_SIGMAS of those below 100 p cannot be told
+    apart from guessing: 89.4% and up on CIFAR-10 (n = 10000), 54.5% and up for 3 classes
+    and 60 test images. Without a known n the margin is CHANCE_MARGIN_MIN points."""
+    classes = r.get("num_classes") or KNOWN_CLASSES.get(str(r.get("dataset")))
+    if not isinstance(classes, int) or classes < 2:
+        return None
+    p = 1 - 1 / classes
+    n = r.get("n_test") or KNOWN_TEST_IMAGES.get(str(r.get("dataset")))
+    if n is None and r.get("dataset") == "synthetic":
+        n = (((r.get("config") or {}).get("data") or {}).get("options") or {}).get("n_test", 2000)
+    margin = CHANCE_MARGIN_MIN
+    if isinstance(n, int) and n > 0:
+        margin = CHANCE_SIGMAS * 100 * math.sqrt(p * (1 - p) / n)
+    return 100 * p, 100 * p - margin
+
+
+def at_chance(r: dict) -> bool:
+    """A finished run whose final test error is at the level of guessing (see chance_error)."""
+    chance = chance_error(r)
+    err = r.get("final_test_error")
+    return (r.get("status", results.FINISHED) == results.FINISHED and chance is not None
+            and isinstance(err, int | float) and err >= chance[1])
+
+
 @dataclass
 class Cell:
     """The finished runs of one (model, method), how many were planned, and the failed runs
@@ -76,6 +115,11 @@ class Cell:
     @property
     def n(self) -> int:
         return len(self.records)
+
+    @property
+    def at_chance(self) -> int:
+        """How many of its finished runs ended at chance level (they are in its mean)."""
+        return sum(at_chance(r) for r in self.records)
 
     def values(self, key: str = "final_test_error") -> list[float]:
         return [float(r[key]) for r in self.records]
@@ -90,6 +134,7 @@ class Grid:
     missing: list[str]  # descriptions of planned runs without a record
     records: list[dict]  # every record, finished and failed
     failed: list[dict] = field(default_factory=list)  # the failed records, by run_id
+    plan_known: bool = True  # False: no plan was given; the cells are only what has records
 
     @property
     def finished(self) -> int:
@@ -125,14 +170,18 @@ def _planned_method(e: dict) -> tuple[str, Method]:
 
 
 def check_record(r: dict, suite: str) -> None:
-    """A record without a key the tables need is an error naming the record and the key
-    (records read from files never get here: results.read_record sets those aside)."""
+    """A record without a key the tables need, or with a number outside its range
+    (results.RANGES), is an error naming the record and the key (records read from files never
+    get here: results.load_records skips those)."""
     required = results.REQUIRED.get(r.get("status", results.FINISHED), results.REQUIRED[FAILED])
     for key in required:
         if key not in r:
             raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: key {key!r} is "
                              f"missing; a {r.get('status', results.FINISHED)} result record needs "
                              f"{', '.join(required)} (see benchmark/results.py)")
+    problem = results.value_problem(r)
+    if problem:
+        raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: {problem}")
 
 
 def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
@@ -149,11 +198,50 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
     return models, expected, missing
 
 
+def planned_run(r) -> dict:
+    """A planned run as the leaderboard needs it to place its cell before (or without) its
+    record: `r` is a RunSpec (benchmark.suites.expand)."""
+    m = r.method
+    cam = ({"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam
+           else None)
+    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
+            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
+
+
+def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
+    """A planned cell without run ids (a previous leaderboard's data block group: model, method,
+    expected, and what the method does)."""
+    for key in ("model", "method"):
+        if key not in e:
+            raise ValueError(f"expected_runs: a planned cell lacks key {key!r}")
+    label, k = e["method"], e["expected"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"expected_runs: cell {e['model']} / {label}: key 'expected' is {k!r}, "
+                         "not a count")
+    if e.get("eraser") is None and label != "plain":
+        planned = Method(label, known=False)
+    else:
+        planned = Method(label, e.get("eraser"), dict(e.get("eraser_params") or {}),
+                         e.get("cam"), setup={key: e.get(key) for key in SETUP_KEYS})
+    methods.setdefault(label, planned)
+    if e["model"] not in models:
+        models.append(e["model"])
+    key = (e["model"], label)
+    expected[key] = expected.get(key, 0) + k
+    have = sum((r["model"], r["method"]) == key for r in records)
+    if have < k:
+        missing.append(f"{e['model']} / {label}: {k - have} of {k} runs")
+
+
 def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[str]]:
-    """The runner's plan: (models, runs expected per cell, planned run ids without a record)."""
+    """The runner's plan: (models, runs expected per cell, planned run ids without a record).
+    An entry with key `expected` is a planned cell without run ids (a previous leaderboard's)."""
     done = {r["run_id"] for r in records}
     models, expected, missing = [], {}, []
     for e in expected_runs:
+        if "expected" in e:
+            _planned_cell(e, records, methods, models, expected, missing)
+            continue
         for key in ("run_id", "model", "method", "seed"):
             if key not in e:
                 raise ValueError(f"expected_runs: an entry lacks key {key!r}; each needs "
@@ -196,4 +284,4 @@ def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | N
         # an unplanned extra run counts, it is not "over-complete"
         c.expected = max(c.expected, c.n + len(c.failed))
     return Grid(suite, models, sorted(methods.values(), key=Method.sort_key), cells, missing,
-                records, failed)
+                records, failed, plan_known=expected_runs is not None)

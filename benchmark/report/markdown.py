@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.report.grid import FAILED, MISSING, Cell
+from benchmark.report.grid import AT_CHANCE, FAILED, MISSING, Cell
 from benchmark.report.stats import mean, std
 
 
@@ -37,15 +37,18 @@ def fmt_cell(c: Cell, key: str = "final_test_error") -> str:
         if c.failed:
             return f"{FAILED} ({len(c.failed)} of {c.expected})"
         return f"{MISSING} (0 of {c.expected})"
-    return fmt_stats(c.values(key), c.expected, len(c.failed))
+    return fmt_stats(c.values(key), c.expected, len(c.failed), c.at_chance)
 
 
-def fmt_stats(xs: list[float], expected: int, failed: int = 0) -> str:
+def fmt_stats(xs: list[float], expected: int, failed: int = 0, chance: int = 0) -> str:
     """'mean ± std (n=k)' of finished runs' values; 'n=j of k' when fewer than planned finished,
-    '; j failed' when some failed. The one cell format of the leaderboards and of `compare`."""
+    '; j failed' when some failed, '; j at chance' when j of the runs ended at the error of
+    guessing. The one cell format of the leaderboards and of `compare`."""
     count = f"n={len(xs)}" if len(xs) >= expected else f"n={len(xs)} of {expected}"
     if failed:
         count += f"; {failed} {FAILED}"
+    if chance:
+        count += f"; {chance} {AT_CHANCE}"
     return f"{mean(xs):.2f} ± {fmt_err(std(xs))} ({count})"
 
 

@@ -5,7 +5,7 @@ reproducibility. Each takes the suite's grid and returns markdown lines."""
 from __future__ import annotations
 
 from benchmark.report import thesis
-from benchmark.report.grid import Cell, Grid, Method
+from benchmark.report.grid import AT_CHANCE, Cell, Grid, Method, at_chance, chance_error
 from benchmark.report.markdown import (
     fmt_cell,
     fmt_delta,
@@ -250,7 +250,8 @@ def reproducibility(g: Grid) -> list[str]:
             ["dataset", ", ".join(g.datasets)],
             ["epochs", ", ".join(_distinct(recs, lambda r: r.get("epochs")))]]
     dates = _distinct(recs, lambda r: r.get("date"))
-    rows.append(["date", dates[0] if len(dates) == 1 else f"{dates[0]} … {dates[-1]}"])
+    rows.append(["date", "n/a" if not dates else dates[0] if len(dates) == 1
+                 else f"{dates[0]} … {dates[-1]}"])
     for k in sorted({k for r in recs for k in (r.get("versions") or {})}):
         rows.append([f"version: {k}",
                      ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
@@ -317,6 +318,26 @@ def rising_loss_runs(g: Grid) -> list[str]:
             "epoch: they did not train (diverged, or too short to start). Their errors are in the "
             "cells above, in the means; read those cells with this in mind.", "",
             *md_table(["run", "first-epoch loss", "last-epoch loss", "final error"], rows), ""]
+
+
+def chance_runs(g: Grid) -> list[str]:
+    """Finished runs whose final error is at the level of guessing: listed with the error of
+    guessing, since their cells' means include them."""
+    runs = [r for mo in g.models for m in g.methods for r in g.cell(mo, m).records
+            if at_chance(r)]
+    if not runs:
+        return []
+    rows = []
+    for r in sorted(runs, key=lambda r: r["run_id"]):
+        guess, floor = chance_error(r)
+        rows.append([f"`{r['run_id']}`", str(r.get("num_classes") or r.get("dataset")),
+                     f"{guess:.2f}", f"{floor:.2f}", fmt_err(r["final_test_error"])])
+    return ["## Runs at chance level", "",
+            f"{len(runs)} finished run(s) ended with a test error no better than guessing (within "
+            "two standard errors of 100 (1 - 1/classes) % on the test set's size): they did not "
+            f"learn. Their cells say `{AT_CHANCE}`; their errors are in those cells' means.", "",
+            *md_table(["run", "classes (or data)", "guessing error", "counted from",
+                       "final error"], rows), ""]
 
 
 def failed_runs(g: Grid) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmark import results
+from benchmark.report.grid import planned_run as expected
 from benchmark.runner import claims
 from benchmark.runner.worker import Stop, Worker
 from benchmark.suites import fingerprint, plan
@@ -156,15 +157,6 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
           f"{'bf16' if precision == 'bf16' else 'fp32'}; rates measured here on the real step")
 
 
-def expected(r: RunSpec) -> dict:
-    """What the leaderboard needs to place a planned run's cell before (or without) its record."""
-    m = r.method
-    cam = ({"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam
-           else None)
-    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
-            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
-
-
 def _device(args):
     """(Accelerator or None, torch.device, process index, process count)."""
     import torch
@@ -241,15 +233,16 @@ def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
 
 
 def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
-                       rerun_changed: bool) -> str | None:
+                       rerun_changed: bool, dry_run: bool = False) -> str | None:
     """A record made by another config stops the suite (one line naming the keys that differ),
-    unless --rerun-changed, which moves those records aside so the runs train again."""
+    unless --rerun-changed, which moves those records aside so the runs train again (with
+    --dry-run it only says so: a dry run moves no file)."""
     from benchmark.fileio import move_aside
 
     changed, keys = [], {}
     for r in runs:
         path = results.record_path(results_dir, r.run_id)
-        rec = results.read_record(path) if path.is_file() else None
+        rec = results.read_record(path, set_aside=not dry_run) if path.is_file() else None
         if rec is None:
             continue
         diff = fingerprint.diff(fingerprint.of_record(rec), fingerprint.of_run(r, precision))
@@ -258,6 +251,10 @@ def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
             for key, old, new in diff:
                 keys.setdefault(key, (old, new))
     if not changed:
+        return None
+    if rerun_changed and dry_run:
+        print(f"note: {len(changed)} records of another config would be moved aside (*.changed) "
+              "and their runs trained again; --dry-run moves nothing", file=sys.stderr)
         return None
     if rerun_changed:
         for path in changed:
@@ -289,7 +286,8 @@ def main(argv=None, prog: str = "erasebench run") -> int:
                         "(fp32) or 'bf16'; fp16 would need loss scaling")
     if not problems and not args.device:
         problems = [p for p in [check_fingerprints(runs, results_dir, _precision(acc, args),
-                                                   args.rerun_changed and index == 0)] if p]
+                                                   args.rerun_changed and index == 0,
+                                                   dry_run=args.dry_run)] if p]
     if problems:
         if index == 0:
             print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
@@ -297,7 +295,8 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     packs = plan.make_packs(runs, suite.train.pack, device.type)
     if args.dry_run:
         if index == 0:
-            states = {r.run_id: results.status(results_dir, r.run_id) for r in runs}
+            states = {r.run_id: results.status(results_dir, r.run_id, set_aside=False)
+                      for r in runs}
             if args.retry_failed:
                 states = {i: None if st == "failed" else st for i, st in states.items()}
             dry_run(runs, packs, device, states, _precision(acc, args))

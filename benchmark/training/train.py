@@ -181,6 +181,7 @@ def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
         "checkpoint": str(final), "cam_path": cam_path,
         "eraser_params": lane.eraser.params() if lane.eraser is not None else {},
         "pack_size": tr.k, "graphs": sorted(tr.runner.captured),
+        "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
     }
 
 

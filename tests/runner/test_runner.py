@@ -60,6 +60,7 @@ def test_tiny_suite_writes_one_record_per_run_and_a_leaderboard(tiny, tmp_path, 
         assert 0 <= r["final_test_error"] <= 100
         assert r["config"]["train"]["epochs"] == 2 and r["versions"]["torch"] == torch.__version__
         assert r["occlusion"] is not None  # synthetic data has boxes
+        assert (r["num_classes"], r["n_test"]) == (10, 64)  # the error of guessing is known
     cam = recs["resnet20__cam_erasing__s0"]
     assert (cam["mode"] == "append" and cam["cam"]["path"] == "fast"
             and cam["cam"]["source"] == "during")
