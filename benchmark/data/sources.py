@@ -301,13 +301,59 @@ class _MemberError(Exception):
     """One file of a CIFAR archive or folder is missing or unreadable (the message names it)."""
 
 
+def _numpy_globals() -> dict:
+    """The only callables a CIFAR batch's pickle names: numpy's array and dtype reconstruction,
+    under their NumPy 1 (`numpy.core`, as the published archives were written) and NumPy 2
+    (`numpy._core`) module names, and `_codecs.encode` (how Python 3 pickles bytes at
+    protocol 2)."""
+    import codecs
+
+    core = getattr(np, "_core", None) or np.core
+    out = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+           ("_codecs", "encode"): codecs.encode}
+    for mod in ("numpy.core", "numpy._core"):
+        out[(f"{mod}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        out[(f"{mod}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    return out
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """A pickle reader for CIFAR batches that builds only what they contain: dicts, lists,
+    strings, bytes, numbers and numpy arrays. Any other global (a `__reduce__` payload naming
+    os.system, eval, ...) raises `pickle.UnpicklingError` naming it, before anything is called:
+    an archive is a download and must never run code.
+
+    `CifarUnpickler.loads(blob)` reads a batch as the standard unpickler would with
+    encoding="latin1" (the archives were written by Python 2)."""
+
+    _ALLOWED: dict | None = None
+
+    def find_class(self, module: str, name: str):
+        allowed = type(self)._ALLOWED
+        if allowed is None:
+            allowed = type(self)._ALLOWED = _numpy_globals()
+        if (module, name) in allowed:
+            return allowed[(module, name)]
+        raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR batch holds only "
+                                     "dicts, lists, strings, numbers and numpy arrays")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refused persistent id: a CIFAR batch has none")
+
+    @classmethod
+    def loads(cls, blob: bytes):
+        import io
+
+        return cls(io.BytesIO(blob), encoding="latin1").load()
+
+
 def _read_cifar_files(name: str, source: Path, split: str):
     _, folder, train, test, meta, label_key, names_key = _CIFAR[name]
     members = train if split == "train" else test
 
     def unpickle(member: str, blob: bytes):
         try:
-            return pickle.loads(blob, encoding="latin1")
+            return CifarUnpickler.loads(blob)
         except Exception as e:  # noqa: BLE001
             raise _MemberError(f"{member} cannot be unpickled ({describe(e)})") from e
 
