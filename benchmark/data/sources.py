@@ -132,6 +132,10 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
         parts = name[len("hf:"):].split(":")
         if not parts[0] or len(parts) > 2:
             raise ValueError(f"dataset {name!r}: expected hf:<dataset id>[:<config>]")
+        if "trust_remote_code" in options:
+            raise ValueError(f"dataset {name!r}: option 'trust_remote_code' is refused: a "
+                             "dataset's loading script is code from a download, and erasebench "
+                             "never runs it; use a dataset stored as parquet, csv or image files")
         files = options.get("data_files")
         paths = [files] if isinstance(files, str) else list((files or {}).values()) \
             if isinstance(files, dict) else list(files or [])

@@ -21,7 +21,7 @@ from benchmark import results
 from benchmark.runner import claims
 from benchmark.runner.worker import Stop, Worker
 from benchmark.suites import fingerprint, plan
-from benchmark.suites.config import ConfigError, load_suite
+from benchmark.suites.config import ConfigError, load_suite, validate
 from benchmark.suites.expand import RunSpec, apply_overrides, expand, parse_seeds
 from benchmark.training.pack import PRECISIONS
 
@@ -71,8 +71,19 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def split(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+def split(text: str, option: str | None = None, example: str = "") -> list[str]:
+    """Comma-separated names; with `option`, a list that names nothing (`--models ,`, `--models
+    ''`) or names one twice is a one-line ConfigError: it would train nothing, or twice."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if option is None:
+        return items
+    if not items:
+        raise ConfigError(f"{option} {text!r}: names nothing; expected comma-separated names, "
+                          f"e.g. {example}")
+    twice = sorted({x for x in items if items.count(x) > 1})
+    if twice:
+        raise ConfigError(f"{option} {text!r}: names {', '.join(twice)} more than once")
+    return items
 
 
 def parse_pack(text: str | None):
@@ -98,14 +109,35 @@ def data_options(items: list[str]) -> dict:
     return out
 
 
+def check_cli(args) -> None:
+    """The options' own values, before the suite (and its imports) is read: one ConfigError line
+    each."""
+    for imp in args.imports:
+        if not imp.strip():
+            raise ConfigError("--import '': expected a module name or a .py file")
+    for opt in ("runs_per_device", "threads"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{opt.replace('_', '-')} {value}: must be >= 1")
+    if args.claim_timeout <= 0:
+        raise ConfigError(f"--claim-timeout {args.claim_timeout:g}: must be > 0 seconds")
+    for opt in ("data", "data_dir", "suite"):
+        if getattr(args, opt) is not None and not getattr(args, opt).strip():
+            raise ConfigError(f"--{opt.replace('_', '-')} '': expected a value")
+
+
 def build_suite(args):
+    check_cli(args)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    models = split(args.models, "--models", "resnet20,timm/resnet18") \
+        if args.models is not None else None
+    methods = split(args.erasers, "--erasers", "plain,cutout") \
+        if args.erasers is not None else None
+    options = data_options(args.data_option)
     suite = load_suite(args.suite, extra_imports=args.imports)
-    suite = apply_overrides(
-        suite, epochs=args.epochs, seeds=parse_seeds(args.seeds) if args.seeds else None,
-        models=split(args.models) if args.models else None,
-        methods=split(args.erasers) if args.erasers else None, data=args.data,
-        data_dir=args.data_dir)
-    suite.data.options.update(data_options(args.data_option))
+    suite = apply_overrides(suite, epochs=args.epochs, seeds=seeds, models=models,
+                            methods=methods, data=args.data, data_dir=args.data_dir)
+    suite.data.options.update(options)
     if args.download:
         suite.data.download = True
     if args.graphs is not None:
@@ -113,7 +145,9 @@ def build_suite(args):
     pack = parse_pack(args.pack)
     if pack is not None:
         suite.train.pack = pack
-    return suite
+    if any(x is not None for x in (args.epochs, seeds, models, methods, args.data)) or options:
+        validate(suite, milestones_in_range=False)  # what the options changed (--epochs
+    return suite                                    # rescales the milestones in proportion)
 
 
 def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
