@@ -229,3 +229,31 @@ def test_a_model_checkpoint_written_by_erasebench_loads_with_weights_only(tmp_pa
     torch.load(path, weights_only=True)
     loaded, ckpt = checkpoint.load(path)
     assert ckpt["epoch"] == 2 and not loaded.training
+
+
+def test_the_help_of_every_command_that_reads_suites_says_imports_run_code_even_on_dry_run(
+        capsys):
+    import importlib
+    import inspect
+
+    from benchmark.cli import COMMANDS
+
+    readers = [name for name, (module, _) in COMMANDS.items()
+               if "load_suite(" in inspect.getsource(importlib.import_module(module))]
+    assert "run" in readers
+    for name in readers:
+        with pytest.raises(SystemExit) as info:
+            cli([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert info.value.code == 0
+        assert "a suite with `imports:` (and each --import) runs that Python code" in text
+        assert "even with --dry-run" in text
+
+
+def test_a_suite_with_imports_runs_that_code_when_it_is_read_as_the_help_says(tmp_path):
+    from benchmark.suites.config import load_suite
+
+    (tmp_path / "mine.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')\n")
+    (tmp_path / "s.yaml").write_text("name: s\nimports: [mine.py]\n")
+    load_suite(str(tmp_path / "s.yaml"))
+    assert (tmp_path / "ran").exists()

@@ -25,11 +25,19 @@ from benchmark.suites.config import ConfigError, load_suite, validate
 from benchmark.suites.expand import RunSpec, apply_overrides, expand, parse_seeds
 from benchmark.training.pack import PRECISIONS
 
+IMPORTS_RUN_CODE = (
+    "Security: a suite with `imports:` (and each --import) runs that Python code (the module or "
+    ".py file) as soon as the suite is read, with your permissions, even with --dry-run. Read "
+    "a suite's imported files before you run a suite you did not write. Results folders are "
+    "data, not code: checkpoints are loaded with torch.load(weights_only=True).")
+
 
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                epilog=IMPORTS_RUN_CODE)
     p.add_argument("--suite", default="smoke",
-                   help="a name in configs/ or a path to a YAML file (default: smoke)")
+                   help="a name in configs/ or a path to a YAML file (default: smoke); its "
+                   "`imports:` run as Python code when it is read, even with --dry-run")
     p.add_argument("--epochs", type=int,
                    help="override train.epochs (LR milestones and warm-up scale with it)")
     p.add_argument("--seeds", help="override seeds: 0,1,2 or 0-4")
@@ -41,7 +49,8 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    help="a dataset option (repeatable), e.g. n_train=5000, or for hf: datasets "
                    "data_dir=... (Hugging Face's own)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE|FILE",
-                   help="import a module or .py file that registers erasers (repeatable)")
+                   help="import a module or .py file that registers erasers (repeatable); "
+                   "it runs as Python code, even with --dry-run")
     p.add_argument("--download", action="store_true",
                    help="download CIFAR with torchvision if absent")
     p.add_argument("--out", default=".",
