@@ -121,6 +121,7 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
         if unknown:
             raise ValueError(f"dataset 'synthetic': unknown options {unknown}; allowed: "
                              f"{', '.join(allowed)}")
+        _check_synthetic_options(options)
     elif name in _CIFAR:
         if options:
             raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
@@ -452,6 +453,25 @@ def _pick_column(name: str, what: str, given: str | None, candidates, columns: l
 # --- synthetic ---------------------------------------------------------------------------------
 
 
+def _check_synthetic_options(options: dict) -> None:
+    """The synthetic set's option values, as `load` would reject them (one line each): sizes
+    of at least one image, an image side of at least synthetic.MIN_SIZE pixels, an integer
+    seed."""
+    from benchmark.data import synthetic
+
+    for key, low, why in (("n_train", 1, "images in the training split"),
+                          ("n_test", 1, "images in the test split"),
+                          ("size", synthetic.MIN_SIZE, "pixels per image side"),
+                          ("seed", None, "the generator's seed")):
+        if key not in options:
+            continue
+        v = options[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+            bound = f" >= {low}" if low is not None else ""
+            raise ValueError(f"dataset 'synthetic': option {key!r} is {v!r}; allowed: an "
+                             f"integer{bound} ({why})")
+
+
 def _load_synthetic(split: str, *, n_train: int = 10000, n_test: int = 2000, seed: int = 0,
                     size: int = 32, **unknown) -> Dataset:
     from benchmark.data import synthetic
@@ -459,6 +479,7 @@ def _load_synthetic(split: str, *, n_train: int = 10000, n_test: int = 2000, see
     if unknown:
         raise ValueError(f"dataset 'synthetic': unknown options {sorted(unknown)}; "
                          "allowed: n_train, n_test, seed, size")
+    _check_synthetic_options({"n_train": n_train, "n_test": n_test, "seed": seed, "size": size})
     n = n_train if split == "train" else n_test
     data = synthetic.generate(n, seed=synthetic.split_seed(seed, split), size=size)
     mean, std = channel_stats(data.images)

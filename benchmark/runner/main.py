@@ -327,6 +327,13 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     acc, device, index, count = _device(args)
     _threads(args, device, count)
     problems = preflight(args, suite, runs, results_dir)
+    if not problems:  # the suite's methods on its models and image size (torch: not in config)
+        from benchmark.runner.method_checks import check_methods
+
+        more, warnings = check_methods(suite, runs)
+        problems += more
+        for w in warnings if index == 0 else []:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
     if _precision(acc, args) not in PRECISIONS:
         problems.append(f"mixed precision {_precision(acc, args)!r}: erasebench trains in 'no' "
                         "(fp32) or 'bf16'; fp16 would need loss scaling")

@@ -35,7 +35,8 @@ def refused(capsys, tmp_path, suite, *extra, dry_run=False):
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert not out.exists()  # refused before anything was written
+    assert not (out / "results").exists() and not (out / "leaderboards").exists()  # nothing
+    assert not out.exists() or list(out.iterdir()) == []                    # written
     return err.strip()
 
 
@@ -178,3 +179,65 @@ def test_a_command_line_option_that_would_run_nothing_is_one_line_exit_2(
         tmp_path, capsys, option, value, message, dry_run):
     err = refused(capsys, tmp_path, write(tmp_path), option, value, dry_run=dry_run)
     assert err.startswith(f"error: {message}"), err
+
+
+SYNTH = "{n_train: 32, n_test: 16, seed: 0, size: 16}"
+
+
+@pytest.mark.parametrize("options, message", [
+    ("{n_train: 0}", "option 'n_train' is 0; allowed: an integer >= 1 (images in the training "
+                     "split)"),
+    ("{n_test: 0}", "option 'n_test' is 0; allowed: an integer >= 1 (images in the test split)"),
+    ("{size: 8}", "option 'size' is 8; allowed: an integer >= 16 (pixels per image side)"),
+    ("{size: 16.5}", "option 'size' is 16.5; allowed: an integer >= 16"),
+    ("{seed: x}", "option 'seed' is 'x'; allowed: an integer (the generator's seed)"),
+])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_synthetic_set_too_small_to_train_on_is_one_line_exit_2_before_training(
+        tmp_path, capsys, options, message, dry_run):
+    p = write(tmp_path, GOOD.replace(SYNTH, options))
+    err = refused(capsys, tmp_path, p, dry_run=dry_run)
+    assert err == f"error: {p}: key 'data': dataset 'synthetic': {message}" or \
+        err.startswith(f"error: {p}: key 'data': dataset 'synthetic': {message}"), err
+
+
+@pytest.mark.parametrize("method, key", [
+    ("{name: cam_erasing, cam: {layer: layer9}}", "methods[1].cam.layer"),
+    ("{name: cam_erasing, sweep: {cam.layer: [layer3, fc]}}", "methods[1].sweep.cam.layer"),
+])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unknown_cam_layer_is_one_line_exit_2_naming_the_models_layers(
+        tmp_path, capsys, method, key, dry_run):
+    p = write(tmp_path, GOOD.replace("methods: [plain, cutout]", f"methods: [plain, {method}]"))
+    err = refused(capsys, tmp_path, p, dry_run=dry_run)
+    assert err.startswith(f"error: {p}: key '{key}': model resnet20: layer="), err
+    assert "CAM layers of this model: ['layer3', 'layer2', 'layer1']" in err or \
+        "CAM needs a 4-D feature map" in err, err
+
+
+def test_an_eraser_that_erases_whole_images_of_the_datas_size_is_a_warning(tmp_path):
+    from benchmark.runner.method_checks import check_methods
+
+    p = write(tmp_path, GOOD.replace(
+        "methods: [plain, cutout]",
+        "methods: [plain, cutout, {name: cutout, label: big, params: {size: 100}}, "
+        "{name: hide_and_seek, params: {grid_size: 64}}]"))
+    suite = load_suite(str(p))
+    problems, warnings = check_methods(suite, expand(suite))
+    assert problems == []
+    assert warnings == [
+        f"{p}: key 'methods[2].params': big erases the whole image in 100% of 256 draws on 16x16 "
+        "images (its erased regions cover the image); those images train on nothing",
+        f"{p}: key 'methods[3].params': hide_and_seek erases the whole image in 23% of 256 draws "
+        "on 16x16 images (its erased regions cover the image); those images train on nothing"]
+
+
+def test_the_whole_image_warning_uses_the_image_size_of_the_data(tmp_path):
+    from benchmark.runner.method_checks import check_methods
+
+    text = GOOD.replace("methods: [plain, cutout]",
+                        "methods: [{name: cutout, params: {size: 24}}]")
+    small = load_suite(str(write(tmp_path, text, "a.yaml")))
+    large = load_suite(str(write(tmp_path, text.replace("size: 16}", "size: 48}"), "b.yaml")))
+    assert len(check_methods(small, expand(small))[1]) == 1
+    assert check_methods(large, expand(large))[1] == []
