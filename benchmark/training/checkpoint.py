@@ -80,7 +80,7 @@ def refused_object(error: BaseException) -> str | None:
     detail = named[0]
     for prefix in ("WeightsUnpickler error: ", "Trying to load "):
         detail = detail.split(prefix, 1)[-1]
-    detail = detail.rstrip(".")
+    detail = detail.split(". ", 1)[0].rstrip(".")  # torch appends advice on allow-listing
     return detail if len(detail) <= 160 else detail[:157] + "..."
 
 
