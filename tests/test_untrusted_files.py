@@ -257,3 +257,37 @@ def test_a_suite_with_imports_runs_that_code_when_it_is_read_as_the_help_says(tm
     (tmp_path / "s.yaml").write_text("name: s\nimports: [mine.py]\n")
     load_suite(str(tmp_path / "s.yaml"))
     assert (tmp_path / "ran").exists()
+
+
+def test_a_crafted_resume_checkpoint_in_a_results_folder_never_runs_and_the_run_trains(
+        tmp_path, marker, capsys):
+    from benchmark.runner.main import main
+
+    suite = tmp_path / "safe.yaml"
+    suite.write_text(textwrap.dedent(SUITE).replace("epochs: 2", "epochs: 1")
+                     .replace("milestones: [1]", "milestones: [1]")
+                     .replace("methods: [plain, {name: cam_erasing, warmup_epochs: 1}]",
+                              "methods: [plain]"))
+    out = tmp_path / "out"
+    evil = out / "results" / "safe" / "checkpoints" / "resnet20__plain__s0.resume.pt"
+    evil.parent.mkdir(parents=True)
+    torch.save({"format": resume.RESUME_FORMAT, "trainer": {}, "epoch": 1, "curves": {},
+                "occ": [], "payload": Payload(marker)}, evil)
+    assert main(["--suite", str(suite), "--out", str(out), "--no-wandb", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert f"warning: {evil}: not loaded: this resume checkpoint holds a pickled Python " in err
+    assert "; the run restarts from scratch" in err
+    assert (out / "results" / "safe" / "resnet20__plain__s0.json").is_file()
+
+
+def test_a_resume_checkpoint_of_an_older_erasebench_with_numpy_state_restarts_in_one_line(
+        tmp_path, specs, capsys):
+    spec = specs[0]
+    path = resume.resume_path(tmp_path, spec.run_id)
+    torch.save({"format": resume.RESUME_FORMAT, "trainer": {}, "epoch": 1, "curves": {},
+                "occ": [], "np_rng": np.random.RandomState(0).get_state()}, path)
+    assert resume.start_state(spec, tmp_path) == ("scratch", None)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"warning: {path}: not loaded: ")
+    assert err.endswith("; the run restarts from scratch\n")
