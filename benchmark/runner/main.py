@@ -114,6 +114,8 @@ def data_options(items: list[str]) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--data-option {item!r}: expected key=value")
+        if key.strip() in out:
+            raise ConfigError(f"--data-option {key.strip()}: given twice; give each key once")
         out[key.strip()] = yaml.safe_load(value) if value else ""
     return out
 

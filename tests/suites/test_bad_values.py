@@ -181,6 +181,12 @@ def test_a_command_line_option_that_would_run_nothing_is_one_line_exit_2(
     assert err.startswith(f"error: {message}"), err
 
 
+def test_a_data_option_given_twice_is_one_line_exit_2(tmp_path, capsys):
+    err = refused(capsys, tmp_path, write(tmp_path), "--data-option", "n_train=8",
+                  "--data-option", "n_train=9")
+    assert err == "error: --data-option n_train: given twice; give each key once"
+
+
 SYNTH = "{n_train: 32, n_test: 16, seed: 0, size: 16}"
 
 
