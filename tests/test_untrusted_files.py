@@ -132,10 +132,20 @@ def test_a_resume_checkpoint_with_rng_and_optimizer_state_round_trips_with_weigh
                                                   strict=True))
 
 
-def test_a_checkpoint_state_that_weights_only_would_refuse_is_not_written(tmp_path):
-    with pytest.raises(TypeError, match=r"resume state\['rng'\]: a numpy.random.*cannot be saved"):
-        checkpoint.save_resume(tmp_path / "r.resume.pt", {"rng": np.random.RandomState(0)})
+@pytest.mark.parametrize("value, named", [
+    (np.random.RandomState(0), r"\['rng'\]: a numpy.random.*RandomState"),
+    ([np.float64(0.5)], r"\['rng'\]\[0\]: a numpy.float64"),
+    (__import__("collections").defaultdict(list), r"\['rng'\]: a collections.defaultdict"),
+])
+def test_a_checkpoint_state_that_weights_only_would_refuse_is_not_written(tmp_path, value,
+                                                                          named):
+    with pytest.raises(TypeError, match=r"resume state" + named + ".* cannot be saved"):
+        checkpoint.save_resume(tmp_path / "r.resume.pt", {"epoch": 1, "rng": value})
     assert list(tmp_path.iterdir()) == []
+    for ok in (torch.nn.Parameter(torch.ones(1)), torch.float32, torch.device("cpu"), {1, 2},
+               __import__("collections").Counter({3: 1}), b"x", None):
+        path = checkpoint.save_resume(tmp_path / "ok.resume.pt", {"epoch": 1, "v": ok})
+        assert checkpoint.load_resume(path)["v"] == ok or isinstance(ok, torch.Tensor)
 
 
 def test_a_data_cache_file_with_a_pickled_payload_is_deleted_and_rebuilt(tmp_path, marker,

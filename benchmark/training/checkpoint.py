@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,21 +42,25 @@ def save(path: str | os.PathLike, model: torch.nn.Module, *, model_name: str, nu
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+_SCALARS = (str, bytes, int, float, bool, complex, type(None), torch.dtype, torch.device,
+            torch.Size)
+_MAPPINGS = (dict, OrderedDict, Counter)
+_SEQUENCES = (list, tuple, set)
 
 
 def check_loadable(obj, where: str = "state") -> None:
     """Raise TypeError (one line naming the key path) if `obj` holds anything but what
-    `torch.load(weights_only=True)` reads back: tensors, numbers, strings, None, and
-    lists, tuples, dicts (also OrderedDict, Counter) of them."""
-    if isinstance(obj, _PLAIN):
+    `torch.load(weights_only=True)` reads back: tensors, numbers, strings, bytes, None, dtypes,
+    devices, and lists, tuples, sets, dicts (also OrderedDict, Counter) of them. Types are
+    matched exactly: a numpy float64 or a defaultdict would be refused on load, so here too."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _SCALARS:
         return
-    if isinstance(obj, dict):  # dict, OrderedDict, Counter
+    if type(obj) in _MAPPINGS:
         for k, v in obj.items():
             check_loadable(k, f"{where} key")
             check_loadable(v, f"{where}[{k!r}]")
         return
-    if isinstance(obj, list | tuple):
+    if type(obj) in _SEQUENCES:
         for i, v in enumerate(obj):
             check_loadable(v, f"{where}[{i}]")
         return
