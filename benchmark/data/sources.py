@@ -121,6 +121,7 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
         if unknown:
             raise ValueError(f"dataset 'synthetic': unknown options {unknown}; allowed: "
                              f"{', '.join(allowed)}")
+        _check_synthetic_options(options)
     elif name in _CIFAR:
         if options:
             raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
@@ -132,6 +133,10 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
         parts = name[len("hf:"):].split(":")
         if not parts[0] or len(parts) > 2:
             raise ValueError(f"dataset {name!r}: expected hf:<dataset id>[:<config>]")
+        if "trust_remote_code" in options:
+            raise ValueError(f"dataset {name!r}: option 'trust_remote_code' is refused: a "
+                             "dataset's loading script is code from a download, and erasebench "
+                             "never runs it; use a dataset stored as parquet, csv or image files")
         files = options.get("data_files")
         paths = [files] if isinstance(files, str) else list((files or {}).values()) \
             if isinstance(files, dict) else list(files or [])
@@ -301,13 +306,59 @@ class _MemberError(Exception):
     """One file of a CIFAR archive or folder is missing or unreadable (the message names it)."""
 
 
+def _numpy_globals() -> dict:
+    """The only callables a CIFAR batch's pickle names: numpy's array and dtype reconstruction,
+    under their NumPy 1 (`numpy.core`, as the published archives were written) and NumPy 2
+    (`numpy._core`) module names, and `_codecs.encode` (how Python 3 pickles bytes at
+    protocol 2)."""
+    import codecs
+
+    core = getattr(np, "_core", None) or np.core
+    out = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+           ("_codecs", "encode"): codecs.encode}
+    for mod in ("numpy.core", "numpy._core"):
+        out[(f"{mod}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        out[(f"{mod}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    return out
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """A pickle reader for CIFAR batches that builds only what they contain: dicts, lists,
+    strings, bytes, numbers and numpy arrays. Any other global (a `__reduce__` payload naming
+    os.system, eval, ...) raises `pickle.UnpicklingError` naming it, before anything is called:
+    an archive is a download and must never run code.
+
+    `CifarUnpickler.loads(blob)` reads a batch as the standard unpickler would with
+    encoding="latin1" (the archives were written by Python 2)."""
+
+    _ALLOWED: dict | None = None
+
+    def find_class(self, module: str, name: str):
+        allowed = type(self)._ALLOWED
+        if allowed is None:
+            allowed = type(self)._ALLOWED = _numpy_globals()
+        if (module, name) in allowed:
+            return allowed[(module, name)]
+        raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR batch holds only "
+                                     "dicts, lists, strings, numbers and numpy arrays")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refused persistent id: a CIFAR batch has none")
+
+    @classmethod
+    def loads(cls, blob: bytes):
+        import io
+
+        return cls(io.BytesIO(blob), encoding="latin1").load()
+
+
 def _read_cifar_files(name: str, source: Path, split: str):
     _, folder, train, test, meta, label_key, names_key = _CIFAR[name]
     members = train if split == "train" else test
 
     def unpickle(member: str, blob: bytes):
         try:
-            return pickle.loads(blob, encoding="latin1")
+            return CifarUnpickler.loads(blob)
         except Exception as e:  # noqa: BLE001
             raise _MemberError(f"{member} cannot be unpickled ({describe(e)})") from e
 
@@ -402,6 +453,25 @@ def _pick_column(name: str, what: str, given: str | None, candidates, columns: l
 # --- synthetic ---------------------------------------------------------------------------------
 
 
+def _check_synthetic_options(options: dict) -> None:
+    """The synthetic set's option values, as `load` would reject them (one line each): sizes
+    of at least one image, an image side of at least synthetic.MIN_SIZE pixels, an integer
+    seed."""
+    from benchmark.data import synthetic
+
+    for key, low, why in (("n_train", 1, "images in the training split"),
+                          ("n_test", 1, "images in the test split"),
+                          ("size", synthetic.MIN_SIZE, "pixels per image side"),
+                          ("seed", None, "the generator's seed")):
+        if key not in options:
+            continue
+        v = options[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+            bound = f" >= {low}" if low is not None else ""
+            raise ValueError(f"dataset 'synthetic': option {key!r} is {v!r}; allowed: an "
+                             f"integer{bound} ({why})")
+
+
 def _load_synthetic(split: str, *, n_train: int = 10000, n_test: int = 2000, seed: int = 0,
                     size: int = 32, **unknown) -> Dataset:
     from benchmark.data import synthetic
@@ -409,6 +479,7 @@ def _load_synthetic(split: str, *, n_train: int = 10000, n_test: int = 2000, see
     if unknown:
         raise ValueError(f"dataset 'synthetic': unknown options {sorted(unknown)}; "
                          "allowed: n_train, n_test, seed, size")
+    _check_synthetic_options({"n_train": n_train, "n_test": n_test, "seed": seed, "size": size})
     n = n_train if split == "train" else n_test
     data = synthetic.generate(n, seed=synthetic.split_seed(seed, split), size=size)
     mean, std = channel_stats(data.images)

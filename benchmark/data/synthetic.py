@@ -30,6 +30,7 @@ DISTRACTOR_SCALE = (0.25, 0.45)  # their radius relative to the main object's
 STROKES = 2                   # at most this many random line strokes
 NOISE = 0.03                  # sd of the per-pixel noise (in [0, 1] units)
 CHUNK = 1000                  # samples per independently seeded chunk (prefix-stable output)
+MIN_SIZE = 16                 # smallest image side: below it the shapes' radii leave no room
 
 
 @dataclass
@@ -205,8 +206,8 @@ def generate(n: int, seed: int = 0, size: int = 32, *, return_alpha: bool = Fals
     one."""
     if n < 1:
         raise ValueError(f"n={n}: the number of samples must be at least 1")
-    if size < 16:
-        raise ValueError(f"size={size}: synthetic images must be at least 16 pixels wide")
+    if size < MIN_SIZE:
+        raise ValueError(f"size={size}: synthetic images must be at least {MIN_SIZE} pixels wide")
     parts = []
     for start in range(0, n, CHUNK):
         g = torch.Generator().manual_seed(split_seed(seed, f"chunk{start // CHUNK}"))

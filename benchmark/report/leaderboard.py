@@ -292,6 +292,13 @@ def main(argv: list[str] | None = None, prog: str = "erasebench leaderboard") ->
                    "previous leaderboard at --out, else configs/<suite>.yaml); a file with "
                    "'imports:' is not read (it would run code)")
     args = p.parse_args(argv)
+    from benchmark.suites.config import ConfigError, check_suite_name
+
+    try:  # the name becomes results/<suite>/ and leaderboards/<suite>.md: never a path
+        check_suite_name(args.suite, "--suite")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     results_dir = args.results or Path("results") / args.suite
     if not Path(results_dir).is_dir():
         print(f"error: {results_dir}: no such results folder (run the suite first, or pass "

@@ -22,15 +22,23 @@ from benchmark.report.grid import planned_run as expected
 from benchmark.runner import claims
 from benchmark.runner.worker import Stop, Worker
 from benchmark.suites import fingerprint, plan
-from benchmark.suites.config import ConfigError, load_suite
+from benchmark.suites.config import ConfigError, load_suite, validate
 from benchmark.suites.expand import RunSpec, apply_overrides, expand, parse_seeds
 from benchmark.training.pack import PRECISIONS
 
+IMPORTS_RUN_CODE = (
+    "Security: a suite with `imports:` (and each --import) runs that Python code (the module or "
+    ".py file) as soon as the suite is read, with your permissions, even with --dry-run. Read "
+    "a suite's imported files before you run a suite you did not write. Results folders are "
+    "data, not code: checkpoints are loaded with torch.load(weights_only=True).")
+
 
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                epilog=IMPORTS_RUN_CODE)
     p.add_argument("--suite", default="smoke",
-                   help="a name in configs/ or a path to a YAML file (default: smoke)")
+                   help="a name in configs/ or a path to a YAML file (default: smoke); its "
+                   "`imports:` run as Python code when it is read, even with --dry-run")
     p.add_argument("--epochs", type=int,
                    help="override train.epochs (LR milestones and warm-up scale with it)")
     p.add_argument("--seeds", help="override seeds: 0,1,2 or 0-4")
@@ -42,7 +50,8 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    help="a dataset option (repeatable), e.g. n_train=5000, or for hf: datasets "
                    "data_dir=... (Hugging Face's own)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE|FILE",
-                   help="import a module or .py file that registers erasers (repeatable)")
+                   help="import a module or .py file that registers erasers (repeatable); "
+                   "it runs as Python code, even with --dry-run")
     p.add_argument("--download", action="store_true",
                    help="download CIFAR with torchvision if absent")
     p.add_argument("--out", default=".",
@@ -72,8 +81,19 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def split(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+def split(text: str, option: str | None = None, example: str = "") -> list[str]:
+    """Comma-separated names; with `option`, a list that names nothing (`--models ,`, `--models
+    ''`) or names one twice is a one-line ConfigError: it would train nothing, or twice."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if option is None:
+        return items
+    if not items:
+        raise ConfigError(f"{option} {text!r}: names nothing; expected comma-separated names, "
+                          f"e.g. {example}")
+    twice = sorted({x for x in items if items.count(x) > 1})
+    if twice:
+        raise ConfigError(f"{option} {text!r}: names {', '.join(twice)} more than once")
+    return items
 
 
 def parse_pack(text: str | None):
@@ -95,18 +115,41 @@ def data_options(items: list[str]) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--data-option {item!r}: expected key=value")
+        if key.strip() in out:
+            raise ConfigError(f"--data-option {key.strip()}: given twice; give each key once")
         out[key.strip()] = yaml.safe_load(value) if value else ""
     return out
 
 
+def check_cli(args) -> None:
+    """The options' own values, before the suite (and its imports) is read: one ConfigError line
+    each."""
+    for imp in args.imports:
+        if not imp.strip():
+            raise ConfigError("--import '': expected a module name or a .py file")
+    for opt in ("runs_per_device", "threads"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{opt.replace('_', '-')} {value}: must be >= 1")
+    if args.claim_timeout <= 0:
+        raise ConfigError(f"--claim-timeout {args.claim_timeout:g}: must be > 0 seconds")
+    for opt in ("data", "data_dir", "suite"):
+        if getattr(args, opt) is not None and not getattr(args, opt).strip():
+            raise ConfigError(f"--{opt.replace('_', '-')} '': expected a value")
+
+
 def build_suite(args):
+    check_cli(args)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    models = split(args.models, "--models", "resnet20,timm/resnet18") \
+        if args.models is not None else None
+    methods = split(args.erasers, "--erasers", "plain,cutout") \
+        if args.erasers is not None else None
+    options = data_options(args.data_option)
     suite = load_suite(args.suite, extra_imports=args.imports)
-    suite = apply_overrides(
-        suite, epochs=args.epochs, seeds=parse_seeds(args.seeds) if args.seeds else None,
-        models=split(args.models) if args.models else None,
-        methods=split(args.erasers) if args.erasers else None, data=args.data,
-        data_dir=args.data_dir)
-    suite.data.options.update(data_options(args.data_option))
+    suite = apply_overrides(suite, epochs=args.epochs, seeds=seeds, models=models,
+                            methods=methods, data=args.data, data_dir=args.data_dir)
+    suite.data.options.update(options)
     if args.download:
         suite.data.download = True
     if args.graphs is not None:
@@ -114,7 +157,9 @@ def build_suite(args):
     pack = parse_pack(args.pack)
     if pack is not None:
         suite.train.pack = pack
-    return suite
+    if any(x is not None for x in (args.epochs, seeds, models, methods, args.data)) or options:
+        validate(suite, milestones_in_range=False)  # what the options changed (--epochs
+    return suite                                    # rescales the milestones in proportion)
 
 
 def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
@@ -281,6 +326,13 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     acc, device, index, count = _device(args)
     _threads(args, device, count)
     problems = preflight(args, suite, runs, results_dir)
+    if not problems:  # the suite's methods on its models and image size (torch: not in config)
+        from benchmark.runner.method_checks import check_methods
+
+        more, warnings = check_methods(suite, runs)
+        problems += more
+        for w in warnings if index == 0 else []:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
     if _precision(acc, args) not in PRECISIONS:
         problems.append(f"mixed precision {_precision(acc, args)!r}: erasebench trains in 'no' "
                         "(fp32) or 'bf16'; fp16 would need loss scaling")

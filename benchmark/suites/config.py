@@ -129,15 +129,16 @@ def _check_type(value, tp, where: str, src: str):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        last = None
-        for a in args:
-            if a is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        for a in options:
             try:
                 return _check_type(value, a, where, src)
             except ConfigError as e:
                 last = e
-        raise last
+        if len(options) == 1 and type(None) not in args:
+            raise last
+        names = [_type_name(a) for a in options] + (["null"] if type(None) in args else [])
+        raise ConfigError(f"{src}: key {where!r} must be {' or '.join(names)}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{src}: key {where!r} must be a list, got {value!r}")
@@ -156,8 +157,17 @@ def _check_type(value, tp, where: str, src: str):
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, where, src)
     if not isinstance(value, tp):
-        raise ConfigError(f"{src}: key {where!r} must be {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{src}: key {where!r} must be {_type_name(tp)}, got {value!r}")
     return value
+
+
+def _type_name(tp) -> str:
+    """How a suite file's reader names a type: a string, an integer, a number, a list, ..."""
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             dict: "a mapping", list: "a list"}
+    origin = typing.get_origin(tp) or tp
+    return names.get(origin, f"a mapping of {tp.__name__} keys"
+                     if dataclasses.is_dataclass(tp) else getattr(tp, "__name__", str(tp)))
 
 
 def _from_dict(cls, data, where: str, src: str):
@@ -173,10 +183,16 @@ def _from_dict(cls, data, where: str, src: str):
             raise ConfigError(f"{src}: key {path!r} is unknown{_closest(str(key), names)}; "
                               f"allowed: {', '.join(names)}")
         kwargs[key] = _check_type(value, hints[key], path, src)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # a required key is missing
-        raise ConfigError(f"{src}: {where or 'suite'}: {e}") from None
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        key = f"{where}.{missing[0]}" if where else missing[0]
+        what = f"; {_REQUIRED[key]}" if key in _REQUIRED else ""
+        raise ConfigError(f"{src}: key {key!r} is missing (required){what}")
+    return cls(**kwargs)
+
+
+_REQUIRED = {"name": "it names the results folder: a plain file name, e.g. name: my_suite"}
 
 
 def _method(entry, i: int, src: str) -> MethodConfig:
@@ -194,13 +210,17 @@ def parse_suite(data: dict, source: str = "<dict>",
     data = dict(data)
     methods = data.pop("methods", None)
     suite = _from_dict(SuiteConfig, data, "", source)
+    check_suite_name(suite.name, f"{source}: key 'name'")  # before any of its imports run
     if methods is not None:
         if not isinstance(methods, list) or not methods:
             raise ConfigError(f"{source}: key 'methods' must be a non-empty list")
         suite.methods = [_method(m, i, source) for i, m in enumerate(methods)]
     suite.file = source
     import_user_erasers(suite, extra_imports)
-    validate(suite)
+    train = data.get("train")
+    given = isinstance(train, dict) and "milestones" in train
+    validate(suite, milestones_in_range=given or suite.train.epochs >= max(
+        TrainConfig().milestones))
     return suite
 
 
@@ -225,12 +245,36 @@ def _choice(src: str, key: str, value, allowed) -> None:
         raise ConfigError(f"{src}: key {key!r} is {value!r}; allowed: {shown}")
 
 
-def _validate_train(src: str, t: TrainConfig) -> None:
+def _validate_train(src: str, t: TrainConfig, milestones_in_range: bool = True) -> None:
+    import math
+
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(t, key) < 1:
             raise ConfigError(f"{src}: key 'train.{key}' must be >= 1, got {getattr(t, key)}")
+    for key in ("lr", "momentum", "weight_decay", "gamma"):
+        if not math.isfinite(getattr(t, key)):
+            raise ConfigError(f"{src}: key 'train.{key}' must be a finite number, got "
+                              f"{getattr(t, key)}")
     if t.lr <= 0:
         raise ConfigError(f"{src}: key 'train.lr' must be > 0, got {t.lr}")
+    if not 0 <= t.momentum < 1:
+        raise ConfigError(f"{src}: key 'train.momentum' is {t.momentum}; allowed: 0 <= momentum "
+                          "< 1 (0: plain SGD)")
+    if t.nesterov and t.momentum == 0:
+        raise ConfigError(f"{src}: key 'train.nesterov' is true but 'train.momentum' is 0; "
+                          "Nesterov needs a momentum > 0")
+    for key in ("weight_decay", "pad", "checkpoint_every"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"{src}: key 'train.{key}' must be >= 0, got {getattr(t, key)}")
+    if t.gamma <= 0:
+        raise ConfigError(f"{src}: key 'train.gamma' is {t.gamma}; allowed: a factor > 0 (the LR "
+                          "is multiplied by it at each milestone; 0.1 in the thesis)")
+    ms = t.milestones
+    top = t.epochs if milestones_in_range else None
+    if any(m < 1 or (top is not None and m > top) for m in ms) or ms != sorted(set(ms)):
+        allowed = f"1..{top}, the last epoch" if top is not None else ">= 1"
+        raise ConfigError(f"{src}: key 'train.milestones' is {ms}; allowed: strictly increasing "
+                          f"epochs in {allowed} (the LR is multiplied by train.gamma after each)")
     _choice(src, "train.graphs", t.graphs, GRAPHS)
     if not (t.pack in ("auto", "off") or (isinstance(t.pack, int) and t.pack >= 1)):
         raise ConfigError(f"{src}: key 'train.pack' is {t.pack!r}; allowed: auto, off, "
@@ -265,13 +309,42 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
             raise ConfigError(f"{src}: key '{where}.params': {e}") from None
 
 
-def validate(suite: SuiteConfig) -> None:
+SUITE_NAME = "letters, digits, '_', '-' and '.' (not first), at most 100 characters"
+
+
+def check_suite_name(name, where: str) -> None:
+    """A suite name becomes results/<name>/ and leaderboards/<name>.md under --out, so it must
+    be a plain file name (no '/', no '..', no leading '.'); else one ConfigError line: `where`
+    names the file and key (or the option) it came from."""
+    import re
+
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name)):
+        raise ConfigError(f"{where} is {name!r}; a suite name is a plain file name: "
+                          f"{SUITE_NAME}")
+
+
+def _validate_data(src: str, d: DataConfig) -> None:
+    if d.name.startswith("hf:") and "trust_remote_code" in d.options:
+        raise ConfigError(f"{src}: key 'data.options.trust_remote_code' is refused: a dataset's "
+                          "loading script is code from a download, and erasebench never runs "
+                          "it; use a dataset stored as parquet, csv or image files")
+
+
+def validate(suite: SuiteConfig, *, milestones_in_range: bool = True) -> None:
     """Value checks that the types cannot express; erasers are built once so a bad param fails
-    now."""
+    now. `milestones_in_range=False` skips the check that train.milestones fall in 1..epochs
+    (the default milestones, [150, 225], are allowed beyond a shorter schedule's end, and
+    --epochs rescales them in proportion)."""
     src = suite.file
-    _validate_train(src, suite.train)
+    check_suite_name(suite.name, f"{src}: key 'name'")
+    _validate_train(src, suite.train, milestones_in_range)
+    _validate_data(src, suite.data)
     if not suite.models:
         raise ConfigError(f"{src}: key 'models' must list at least one model")
+    for i, m in enumerate(suite.models):
+        if not m.strip():
+            raise ConfigError(f"{src}: key 'models[{i}]' is {m!r}; allowed: a model name such as "
+                              "resnet20 or timm/resnet18")
     if not suite.seeds:
         raise ConfigError(f"{src}: key 'seeds' must list at least one seed")
     for i, m in enumerate(suite.methods):
@@ -333,12 +406,21 @@ def resolve_suite_path(name_or_path: str) -> Path:
     return p
 
 
+def yaml_error(e: Exception) -> str:
+    """A YAML parse error in one line: where (line, column) and what, with the fix for tabs."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = " ".join(str(getattr(e, "problem", None) or e).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    hint = "; indent with spaces: YAML does not allow tabs" if "'\\t'" in problem else ""
+    return f"not valid YAML{where}: {problem}{hint}"
+
+
 def load_suite(name_or_path: str, extra_imports: list[str] | None = None) -> SuiteConfig:
     path = resolve_suite_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: {yaml_error(e)}") from None
     return parse_suite(data, source=str(path), extra_imports=extra_imports)
 
 

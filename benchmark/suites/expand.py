@@ -168,18 +168,25 @@ def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None,
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' or '0-4' (inclusive) or a mix: '0-2,7'."""
+    """'0,1,2' or '0-4' (inclusive) or a mix: '0-2,7'. An empty list, an empty range (3-1) or a
+    seed named twice is a one-line ConfigError: a run list that trains nothing is a typo."""
+    usage = "expected a list like 0,1,2 or a range like 0-4 (start <= end)"
     seeds: list[int] = []
-    try:
-        for part in text.split(","):
+    for part in text.split(","):
+        try:
             if "-" in part.strip()[1:]:
-                a, b = part.split("-", 1)
-                seeds.extend(range(int(a), int(b) + 1))
+                a, b = map(int, part.split("-", 1))
             else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ConfigError(f"--seeds {text!r}: expected a list like 0,1,2 "
-                          "or a range like 0-4") from None
+                a = b = int(part)
+        except ValueError:
+            raise ConfigError(f"--seeds {text!r}: {usage}") from None
+        if a > b:
+            raise ConfigError(f"--seeds {text!r}: the range {part.strip()} is empty; {usage}")
+        seeds.extend(range(a, b + 1))
+    twice = sorted({x for x in seeds if seeds.count(x) > 1})
+    if twice:
+        raise ConfigError(f"--seeds {text!r}: names seed {', '.join(map(str, twice))} more than "
+                          f"once; {usage}")
     return seeds
 
 

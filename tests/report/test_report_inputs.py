@@ -237,3 +237,13 @@ def test_leaderboard_and_compare_never_rename_or_move_a_file_in_a_results_folder
     assert "package.json" not in err  # not a record: skipped quietly
     assert err.count("resnet20__cutout__s0.json: damaged result record (not valid JSON") == 1
     assert "skipping it (left as it is)" in err and "moved" not in err
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", ""])
+def test_a_leaderboard_suite_name_that_is_not_a_plain_file_name_is_one_line(two, capsys, name):
+    before = sorted(p.relative_to(two) for p in two.rglob("*"))
+    assert cli.main(["leaderboard", "--suite", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --suite is {name!r}; a suite name is a plain file name")
+    assert err.count("\n") == 1
+    assert sorted(p.relative_to(two) for p in two.rglob("*")) == before

@@ -263,7 +263,7 @@ def test_sigterm_finishes_the_epoch_checkpoints_renders_and_exits_143(suite_file
     assert "interrupted at epoch" in err and "rerun the same command to resume" in err
     assert "Traceback" not in err
     assert ckpt.is_file() and (out / "leaderboards" / "tiny.md").is_file()
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert 1 <= state["epoch"] < 12
     assert run("--suite", p, "--out", out) == 0  # and the same command resumes it
     assert records(out)["resnet20__plain__s0"]["resumed_from_epoch"] == state["epoch"]

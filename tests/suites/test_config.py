@@ -51,7 +51,7 @@ def test_unknown_key_names_file_key_and_closest_match(tmp_path):
 
 def test_wrong_type_is_an_error(tmp_path):
     p = write(tmp_path, "name: x\ntrain: {epochs: three}\n")
-    with pytest.raises(ConfigError, match=r"train.epochs.*must be int"):
+    with pytest.raises(ConfigError, match=r"train.epochs.*must be an integer, got .three."):
         load_suite(str(p))
 
 

@@ -36,7 +36,7 @@ def tiny_run(tmp_path, share: bool):
     assert main(["--suite", str(p), "--out", str(out), "--no-wandb", "--no-progress"]) == 0
     recs = {r["run_id"]: r for r in results.load_records(out / "results" / "fork")}
     ckpt = out / "results" / "fork" / "checkpoints" / "resnet20__cam_erasing__s0.final.pt"
-    return recs, torch.load(ckpt, weights_only=False)["state_dict"]
+    return recs, torch.load(ckpt, weights_only=True)["state_dict"]
 
 
 def test_a_forked_cam_run_is_bit_identical_to_the_same_run_from_scratch(tmp_path):

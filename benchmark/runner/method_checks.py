@@ -1,0 +1,85 @@
+"""Checks of a suite's methods that need torch (models, erasers on images of the data's size),
+run by the runner before any training and on --dry-run: an unknown CAM layer is an error, an
+eraser that erases whole images is a warning. `suites/config.py` stays torch-free; these live
+here."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.suites.config import SuiteConfig, expand_method
+from benchmark.suites.expand import RunSpec
+
+# An eraser that leaves nothing of at least this share of images (e.g. a cutout as large as the
+# image, a hide-and-seek grid of one cell) is worth a warning: training on blank images.
+WHOLE_IMAGE_WARN = 0.10
+PROBES = 256  # probe images per eraser
+
+
+def image_size(suite: SuiteConfig) -> int | None:
+    """The side of the suite's images where it is known without reading the data: synthetic
+    (its `size` option, default 32) and CIFAR (32); None for hf: datasets."""
+    d = suite.data
+    if d.name == "synthetic":
+        size = d.options.get("size", 32)
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+    if d.name in ("cifar10", "cifar100"):
+        return 32
+    return None
+
+
+def _where(suite: SuiteConfig) -> dict:
+    """A method variant's label -> (index in `methods`, whether its CAM layer was swept)."""
+    out = {}
+    for i, m in enumerate(suite.methods):
+        for v, ablation in expand_method(m, src=suite.file, where=f"methods[{i}]"):
+            out[v.label or v.name] = (i, "cam_layer" in ablation)
+    return out
+
+
+def check_methods(suite: SuiteConfig, runs: list[RunSpec]) -> tuple[list[str], list[str]]:
+    """(problems, warnings), each one line naming the file and key: a `cam.layer` the model
+    does not have (or that cannot give a CAM), checked on the model itself; an eraser that
+    erases whole images of the data's size in at least WHOLE_IMAGE_WARN of PROBES draws."""
+    from benchmark import cam, models
+
+    src, where = suite.file, _where(suite)
+    size = image_size(suite)
+    problems, warnings, seen = [], [], set()
+    for r in runs:
+        m = r.method
+        i, swept = where.get(m.label, (None, False))
+        key = f"methods[{i}]" if i is not None else f"method {m.label!r}"
+        if m.needs_cam and m.cam.layer is not None and (r.model, m.cam.layer) not in seen:
+            seen.add((r.model, m.cam.layer))
+            side = size or 32
+            try:
+                model = models.create(r.model).eval()
+                cam.grad_cam(model, torch.zeros(2, 3, side, side), torch.zeros(2, dtype=torch.long),
+                             layer=m.cam.layer)
+            except ValueError as e:
+                layer_key = f"{key}.sweep.cam.layer" if swept else f"{key}.cam.layer"
+                problems.append(f"{src}: key '{layer_key}': model {r.model}: {e}")
+        if size is None or m.is_plain or ("erase", m.label) in seen:
+            continue
+        seen.add(("erase", m.label))
+        share = whole_image_share(m.name, m.params, size)
+        if share >= WHOLE_IMAGE_WARN:
+            warnings.append(
+                f"{src}: key '{key}.params': {m.label} erases the whole image in {share:.0%} of "
+                f"{PROBES} draws on {size}x{size} images (its erased regions cover the image); "
+                "those images train on nothing")
+    return problems, warnings
+
+
+def whole_image_share(name: str, params: dict, size: int, n: int = PROBES) -> float:
+    """The share of `n` random size x size images (and random CAMs, for a CAM eraser) that the
+    eraser `name(**params)` erases entirely; fixed seed, on the CPU."""
+    import plugins
+
+    eraser = plugins.build(name, **params)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, size, size, generator=g)
+    cam_map = torch.rand(n, size, size, generator=g) if eraser.needs_cam else None
+    mask = eraser(images, cam=cam_map, generator=g)
+    return float(mask.flatten(1).all(dim=1).float().mean())
