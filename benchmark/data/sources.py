@@ -499,6 +499,11 @@ def _read_hf(name: str, split: str, options: dict):
     if not parts[0] or len(parts) > 2:
         raise ValueError(f"dataset {name!r}: expected hf:<dataset id>[:<config>]")
     hf_split = split_names.get(split, split)
+    # Local files (a packaged builder) load in moments: no progress bars around the runner's
+    # one-line messages. A download from the Hub keeps them (it can take minutes).
+    quiet = _packaged(parts[0]) and not datasets.utils.are_progress_bars_disabled()
+    if quiet:
+        datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(parts[0], *parts[1:], split=hf_split, **options)
     except (MemoryError, KeyboardInterrupt):
@@ -506,6 +511,9 @@ def _read_hf(name: str, split: str, options: dict):
     except Exception as e:  # noqa: BLE001 - offline, unknown id, bad split: many types
         raise DataUnavailableError(f"dataset {name!r}: Hugging Face could not load split "
                                    f"{hf_split!r} ({describe(e)})") from e
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
     columns = list(ds.column_names)
     image_column = _pick_column(name, "image", image_column, _IMAGE_COLUMNS, columns, split)
     label_column = _pick_column(name, "label", label_column, _LABEL_COLUMNS, columns, split)

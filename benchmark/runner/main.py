@@ -362,6 +362,13 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     except fingerprint.ConfigChanged as e:  # found while working: what a rerun would say
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from benchmark.data import DataUnavailableError
+
+        if not isinstance(e, DataUnavailableError):
+            raise
+        print(f"error: {e}", file=sys.stderr)  # the network or a dataset id: not a result
+        return 2
     except KeyboardInterrupt:
         print(f"stopped at once; rerun the same command to resume {suite.name} from the last "
               "checkpoints", file=sys.stderr)

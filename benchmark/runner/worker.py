@@ -229,6 +229,10 @@ class Worker:
                                   frozen_ckpts=frozen, hooks=hooks, extra=hooks.extra)
         except Exception as e:  # noqa: BLE001 - one broken run must not lose the others' results
             hooks.close()
+            from benchmark.data import DataUnavailableError
+
+            if isinstance(e, DataUnavailableError):  # the environment's failure, not the run's
+                raise
             if len(specs) > 1:  # find the culprit: train the pack's runs one by one
                 print(f"warning: a pack of {len(specs)} failed ({results.one_line(e)}); training "
                       "its runs one by one", file=sys.stderr)

@@ -118,7 +118,6 @@ def test_an_edited_eraser_file_is_a_changed_config(tmp_path, capsys, monkeypatch
     assert run("--suite", p, "--out", out) == 2
     line = one_line(capsys)
     assert "1 of its records were made by another config (eraser_source.sha256: " in line
-    monkeypatch.setattr(registry, "_REGISTRY", dict(original))
     assert run("--suite", p, "--out", out, "--rerun-changed") == 0
     again = records(out)["resnet20__top_rows__s0"]
     assert again["eraser_source"]["sha256"] != first["eraser_source"]["sha256"]
