@@ -245,8 +245,8 @@ def _check_hf_folders(name: str, builder: str, root, options: dict) -> None:
             if root is not None else "")
     data_dir = options.get("data_dir")
     if not data_dir and not options.get("data_files"):
-        raise ValueError(f"dataset {name!r}: a {builder} dataset needs the option data_dir= (its "
-                         "folder) or data_files=; without them Hugging Face would read the "
+        raise ValueError(f"dataset {name!r}: Hugging Face's {builder} builder needs the option "
+                         "data_dir= (its folder) or data_files=; without them it would read the "
                          f"working directory{hint}")
     if not data_dir:
         return
