@@ -79,7 +79,41 @@ class Worker:
     def _stamp(self, spec: RunSpec, rec: dict) -> dict:
         d = self.describe(spec)
         rec.update({k: d[k] for k in ("fingerprint", "precision", "eraser_source")})
+        rec["data_identity"] = self._data_identity(spec)
         return rec
+
+    def _data_identity(self, spec: RunSpec) -> dict | None:
+        """The identity of the run's data (benchmark.data.identity), as preflight loaded it."""
+        from benchmark import data
+
+        d = spec.data
+        return data.identity(d.name, d.data_dir, download=d.download, **d.options)
+
+    def _check_found(self, r: RunSpec, what: str) -> bool:
+        """A record (what="record") or resume checkpoint ("resume") of `r` found in the results
+        folder must be of this config: else the worker stops with the one-line error a rerun
+        gets (fingerprint.ConfigChanged), or with --rerun-changed moves the file aside and
+        returns True (train the run)."""
+        from benchmark.fileio import move_aside
+        from benchmark.training.resume import resume_path
+
+        if what == "record":
+            path = results.record_path(self.results_dir, r.run_id)
+            rec = results.read_record(path)
+            keys = [] if rec is None else fingerprint.diff_record(
+                rec, r, self.precision, self._data_identity(r))
+        else:
+            path = resume_path(self.work_dir, r.run_id)
+            keys = fingerprint.diff_resume(path, r, self.precision)
+        if not keys:
+            return False
+        if not self.args.rerun_changed:
+            raise fingerprint.ConfigChanged(fingerprint.refusal(
+                self.results_dir, 1, {k: (old, new) for k, old, new in keys}))
+        moved = move_aside(path, ".changed")
+        print(f"note: {path} was made by another config; moved to {moved.name}, the run trains "
+              "again", file=sys.stderr)
+        return True
 
     def state(self, run_id: str) -> str | None:
         """finished, failed or None (to train): a failed run is retried only with --retry-failed,
@@ -111,6 +145,8 @@ class Worker:
                 st = "failed"
             if st is None:
                 todo.append(r)
+            elif r.run_id not in self.seen and self._check_found(r, "record"):
+                todo.append(r)  # another config's record, moved aside (--rerun-changed)
             elif r.run_id not in self.seen:
                 self.seen.add(r.run_id)
                 self.skipped += st == "finished"
@@ -169,6 +205,13 @@ class Worker:
             if self.state(r.run_id) is not None:  # finished between our look and our claim
                 c.release()
                 continue
+            try:
+                self._check_found(r, "resume")  # a resume checkpoint of another config: stop
+            except BaseException:
+                c.release()
+                for _, other in mine:
+                    other.release()
+                raise
             mine.append((r, c))
         return mine
 
@@ -186,6 +229,10 @@ class Worker:
                                   frozen_ckpts=frozen, hooks=hooks, extra=hooks.extra)
         except Exception as e:  # noqa: BLE001 - one broken run must not lose the others' results
             hooks.close()
+            from benchmark.data import DataUnavailableError
+
+            if isinstance(e, DataUnavailableError):  # the environment's failure, not the run's
+                raise
             if len(specs) > 1:  # find the culprit: train the pack's runs one by one
                 print(f"warning: a pack of {len(specs)} failed ({results.one_line(e)}); training "
                       "its runs one by one", file=sys.stderr)
