@@ -13,14 +13,13 @@ import torch
 import plugins
 from benchmark import cam, models
 from benchmark.data import augment
-from benchmark.suites.expand import RunSpec
+from benchmark.suites import plan
+from benchmark.suites.config import PRECISIONS, RunSpec
 from benchmark.training import stack
 from benchmark.training.graphs import StepRunner
 from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step
 from benchmark.training.step import S as SLOT
 from plugins.geometry import peak_in_box
-
-PRECISIONS = ("no", "bf16")
 
 
 @dataclass
@@ -95,6 +94,10 @@ class PackTrainer:
     def __init__(self, specs: list[RunSpec], rd: RunData, device, *, precision: str = "no",
                  frozen_ckpts: dict | None = None, log=None, dtype: torch.dtype = torch.float32):
         t, self.k, self.dtype = specs[0].train, len(specs), dtype
+        alone = [s.run_id for s in specs if self.k > 1 and not plan.stacks(s)]
+        if alone:  # the planner's own rule (suites/plan.py: stacks), so the two cannot disagree
+            raise ValueError(f"{alone[0]}: its model or CAM cannot train in a stacked pack; "
+                             "train it alone")
         self.specs, self.rd, self.device = specs, rd, torch.device(device)
         self.autocast = autocast_for(self.device, precision)
         singles = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.suites.expand import RunSpec
+from benchmark.suites.config import RunSpec
 from benchmark.training import checkpoint
 from benchmark.training.pack import PackTrainer
 from benchmark.training.step import SLOTS
