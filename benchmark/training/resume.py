@@ -38,8 +38,15 @@ def fork_path(work_dir: Path, run_id: str, epoch: int) -> Path:
 
 
 def save(path: Path, trainer: PackTrainer, k: int, p: Progress, fp: dict) -> None:
+    """Run k of a pack: its state in the layout of one ordinary model (PackTrainer.run_state)."""
+    save_state(path, trainer.run_state(k), p, fp)
+
+
+def save_state(path: Path, state: dict, p: Progress, fp: dict) -> None:
+    """A run's resume or fork file: `state` is {model, momentum, sched, lr, gen, cpu_rng} (as
+    PackTrainer.run_state and training/one.py write it), `fp` the fingerprint it belongs to."""
     checkpoint.save_resume(path, {
-        "format": RESUME_FORMAT, "fingerprint": fp, "trainer": trainer.run_state(k),
+        "format": RESUME_FORMAT, "fingerprint": fp, "trainer": state,
         "epoch": p.epoch, "curves": p.curves, "occ": p.occ, "train_time": p.train_time,
         "images": p.images, "forked_from": p.forked_from, "extra": p.extra})
 
