@@ -46,12 +46,9 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     # Data: both splits resident on the device as uint8; crop, flip, normalise per batch.
     rd = load_run_data(spec, device, data_cache)
     autocast = autocast_for(device, precision)
-    # Model: the seed fixes the initial weights; the CAM comes free from the training forward
-    # where the layer feeds a GAP + linear head (checked by a probe), else from Grad-CAM.
+    # Model: the seed fixes the initial weights.
     torch.manual_seed(spec.seed)
-    model = models.create(spec.model, num_classes=rd.num_classes)
-    fast = cam.fast_path_applies(model, m.cam.layer)
-    model = model.to(device)
+    model = models.create(spec.model, num_classes=rd.num_classes).to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Optimiser: SGD with momentum and weight decay on every parameter, the lr a device tensor
@@ -65,25 +62,25 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     loader = augment.DeviceLoader(rd.train_images, rd.train_labels, rd.train_boxes,
                                   batch_size=t.batch_size, mean=rd.mean, std=rd.std, pad=t.pad,
                                   flip=t.flip, generator=gen)
+    # Erasing: the method's eraser. Its CAM, if it needs one, comes free from the training
+    # forward where the layer feeds a GAP + linear head (a probe checks), else from Grad-CAM
+    # of the live model or of the frozen plain model (CAM "after" training).
     eraser = None if m.is_plain else plugins.build(m.name, **m.params)
     needs_cam = eraser is not None and eraser.needs_cam
-    fast = needs_cam and m.cam.source == "during" and fast
-    cam_fn = cam.cam_source(m.cam.source, model=model, checkpoint=frozen_ckpt, device=device,
-                            layer=m.cam.layer, target=m.cam.target) if needs_cam and not fast \
-        else None
+    fast = needs_cam and m.cam.source == "during" and cam.fast_path_applies(model, m.cam.layer)
+    cam_fn = None
+    if needs_cam and not fast:
+        cam_fn = cam.cam_source(m.cam.source, model=model, checkpoint=frozen_ckpt, device=device,
+                                layer=m.cam.layer, target=m.cam.target)
     zero = torch.zeros(3, device=device)  # the `mean` fill: the data mean is 0 once normalised
-    p = resume.Progress(extra=dict(extra or {}))
-    if start is not None:  # resume where the run stopped, or start where its warm-up ended
-        _load(start["trainer"], model, opt, sched, lr, gen)
-        p.epoch, p.curves, p.occ = start["epoch"], start["curves"], start["occ"]
-        p.train_time, p.images = start["train_time"], start["images"]
-        p.forked_from = start.get("forked_from")
-        if source == "resume":
-            p.resumed_from = start["epoch"]
-            p.extra.update(start.get("extra") or {})
-        else:
-            p.forked_from = {"run_id": spec.fork_from, "epoch": start["epoch"]}
+    # Checkpoints: resume where the run stopped, or start where its shared warm-up ended.
+    p = resume.progress(spec, source, start, extra)
+    if start is not None:
+        resume.load_state(start["trainer"], model, opt, sched, lr, gen)
     hooks.started(0, p, source)
+
+    def save(path, fp):
+        resume.save_state(path, resume.state_of(model, opt, sched, lr, gen), p, fp)
 
     def fmt(x):  # the model's memory format
         return x.contiguous(memory_format=torch.channels_last) if t.channels_last else x
@@ -179,20 +176,12 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         for c in resume.CURVES:
             p.curves[c].append(row[c])
         if p.epoch in spec.fork_epochs:  # the state its warm-up's other runs start from
-            resume.save_state(resume.fork_path(work_dir, spec.run_id, p.epoch),
-                              _state(model, opt, sched, lr, gen), p, warm)
+            save(resume.fork_path(work_dir, spec.run_id, p.epoch), warm)
         if t.checkpoint_every and p.epoch % t.checkpoint_every == 0 and p.epoch < t.epochs:
-            resume.save_state(resume.resume_path(work_dir, spec.run_id),
-                              _state(model, opt, sched, lr, gen), p, fp)
-        more = {"images_per_s": a[SLOT["seen"]] / dt}
-        if a[SLOT["erased_img"]] and rd.train_boxes is not None:
-            more["object_hit_rate"] = a[SLOT["hit"]] / a[SLOT["erased_img"]]
-        if a[SLOT["peaks"]]:
-            more["cam_peak_in_box"] = a[SLOT["peak_in_box"]] / a[SLOT["peaks"]]
-        hooks.epoch_end(0, {**row, **more})
+            save(resume.resume_path(work_dir, spec.run_id), fp)
+        hooks.epoch_end(0, {**row, "images_per_s": a[SLOT["seen"]] / dt})
         if hooks.should_stop() and p.epoch < t.epochs:
-            resume.save_state(resume.resume_path(work_dir, spec.run_id),
-                              _state(model, opt, sched, lr, gen), p, fp)
+            save(resume.resume_path(work_dir, spec.run_id), fp)
             return {"status": "interrupted", "epoch": p.epoch, "progress": p}
     # The outcome: final weights, test error curves, where the erasing and the CAM landed.
     final = checkpoint.save(work_dir / f"{spec.run_id}.final.pt", model, model_name=spec.model,
@@ -214,22 +203,3 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         "pack_size": 1, "graphs": [],
     }
 
-
-def _state(model, opt, sched, lr, gen) -> dict:
-    """The run's resumable state, in the layout PackTrainer.run_state writes."""
-    bufs = [opt.state.get(q, {}).get("momentum_buffer") for q in model.parameters()]
-    return {"model": {n: v.detach().clone().cpu() for n, v in model.state_dict().items()},
-            "momentum": [None if b is None else b.detach().cpu() for b in bufs],
-            "sched": sched.state_dict(), "lr": float(lr), "gen": gen.get_state(),
-            "cpu_rng": torch.get_rng_state()}
-
-
-def _load(state: dict, model, opt, sched, lr, gen) -> None:
-    model.load_state_dict(state["model"])
-    for q, b in zip(model.parameters(), state["momentum"], strict=True):
-        if b is not None:
-            opt.state[q]["momentum_buffer"] = torch.empty_like(q).copy_(b)
-    sched.load_state_dict(state["sched"])
-    lr.fill_(state["lr"])
-    gen.set_state(state["gen"])
-    torch.set_rng_state(state["cpu_rng"])
