@@ -4,11 +4,26 @@ Everything here works on whole batches with tensor ops and no host synchronisati
 training step that asks for a CAM can still be captured in one CUDA graph. Computing a CAM
 never changes the model: not its parameters, their `.grad`, BatchNorm buffers or train/eval
 mode (see `eval_mode` and `grad_cam` for how).
+
+The caller's ambient torch context never changes a map: every public CAM function
+(`grad_cam`, `cam_from_features`, `resize`, `cam_boxes`, `fast_path_applies`, `LiveCam`,
+`FrozenCam`, `erase`) computes in float32 with autocast switched off (a bf16/fp16 autocast
+region of a mixed-precision training step gives the float32 map, not a half-precision
+one), the same under `torch.no_grad()`, `torch.enable_grad()` and `torch.inference_mode()`,
+and the same whether the model is in train or eval mode (the model's own forward runs in
+the dtype of its parameters).
+
+Models whose forward returns something other than the logits (a `(logits, features)`
+tuple, a dict) are refused in one line naming what came back; pass `logits=` (an index,
+a key, or a function of the output) to select them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +37,72 @@ from plugins.geometry import mask_box, peaks
 
 __all__ = ["SOURCES", "TARGETS", "FAST_PATH_CACHE", "FrozenCam", "LiveCam", "cam_boxes",
            "cam_from_features", "cam_source", "erase", "fast_path_applies", "frozen_cam_fn",
-           "grad_cam", "peaks", "resize"]  # peaks: the plugins' one rule, re-exported
+           "grad_cam", "peaks", "plain_context", "resize", "select_logits"]
+# peaks: the plugins' one rule, re-exported
 
 
 # --------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def plain_context(*tensors: torch.Tensor) -> Iterator[None]:
+    """The context every CAM computation runs in, whatever the caller's: autocast off (on the
+    CPU and on each given tensor's device type), outside `torch.inference_mode`. Grad mode is
+    set by each function itself (`enable_grad` for Grad-CAM's backward, else no_grad)."""
+    kinds = dict.fromkeys(["cpu", *(t.device.type for t in tensors
+                                    if isinstance(t, torch.Tensor))])
+    if torch.cuda.is_available():
+        kinds["cuda"] = None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.inference_mode(False))
+        for kind in kinds:
+            try:
+                stack.enter_context(torch.autocast(device_type=kind, enabled=False))
+            except RuntimeError:  # a device type without autocast: nothing to switch off
+                pass
+        yield
+
+
+def _normal(t: torch.Tensor) -> torch.Tensor:
+    """An inference tensor (made under `torch.inference_mode`) as a normal one autograd can use;
+    call inside `plain_context`."""
+    return t.clone() if t.is_inference() else t
+
+
+LogitsSelector = int | str | Callable[[Any], torch.Tensor] | None
+
+
+def _describe(out) -> str:
+    if isinstance(out, torch.Tensor):
+        return f"a tensor of shape {tuple(out.shape)}"
+    if isinstance(out, (tuple, list)):
+        parts = ", ".join(_describe(o) if isinstance(o, torch.Tensor) else type(o).__name__
+                          for o in out[:4])
+        return f"a {type(out).__name__} of {len(out)} ({parts}{', ...' if len(out) > 4 else ''})"
+    if isinstance(out, dict):
+        return f"a {type(out).__name__} with keys {list(out)[:6]}"
+    return f"a {type(out).__name__}"
+
+
+def select_logits(out, batch: int, logits: LogitsSelector = None) -> torch.Tensor:
+    """The logits (B, classes) from a model's output: the output itself (logits=None), its
+    item `logits` (an int index of a tuple/list or a str key of a dict) or `logits(out)`.
+
+    Raises a one-line ValueError naming what the model returned and how to select the logits
+    when the result is not a (batch, classes) tensor."""
+    try:
+        picked = (out if logits is None else logits(out) if callable(logits)
+                  else out[logits])
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"logits={logits!r}: cannot select it from the model's output, "
+                         f"{_describe(out)} ({type(e).__name__}: {e})") from None
+    if isinstance(picked, torch.Tensor) and picked.dim() == 2 and picked.shape[0] == batch:
+        return picked
+    how = ("pass logits= an index (logits=0), a dict key (logits='logits') or a function of "
+           "the output, or wrap the model so its forward returns the logits")
+    given = "the model" if logits is None else f"logits={logits!r}"
+    raise ValueError(f"model output: CAMs need logits of shape ({batch}, classes), but {given} "
+                     f"gave {_describe(picked)}; {how}")
+
 
 def _module(model: nn.Module, layer: str) -> nn.Module:
     """`model.get_submodule(layer)` with a one-line error that lists the usable layers."""
@@ -106,17 +183,26 @@ def _check_targets(targets: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def resize(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (align_corners=False) resize of (B, h, w) maps to (B, *size); keeps >= 0."""
-    return F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    """Bilinear (align_corners=False) resize of (B, h, w) maps to (B, *size); keeps >= 0.
+
+    In the maps' dtype (float32 from this module), with the caller's autocast off."""
+    with plain_context(cam):
+        return F.interpolate(cam[:, None], size=tuple(size), mode="bilinear",
+                             align_corners=False)[:, 0]
 
 
 # --------------------------------------------------------------------------- generic Grad-CAM
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None, *,
-             layer: str | None = None, upsample: bool = True) -> torch.Tensor:
+             layer: str | None = None, upsample: bool = True,
+             logits: LogitsSelector = None) -> torch.Tensor:
     """Grad-CAM of a whole batch for any CNN: float32 (B, H, W) >= 0, or (B, h, w) if not upsample.
 
     targets: class per image (B,) (the ground-truth label), or None for the predicted class.
+    logits: how to find the logits (B, classes) in the model's output when it is not the
+    logits itself (see `select_logits`); otherwise a one-line ValueError.
+    Ambient context: the map is the same float32 map under any caller's autocast (switched
+    off here), grad mode, `torch.inference_mode` and model train/eval mode.
     layer: a named module with a 4-D output (default: `default_layer`). The forward runs
     in eval mode (`eval_mode`) with the parameters swapped for detached aliases
     (`torch.func.functional_call`), and the layer's output is re-rooted as a fresh leaf:
@@ -143,25 +229,27 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
         # A clone, not the leaf itself: a later in-place op (ReLU(inplace)) may modify it.
         return leaf.clone()
 
-    detached = {n: p.detach() for n, p in model.named_parameters()}
     handle = module.register_forward_hook(reroot)
     try:
-        with torch.enable_grad(), eval_mode(model):
-            logits = torch.func.functional_call(model, detached, (images.detach(),))
+        with plain_context(images), torch.enable_grad(), eval_mode(model):
+            detached = {n: _normal(p.detach()) for n, p in model.named_parameters()}
+            out = torch.func.functional_call(model, detached, (_normal(images.detach()),))
             if not captured:
                 raise ValueError(f"layer={name!r}: the module is not called in the model's forward")
+            scores = select_logits(out, images.shape[0], logits)
             features = captured[-1]
-            cls = logits.argmax(1) if targets is None else targets
-            score = logits.gather(1, cls[:, None]).sum()
+            cls = scores.argmax(1) if targets is None else targets
+            score = scores.gather(1, cls[:, None]).sum()
             (grads,) = torch.autograd.grad(score, features, allow_unused=True)
     finally:
         handle.remove()
     if grads is None:
         raise ValueError(f"layer={name!r}: the logits do not depend on its output")
 
-    weights = grads.float().mean(dim=(2, 3))                       # (B, C): w_k^c
-    cam = torch.einsum("bc,bchw->bhw", weights, features.detach().float()).relu_()
-    return resize(cam, images.shape[-2:]) if upsample else cam
+    with plain_context(images), torch.no_grad():
+        weights = grads.float().mean(dim=(2, 3))                       # (B, C): w_k^c
+        cam = torch.einsum("bc,bchw->bhw", weights, features.detach().float()).relu_()
+        return resize(cam, images.shape[-2:]) if upsample else cam
 
 
 # --------------------------------------------------------------------------- the fast path
@@ -174,6 +262,8 @@ def cam_from_features(features: torch.Tensor, weight: torch.Tensor, targets: tor
     ReLU(sum_k W[c, k] F^k) / (h w): the original CAM up to that scale. features (B, C, h, w)
     (detached here, so the CAM never enters the training graph), weight (classes, C),
     targets (B,). Returns float32 (B, h, w), or (B, *size) bilinearly upsampled.
+    Computed in float32 with the caller's autocast off: the same map from the same features
+    under any autocast, grad mode or `torch.inference_mode`.
     """
     if not isinstance(features, torch.Tensor) or features.dim() != 4:
         raise ValueError("features: expected a (B, C, h, w) tensor, "
@@ -184,13 +274,15 @@ def cam_from_features(features: torch.Tensor, weight: torch.Tensor, targets: tor
                          f"channels, got {getattr(weight, 'shape', weight)}")
     targets = _check_targets(targets, features.shape[0])
     h, w = features.shape[-2:]
-    rows = weight.detach().float()[targets] / (h * w)               # (B, C)
-    cam = torch.einsum("bc,bchw->bhw", rows, features.detach().float()).relu_()
-    return cam if size is None else resize(cam, size)
+    with plain_context(features), torch.no_grad():
+        rows = weight.detach().float()[targets] / (h * w)               # (B, C)
+        cam = torch.einsum("bc,bchw->bhw", rows, features.detach().float()).relu_()
+        return cam if size is None else resize(cam, size)
 
 
 def fast_path_applies(model: nn.Module, layer: str | None = None, *,
-                      input_size: tuple[int, int] = (32, 32)) -> bool:
+                      input_size: tuple[int, int] = (32, 32),
+                      logits: LogitsSelector = None) -> bool:
     """True when `layer` feeds the head and the head is GAP + linear, so `cam_from_features` is
     exact.
 
@@ -198,6 +290,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     two random images (seeded, global RNG untouched) verifies that (1) `forward_features`
     returns the layer's output, (2) `forward_head(F)` equals `get_classifier()(mean_ij F)`
     and (3) `forward(x)` equals `forward_head(forward_features(x))`. Call it once at setup.
+    The probe runs in float32 with autocast off, so the answer does not depend on the caller's
+    context. A forward that does not return logits (B, classes) raises `select_logits`' error.
     """
     needed = ("forward_features", "forward_head", "get_classifier")
     if (not all(hasattr(model, a) for a in needed)
@@ -214,9 +308,9 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     captured: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.clone()))
     try:
-        with torch.no_grad(), eval_mode(model):
+        with plain_context(x), torch.no_grad(), eval_mode(model):
             feats = model.forward_features(x)
-            logits = model(x)
+            scores = select_logits(model(x), x.shape[0], logits)
             if not captured or not isinstance(feats, torch.Tensor) or feats.dim() != 4:
                 return False
             if captured[-1].shape != feats.shape or not torch.equal(captured[-1], feats):
@@ -225,7 +319,9 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
             probe = torch.rand(feats.shape, generator=gen).to(feats)
             via_gap = model.get_classifier()(probe.mean(dim=(2, 3)))
             head_ok = torch.allclose(model.forward_head(probe), via_gap, rtol=1e-4, atol=1e-5)
-            fwd_ok = torch.allclose(logits, model.forward_head(feats), rtol=1e-4, atol=1e-5)
+            head = model.forward_head(feats)
+            fwd_ok = (isinstance(head, torch.Tensor) and head.shape == scores.shape
+                      and torch.allclose(scores, head, rtol=1e-4, atol=1e-5))
     finally:
         handle.remove()
     return bool(head_ok and fwd_ok)
@@ -245,8 +341,9 @@ def cam_boxes(cam: torch.Tensor, threshold: float = 0.4) -> torch.Tensor:
         raise ValueError(f"cam: expected a (B, H, W) tensor, got {getattr(cam, 'shape', cam)}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold: expected a fraction of the max in [0, 1], got {threshold}")
-    top = cam.flatten(1).amax(dim=1)[:, None, None]
-    return mask_box(cam >= threshold * top)
+    with plain_context(cam):
+        top = cam.flatten(1).amax(dim=1)[:, None, None]
+        return mask_box(cam >= threshold * top)
 
 
 # --------------------------------------------------------------------------- sources
@@ -266,30 +363,36 @@ class LiveCam:
     training forward already computed (`model.forward_features`) to get the free fast path
     when it applies; without features, or when it does not apply (a non-GAP head, an earlier
     layer), it runs `grad_cam` on the live model (eval-mode BN for that call). Either way
-    the model, its `.grad` and its BN statistics are untouched. Returns (B, H, W) >= 0.
+    the model, its `.grad` and its BN statistics are untouched. Returns float32 (B, H, W) >= 0,
+    the same map under any ambient autocast, grad mode or inference mode (see the module's
+    docstring). `logits`: see `select_logits` (for a model whose forward returns more than
+    the logits).
     """
 
     def __init__(self, model: nn.Module, *, layer: str | None = None, target: str = "label",
-                 input_size: tuple[int, int] = (32, 32), fast: bool | None = None):
+                 input_size: tuple[int, int] = (32, 32), fast: bool | None = None,
+                 logits: LogitsSelector = None):
         """`fast`: whether the fast path applies, if already known (None: probe the model)."""
         if target not in TARGETS:
             raise ValueError(f"target={target!r}: expected one of {TARGETS}")
-        self.model, self.layer, self.target = model, layer, target
-        self.fast = fast_path_applies(model, layer, input_size=input_size) if fast is None else fast
+        self.model, self.layer, self.target, self.logits = model, layer, target, logits
+        self.fast = (fast_path_applies(model, layer, input_size=input_size, logits=logits)
+                     if fast is None else fast)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
                  features: torch.Tensor | None = None) -> torch.Tensor:
         _check_images(images)
         targets = _targets_for(self.target, labels)
         if not self.fast:
-            return grad_cam(self.model, images, targets, layer=self.layer)
-        if features is None:   # one no-grad eval forward: still cheaper than a backward
-            with torch.no_grad(), eval_mode(self.model):
-                features = self.model.forward_features(images)
-        head = self.model.get_classifier()
-        if targets is None:     # predicted class from the same features, GAP + linear
-            with torch.no_grad():
-                targets = head(features.detach().mean(dim=(2, 3)).to(head.weight.dtype)).argmax(1)
+            return grad_cam(self.model, images, targets, layer=self.layer, logits=self.logits)
+        with plain_context(images), torch.no_grad():
+            if features is None:   # one no-grad eval forward: still cheaper than a backward
+                with eval_mode(self.model):
+                    features = self.model.forward_features(images)
+            head = self.model.get_classifier()
+            if targets is None:     # predicted class from the same features, GAP + linear
+                pooled = features.detach().mean(dim=(2, 3)).to(head.weight.dtype)
+                targets = head(pooled).argmax(1)
         return cam_from_features(features, head.weight, targets, size=images.shape[-2:])
 
 
@@ -302,9 +405,11 @@ class FrozenCam(LiveCam):
     """
 
     def __init__(self, model: nn.Module, *, layer: str | None = None, target: str = "label",
-                 input_size: tuple[int, int] = (32, 32), mean=None, std=None):
+                 input_size: tuple[int, int] = (32, 32), mean=None, std=None,
+                 logits: LogitsSelector = None):
         model.eval().requires_grad_(False)
-        super().__init__(model, layer=layer, target=target, input_size=input_size)
+        super().__init__(model, layer=layer, target=target, input_size=input_size,
+                         logits=logits)
         self.mean, self.std = mean, std
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
@@ -348,7 +453,7 @@ FAST_PATH_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
           eraser="cam_erasing", *, fill: str = "zero", mean=None,
           generator: torch.Generator | None = None, layer: str | None = None,
-          target: str = "label", **params) -> torch.Tensor:
+          target: str = "label", logits: LogitsSelector = None, **params) -> torch.Tensor:
     """CAM erasing in your own training loop: the erased copy of `images` (B, C, H, W).
 
     The CAM of `model` (Grad-CAM of `layer`, default its first `cam_layers`; for the label, or
@@ -358,7 +463,9 @@ def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
     and the model (parameters, .grad, BN statistics, train/eval flags) are left untouched;
     works under `torch.no_grad()`. The CAM comes from a separate eval-mode pass; the runner's
     free path (features of the training forward) needs `LiveCam(model)(images, labels,
-    features=...)` instead.
+    features=...)` instead. The CAM is computed in float32 whatever the caller's autocast,
+    grad mode or inference mode. `logits`: for a model whose forward returns more than the
+    logits (B, classes), e.g. `logits=0` for `(logits, features)`; see `select_logits`.
 
     Whether the GAP + linear fast path applies is probed once per (model, layer, image size)
     and cached in `FAST_PATH_CACHE`. The answer goes stale only if the model's structure
@@ -380,8 +487,8 @@ def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
         known = FAST_PATH_CACHE.setdefault(model, {})
         key = (layer, size)
         if key not in known:
-            known[key] = fast_path_applies(model, layer, input_size=size)
-        source = LiveCam(model, layer=layer, target=target, fast=known[key])
+            known[key] = fast_path_applies(model, layer, input_size=size, logits=logits)
+        source = LiveCam(model, layer=layer, target=target, fast=known[key], logits=logits)
         cam = source(images, labels)
     mask = eraser(images, cam=cam, generator=generator)
     return plugins.fill(images, mask, fill, mean=mean, generator=generator)

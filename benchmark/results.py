@@ -41,6 +41,15 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
                     training images per second, erased copies included; resumed_from_epoch: int
                     or None (each None when a failed run did not get that far)
     process         {"index", "count"}: which Accelerate process trained it
+    environment     how the process that wrote it ran (CPU results depend on it: the thread
+                    count changes the order of float reductions): {"threads":
+                    torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+                    "threads_option": the --threads given or None (None: the cores shared out
+                    between the processes), "omp_num_threads": $OMP_NUM_THREADS or None,
+                    "cpu_count", "launcher": "plain" | "accelerate launch" | "torchrun" |
+                    "runs-per-device worker", "processes": processes of the launch,
+                    "runs_per_device": the --runs-per-device N, "slurm": {"job", "array_task"}
+                    or None}
     device          e.g. "cpu", "NVIDIA H100 80GB HBM3"
     versions        {"python", "torch", "torchvision", "timm", "accelerate", "erasebench"}
     git_commit      str or None; date: ISO 8601; command: the command line that ran the suite
@@ -277,6 +286,61 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _launch_option(argv: list[str], option: str) -> str | None:
+    """The value of `--option N` or `--option=N` in a command line (the last one wins)."""
+    value = None
+    for i, token in enumerate(argv):
+        if token == option and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif token.startswith(option + "="):
+            value = token.split("=", 1)[1]
+    return value
+
+
+def environment(command: str | None, process: tuple[int, int] = (0, 1)) -> dict:
+    """How this process runs the suite: its torch CPU threads and how the suite was launched
+    (see the module docstring's `environment`). Two records that differ only here may differ
+    in their last digits on the CPU. Never raises: a detail it cannot read is None."""
+    import shlex
+
+    env = os.environ
+    try:
+        argv = shlex.split(command or "")
+    except ValueError:
+        argv = (command or "").split()
+    if "--device" in argv or any(a.startswith("--device=") for a in argv):
+        launcher = "runs-per-device worker"   # spawned by --runs-per-device, env cleaned
+    elif env.get("TORCHELASTIC_RUN_ID"):
+        launcher = "accelerate launch" if any(k.startswith("ACCELERATE_") for k in env) \
+            else "torchrun"
+    elif any(k.startswith("ACCELERATE_") for k in env):
+        launcher = "accelerate launch"
+    else:
+        launcher = "plain"
+
+    def number(text):
+        try:
+            return int(text)
+        except (TypeError, ValueError):
+            return None
+
+    try:
+        import torch
+
+        threads, interop = torch.get_num_threads(), torch.get_num_interop_threads()
+    except Exception:  # noqa: BLE001 - a record is never lost for a detail
+        threads = interop = None
+    slurm = None
+    if env.get("SLURM_JOB_ID"):
+        slurm = {"job": env.get("SLURM_JOB_ID"), "array_task": env.get("SLURM_ARRAY_TASK_ID")}
+    return {"threads": threads, "interop_threads": interop,
+            "threads_option": number(_launch_option(argv, "--threads")),
+            "omp_num_threads": env.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
+            "launcher": launcher, "processes": process[1],
+            "runs_per_device": number(_launch_option(argv, "--runs-per-device")) or 1,
+            "slurm": slurm}
+
+
 def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, device, command,
                 process: tuple[int, int]) -> dict:
     """The keys every record has, finished or failed: what places it in the leaderboard's grid
@@ -289,7 +353,8 @@ def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, dev
         "seed": spec.seed, "dataset": spec.data.name, "epochs": spec.train.epochs,
         "wall_time_s": wall_time_s, "device": device, "versions": _versions(),
         "git_commit": git_commit(), "date": _now(), "command": command,
-        "process": {"index": process[0], "count": process[1]}, "config": spec.to_dict(),
+        "process": {"index": process[0], "count": process[1]},
+        "environment": environment(command, process), "config": spec.to_dict(),
     }
 
 

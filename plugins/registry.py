@@ -102,7 +102,10 @@ def get(name: str) -> type[Eraser]:
         names = sorted(_REGISTRY)
         close = difflib.get_close_matches(str(name), names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown eraser {name!r}{hint} (available: {', '.join(names)})")
+        raise ValueError(f"unknown eraser {name!r}{hint} (available: {', '.join(names)}); "
+                         "an eraser of your own must be imported first: `imports: "
+                         "[my_erasers.py]` in the suite, or `--import my_erasers.py` on the "
+                         "command line")
     return _REGISTRY[name]
 
 

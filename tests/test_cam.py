@@ -513,3 +513,150 @@ def test_erase_takes_an_eraser_instance_or_a_name_and_needs_no_cam_for_plain_era
     monkeypatch.setattr(C, "LiveCam", lambda *a, **k: pytest.fail("no CAM for a plain eraser"))
     out = C.erase(model, images, None, "cutout", size=8, fill="channel")
     assert out.shape == images.shape and not torch.equal(out, images)
+
+
+# ----------------------------------------------------------------------------- ambient context
+
+def _bf16_autocast():
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def _train_mode(model):
+    """The caller's model in train mode for the block (a training step asking for a CAM)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def block():
+        was = model.training
+        model.train()
+        try:
+            yield
+        finally:
+            model.train(was)
+    return block()
+
+
+CONTEXTS = {
+    "plain": lambda model: torch.enable_grad(),
+    "autocast_cpu_bf16": lambda model: _bf16_autocast(),
+    "no_grad": lambda model: torch.no_grad(),
+    "inference_mode": lambda model: torch.inference_mode(),
+    "model_in_train_mode": _train_mode,
+}
+
+
+def _features_and_weight(model, images):
+    with torch.no_grad():   # the very same float32 features in every context
+        return model.eval().forward_features(images), model.fc.weight
+
+
+CAM_FUNCTIONS = {
+    "grad_cam": lambda m, x, y: C.grad_cam(m, x, y),
+    "grad_cam_predicted_early_layer": lambda m, x, y: C.grad_cam(m, x, None, layer="block1"),
+    "grad_cam_not_upsampled": lambda m, x, y: C.grad_cam(m, x, y, upsample=False),
+    "cam_from_features": lambda m, x, y: C.cam_from_features(*_FEATS[id(m)], y, size=(16, 16)),
+    "resize": lambda m, x, y: C.resize(_MAPS, (16, 16)),
+    "cam_boxes": lambda m, x, y: C.cam_boxes(_MAPS, 0.4).float(),
+    "fast_path_applies": lambda m, x, y: torch.tensor(float(C.fast_path_applies(
+        m, input_size=(16, 16)))),
+    "LiveCam_fast": lambda m, x, y: C.LiveCam(m, input_size=(16, 16))(x, y),
+    "LiveCam_fast_predicted": lambda m, x, y: C.LiveCam(m, target="predicted",
+                                                        input_size=(16, 16))(x),
+    "LiveCam_generic": lambda m, x, y: C.LiveCam(m, layer="block1", input_size=(16, 16))(x, y),
+    "FrozenCam": lambda m, x, y: C.FrozenCam(copy.deepcopy(m), input_size=(16, 16))(x, y),
+    "erase": lambda m, x, y: C.erase(m, x, y, b_h=1, generator=torch.Generator().manual_seed(0)),
+    "erase_generic": lambda m, x, y: C.erase(m, x, y, layer="block1", b_h=1,
+                                             generator=torch.Generator().manual_seed(0)),
+}
+_FEATS: dict = {}
+_MAPS = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("context", list(CONTEXTS))
+@pytest.mark.parametrize("function", list(CAM_FUNCTIONS))
+def test_every_cam_function_gives_the_same_float32_map_in_any_ambient_context(function, context):
+    # Exact equality, not a tolerance: with autocast switched off and the model in eval mode,
+    # the very same float32 CPU kernels run in every context, so any difference is a bug (a
+    # bf16 einsum moved CAM peaks by up to 16 px).
+    model = tiny(dropout=0.5).eval()
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3])
+    _FEATS[id(model)] = _features_and_weight(model, images)
+    run = CAM_FUNCTIONS[function]
+    want = run(model, images, labels)
+    state, modes = copy.deepcopy(model.state_dict()), [m.training for m in model.modules()]
+    with CONTEXTS[context](model):
+        inside = [m.training for m in model.modules()]
+        got = run(model, images, labels)
+        assert [m.training for m in model.modules()] == inside   # the caller's mode, restored
+    assert got.dtype == want.dtype == torch.float32
+    assert torch.equal(got, want), f"{function} under {context}"
+    assert [m.training for m in model.modules()] == modes
+    for key, value in model.state_dict().items():              # BN statistics untouched
+        assert torch.equal(value, state[key]), key
+
+
+# ----------------------------------------------------------------------------- foreign models
+
+class TupleOut(TinyNet):
+    """A model whose forward returns (logits, features), as many detection/aux-head nets do."""
+
+    def forward(self, x):
+        feats = self.forward_features(x)
+        return self.forward_head(feats), feats
+
+
+class DictOut(TinyNet):
+    def forward(self, x):
+        return {"features": self.forward_features(x), "logits": super().forward(x)}
+
+
+FOREIGN_ENTRIES = {
+    "grad_cam": lambda m, x, y, **k: C.grad_cam(m, x, y, **k),
+    "erase": lambda m, x, y, **k: C.erase(m, x, y, **k),
+    "erase_generic": lambda m, x, y, **k: C.erase(m, x, y, layer="block1", **k),
+    "fast_path_probe": lambda m, x, y, **k: C.fast_path_applies(m, input_size=(16, 16), **k),
+    "LiveCam": lambda m, x, y, **k: C.LiveCam(m, layer="block1", input_size=(16, 16),
+                                              **k)(x, y),
+}
+
+
+@pytest.mark.parametrize("entry", list(FOREIGN_ENTRIES))
+@pytest.mark.parametrize("cls, selector", [(TupleOut, 0), (DictOut, "logits")])
+def test_a_model_that_returns_more_than_logits_is_refused_in_one_line_naming_the_selector(
+        entry, cls, selector):
+    torch.manual_seed(0)
+    model = cls()
+    images, labels = torch.randn(2, 3, 16, 16), torch.tensor([0, 1])
+    with pytest.raises(ValueError) as info:
+        FOREIGN_ENTRIES[entry](model, images, labels)
+    message = str(info.value)
+    assert "\n" not in message and "logits of shape (2, classes)" in message
+    assert ("tuple of 2" if cls is TupleOut else "dict with keys") in message
+    assert "logits=" in message
+
+
+@pytest.mark.parametrize("cls, selector", [(TupleOut, 0), (DictOut, "logits"),
+                                           (TupleOut, lambda out: out[0])])
+def test_logits_selects_a_foreign_models_logits_and_gives_the_plain_models_cam(cls, selector):
+    torch.manual_seed(0)
+    model = cls()
+    plain = tiny()
+    model.load_state_dict(plain.state_dict())
+    images, labels = torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2])
+    for layer in ("block2", "block1"):
+        assert torch.equal(C.grad_cam(model, images, labels, layer=layer, logits=selector),
+                           C.grad_cam(plain, images, labels, layer=layer))
+    assert C.fast_path_applies(model, input_size=(16, 16), logits=selector)
+    def gen():
+        return torch.Generator().manual_seed(0)
+    assert torch.equal(C.erase(model, images, labels, logits=selector, generator=gen()),
+                       C.erase(plain, images, labels, generator=gen()))
+
+
+def test_a_wrong_logits_selector_is_one_line():
+    model = TupleOut()
+    with pytest.raises(ValueError, match=r"^logits='nope': cannot select it .* tuple of 2"):
+        C.grad_cam(model, torch.randn(2, 3, 16, 16), logits="nope")
+    with pytest.raises(ValueError, match=r"logits=1 gave a tensor of shape \(2, 16, 8, 8\)"):
+        C.grad_cam(model, torch.randn(2, 3, 16, 16), logits=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.eraser_cli import add_import_option
 from benchmark.fileio import atomic_write
 
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "register", "synthetic_cam"]
@@ -100,27 +101,33 @@ def _plot_erased_fraction(name: str, counts: np.ndarray, pixels: int, stats: dic
 def erased_fraction(args) -> list[dict]:
     """`erased-fraction`: histogram of the erased fraction for every registered eraser.
 
-    Draws ``--draws`` masks per eraser (default parameters; erasers that need a CAM get a
-    synthetic Gaussian-blob CAM), in chunks, and writes figures/erased_fraction_<name>.png
-    and erased_fraction.md under ``--out``. New plugins appear without code changes.
+    Draws ``--draws`` masks per eraser (``--erasers NAME[:key=value,...]``, default every
+    registered eraser with its default parameters; ``--import FILE.py`` adds your own;
+    erasers that need a CAM get a synthetic Gaussian-blob CAM), in chunks, and writes
+    figures/erased_fraction_<eraser>.png and erased_fraction.md under ``--out`` (default
+    results/figures, an untracked folder; ``--out leaderboards`` regenerates the committed
+    table). Every name and parameter is checked before the first mask is drawn.
     """
     from tqdm import tqdm
 
-    import plugins
+    from benchmark.eraser_cli import resolve
 
     if args.draws < 1 or args.chunk < 1:
         raise ValueError("--draws and --chunk must be >= 1")
+    specs = resolve(args.erasers, args.imports)   # one line, exit 2, before any work
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--erasers: an eraser is named twice ({', '.join(labels)})")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     size, pixels = args.size, args.size * args.size
-    names = args.erasers or plugins.available()
     images = torch.zeros(1, 3, size, size).expand(args.chunk, 3, size, size)  # content unused
     rows = []
-    with tqdm(total=args.draws * len(names), unit="mask", unit_scale=True,
+    with tqdm(total=args.draws * len(specs), unit="mask", unit_scale=True,
               desc="erased-fraction") as bar:
-        for name in names:
-            eraser = plugins.build(name)
+        for spec in specs:
+            eraser = spec.eraser
             generator = torch.Generator().manual_seed(args.seed)
             counts = np.zeros(pixels + 1, dtype=np.int64)
             start = time.perf_counter()
@@ -133,9 +140,9 @@ def erased_fraction(args) -> list[dict]:
             seconds = time.perf_counter() - start
             stats = erased_fraction_stats(counts, pixels)
             params = ", ".join(f"{k}={v}" for k, v in eraser.params().items())
-            _plot_erased_fraction(name, counts, pixels, stats,
-                                  out / "figures" / f"erased_fraction_{name}.png", params)
-            rows.append({"eraser": name, "params": params, "seconds": seconds, **stats})
+            _plot_erased_fraction(spec.label, counts, pixels, stats,
+                                  out / "figures" / f"erased_fraction_{spec.slug}.png", params)
+            rows.append({"eraser": spec.label, "params": params, "seconds": seconds, **stats})
     table = _erased_fraction_table(rows, size, args.seed)
     atomic_write(out / "erased_fraction.md", table)  # a leaderboard file: atomic, mode 0644
     print(table)
@@ -143,10 +150,12 @@ def erased_fraction(args) -> list[dict]:
 
 
 def _erased_fraction_table(rows: list[dict], size: int, seed: int) -> str:
+    given = ("the parameters below" if any("(" in r["eraser"] for r in rows)
+             else "default parameters")
     lines = [
         "# Erased fraction per eraser",
         "",
-        f"`erasebench figures erased-fraction`: {size}x{size} images, default parameters,",
+        f"`erasebench figures erased-fraction`: {size}x{size} images, {given},",
         f"seed {seed}; CAM erasing on a synthetic Gaussian-blob CAM. Thesis Figures 10-12;",
         "histograms in `figures/erased_fraction_<eraser>.png`. Fractions of the whole image,",
         "over all draws (P(no erase) included); seconds = mask drawing on the CPU.",
@@ -168,12 +177,17 @@ def register(sub) -> None:
                        help="erased-fraction histograms of every eraser (thesis Figs. 10-12)")
     p.add_argument("--draws", type=int, default=2_500_000,
                    help="masks per eraser (thesis: 2,500,000)")
-    p.add_argument("--out", default="leaderboards",
-                   help="writes OUT/figures/*.png and OUT/erased_fraction.md")
+    p.add_argument("--out", default="results/figures",
+                   help="writes OUT/figures/*.png and OUT/erased_fraction.md (default: "
+                   "results/figures, untracked; --out leaderboards regenerates the committed "
+                   "table)")
     p.add_argument("--size", type=int, default=32, help="image side in pixels")
     p.add_argument("--chunk", type=int, default=50_000, help="masks drawn per batch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--erasers", nargs="+", default=None, help="default: every registered eraser")
+    p.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
+                   help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
+                   "(default: every registered eraser, default parameters)")
+    add_import_option(p)
     # One thread by default: the chunks are memory-bound, and on a small shared machine
     # OpenMP threads that wait on each other made this 2x slower (measured on 2 busy cores).
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

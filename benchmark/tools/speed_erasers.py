@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from benchmark.eraser_cli import add_import_option
 from benchmark.timing import per_call
 
 
@@ -23,7 +24,7 @@ def _baselines(images, device, timed) -> list[dict]:
              "mask": None, "erase": timed(lambda: timm_re(work), True)}]
 
 
-def _on(device, args) -> list[dict]:
+def _on(device, args, specs) -> list[dict]:
     import plugins
 
     g = torch.Generator(device=device).manual_seed(0)
@@ -35,9 +36,9 @@ def _on(device, args) -> list[dict]:
                         repeats=args.baseline_repeats if baseline else args.repeats)
 
     rows = _baselines(images, device, timed)
-    for name in plugins.available():
-        e = plugins.build(name)
-        rows.append({"device": device.type, "eraser": name,
+    for spec in specs:
+        e = plugins.build(spec.name, **spec.params)
+        rows.append({"device": device.type, "eraser": spec.label,
                      "mask": timed(lambda e=e: e(images, cam=cam, generator=g)),
                      "erase": timed(lambda e=e: plugins.fill(images, e(images, cam=cam,
                                                                       generator=g)))})
@@ -49,11 +50,16 @@ def _on(device, args) -> list[dict]:
 
 
 def erasers(args) -> list[dict]:
+    """`speed erasers`: the named erasers (`--erasers NAME[:key=value,...]`, default every
+    registered one; `--import FILE.py` adds your own), all checked before any timing."""
+    from benchmark.eraser_cli import resolve
+
+    specs = resolve(args.erasers, args.imports)   # one line, exit 2, before any work
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = [r for d in ([torch.device(args.device)] if args.device else devices)
-            for r in _on(d, args)]
+            for r in _on(d, args, specs)]
     print(f"\nbatch {args.batch} x 3x32x32, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; median of repeats; erase = mask + zero fill "
           "(the baselines erase)")
@@ -78,6 +84,10 @@ def register(sub) -> None:
     p.add_argument("--baseline-repeats", type=int, default=5, help="timed repeats, baselines")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default=None, help="one device only (default: cpu, and cuda)")
+    p.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
+                   help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
+                   "(default: every registered eraser, default parameters)")
+    add_import_option(p)
     # 0 keeps torch's default. On a small shared machine, OpenMP threads of batched ops that
     # wait on each other can cost more than they bring; compare with --threads 1.
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
