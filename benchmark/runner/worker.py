@@ -23,8 +23,9 @@ POLL_S = 5.0  # how often a worker with nothing to claim looks again (at most)
 
 
 class Stop:
-    """SIGINT/SIGTERM/SIGHUP (a closed terminal, a dropped ssh): finish the epoch, checkpoint,
-    render, exit 130/143/129. A second Ctrl-C: now."""
+    """SIGINT/SIGTERM/SIGHUP (a closed terminal, a dropped ssh)/SIGUSR2 (submitit's time-limit
+    warning): finish the epoch, checkpoint, render, exit 128 + the signal's number (130, 143,
+    129, 140). A second Ctrl-C: now."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -33,7 +34,9 @@ class Stop:
     def install(self) -> Stop:
         import signal
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # SIGUSR2: what submitit sends before a job's time limit (its own handler would raise
+        # inside training, and the run would be recorded as failed)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2):
             signal.signal(sig, self._handle)
         return self
 
