@@ -115,7 +115,7 @@ def remove_stale_temps(folder: str | os.PathLike, *, max_age_s: float = 3600.0) 
             if dead or old:
                 p.unlink()
                 removed.append(p)
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile, or not ours to delete
             continue
     return removed
 

@@ -306,9 +306,12 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     stop = Stop().install()
     try:
         return _train_suite(args, argv, suite, runs, packs, acc, device, (index, count), stop)
-    except WriteError as e:  # the environment failed, not a run: nothing recorded for it
-        print(f"error: {e}; nothing was recorded for the run; rerun the same command to resume "
-              "once the write can succeed", file=sys.stderr)
+    except Exception as e:  # a full disk (any write): the environment, not a run; nothing recorded
+        failed = write_error(e)
+        if failed is None:
+            raise
+        print(f"error: {failed}; nothing was recorded for the run; rerun the same command to "
+              "resume once the write can succeed", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"stopped at once; rerun the same command to resume {suite.name} from the last "
@@ -350,13 +353,7 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
         acc.wait_for_everyone()
     if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
-        try:
-            _render(suite, runs, results_dir, work_dir, lb)
-        except Exception as e:  # a full disk while rendering: one line; the records are kept
-            failed = write_error(e)
-            if failed is None:
-                raise
-            raise failed from e
+        _render(suite, runs, results_dir, work_dir, lb)  # a full disk: one line (main)
         if not args.no_wandb:
             from benchmark.report.compare import read_summary
             from benchmark.runner import tracking

@@ -216,11 +216,11 @@ class Worker:
         self.waiting = held
 
     def _where_waiting(self) -> str:
-        if self.waiting:
-            first = next(iter(self.waiting))
-            info = claims.holder(self.claims_dir, first) or {}
-            return (f"while waiting for run {first} (held by {info.get('host')} pid "
-                    f"{info.get('pid')})")
+        for run_id in self.waiting:
+            info = claims.holder(self.claims_dir, run_id)
+            if isinstance(info, dict) and self.state(run_id) is None:
+                return (f"while waiting for run {run_id} (held by {info.get('host')} pid "
+                        f"{info.get('pid')})")
         return "before training any run" if not self.trained else "between runs"
 
     def _claim(self, todo: list[RunSpec]) -> list[tuple[RunSpec, claims.Claim]]:

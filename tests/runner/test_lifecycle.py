@@ -300,7 +300,8 @@ def _start(p, out, *extra):
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def test_sighup_is_handled_like_sigterm(suite_file, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR2])
+def test_sighup_and_submitits_sigusr2_are_handled_like_sigterm(sig, suite_file, tmp_path):
     p = suite_file(ONE.replace("epochs: 2, batch_size: 32, milestones: [1]",
                                "epochs: 30, batch_size: 32, milestones: [20]"))
     out = tmp_path / "out"
@@ -309,10 +310,10 @@ def test_sighup_is_handled_like_sigterm(suite_file, tmp_path):
     deadline = time.time() + 120
     while not ckpt.is_file() and time.time() < deadline:  # training has begun
         time.sleep(0.2)
-    proc.send_signal(signal.SIGHUP)  # the terminal was closed
+    proc.send_signal(sig)  # the terminal was closed; submitit's warning before the time limit
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 129, err[-2000:]
-    assert "SIGHUP: finishing the current epoch" in err and "Traceback" not in err
+    assert proc.returncode == 128 + sig, err[-2000:]
+    assert f"{sig.name}: finishing the current epoch" in err and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted at epoch ") and f"of run {PLAIN}; 1 of 1 runs left; " \
         "rerun the same command to resume" in last
