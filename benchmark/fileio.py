@@ -11,6 +11,7 @@ on device`; callers treat it as a failure of the environment, never as a result 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -74,6 +75,9 @@ def write_error(error: BaseException, path: str | os.PathLike | None = None) -> 
 _TMP_SEP = "~"
 
 
+_OLD_TMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # mkstemp's, before the writer was named
+
+
 def _tmp_prefix(name: str) -> str:
     host = socket.gethostname().replace(_TMP_SEP, "-").replace(os.sep, "-")
     return f".{name}.{host}{_TMP_SEP}{os.getpid()}{_TMP_SEP}"
@@ -95,7 +99,8 @@ def pid_alive(pid: int) -> bool:
 def remove_stale_temps(folder: str | os.PathLike, *, max_age_s: float = 3600.0) -> list[Path]:
     """Delete `atomic_write` temp files left in `folder` by writers that died (SIGKILL, a lost
     node) mid-write; returns the deleted paths. Only files of atomic_write's own name pattern
-    (`.*.tmp`) are touched, and only when their writer is a dead process on this host, or (any
+    (`.<name>.<host>~<pid>~<random>.tmp`, or mkstemp's `.<name>.<8 random>.tmp` of earlier
+    versions) are touched, and only when their writer is a dead process on this host, or (any
     host, or a temp name without a writer) they were last modified over `max_age_s` seconds ago:
     a live writer's file keeps changing while it writes."""
     folder = Path(folder)
@@ -103,11 +108,12 @@ def remove_stale_temps(folder: str | os.PathLike, *, max_age_s: float = 3600.0) 
         return []
     host, removed = socket.gethostname().replace(_TMP_SEP, "-"), []
     for p in folder.glob(".*.tmp"):
-        if not p.is_file():
-            continue
         parts = p.name[:-len(".tmp")].split(_TMP_SEP)
+        ours = len(parts) == 3 and parts[1].isdigit()
+        if not p.is_file() or not (ours or _OLD_TMP.fullmatch(p.name)):
+            continue
         dead = False
-        if len(parts) == 3 and parts[1].isdigit():
+        if ours:
             pid = int(parts[1])
             dead = parts[0].endswith("." + host) and pid != os.getpid() and not pid_alive(pid)
         try:

@@ -226,17 +226,20 @@ def test_a_worker_removes_temp_files_of_dead_writers_and_only_those(tmp_path):
     dead = tmp_path / f".x.resume.pt.{host}~{dead_pid()}~abc123.tmp"
     live = tmp_path / f".y.resume.pt.{host}~{os.getppid()}~abc123.tmp"
     other_host = tmp_path / f".z.resume.pt.elsewhere~{dead_pid()}~abc123.tmp"
-    old_style_old = tmp_path / ".w.resume.pt.k2j3h4.tmp"
-    old_style_new = tmp_path / ".v.resume.pt.k2j3h4.tmp"
+    old_style_old = tmp_path / ".w.resume.pt.k2j3h4x_.tmp"
+    old_style_new = tmp_path / ".v.resume.pt.k2j3h4x_.tmp"
     not_ours = tmp_path / "notes.tmp"
-    for f in (dead, live, other_host, old_style_old, old_style_new, not_ours):
+    hidden_not_ours = tmp_path / ".my-notes.tmp"
+    for f in (dead, live, other_host, old_style_old, old_style_new, not_ours, hidden_not_ours):
         f.write_bytes(b"x")
     two_hours_ago = time.time() - 7200
     os.utime(old_style_old, (two_hours_ago, two_hours_ago))
     os.utime(not_ours, (two_hours_ago, two_hours_ago))
+    os.utime(hidden_not_ours, (two_hours_ago, two_hours_ago))
     removed = fileio.remove_stale_temps(tmp_path)
     assert set(removed) == {dead, old_style_old}
-    assert live.exists() and other_host.exists() and old_style_new.exists() and not_ours.exists()
+    assert live.exists() and other_host.exists() and old_style_new.exists()
+    assert not_ours.exists() and hidden_not_ours.exists()
 
 
 def test_the_temp_file_of_a_write_names_its_host_and_pid(tmp_path):
