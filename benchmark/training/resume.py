@@ -1,5 +1,6 @@
-"""A run's progress on disk: resume checkpoints (every `checkpoint_every` epochs) and fork files
-(a provider's state at a shared warm-up's end), each tied to the config that made it."""
+"""A run's progress on disk: resume checkpoints (every `checkpoint_every` epochs, and after the
+last epoch until the run's record is written) and fork files (a provider's state at a shared
+warm-up's end), each tied to the config that made it."""
 
 from __future__ import annotations
 
