@@ -214,11 +214,6 @@ class _Sub(Hooks):
         self.parent.finished(self.idx[k], outcome)
 
 
-def train_run(spec: RunSpec, *, device, work_dir: Path, **kw) -> dict:
-    """One run alone (a pack of one): its outcome (see train_pack)."""
-    return train_pack([spec], device=device, work_dir=work_dir, **kw)[0]
-
-
 def steps_per_epoch(n: int, batch: int) -> int:
     return n // batch if n >= batch else 1
 
