@@ -23,6 +23,9 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     ablation        dict: the axis values that set this run apart from its siblings, e.g. {"b_h": 3}
     seed            int
     dataset         e.g. "cifar10", "synthetic"
+    data_identity   {"train": {"images": N, "sha256": 16 hex digits}, "test": {...}}: the data the
+                    run trained and was tested on (benchmark.data.identity: a hash of the arrays);
+                    absent in records written before it existed, and then not compared
     epochs          int (planned)
     final_test_error  float, percent, after the last epoch (the headline number); None if failed
     best_test_error   float, percent, best over epochs (what the Random Erasing code reports);
@@ -486,7 +489,8 @@ def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, dev
 
 def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str,
                 process: tuple[int, int] = (0, 1)) -> dict:
-    """A finished run's record (schema above) from a RunSpec and the metrics train_run returned."""
+    """A finished run's record (schema above) from a RunSpec and the outcome that train_pack
+    (or train_one) returned."""
     m = spec.method
     cam = None
     if metrics.get("cam_path"):

@@ -4,10 +4,16 @@
 from benchmark.data.sources import (
     CACHE_VERSION,
     Dataset,
+    DataUnavailableError,
     channel_stats,
     check,
+    check_splits,
     default_data_dir,
+    digest,
+    identity,
     load,
+    load_checked,
 )
 
-__all__ = ["CACHE_VERSION", "Dataset", "channel_stats", "check", "default_data_dir", "load"]
+__all__ = ["CACHE_VERSION", "DataUnavailableError", "Dataset", "channel_stats", "check",
+           "check_splits", "default_data_dir", "digest", "identity", "load", "load_checked"]

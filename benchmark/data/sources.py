@@ -4,6 +4,12 @@ Sources: CIFAR-10/100 python-pickle archives (read with numpy), Hugging Face dat
 (`hf:<id>[:<config>]`, offline from the HF cache or local files), and the embedded
 `synthetic` set. The training-time loader lives in `benchmark.data.augment`.
 
+The processed cache is keyed by everything the data are read from: a CIFAR archive's or
+folder's files, and for hf: datasets every local source (`data_files`, every file under
+`data_dir`, a local dataset folder) by name, size and modification time, so adding or editing an
+image rebuilds it. `identity` names the data a run trained on (sizes and a sha256 of the
+arrays): records store it. `check_splits` refuses labels a classifier cannot learn from.
+
 A damaged file never blocks a suite for long: a damaged cache file is deleted and rebuilt with a
 warning; a damaged CIFAR archive or folder is one error line naming it, and with download=True it
 is moved aside (`<name>.corrupt`) and fetched again.
@@ -25,7 +31,8 @@ import torch
 
 from benchmark.fileio import DamagedFileError, atomic_write, describe, move_aside, slug, warn
 
-__all__ = ["Dataset", "load", "default_data_dir", "channel_stats", "CACHE_VERSION"]
+__all__ = ["Dataset", "load", "default_data_dir", "channel_stats", "CACHE_VERSION",
+           "DataUnavailableError", "check_splits", "digest", "identity"]
 
 SPLITS = ("train", "test")
 CACHE_VERSION = 1  # bump when the processed format changes: old cache files are then ignored
@@ -43,6 +50,11 @@ _IMAGE_COLUMNS = ("img", "image", "images", "pixel_values")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "coarse_label")
 
 
+class DataUnavailableError(RuntimeError):
+    """The data could not be fetched or opened (no network, a dataset id that does not resolve):
+    a failure of the environment, one line, never a result of a run."""
+
+
 @dataclass
 class Dataset:
     """One split: uint8 images (N,3,H,W) and int64 labels on the CPU, class names, optional
@@ -56,6 +68,7 @@ class Dataset:
     boxes: torch.Tensor | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    label_column: str = "label"  # where the labels came from, for error messages
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -100,10 +113,79 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, *,
     if name in _CIFAR:
         check(name, data_dir, download=True, **options)  # the options; presence: _load_cifar
         return _load_cifar(name, split, data_dir, download, use_cache)
-    check(name, data_dir, **options)
+    check(name, root, **options)
     key = {"name": name, "split": split, "options": _jsonable(options),
-           "files": _file_identity_all(options.get("data_files"))}
+           "files": _file_identity_all(options.get("data_files")),
+           "local": _local_identity(name, options)}
     return _cached(data_dir, name, split, key, use_cache, lambda: _read_hf(name, split, options))
+
+
+def load_checked(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
+                 **options) -> tuple[Dataset, Dataset]:
+    """Both splits of `name` (as `load`), checked with `check_splits`; their `identity` is
+    remembered for this process. What the runner does before any training."""
+    train = load(name, "train", root, download=download, **options)
+    test = load(name, "test", root, download=download, **options)
+    check_splits(name, train, test)
+    _IDENTITY[_identity_key(name, root, options)] = {
+        "train": {"images": len(train), "sha256": digest(train)},
+        "test": {"images": len(test), "sha256": digest(test)}}
+    return train, test
+
+
+_IDENTITY: dict = {}
+
+
+def _identity_key(name, root, options) -> str:
+    opts = {k: v for k, v in options.items() if k != "cache"}
+    return json.dumps([name, str(root), _jsonable(opts)], sort_keys=True)
+
+
+def identity(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
+             load: bool = True, **options) -> dict | None:
+    """What identifies the data a run trains on: {"train": {"images": N, "sha256": 16 hex
+    digits}, "test": {...}}, the hash over the image, label (and box) arrays. Two records with
+    different identities were trained or tested on different data, wherever the files lived.
+    Computed once per process (by `load_checked`, which this calls if needed; with
+    load=False, None when it has not been computed yet)."""
+    key = _identity_key(name, root, options)
+    if key not in _IDENTITY:
+        if not load:
+            return None
+        load_checked(name, root, download=download, **options)
+    return _IDENTITY[key]
+
+
+def digest(ds: Dataset) -> str:
+    """sha256 (16 hex digits) of a split's arrays: images, labels and boxes, with their shapes."""
+    h = hashlib.sha256()
+    for t in (ds.images, ds.labels, ds.boxes):
+        if t is None:
+            continue
+        a = np.ascontiguousarray(t.numpy())
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()[:16]
+
+
+def check_splits(name: str, train: Dataset, test: Dataset) -> None:
+    """Raise a one-line ValueError naming the split and the label column when a classifier could
+    not learn from (or be tested on) the data: an empty split, a label outside
+    0..num_classes-1 (the training split's classes), or one class only in a split."""
+    c = len(train.classes)
+    for split, ds in (("train", train), ("test", test)):
+        where = f"dataset {name!r}: split {split!r}, column {ds.label_column!r}"
+        if len(ds) == 0:
+            raise ValueError(f"{where}: the split is empty")
+        lo, hi = int(ds.labels.min()), int(ds.labels.max())
+        if lo < 0 or hi >= c:
+            outside = (ds.labels < 0) | (ds.labels >= c)
+            raise ValueError(f"{where}: label {lo if lo < 0 else hi} ({int(outside.sum())} of "
+                             f"{len(ds)} images) is outside 0..{c - 1}, the {c} classes of the "
+                             "training split")
+        if len(ds) > 1 and lo == hi:
+            raise ValueError(f"{where}: all {len(ds)} labels are {lo}; a classifier needs at "
+                             "least 2 classes to learn from and to be tested on")
 
 
 def check(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
@@ -137,6 +219,7 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
             raise ValueError(f"dataset {name!r}: option 'trust_remote_code' is refused: a "
                              "dataset's loading script is code from a download, and erasebench "
                              "never runs it; use a dataset stored as parquet, csv or image files")
+        _check_hf_folders(name, parts[0], root, options)
         files = options.get("data_files")
         paths = [files] if isinstance(files, str) else list((files or {}).values()) \
             if isinstance(files, dict) else list(files or [])
@@ -148,6 +231,63 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
     else:
         raise ValueError(f"unknown dataset {name!r}; known: synthetic, cifar10, cifar100, "
                          "hf:<dataset id>[:<config>]")
+
+
+def _packaged(builder: str) -> bool:
+    """A Hugging Face packaged builder (imagefolder, parquet, csv, ...): it reads local files."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return builder in _PACKAGED_DATASETS_MODULES
+
+
+def _check_hf_folders(name: str, builder: str, root, options: dict) -> None:
+    """A packaged builder must be told its files (else Hugging Face reads the working directory),
+    its data_dir must exist, and erasebench's cache (in `root`) must not be inside it."""
+    if not _packaged(builder):
+        return
+    hint = (f"; --data-dir (data.data_dir) {root} is where erasebench keeps its processed cache, "
+            f"not the images: name them with --data-option data_dir={root}"
+            if root is not None else "")
+    data_dir = options.get("data_dir")
+    if not data_dir and not options.get("data_files"):
+        raise ValueError(f"dataset {name!r}: Hugging Face's {builder} builder needs the option "
+                         "data_dir= (its folder) or data_files=; without them it would read the "
+                         f"working directory{hint}")
+    if not data_dir:
+        return
+    folder = Path(data_dir).resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset {name!r}: data_dir={data_dir!r}: no such folder")
+    cache = (Path(root) if root is not None else default_data_dir()).resolve() / "cache"
+    if cache == folder or folder in cache.parents:
+        raise ValueError(f"dataset {name!r}: erasebench's processed cache {cache} would be "
+                         f"written inside data_dir={data_dir!r}; keep --data-dir (data.data_dir) "
+                         "outside the image folder, or leave it out")
+
+
+def _local_identity(name: str, options: dict) -> str | None:
+    """sha256 over every local source file of an hf: dataset (relative name, size, mtime): the
+    files under `data_dir` and under a dataset id that is a local folder. None if none."""
+    builder = name[len("hf:"):].split(":")[0]
+    folders = [Path(builder)] if Path(builder).is_dir() else []
+    if options.get("data_dir") and Path(options["data_dir"]).is_dir():
+        folders.append(Path(options["data_dir"]))
+    if not folders:
+        return None
+    h = hashlib.sha256()
+    for folder in folders:
+        h.update(str(folder.resolve()).encode() + b"\0")
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for f in sorted(filenames):
+                path = Path(dirpath) / f
+                try:
+                    st = path.stat()
+                except OSError:  # a dangling link: Hugging Face cannot read it either
+                    continue
+                rel = path.relative_to(folder).as_posix()
+                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 # --- cache -------------------------------------------------------------------------------------
@@ -163,13 +303,13 @@ def _cached(data_dir: Path, name: str, split: str, key: dict, use_cache: bool, r
         ds = _read_cache(path, name)
         if ds is not None:
             return ds
-    images, labels, classes, boxes = read()
+    images, labels, classes, boxes, *column = read()
     mean, std = channel_stats(images)
-    ds = Dataset(name, images, labels, classes, boxes, mean, std)
+    ds = Dataset(name, images, labels, classes, boxes, mean, std, *column)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {"images": images, "labels": labels, "classes": classes, "mean": list(mean),
-                 "std": list(std)}
+                 "std": list(std), "label_column": ds.label_column}
         if boxes is not None:
             state["boxes"] = boxes
         atomic_write(path, lambda f: torch.save(state, f))
@@ -196,7 +336,8 @@ def _read_cache(path: Path, name: str) -> Dataset | None:
         if len(mean) != c or len(std) != c:
             raise ValueError(f"'mean'/'std' do not have {c} channels")
         return Dataset(name=name, images=images, labels=labels, classes=list(state["classes"]),
-                       boxes=boxes, mean=mean, std=std)
+                       boxes=boxes, mean=mean, std=std,
+                       label_column=str(state.get("label_column", "label")))
     except (MemoryError, PermissionError):  # not the file's content
         raise
     except Exception as e:  # noqa: BLE001 - a damaged zip/pickle raises many types
@@ -283,7 +424,8 @@ def _fetch_cifar(name: str, data_dir: Path) -> Path:
     try:
         utils.download_url(cls.url, str(data_dir), cls.filename, cls.tgz_md5)
     except Exception as e:  # noqa: BLE001 - network and md5 errors name neither file nor url
-        raise RuntimeError(f"{name}: downloading {cls.url} to {path} failed ({describe(e)})") from e
+        raise DataUnavailableError(f"{name}: downloading {cls.url} to {path} failed "
+                                   f"({describe(e)})") from e
     return path
 
 
@@ -390,7 +532,7 @@ def _read_cifar_files(name: str, source: Path, split: str):
     if len(labels) != len(data):
         raise _MemberError(f"{len(data)} images but {len(labels)} labels")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
-    return images, torch.from_numpy(labels), list(meta_dict[names_key]), None
+    return images, torch.from_numpy(labels), list(meta_dict[names_key]), None, label_key
 
 
 # --- Hugging Face ------------------------------------------------------------------------------
@@ -407,10 +549,26 @@ def _read_hf(name: str, split: str, options: dict):
     parts = name[len("hf:"):].split(":")
     if not parts[0] or len(parts) > 2:
         raise ValueError(f"dataset {name!r}: expected hf:<dataset id>[:<config>]")
-    ds = datasets.load_dataset(parts[0], *parts[1:], split=split_names.get(split, split), **options)
+    hf_split = split_names.get(split, split)
+    # Local files (a packaged builder) load in moments: no progress bars around the runner's
+    # one-line messages. A download from the Hub keeps them (it can take minutes).
+    quiet = _packaged(parts[0]) and not datasets.utils.are_progress_bars_disabled()
+    if quiet:
+        datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(parts[0], *parts[1:], split=hf_split, **options)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - offline, unknown id, bad split: many types
+        raise DataUnavailableError(f"dataset {name!r}: Hugging Face could not load split "
+                                   f"{hf_split!r} ({describe(e)})") from e
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
     columns = list(ds.column_names)
-    image_column = _pick_column(name, "image", image_column, _IMAGE_COLUMNS, columns)
-    label_column = _pick_column(name, "label", label_column, _LABEL_COLUMNS, columns)
+    image_column = _pick_column(name, "image", image_column, _IMAGE_COLUMNS, columns, split)
+    label_column = _pick_column(name, "label", label_column, _LABEL_COLUMNS, columns, split)
+    where = f"dataset {name!r}: split {split!r}"
     feature = ds.features[label_column]
     if isinstance(ds.features[image_column], dict):  # {"bytes", "path"} without HF image metadata
         ds = ds.cast_column(image_column, datasets.Image())
@@ -421,12 +579,12 @@ def _read_hf(name: str, split: str, options: dict):
                   for im in batch[image_column]]
         shapes = {a.shape for a in arrays} | ({images[0].shape[1:]} if images else set())
         if len(shapes) > 1:
-            raise ValueError(f"dataset {name!r}: images differ in size {sorted(shapes)}; "
-                             "resize them to one size first")
+            raise ValueError(f"{where}, column {image_column!r}: images differ in size "
+                             f"{sorted(shapes)}; resize them to one size first")
         images.append(np.stack(arrays))
-        labels.append(np.asarray(batch[label_column], dtype=np.int64))
+        labels.append(_int_labels(f"{where}, column {label_column!r}", batch[label_column]))
     if not images:
-        raise ValueError(f"dataset {name!r}: split {split!r} is empty")
+        raise ValueError(f"{where} is empty")
     image_array = np.concatenate(images)
     if image_array.ndim == 3:  # greyscale stored as (N,H,W)
         image_array = np.repeat(image_array[..., None], 3, axis=-1)
@@ -434,20 +592,37 @@ def _read_hf(name: str, split: str, options: dict):
     label_tensor = torch.from_numpy(np.concatenate(labels))
     names = getattr(feature, "names", None)
     classes = list(names) if names else [str(i) for i in range(int(label_tensor.max()) + 1)]
-    return tensor, label_tensor, classes, None
+    return tensor, label_tensor, classes, None, label_column
 
 
-def _pick_column(name: str, what: str, given: str | None, candidates, columns: list[str]) -> str:
+def _int_labels(where: str, values) -> np.ndarray:
+    """Labels as int64, or a one-line ValueError when they are not integer class ids (strings,
+    missing values, fractions)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
+        return arr.astype(np.int64)
+    bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, int | np.integer)),
+               values[0] if len(values) else None)
+    kind = ("strings" if isinstance(bad, str) else "missing" if bad is None
+            else f"{type(bad).__name__} values")
+    raise ValueError(f"{where}: labels are {kind} (e.g. {bad!r}), not integer class ids "
+                     "0..C-1; map them to integers (datasets' class_encode_column) or name "
+                     "another column with label_column=")
+
+
+def _pick_column(name: str, what: str, given: str | None, candidates, columns: list[str],
+                 split: str = "train") -> str:
     if given is not None:
         if given not in columns:
-            raise ValueError(f"dataset {name!r}: {what}_column={given!r} not found; "
-                             f"available columns: {', '.join(columns)}")
+            raise ValueError(f"dataset {name!r}: split {split!r}: {what}_column={given!r} not "
+                             f"found; available columns: {', '.join(columns)}")
         return given
     for c in candidates:
         if c in columns:
             return c
-    raise ValueError(f"dataset {name!r}: no {what} column (tried {', '.join(candidates)}); "
-                     f"available columns: {', '.join(columns)}; name it with {what}_column=")
+    raise ValueError(f"dataset {name!r}: split {split!r}: no {what} column (tried "
+                     f"{', '.join(candidates)}); available columns: {', '.join(columns)}; name "
+                     f"it with {what}_column=")
 
 
 # --- synthetic ---------------------------------------------------------------------------------

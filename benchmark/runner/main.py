@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmark import results
+from benchmark.fileio import WriteError, write_error
 from benchmark.report.grid import planned_run as expected
 from benchmark.runner import claims
 from benchmark.runner.worker import Stop, Worker
@@ -256,9 +257,9 @@ def check_out(out: Path) -> str | None:
 
 
 def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
-    """Every check that can fail before training, each failure one line (exit 2)."""
-    from benchmark import data, models
-    from benchmark.fileio import DamagedFileError
+    """Every check that can fail before training, each failure one line (exit 2); a dry run
+    makes the same checks (it only writes nothing and fetches nothing)."""
+    from benchmark import models
 
     problems = [] if args.dry_run else [p for p in [check_out(Path(args.out))] if p]
     for name in suite.models:
@@ -266,31 +267,82 @@ def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
             models.check(name)
         except ValueError as e:
             problems.append(f"{suite.file}: key 'models': {e}")
-    d = suite.data
-    try:
-        data.check(d.name, d.data_dir, download=d.download, **d.options)
-        if d.name in ("cifar10", "cifar100"):  # damaged files: one line now, not a failed run
-            for split in ("train", "test"):    # each (read once into the cache the runs use)
-                data.load(d.name, split, d.data_dir, download=d.download, **d.options)
-    except (ValueError, FileNotFoundError, DamagedFileError) as e:
-        problems.append(f"{suite.file}: key 'data': {e}")
+    problems += check_warmups(suite)
+    problems += check_data(suite, dry_run=args.dry_run)
     return problems
 
 
+def check_warmups(suite) -> list[str]:
+    """A method whose warm-up lasts the whole run would train plainly under its eraser's name."""
+    from benchmark.suites.config import expand_method
+    from benchmark.suites.expand import resolve_method
+
+    epochs, out = suite.train.epochs, []
+    for i, m in enumerate(suite.methods):
+        for v, _ in expand_method(m, src=suite.file, where=f"methods[{i}]"):
+            r = resolve_method(v, epochs)
+            if not r.is_plain and r.warmup_epochs >= epochs:
+                out.append(f"{suite.file}: key 'methods[{i}].warmup_epochs' is {r.warmup_epochs} "
+                           f"for {r.label}, but train.epochs is {epochs}: its eraser would never "
+                           f"run; allowed: 0..{epochs - 1}")
+    return out
+
+
+def check_data(suite, dry_run: bool = False) -> list[str]:
+    """Load both splits (into the cache the runs read) and check them: options, files, labels
+    (`data.check_splits`) and the batch size against the training split. A dry run of CIFAR that
+    is not downloaded yet plans with a one-line warning (its sizes are known)."""
+    from benchmark import data
+    from benchmark.fileio import DamagedFileError, warn
+
+    d, problems = suite.data, []
+    download = d.download and not dry_run  # a dry run fetches nothing
+    try:
+        data.check(d.name, d.data_dir, download=download, **d.options)
+        train, _ = data.load_checked(d.name, d.data_dir, download=download, **d.options)
+    except FileNotFoundError as e:
+        if dry_run and d.name in ("cifar10", "cifar100"):
+            warn(f"{suite.file}: key 'data': {e} (planned with {d.name}'s known sizes; the run "
+                 "itself needs it)")
+        else:
+            problems.append(f"{suite.file}: key 'data': {e}")
+        return problems
+    except (ValueError, DamagedFileError, data.DataUnavailableError) as e:
+        return [f"{suite.file}: key 'data': {e}"]
+    if suite.train.batch_size > len(train):
+        problems.append(f"{suite.file}: key 'train.batch_size' is {suite.train.batch_size}, but "
+                        f"the training split of {d.name} has {len(train)} images; allowed: "
+                        f"1..{len(train)}")
+    return problems
+
+
+def data_identity(suite) -> dict | None:
+    """The identity of the suite's data if preflight loaded it in this process, else None."""
+    from benchmark import data
+
+    d = suite.data
+    return data.identity(d.name, d.data_dir, download=d.download, load=False, **d.options)
+
+
 def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
-                       rerun_changed: bool, dry_run: bool = False) -> str | None:
-    """A record made by another config stops the suite (one line naming the keys that differ),
-    unless --rerun-changed, which moves those records aside so the runs train again (with
-    --dry-run it only says so: a dry run moves no file)."""
+                       rerun_changed: bool, data_identity: dict | None = None,
+                       dry_run: bool = False) -> str | None:
+    """A record or resume checkpoint made by another config stops the suite (one line naming the
+    keys that differ), unless --rerun-changed, which moves those files aside so the runs train
+    again (a dry run only says how many it would retrain). `data_identity`: the data this run
+    would train on (`benchmark.data.identity`), compared with the records' own."""
     from benchmark.fileio import move_aside
+    from benchmark.training.resume import resume_path
 
     changed, keys = [], {}
     for r in runs:
         path = results.record_path(results_dir, r.run_id)
         rec = results.read_record(path, set_aside=not dry_run) if path.is_file() else None
-        if rec is None:
-            continue
-        diff = fingerprint.diff(fingerprint.of_record(rec), fingerprint.of_run(r, precision))
+        if rec is not None:
+            diff = fingerprint.diff_record(rec, r, precision, data_identity)
+        else:
+            path = resume_path(results_dir / "checkpoints", r.run_id)
+            diff = fingerprint.diff_resume(path, r, precision)
         if diff:
             changed.append(path)
             for key, old, new in diff:
@@ -307,10 +359,7 @@ def check_fingerprints(runs: list[RunSpec], results_dir: Path, precision: str,
         print(f"note: {len(changed)} records of another config moved aside (*.changed); their "
               "runs train again", file=sys.stderr)
         return None
-    what = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(keys.items())[:4])
-    more = f" (and {len(keys) - 4} more keys)" if len(keys) > 4 else ""
-    return (f"{results_dir}: {len(changed)} of its records were made by another config ({what}"
-            f"{more}); use another --out for this one, or --rerun-changed to retrain those runs")
+    return fingerprint.refusal(results_dir, len(changed), keys)
 
 
 def main(argv=None, prog: str = "erasebench run") -> int:
@@ -339,7 +388,7 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     if not problems and not args.device:
         problems = [p for p in [check_fingerprints(runs, results_dir, _precision(acc, args),
                                                    args.rerun_changed and index == 0,
-                                                   dry_run=args.dry_run)] if p]
+                                                   data_identity(suite), args.dry_run)] if p]
     if problems:
         if index == 0:
             print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
@@ -356,6 +405,21 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     stop = Stop().install()
     try:
         return _train_suite(args, argv, suite, runs, packs, acc, device, (index, count), stop)
+    except fingerprint.ConfigChanged as e:  # found while working: what a rerun would say
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from benchmark.data import DataUnavailableError
+
+        if isinstance(e, DataUnavailableError):  # the network or a dataset id: not a result
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        failed = write_error(e)  # a full disk (any write): the environment, not a run
+        if failed is None:
+            raise
+        print(f"error: {failed}; nothing was recorded for the run; rerun the same command to "
+              "resume once the write can succeed", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"stopped at once; rerun the same command to resume {suite.name} from the last "
               "checkpoints", file=sys.stderr)
@@ -383,14 +447,20 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
     t_suite = time.perf_counter()
     worker = Worker(args, runs, device, _precision(acc, args), results_dir, work_dir, command,
                     process, stop)
-    worker.run(packs)
+    try:
+        worker.run(packs)
+    except WriteError:
+        for c in children:  # they hit the same disk; a signal stops them after their epoch
+            c.terminate()
+            c.wait()
+        raise
     for c in children:
         c.wait()
     if acc is not None and not stop.signum:
         acc.wait_for_everyone()
     if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
-        _render(suite, runs, results_dir, work_dir, lb)
+        _render(suite, runs, results_dir, work_dir, lb)  # a full disk: one line (main)
         if not args.no_wandb:
             from benchmark.report.compare import read_summary
             from benchmark.runner import tracking
@@ -407,9 +477,16 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
         _wandb_hint(args)
     if acc is not None:
         acc.end_training()
-    if stop.signum:
-        print(f"interrupted {stop.where}; rerun the same command to resume", file=sys.stderr)
+    left = [r for r in runs if results.status(results_dir, r.run_id) is None]
+    if stop.signum and left:
+        print(f"interrupted {stop.where or 'between runs'}; {len(left)} of {len(runs)} runs left; "
+              "rerun the same command to resume", file=sys.stderr)
         return stop.code
+    if stop.signum:  # every run has its record: the signal cost nothing, nothing to resume
+        import signal
+
+        print(f"{signal.Signals(stop.signum).name} arrived after every run of {suite.name} had "
+              "its record; nothing left to resume", file=sys.stderr)
     failed = any(results.status(results_dir, r.run_id) == "failed" for r in runs)
     return 1 if failed or worker.failed or any(c.returncode for c in children) else 0
 

@@ -29,14 +29,14 @@ from torch import nn
 import plugins
 from benchmark import cam
 from benchmark.data.augment import DeviceLoader
+from benchmark.suites.config import APPEND_BN
+from benchmark.suites.config import STEP_KINDS as KINDS
 from plugins.geometry import peak_in_box, peaks, xyxy_mask
 
 # Per-run accumulator slots (a (K, len(SLOTS)) float64 device tensor, read once per epoch).
 SLOTS = ("loss", "correct", "seen", "masked", "erased_img", "erased_pix", "hit", "covered",
          "peak_in_box", "peaks")
 S = {name: i for i, name in enumerate(SLOTS)}
-KINDS = ("plain", "erase", "append")
-APPEND_BN = ("joint", "split")
 
 
 @dataclass

@@ -90,8 +90,10 @@ def test_data_options_reach_the_loader_and_hfs_own_data_dir_reaches_load_dataset
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    theirs = tmp_path / "theirs"  # a folder builder's data_dir must exist (checked first)
+    theirs.mkdir()
     with pytest.raises(RuntimeError, match="stop here"):
-        data.load("hf:imagefolder", "train", tmp_path / "ours", data_dir="/theirs", cache=False)
-    assert seen["path"] == "imagefolder" and seen["data_dir"] == "/theirs"
+        data.load("hf:imagefolder", "train", tmp_path / "ours", data_dir=str(theirs), cache=False)
+    assert seen["path"] == "imagefolder" and seen["data_dir"] == str(theirs)
     with pytest.raises(ConfigError, match="expected key=value"):
         build_suite(parse_args(["--suite", "smoke", "--data-option", "n_train"]))
