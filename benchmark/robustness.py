@@ -40,7 +40,8 @@ from benchmark.data import augment
 from plugins.fill import fill as fill_images
 from plugins.geometry import box_mask, peaks
 
-__all__ = ["FRACTIONS", "PLACEMENTS", "SEED", "side", "squares", "measure", "for_pack_run"]
+__all__ = ["FRACTIONS", "PLACEMENTS", "SEED", "side", "squares", "measure", "for_run",
+           "for_pack_run"]
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PLACEMENTS = ("random", "box", "cam_peak")
@@ -161,19 +162,24 @@ def measure(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return out
 
 
-def for_pack_run(trainer, k: int) -> dict | None:
-    """The robustness of run k of a trained pack (`training.pack.PackTrainer`), for its record;
-    None, with a one-line warning, when it cannot be measured (the run's result is kept and
-    `erasebench evaluate` can add it later from the final checkpoint)."""
-    spec, rd = trainer.specs[k], trainer.rd
+def for_run(spec, model: torch.nn.Module, rd, *, dtype=torch.float32,
+            autocast=contextlib.nullcontext) -> dict | None:
+    """The robustness of a finished run's final `model` on its test set (`rd`: the run's
+    `training.pack.RunData`), for its record; None, with a one-line warning, when it cannot be
+    measured (the run's result is kept and `erasebench evaluate` can add it later from the final
+    checkpoint)."""
     try:
-        model = trainer.single_model(k)
         return measure(model, rd.test_images, rd.test_labels, rd.test_boxes, mean=rd.mean,
                        std=rd.std, fill=spec.method.fill, batch_size=spec.train.eval_batch_size,
-                       cam_layer=spec.method.cam.layer, dtype=trainer.dtype,
-                       autocast=trainer.autocast)
+                       cam_layer=spec.method.cam.layer, dtype=dtype, autocast=autocast)
     except Exception as e:  # noqa: BLE001 - a measurement must never cost a trained run
         print(f"warning: {spec.run_id}: robustness to occlusion not measured "
               f"({type(e).__name__}: {e}); run `erasebench evaluate --suite {spec.suite}` to add "
               "it", file=sys.stderr)
         return None
+
+
+def for_pack_run(trainer, k: int) -> dict | None:
+    """`for_run` of run k of a trained pack (`training.pack.PackTrainer`)."""
+    return for_run(trainer.specs[k], trainer.single_model(k), trainer.rd, dtype=trainer.dtype,
+                   autocast=trainer.autocast)
