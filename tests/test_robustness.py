@@ -126,6 +126,15 @@ def test_cam_peak_placement_centres_the_occluder_on_the_models_cam_peak():
         wrong = (net(by_hand).argmax(1) != ds.labels).sum().item()
     assert got["cam_peak"] == [100.0 * wrong / len(ds.labels)]
     assert "box" not in got  # no boxes given: the placement is absent, not zero
+    # an earlier layer (no fast path): Grad-CAM under measure's no_grad, the same rule
+    mid = robustness.measure(net, ds.images, ds.labels, None, mean=ds.mean, std=ds.std,
+                             fractions=[0.3], batch_size=8, cam_layer="layer2")
+    p = peaks(cam.grad_cam(net, x, ds.labels, layer="layer2"))
+    top, left = ((2 * p + 1 - s).div(2, rounding_mode="floor")).clamp(0, 16 - s).unbind(1)
+    with torch.no_grad():
+        wrong = (net(x.masked_fill(box_mask(top, left, full, full, SIZE), 0)).argmax(1)
+                 != ds.labels).sum().item()
+    assert mid["cam_peak"] == [100.0 * wrong / len(ds.labels)] and mid["cam_layer"] == "layer2"
 
 
 def test_every_method_sees_the_same_randomly_occluded_test_set(monkeypatch):
