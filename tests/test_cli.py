@@ -50,7 +50,7 @@ def test_the_older_commands_come_from_one_table_not_from_module_files():
     assert set(cli.ALIASES) == {"figures", "speed", "synthetic", "leaderboard"}
     for name in cli.ALIASES:
         assert not (ROOT / "benchmark" / f"{name}.py").exists(), name
-    assert (ROOT / "benchmark" / "run.py").exists()  # `accelerate launch benchmark/run.py` needs a file
+    assert (ROOT / "benchmark" / "run.py").exists()  # `accelerate launch` needs a file path
 
 
 def test_data_check_says_where_it_looked_in_one_line(tmp_path, capsys):
