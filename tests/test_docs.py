@@ -86,11 +86,15 @@ def block_after(marker: str) -> Block:
     raise AssertionError(f"no block marked <!-- {marker} --> in README.md or docs/")
 
 
+def trains(command: str) -> bool:
+    return (re.search(r"(^|\s)(run|benchmark/run\.py)\s", command) is not None
+            and "--suite" in command and "--dry-run" not in command)
+
+
 def tiny(command: str) -> str:
-    """Append TINY to every command of the line that trains a suite (`--suite`, not a dry run)."""
+    """Append TINY to every command of the line that trains a suite (not a dry run)."""
     parts = re.split(r"(\s*(?:&&|;|&)\s*)", command)
-    return "".join(f"{p} {TINY}" if "--suite" in p and "--dry-run" not in p else p
-                   for p in parts)
+    return "".join(f"{p} {TINY}" if trains(p) else p for p in parts)
 
 
 def shell_script(code: str) -> str:
@@ -108,6 +112,7 @@ def clone(tmp_path_factory):
     work = tmp_path_factory.mktemp("clone")
     for name in COMMITTED:
         shutil.copytree(ROOT / name, work / name)
+    (work / "benchmark").symlink_to(ROOT / "benchmark")  # `accelerate launch benchmark/run.py`
     return work
 
 
@@ -192,6 +197,9 @@ def test_a_block_marked_not_run_is_left_alone_and_the_others_are_found():
     assert {b.lang for p in DOCS for b in blocks(p)} <= LANGUAGES
     assert tiny("erasebench run --suite smoke --epochs 2") == (
         f"erasebench run --suite smoke --epochs 2 {TINY}")  # appended last: it wins
+    assert tiny("accelerate launch benchmark/run.py --suite smoke").endswith(TINY)
+    assert tiny("erasebench leaderboard --suite smoke") == "erasebench leaderboard --suite smoke"
+    assert tiny("erasebench run --suite smoke --dry-run").endswith("--dry-run")
 
 
 def test_the_example_eraser_registers_a_buildable_eraser_and_leaves_the_registry_as_it_was(
