@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None, prog: str = "erasebench evaluate") -> in
     records from their final checkpoints (no training), then re-render its leaderboard."""
     p = argparse.ArgumentParser(prog=prog, description=main.__doc__.split(": ", 1)[1])
     p.add_argument("--suite", required=True, help="the suite name (results/<suite>/ under --out)")
-    p.add_argument("--out", type=Path, default=Path("."),
-                   help="the folder holding results/ and leaderboards/ (default: .); nothing "
-                   "is written outside it")
+    p.add_argument("--out", type=Path, default=Path("runs"),
+                   help="the folder holding results/ and leaderboards/, as `erasebench run "
+                   "--out` (default: runs); nothing is written outside it")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
