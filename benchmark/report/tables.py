@@ -390,7 +390,9 @@ def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[st
            "come from one fixed seed, so every method and seed sees the same occluded test set; "
            "the CAM peak is each model's own. f = 0 is the clean final error. Mean ± sample std "
            f"over the evaluated runs; `p vs plain`: Welch's two-sided t-test at f = "
-           f"{ROBUSTNESS_P_AT:g} (n < 2 on either side: n/a). How it is measured: "
+           f"{ROBUSTNESS_P_AT:g} (n < 2 on either side: n/a); `; j {AT_CHANCE}`: j of the "
+           "evaluated runs ended at the error of guessing (see Runs at chance level). How it is "
+           "measured: "
            "benchmark/robustness.py.", ""]
     missing = len(recs) - len(evaluated)
     if missing:
@@ -414,7 +416,9 @@ def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[st
                 errs = [(r, robustness_errors(r, placement)) for r in c.records]
                 errs = [(r, e) for r, e in errs if e]
                 fills = sorted({str(r["robustness"].get("fill")) for r, _ in errs}) or ["—"]
-                row = [mo, m.label, ", ".join(fills), f"{len(errs)} of {c.n}",
+                chance = sum(at_chance(r) for r, _ in errs)
+                row = [mo, m.label, ", ".join(fills),
+                       f"{len(errs)} of {c.n}" + (f"; {chance} {AT_CHANCE}" if chance else ""),
                        _mean_std([r["final_test_error"] for r, _ in errs])]
                 row += [_mean_std([e[f] for _, e in errs if f in e]) for f in fractions]
                 mine = [e[ROBUSTNESS_P_AT] for _, e in errs if ROBUSTNESS_P_AT in e]
