@@ -88,8 +88,8 @@ def test_a_hand_render_after_an_interrupt_keeps_the_runners_missing_cells(two, c
     for _ in range(2):  # by hand, twice: the plan survives its own renders
         assert cli.main(["leaderboard", "--suite", "two"]) == 0
         text = out.read_text()
-        assert f"1 of 2 planned runs finished (plan: the previous {Path('runs/leaderboards/two.md')})" \
-            in header(text)
+        previous = Path("runs/leaderboards/two.md")
+        assert f"1 of 2 planned runs finished (plan: the previous {previous})" in header(text)
         assert row(text, "Final-epoch test error", "resnet20")[2] == "missing (0 of 1)"
         assert "`resnet20 / cutout: 1 of 1 runs`" in text
 

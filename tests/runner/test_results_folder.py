@@ -52,7 +52,8 @@ def test_dry_run_leaderboard_and_compare_never_rename_or_move_a_file_of_a_result
     assert cap.err.count("key 'final_test_error' is -250.0, outside its range") == 1
     assert cap.err.count("resnet20__cutout__s0.json: damaged result record (not valid JSON") == 1
     assert "moved" not in cap.err and "package.json" not in cap.err
-    assert "0 of 2 planned runs finished" in (tmp_path / "runs" / "leaderboards" / "one.md").read_text()
+    rendered = (tmp_path / "runs" / "leaderboards" / "one.md").read_text()
+    assert "0 of 2 planned runs finished" in rendered
 
 
 def test_the_runner_moves_a_damaged_record_of_its_own_run_aside_in_one_line(tmp_path, capsys):
