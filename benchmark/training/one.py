@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import plugins
-from benchmark import cam, models
+from benchmark import cam, models, robustness
 from benchmark.data import augment
 from benchmark.suites import fingerprint
 from benchmark.suites.config import RunSpec
@@ -201,5 +201,6 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         else "generic" if cam_fn is not None and not cam_fn.fast else "fast",
         "eraser_params": eraser.params() if eraser is not None else {},
         "pack_size": 1, "graphs": [],
+        "robustness": robustness.for_run(spec, model, rd, autocast=autocast),
     }
 
