@@ -201,6 +201,7 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         else "generic" if cam_fn is not None and not cam_fn.fast else "fast",
         "eraser_params": eraser.params() if eraser is not None else {},
         "pack_size": 1, "graphs": [],
+        "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
         "robustness": robustness.for_run(spec, model, rd, autocast=autocast),
     }
 
