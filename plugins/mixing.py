@@ -65,7 +65,7 @@ def sample_log_gamma(
     device: torch.device | str,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """log of Gamma(alpha, 1) draws, float32 ``shape``, drawn only from ``generator``.
+    """log of Gamma(alpha, 1) draws, float64 ``shape``, drawn only from ``generator``.
 
     ``torch.distributions`` and ``torch._standard_gamma`` take no generator, so this is
     Marsaglia & Tsang (2000): with a = max(alpha, alpha + 1 if alpha < 1), d = a - 1/3,
@@ -80,8 +80,9 @@ def sample_log_gamma(
     a = alpha + 1.0 if boost else alpha
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    x = torch.randn((*shape, GAMMA_CANDIDATES), device=device, generator=generator)
-    u = torch.rand((*shape, GAMMA_CANDIDATES), device=device, generator=generator)
+    size = (*shape, GAMMA_CANDIDATES)
+    x = torch.randn(size, device=device, dtype=torch.float64, generator=generator)
+    u = torch.rand(size, device=device, dtype=torch.float64, generator=generator)
     v = (1.0 + c * x) ** 3
     log_v = torch.log(v.clamp(min=1e-30))
     ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * log_v)
@@ -90,7 +91,7 @@ def sample_log_gamma(
     log_g = torch.where(found, math.log(d) + log_v.gather(-1, first).squeeze(-1), math.log(d))
     if boost:
         # U in (0, 1]: 1 - rand avoids log(0).
-        u_boost = 1.0 - torch.rand(shape, device=device, generator=generator)
+        u_boost = 1.0 - torch.rand(shape, device=device, dtype=torch.float64, generator=generator)
         log_g = log_g + torch.log(u_boost) / alpha
     return log_g
 
@@ -102,10 +103,12 @@ def sample_beta(
     device: torch.device | str,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """Beta(alpha, alpha) draws in [0, 1], float32 ``shape``, from ``generator`` only.
+    """Beta(alpha, alpha) draws in [0, 1], float64 ``shape``, from ``generator`` only.
 
     X / (X + Y) for X, Y ~ Gamma(alpha), computed as sigmoid(log X - log Y)
-    (:func:`sample_log_gamma`). Checked against ``scipy.stats.beta`` by a KS test.
+    (:func:`sample_log_gamma`). Checked against ``scipy.stats.beta`` by a KS test. float64
+    as numpy's: in float32 every draw within 6e-8 of 1 rounds to 1, about 2% of the draws
+    for alpha = 0.2.
     """
     log_x = sample_log_gamma(alpha, shape, device=device, generator=generator)
     log_y = sample_log_gamma(alpha, shape, device=device, generator=generator)
