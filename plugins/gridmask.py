@@ -18,7 +18,7 @@ from plugins.base import (
 from plugins.geometry import outer_and
 from plugins.registry import register
 
-__all__ = ["GridMask"]
+__all__ = ["GridMask", "grid_masks"]
 
 
 @register("gridmask")
@@ -102,38 +102,64 @@ class GridMask(Eraser):
             )
         batch, _, height, width = images.shape
         device = images.device
-        hh = math.ceil(math.sqrt(height * height + width * width))
         apply = apply_coin(self.p, batch, device, generator=generator)
         span = torch.full((batch,), self.d2 - 1 - self.d1, device=device)
         d = self.d1 + randint_inclusive(span, generator=generator)  # (B,)
         # l = ceil(d * ratio) in float64: the same IEEE product as Python's math.ceil(d*ratio).
         band = torch.ceil(d.to(torch.float64) * self.ratio).to(torch.long)
         start = randint_inclusive(torch.stack((d, d), dim=1) - 1, generator=generator)  # (B, 2)
-        oy, ox = (hh - height) // 2, (hh - width) // 2
-        rows = torch.arange(height, device=device) + oy
-        cols = torch.arange(width, device=device) + ox
-        d_, band_ = d[:, None], band[:, None]
-        if self.rotate == 1:
-            in_row = torch.remainder(rows - start[:, :1], d_) < band_  # (B, H)
-            in_col = torch.remainder(cols - start[:, 1:], d_) < band_  # (B, W)
-            if self.mode == 1:  # erase the squares between the bands
-                erase = outer_and(~in_row & apply[:, None], ~in_col)
-            else:  # erase the bands
-                erase = ~outer_and(~in_row, ~in_col) & apply[:, None, None]
-            return erase[:, None]
-        angle = randint_inclusive(torch.full((batch,), self.rotate - 1, device=device),
-                                  generator=generator)
-        theta = -torch.deg2rad(angle.to(torch.float32))[:, None, None]  # PIL: angle = -rad
-        cos, sin = torch.cos(theta), torch.sin(theta)
-        centre = hh / 2.0
-        ys = (rows.to(torch.float32) + 0.5 - centre)[None, :, None]  # pixel centres
-        xs = (cols.to(torch.float32) + 0.5 - centre)[None, None, :]
-        col_in = torch.floor(cos * xs + sin * ys + centre).to(torch.long)  # (B, H, W)
-        row_in = torch.floor(-sin * xs + cos * ys + centre).to(torch.long)
-        inside = (row_in >= 0) & (row_in < hh) & (col_in >= 0) & (col_in < hh)
-        d3, band3 = d_[:, :, None], band_[:, :, None]
-        in_row = torch.remainder(row_in - start[:, 0, None, None], d3) < band3
-        in_col = torch.remainder(col_in - start[:, 1, None, None], d3) < band3
-        one = inside & ~in_row & ~in_col  # where the rotated official mask is 1
-        erase = one if self.mode == 1 else ~one
-        return (erase & apply[:, None, None])[:, None]
+        angle = None
+        if self.rotate > 1:
+            angle = randint_inclusive(torch.full((batch,), self.rotate - 1, device=device),
+                                      generator=generator)
+        return grid_masks(d, band, start, angle, (height, width), mode=self.mode, keep=apply)
+
+
+def grid_masks(
+    d: torch.Tensor,
+    band: torch.Tensor,
+    start: torch.Tensor,
+    angle: torch.Tensor | None,
+    size: tuple[int, int],
+    *,
+    mode: int,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """GridMask's mask from its drawn parameters: bool (B, 1, H, W), True = erase.
+
+    ``d``, ``band`` (l) long (B,); ``start`` long (B, 2) = (st_h, st_w); ``angle`` long (B,)
+    whole degrees counter-clockwise, or None (no rotation); ``keep`` bool (B,) (False: empty
+    mask). The official mask is 1 off the bands, 0 on them and outside the rotated square;
+    mode 1 erases where it is 1, mode 0 where it is 0 (see :class:`GridMask`).
+    """
+    height, width = size
+    device = d.device
+    hh = math.ceil(math.sqrt(height * height + width * width))
+    oy, ox = (hh - height) // 2, (hh - width) // 2
+    rows = torch.arange(height, device=device) + oy
+    cols = torch.arange(width, device=device) + ox
+    d_, band_ = d[:, None], band[:, None]
+    if angle is None:
+        in_row = torch.remainder(rows - start[:, :1], d_) < band_  # (B, H)
+        in_col = torch.remainder(cols - start[:, 1:], d_) < band_  # (B, W)
+        if mode == 1:  # erase the squares between the bands
+            erase = outer_and(~in_row & keep[:, None], ~in_col)
+        else:  # erase the bands
+            erase = ~outer_and(~in_row, ~in_col) & keep[:, None, None]
+        return erase[:, None]
+    # PIL's Image.rotate(r): output pixel centre (x + 0.5, y + 0.5) samples the input at
+    # R(-r) about the centre hh / 2, nearest neighbour = floor; outside the square -> 0.
+    theta = -torch.deg2rad(angle.to(torch.float32))[:, None, None]
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    centre = hh / 2.0
+    ys = (rows.to(torch.float32) + 0.5 - centre)[None, :, None]
+    xs = (cols.to(torch.float32) + 0.5 - centre)[None, None, :]
+    col_in = torch.floor(cos * xs + sin * ys + centre).to(torch.long)  # (B, H, W)
+    row_in = torch.floor(-sin * xs + cos * ys + centre).to(torch.long)
+    inside = (row_in >= 0) & (row_in < hh) & (col_in >= 0) & (col_in < hh)
+    d3, band3 = d_[:, :, None], band_[:, :, None]
+    in_row = torch.remainder(row_in - start[:, 0, None, None], d3) < band3
+    in_col = torch.remainder(col_in - start[:, 1, None, None], d3) < band3
+    one = inside & ~in_row & ~in_col  # where the rotated official mask is 1
+    erase = one if mode == 1 else ~one
+    return (erase & keep[:, None, None])[:, None]
