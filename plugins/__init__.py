@@ -6,8 +6,9 @@
 >>> images = plugins.fill(images, mask)   # zero fill (the thesis default)
 >>> transform = plugins.Erase("cutout")   # the same as a torchvision v2 transform
 
-``plugins.Erase`` (``plugins/transform.py``) is imported on first use, so ``import plugins``
-does not pay for importing torchvision.
+``plugins.Erase`` (``plugins/transform.py``) and ``plugins.testing`` (the eraser contract as
+public checks: ``plugins.testing.check_eraser(MyEraser())``) are imported on first use, so
+``import plugins`` does not pay for importing torchvision.
 """
 
 import importlib
@@ -44,13 +45,17 @@ __all__ = [
     "keep_cutout",
     "random_erasing",
     "register",
+    "testing",
     "unregister",
 ]
 
 
 def __getattr__(name: str):
-    """Lazy ``plugins.Erase`` / ``plugins.transform`` (PEP 562): torchvision loads on first use."""
+    """Lazy ``plugins.Erase`` / ``plugins.transform`` / ``plugins.testing`` (PEP 562):
+    torchvision loads on first use."""
     if name in ("Erase", "transform"):
         module = importlib.import_module("plugins.transform")
         return module if name == "transform" else module.Erase
+    if name == "testing":
+        return importlib.import_module("plugins.testing")
     raise AttributeError(f"module 'plugins' has no attribute {name!r}")

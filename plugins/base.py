@@ -178,15 +178,19 @@ def check_choice(owner: str, name: str, value, choices: tuple[str, ...]) -> str:
 
 
 def check_channels_first(owner: str, shape: tuple[int, ...]) -> None:
-    """Refuse an image tensor that looks channels-last: C (dim -3) is not 1 or 3 but the
-    last dim is. Shape only (no host sync); the error says which permute fixes it."""
-    if len(shape) < 3 or shape[-3] in (1, 3) or shape[-1] not in (1, 3):
+    """Refuse an image tensor that can only be read as channels-last: more than 4 "channels"
+    (dim -3) while the last dim is 1, 3 or 4 (grey, RGB, RGBA), as in a (B, 32, 32, 3) batch.
+    A channels-first image with up to 4 channels is never refused, whatever its size (a
+    (4, 16, 3) RGBA image passes). Shape only (no host sync); the error says which permute
+    fixes it."""
+    if len(shape) < 3 or shape[-3] <= 4 or shape[-1] not in (1, 3, 4):
         return
     fix = {3: "permute(2, 0, 1)", 4: "permute(0, 3, 1, 2)"}.get(len(shape), "movedim(-1, -3)")
     last = "(B, H, W, C)" if len(shape) == 4 else "(..., H, W, C)"
     raise ValueError(
         f"{owner}: images of shape {tuple(shape)} look channels-last {last}: "
-        f"{shape[-3]} channels, not 1 or 3; pass channels-first images.{fix}"
+        f"{shape[-3]} channels but the last dim is {shape[-1]}; pass channels-first "
+        f"images.{fix}"
     )
 
 

@@ -2,83 +2,116 @@
 
 A functional core, :func:`erase` (images -> erased copy), and a thin class, :class:`Erase`
 (a ``torchvision.transforms.v2.Transform``, hence an ``nn.Module``), in the style of
-torchvision's transforms v2. Unlike torchvision's ``v2.RandomErasing``, which draws one
-rectangle per call (so a whole batch gets the same one), every image of a batch gets its
-own mask, drawn by the batched eraser without host synchronisation.
+torchvision's transforms v2. As ``v2.RandomErasing``, one call makes one draw that is applied
+to every image of the sample (an image and its depth map, two views, get the same region);
+unlike it, a batch tensor gets one mask per image, drawn by the batched eraser without host
+synchronisation.
 
 >>> from torchvision.transforms import v2
->>> transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-...                         plugins.Erase("random_erasing", p=1.0)])
+>>> transform = v2.Compose([v2.PILToTensor(), plugins.Erase("random_erasing", "random")])
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import PIL.Image
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from plugins.base import Eraser, check_channels_first, check_choice
-from plugins.fill import FILL_MODES, fill
+from plugins.fill import FILL_MODES, _keep_layout, check_fill_dtype, fill
 from plugins.registry import build
 
 __all__ = ["Erase", "erase"]
 
+# What torchvision's RandomErasing warns about and passes through unchanged.
+_NOT_ERASED = tuple(
+    getattr(tv_tensors, name) for name in ("BoundingBoxes", "KeyPoints", "Mask")
+    if hasattr(tv_tensors, name)
+)
 
-def _check_inputs(images, cam, video: bool) -> None:
-    """One-line errors for what `erase` cannot take: not a tensor, too few dims, integers,
-    channels last, a CAM of the wrong shape."""
+
+def _check_images(images, video: bool) -> None:
+    """One-line errors for what `erase` cannot take: not a tensor, too few dims, a dtype the
+    fills cannot write, channels last."""
     owner = "Erase"
-    if not isinstance(images, torch.Tensor) or images.ndim < (4 if video else 3):
+    if not isinstance(images, torch.Tensor) or images.ndim < (4 if video else 2):
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        want = "(..., T, C, H, W) video" if video else "(C, H, W) or (..., C, H, W) tensor"
+        want = "(..., T, C, H, W) video" if video else "(H, W), (C, H, W) or (..., C, H, W) tensor"
         raise ValueError(f"{owner}: images must be a {want}, got {got}")
-    if not images.is_floating_point():
-        raise TypeError(
-            f"{owner}: images must be floating point, got {images.dtype}; apply "
-            "v2.ToDtype(torch.float32, scale=True) first (fills are written in float space)"
-        )
+    check_fill_dtype(owner, images.dtype)
     check_channels_first(owner, images.shape)
-    lead, (height, width) = images.shape[:-4] if video else images.shape[:-3], images.shape[-2:]
-    if cam is not None and (not isinstance(cam, torch.Tensor)
-                            or tuple(cam.shape) != (*lead, height, width)):
+
+
+def _draw_key(images: torch.Tensor, video: bool) -> tuple[int, int, int]:
+    """(N, H, W): N masks of H x W are drawn for these images (one per image, one per video)."""
+    lead = images.shape[:-4] if video else images.shape[:-3]
+    return math.prod(lead), images.shape[-2], images.shape[-1]
+
+
+def _check_cam(cam, images: torch.Tensor, video: bool) -> None:
+    lead = images.shape[:-4] if video else images.shape[:-3]
+    want = (*lead, *images.shape[-2:])
+    if not isinstance(cam, torch.Tensor) or tuple(cam.shape) != want:
         got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
-        raise ValueError(f"{owner}: cam must have shape {(*lead, height, width)}, got {got}")
+        raise ValueError(f"Erase: cam must have shape {want}, got {got}")
 
 
-def erase(
+def draw_mask(
     images: torch.Tensor,
     eraser: Eraser,
-    fill_mode: str = "zero",
     *,
-    mean: torch.Tensor | Sequence[float] | None = None,
     generator: torch.Generator | None = None,
     cam: torch.Tensor | None = None,
     video: bool = False,
 ) -> torch.Tensor:
-    """Erased copy of float ``images`` (..., C, H, W): one mask per image, then ``fill``.
-
-    Leading dimensions are flattened into one batch for the eraser, so one image (C, H, W),
-    a batch (B, C, H, W) or any (..., C, H, W) works; shape, dtype and device are kept and
-    the input is never modified. ``video=True`` reads (..., T, C, H, W) and draws one mask
-    per video, shared by its T frames (torchvision erases the same region in every frame);
-    "channel" fill then gives each video one colour. ``cam`` has the images' leading shape
-    (without T) followed by (H, W).
+    """The eraser's bool mask (N, 1, H, W) for ``images`` (..., C, H, W), or (..., T, C, H, W)
+    with ``video`` (one mask per video, from its first frame); N = the leading dims' product.
+    Integer images are shown to the eraser as float32 in [0, 1] (``v2.ToDtype(scale=True)``).
     """
-    _check_inputs(images, cam, video)
-    shape = images.shape
-    channels, height, width = shape[-3:]
+    _check_images(images, video)
+    if images.ndim == 2:
+        images = images[None]
+    channels, height, width = images.shape[-3:]
+    if cam is not None:
+        _check_cam(cam, images, video)
     flat_cam = None if cam is None else cam.reshape(-1, height, width)
+    flat = images.reshape(-1, channels, height, width)
+    if video:
+        flat = images.reshape(-1, images.shape[-4], channels, height, width)[:, 0]
+    if not flat.is_floating_point():
+        flat = F.to_dtype(flat, torch.float32, scale=True)
+    return eraser(flat, cam=flat_cam, generator=generator)
+
+
+def fill_mask(
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    fill_mode: str = "zero",
+    *,
+    mean: torch.Tensor | Sequence[float] | float | None = None,
+    generator: torch.Generator | None = None,
+    video: bool = False,
+) -> torch.Tensor:
+    """Filled copy of ``images`` (any shape `erase` takes) where ``mask`` (N, 1, H, W) is True;
+    shape, dtype, device and memory format kept."""
+    _check_images(images, video)
+    shape = images.shape
+    source = images[None] if images.ndim == 2 else images
+    channels, height, width = source.shape[-3:]
     if not video:
-        flat = images.reshape(-1, channels, height, width)
-        mask = eraser(flat, cam=flat_cam, generator=generator)
-        return fill(flat, mask, fill_mode, mean=mean, generator=generator).reshape(shape)
+        flat = source.reshape(-1, channels, height, width)
+        out = fill(flat, mask, fill_mode, mean=mean, generator=generator)
+        return _keep_layout(out.reshape(shape), images)
     frames = shape[-4]
-    clips = images.reshape(-1, frames, channels, height, width)
-    mask = eraser(clips[:, 0], cam=flat_cam, generator=generator)  # (N, 1, H, W), one per clip
+    clips = source.reshape(-1, frames, channels, height, width)
     # Frames stacked along H, (N, C, T*H, W): one fill call, and "channel" draws one colour
     # per clip and channel.
     n = clips.shape[0]
@@ -86,32 +119,67 @@ def erase(
     tall_mask = mask[:, :, None].expand(n, 1, frames, height, width)
     out = fill(tall, tall_mask.reshape(n, 1, frames * height, width), fill_mode, mean=mean,
                generator=generator)
-    return out.reshape(n, channels, frames, height, width).transpose(1, 2).reshape(shape)
+    out = out.reshape(n, channels, frames, height, width).transpose(1, 2).reshape(shape)
+    return _keep_layout(out, images)
+
+
+def erase(
+    images: torch.Tensor,
+    eraser: Eraser,
+    fill_mode: str = "zero",
+    *,
+    mean: torch.Tensor | Sequence[float] | float | None = None,
+    generator: torch.Generator | None = None,
+    cam: torch.Tensor | None = None,
+    video: bool = False,
+) -> torch.Tensor:
+    """Erased copy of ``images``: one mask per image, then ``fill``.
+
+    ``images``: (H, W) (one channel, as torchvision reads it), (C, H, W), a batch
+    (B, C, H, W) or any (..., C, H, W), whose leading dimensions are one batch for the eraser;
+    uint8 (fill values in 0-255) or any floating dtype. Shape, dtype, device and memory
+    format are kept and the input is never modified. ``video=True`` reads (..., T, C, H, W)
+    and draws one mask per video, shared by its T frames (torchvision erases the same region
+    in every frame); "channel" fill then gives each video one colour. ``cam`` has the images'
+    leading shape (without T) followed by (H, W). Errors: ``ValueError`` for a shape,
+    ``TypeError`` for a dtype (one line each).
+    """
+    mask = draw_mask(images, eraser, generator=generator, cam=cam, video=video)
+    return fill_mask(images, mask, fill_mode, mean=mean, generator=generator, video=video)
 
 
 def _is_plain_tensor(inpt: Any) -> bool:
     return isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor)
 
 
-def _is_image(inpt: Any) -> bool:
-    """What Erase transforms: a plain tensor, a tv_tensors.Image or a tv_tensors.Video."""
-    return _is_plain_tensor(inpt) or isinstance(inpt, tv_tensors.Image | tv_tensors.Video)
+def _mix(worker_seed: int, seed: int) -> int:
+    """A 64-bit seed from a DataLoader worker's seed and the generator's own seed."""
+    return (worker_seed * 0x9E3779B97F4A7C15 + seed) % 2**64
 
 
 class Erase(v2.Transform):
-    """Erase each image of a batch with a registered eraser; identity in ``eval()`` mode.
+    """Erase the image(s) of a sample with a registered eraser; identity in ``eval()`` mode.
 
     ``Erase("cutout", size=8)`` builds the eraser by name (``plugins.build``), ``Erase(eraser)``
-    takes a built one. Inputs: a float tensor (C, H, W) or (..., C, H, W), a
-    ``tv_tensors.Image`` or ``tv_tensors.Video`` (one mask per video), or a v2 sample
-    (tuple/dict) holding one, whose other entries (labels, boxes, masks) pass through. The
-    output has the input's type, shape, dtype and device; the input is never modified. PIL
-    images and uint8 tensors are refused with the v2 transforms that fix them.
+    takes a built one. Inputs, as torchvision's v2 transforms read them: a tensor (H, W),
+    (C, H, W) or (..., C, H, W), a ``tv_tensors.Image`` or ``tv_tensors.Video`` (one mask per
+    video), or a v2 sample (tuple/dict). One call makes one draw, applied to every image-like
+    entry of the sample (every Image/Video; a plain tensor only when the sample has none, and
+    then only the first, v2's rule); a batch tensor keeps one mask per image. Entries that
+    share a draw must have the same leading shape and (H, W) (channel counts may differ).
+    Labels pass through; boxes, key points and masks pass through with torchvision's warning
+    that they are not erased. Dtypes: uint8 (fill values in 0-255; ``random`` draws integers in
+    [0, 255]) or any floating dtype. The output has the input's type, shape, dtype, device and
+    memory format; the input is never modified. With ``p=0`` (and in ``eval()``) the input
+    object itself is returned.
 
-    ``generator`` (on the images' device) makes the draws reproducible; leave it None in
-    DataLoader workers, whose torch RNG is seeded per worker, while a generator is copied
-    into every worker with the same state. CAM erasers need ``cam=`` in the call (one
-    tensor of images only); ``benchmark.cam.erase`` computes the CAM from a model.
+    ``fill``: ``zero``, ``mean`` (``mean``: one value for any channel count, or one per
+    channel), ``random``, ``channel`` (see ``plugins.fill``). ``generator`` (on the images'
+    device) makes the draws reproducible; in a DataLoader worker it is re-seeded from the
+    worker's seed (``torch.utils.data.get_worker_info().seed`` mixed with the generator's own
+    seed), so workers and epochs draw differently while a seeded run stays reproducible.
+    CAM erasers need ``cam=`` in the call, shaped like the draw ((..., H, W));
+    ``benchmark.cam.erase`` computes the CAM from a model.
     """
 
     _transformed_types = (_is_plain_tensor, tv_tensors.Image, tv_tensors.Video)
@@ -121,7 +189,7 @@ class Erase(v2.Transform):
         name_or_eraser: str | Eraser,
         fill: str = "zero",
         *,
-        mean: torch.Tensor | Sequence[float] | None = None,
+        mean: torch.Tensor | Sequence[float] | float | None = None,
         generator: torch.Generator | None = None,
         **params,
     ):
@@ -142,38 +210,88 @@ class Erase(v2.Transform):
             )
         self.fill = check_choice("Erase", "fill", fill, FILL_MODES)
         if fill == "mean" and mean is None:
-            raise ValueError("Erase: fill='mean' needs mean=<C per-channel values>")
+            raise ValueError(
+                "Erase: fill='mean' needs mean=<one value, or one per channel, in the images' "
+                "units>"
+            )
         self.mean = mean
         self.generator = generator
+        self._worker_seed = None  # the DataLoader worker seed the generator was re-seeded from
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         if any(isinstance(inpt, PIL.Image.Image) for inpt in flat_inputs):
             raise TypeError(
-                "Erase() does not support PIL images; apply v2.ToImage() first "
-                "(then v2.ToDtype(torch.float32, scale=True))"
+                "Erase() does not support PIL images; apply v2.ToImage() first (or "
+                "v2.PILToTensor())"
             )
+
+    def _reseed_in_worker(self) -> None:
+        """In a DataLoader worker, re-seed the (copied) generator once per worker seed."""
+        if self.generator is None:
+            return
+        info = torch.utils.data.get_worker_info()
+        if info is None or info.seed == self._worker_seed:
+            return
+        # A worker holds a fresh copy of the transform (per epoch unless persistent_workers),
+        # so initial_seed() is still the seed the user gave the generator.
+        self._worker_seed = info.seed
+        self.generator.manual_seed(_mix(info.seed, self.generator.initial_seed()))
 
     def forward(self, *inputs: Any, cam: torch.Tensor | None = None) -> Any:
         """Erase the image(s) in ``inputs`` (training mode); return them unchanged in eval."""
-        if not self.training:
-            return inputs if len(inputs) > 1 else inputs[0]
-        if cam is None:
-            if self.eraser.needs_cam:
-                raise ValueError(
-                    f"Erase: {type(self.eraser).__name__} needs a CAM: call Erase(...)(images, "
-                    "cam=cam) or use benchmark.cam.erase(model, images, labels)"
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        if not self.training or getattr(self.eraser, "p", None) == 0:
+            return sample
+        if cam is None and self.eraser.needs_cam:
+            raise ValueError(
+                f"Erase: {type(self.eraser).__name__} needs a CAM: call Erase(...)(images, "
+                "cam=cam) or use benchmark.cam.erase(model, images, labels)"
+            )
+        flat_inputs, spec = tree_flatten(sample)
+        self.check_inputs(flat_inputs)
+        needs = self._needs_transform_list(flat_inputs)
+        images = [inpt for inpt, need in zip(flat_inputs, needs, strict=True) if need]
+        for inpt in flat_inputs:
+            if isinstance(inpt, _NOT_ERASED):
+                warnings.warn(
+                    f"Erase() is currently passing through inputs of type "
+                    f"tv_tensors.{type(inpt).__name__}. This will likely change in the future.",
+                    stacklevel=2,
                 )
-            return super().forward(*inputs)
-        if len(inputs) != 1 or not _is_image(inputs[0]):
-            raise ValueError("Erase: with cam=, pass the images alone (one tensor), not a sample")
-        return self.transform(inputs[0], {"cam": cam})
+        if not images:
+            if cam is not None:
+                raise ValueError("Erase: cam= given but the sample holds no image to erase")
+            return sample
+        self._reseed_in_worker()
+        params = self.make_params(images, cam)
+        flat_outputs = [self.transform(inpt, params) if need else inpt
+                        for inpt, need in zip(flat_inputs, needs, strict=True)]
+        return tree_unflatten(flat_outputs, spec)
+
+    def make_params(self, flat_inputs: list[Any], cam: torch.Tensor | None = None
+                    ) -> dict[str, Any]:
+        """One draw for the call: the mask (N, 1, H, W) of the first image-like entry, checked
+        against every other one."""
+        first = flat_inputs[0]
+        keys = []
+        for inpt in flat_inputs:
+            video = isinstance(inpt, tv_tensors.Video)
+            _check_images(inpt, video)
+            keys.append(_draw_key(inpt, video))
+        if len(set(keys)) > 1:
+            shapes = ", ".join(str(tuple(inpt.shape)) for inpt in flat_inputs)
+            raise ValueError(
+                f"Erase: the images of one sample share one draw, so they need the same leading "
+                f"shape and (H, W); got {shapes}"
+            )
+        mask = draw_mask(first.as_subclass(torch.Tensor), self.eraser, generator=self.generator,
+                         cam=cam, video=isinstance(first, tv_tensors.Video))
+        return {"mask": mask}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        out = erase(
-            inpt.as_subclass(torch.Tensor), self.eraser, self.fill, mean=self.mean,
-            generator=self.generator, cam=params.get("cam"),
-            video=isinstance(inpt, tv_tensors.Video),
-        )
+        out = fill_mask(inpt.as_subclass(torch.Tensor), params["mask"], self.fill,
+                        mean=self.mean, generator=self.generator,
+                        video=isinstance(inpt, tv_tensors.Video))
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
     def extra_repr(self) -> str:

@@ -68,21 +68,6 @@ def test_erase_returns_the_input_type_shape_dtype_and_device_and_erases(name, ki
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_erase_never_modifies_its_input_in_place(name):
-    x = data(6, 3, SIZE, SIZE)
-    before = x.clone()
-    out = call(transform(name), x)
-    assert torch.equal(x, before) and out.data_ptr() != x.data_ptr()
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("name", NAMES)
-def test_erase_keeps_any_floating_dtype(name, dtype):
-    out = call(transform(name), data(4, 3, SIZE, SIZE, dtype=dtype))
-    assert out.dtype == dtype
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_erase_changes_pixels_only_where_the_zero_fill_wrote_all_channels(name):
     x = data(8, 3, SIZE, SIZE)
     out = call(transform(name), x)
@@ -183,7 +168,8 @@ def test_in_a_v2_sample_images_are_erased_and_labels_and_boxes_pass_through():
     image = tv_tensors.Image(data(3, SIZE, SIZE))
     boxes = tv_tensors.BoundingBoxes([[1, 2, 8, 9]], format="XYXY", canvas_size=(SIZE, SIZE))
     label = torch.tensor(4)  # a plain tensor next to an Image is not an image (v2's rule)
-    out = transform("cutout")({"image": image, "boxes": boxes, "label": label, "id": "a"})
+    with pytest.warns(UserWarning, match="passing through inputs of type tv_tensors.Bounding"):
+        out = transform("cutout")({"image": image, "boxes": boxes, "label": label, "id": "a"})
     assert type(out["image"]) is tv_tensors.Image and (out["image"] == 0).any()
     assert out["boxes"] is boxes and out["label"] is label and out["id"] == "a"
     first, second = transform("cutout")((image, 7))
@@ -210,11 +196,6 @@ def test_pil_image_is_refused_with_torchvisions_advice():
         plugins.Erase("cutout")((pil, 1))
 
 
-def test_uint8_images_are_refused_with_the_todtype_advice():
-    with pytest.raises(TypeError, match=r"floating point, got torch.uint8; apply v2.ToDtype"):
-        plugins.Erase("cutout")(torch.zeros(3, SIZE, SIZE, dtype=torch.uint8))
-
-
 @pytest.mark.parametrize(("shape", "fix"), [((SIZE, SIZE, 3), r"permute\(2, 0, 1\)"),
                                             ((2, SIZE, SIZE, 3), r"permute\(0, 3, 1, 2\)")])
 def test_channels_last_images_are_refused_with_the_permute_that_fixes_them(shape, fix):
@@ -230,8 +211,9 @@ def test_cam_eraser_without_a_cam_points_at_benchmark_cam_erase():
 def test_cam_must_match_the_images_leading_shape():
     with pytest.raises(ValueError, match=r"cam must have shape \(2, 16, 16\), got \(16, 16\)"):
         plugins.Erase("cam_erasing")(data(2, 3, SIZE, SIZE), cam=cam_for((SIZE, SIZE)))
-    with pytest.raises(ValueError, match="pass the images alone"):
-        plugins.Erase("cam_erasing")((data(2, 3, SIZE, SIZE), 1), cam=cam_for((2, SIZE, SIZE)))
+    erased, label = plugins.Erase("cam_erasing")((data(2, 3, SIZE, SIZE), 1),
+                                                 cam=cam_for((2, SIZE, SIZE)))
+    assert (erased == 0).any() and label == 1  # a sample with a CAM: the CAM drives its draw
 
 
 def test_eraser_instance_is_accepted_and_params_beside_it_are_refused():

@@ -1,0 +1,229 @@
+"""The eraser contract as public checks: run them on your own eraser.
+
+>>> import plugins.testing
+>>> plugins.testing.check_eraser(MyEraser())          # raises AssertionError naming the check
+
+``check_eraser`` runs every check in :data:`CHECKS` (each also callable on its own, e.g. in a
+pytest parametrization over ``CHECKS``); the project's own tests run them over every name in
+``plugins.available()`` (``tests/plugins/test_contract.py``). Tiny CPU images, a few seconds
+per eraser. An eraser may be deterministic: randomness is only required to come from the
+``generator`` argument. Needs torchvision (the transform checks use ``plugins.Erase``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import torch
+
+from plugins.base import Eraser
+from plugins.fill import FILL_MODES
+
+__all__ = [
+    "CHECKS",
+    "DTYPES",
+    "check_eraser",
+    "check_generator_only_randomness",
+    "check_input_unchanged",
+    "check_mask",
+    "check_no_host_sync",
+    "check_p_zero_never_erases",
+    "check_params",
+    "check_transform",
+]
+
+SIZE = 8
+BATCH = 4
+DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _cam(lead: tuple[int, ...], size: int = SIZE) -> torch.Tensor:
+    """A random CAM of shape (*lead, size, size), seeded (its peak at a random pixel)."""
+    return torch.rand((*lead, size, size), generator=torch.Generator().manual_seed(1))
+
+
+def _images(*shape: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
+    """Images never equal to 0 (so a zero fill is visible): uint8 in [1, 255], float in
+    (0.1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        return torch.randint(1, 256, shape, dtype=dtype, generator=g)
+    return (torch.rand(shape, generator=g) * 0.9 + 0.1).to(dtype)
+
+
+def _call(eraser: Eraser, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    cam = _cam((images.shape[0],), images.shape[-1]).to(images.device) if eraser.needs_cam \
+        else None
+    return eraser(images, cam=cam, generator=torch.Generator(images.device).manual_seed(seed))
+
+
+def _fail(check: str, eraser: Eraser, message: str) -> None:
+    raise AssertionError(f"{check}: {type(eraser).__name__}: {message}")
+
+
+def check_mask(eraser: Eraser) -> None:
+    """The mask is bool (B, 1, H, W) on the images' device, for 1, 3 and 4 channels."""
+    for channels in (1, 3, 4):
+        mask = _call(eraser, _images(BATCH, channels, SIZE, SIZE))
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool \
+                or tuple(mask.shape) != (BATCH, 1, SIZE, SIZE) or mask.device.type != "cpu":
+            _fail("check_mask", eraser, f"expected a bool (B, 1, H, W) mask, got {mask!r:.80}")
+
+
+def check_input_unchanged(eraser: Eraser) -> None:
+    """The images are never modified in place (values and ``_version`` unchanged)."""
+    x = _images(BATCH, 3, SIZE, SIZE)
+    before, version = x.clone(), x._version
+    _call(eraser, x)
+    if x._version != version or not torch.equal(x, before):
+        _fail("check_input_unchanged", eraser, "modified its input images in place")
+
+
+def check_generator_only_randomness(eraser: Eraser) -> None:
+    """The same generator seed gives the same mask, and the global torch RNG is not used."""
+    x = _images(BATCH, 3, SIZE, SIZE)
+    state = torch.get_rng_state()
+    first, second = _call(eraser, x, seed=3), _call(eraser, x, seed=3)
+    if not torch.equal(torch.get_rng_state(), state):
+        _fail("check_generator_only_randomness", eraser,
+              "drew from the global torch RNG; draw from the generator argument")
+    if not torch.equal(first, second):
+        _fail("check_generator_only_randomness", eraser, "the same seed gave different masks")
+
+
+def check_no_host_sync(eraser: Eraser) -> None:
+    """The mask is computed from meta tensors: no ``.item()``, ``.tolist()`` or Python branch
+    on a tensor value, so the training step can be captured in a CUDA graph."""
+    x = torch.empty(BATCH, 3, SIZE, SIZE, device="meta")
+    cam = torch.empty(BATCH, SIZE, SIZE, device="meta")
+    try:
+        mask = eraser(x, cam=cam if eraser.needs_cam else None)
+    except (RuntimeError, NotImplementedError) as error:
+        _fail("check_no_host_sync", eraser, f"needs the data of a tensor (host sync): {error}")
+    if mask.device.type != "meta" or mask.dtype != torch.bool:
+        _fail("check_no_host_sync", eraser, "the mask is not a bool tensor on the images' device")
+
+
+def check_params(eraser: Eraser) -> None:
+    """``params()`` are the resolved constructor arguments and rebuild an equal eraser."""
+    params = eraser.params()
+    rebuilt = type(eraser)(**params)
+    if rebuilt.params() != params:
+        _fail("check_params", eraser, f"rebuilt from {params} reports {rebuilt.params()}")
+    if not repr(eraser).startswith(type(eraser).__name__ + "("):
+        _fail("check_params", eraser, f"repr {eraser!r} does not name the class")
+
+
+def check_p_zero_never_erases(eraser: Eraser) -> None:
+    """An eraser with a ``p`` parameter erases nothing at ``p=0`` (skipped without ``p``)."""
+    params = eraser.params()
+    if "p" not in params:
+        return
+    mask = _call(type(eraser)(**{**params, "p": 0.0}), _images(32, 3, SIZE, SIZE))
+    if mask.any():
+        _fail("check_p_zero_never_erases", eraser, "erased with p=0")
+
+
+def _kinds(dtype: torch.dtype) -> dict[str, Callable[[], object]]:
+    from torchvision import tv_tensors
+
+    return {
+        "(H, W)": lambda: _images(SIZE, SIZE, dtype=dtype),
+        "(C, H, W)": lambda: _images(3, SIZE, SIZE, dtype=dtype),
+        "(B, C, H, W)": lambda: _images(BATCH, 3, SIZE, SIZE, dtype=dtype),
+        "channels_last (B, C, H, W)": lambda: _images(BATCH, 3, SIZE, SIZE, dtype=dtype).to(
+            memory_format=torch.channels_last),
+        "Image (C, H, W)": lambda: tv_tensors.Image(_images(3, SIZE, SIZE, dtype=dtype)),
+        "Video (T, C, H, W)": lambda: tv_tensors.Video(_images(2, 3, SIZE, SIZE, dtype=dtype)),
+        "dict of two Images": lambda: {
+            "image": tv_tensors.Image(_images(BATCH, 3, SIZE, SIZE, dtype=dtype)),
+            "target": tv_tensors.Image(_images(BATCH, 1, SIZE, SIZE, dtype=dtype, seed=1)),
+            "label": 3,
+        },
+    }
+
+
+def _tensors(sample) -> list[torch.Tensor]:
+    return list(sample.values())[:2] if isinstance(sample, dict) else [sample]
+
+
+def _draw_lead(x: torch.Tensor) -> tuple[int, ...]:
+    from torchvision import tv_tensors
+
+    if isinstance(x, tv_tensors.Video):
+        return tuple(x.shape[:-4])
+    return tuple(x.shape[:-3]) if x.ndim >= 3 else ()
+
+
+def check_transform(eraser: Eraser) -> None:
+    """``plugins.Erase(eraser, fill)`` for every fill and dtype (uint8, float16, bfloat16,
+    float32, float64) on (H, W), (C, H, W), (B, C, H, W), channels_last, ``tv_tensors.Image``
+    / ``Video`` and a dict of two images: the output keeps type, shape, dtype and memory
+    format; the input is not modified (values, ``_version``); the images of a sample share
+    one draw; ``eval()`` returns the input itself; a pickled transform draws the same."""
+    from plugins.transform import Erase
+
+    if "p" in eraser.params():  # erase every image, so the checks see erased pixels
+        eraser = type(eraser)(**{**eraser.params(), "p": 1.0})
+    for fill in FILL_MODES:
+        for dtype in DTYPES:
+            mean = (128 if dtype == torch.uint8 else 0.5) if fill == "mean" else None
+            for kind, make in _kinds(dtype).items():
+                where = f"fill={fill!r}, {dtype}, {kind}"
+                sample = make()
+                inputs = _tensors(sample)
+                cam = _cam(_draw_lead(inputs[0])) if eraser.needs_cam else None
+                before = [(x.clone(), x._version) for x in inputs]
+                t = Erase(eraser, fill, mean=mean, generator=torch.Generator().manual_seed(0))
+                try:
+                    twin = pickle.loads(pickle.dumps(t))
+                except (pickle.PicklingError, AttributeError, TypeError) as error:
+                    _fail("check_transform", eraser, f"plugins.Erase(eraser) does not pickle "
+                          f"(DataLoader workers need it): {error}")
+                out = t(sample, cam=cam)
+                outputs = _tensors(out)
+                for x, y, (copy, version) in zip(inputs, outputs, before, strict=True):
+                    if x._version != version or not torch.equal(x, copy):
+                        _fail("check_transform", eraser, f"{where}: modified its input")
+                    if type(y) is not type(x) or y.shape != x.shape or y.dtype != x.dtype \
+                            or y.stride() != x.stride():
+                        _fail("check_transform", eraser,
+                              f"{where}: got {type(y).__name__} {tuple(y.shape)} {y.dtype} "
+                              f"strides {y.stride()} for strides {x.stride()}")
+                if isinstance(sample, dict) and out["label"] != 3:
+                    _fail("check_transform", eraser, f"{where}: a label did not pass through")
+                if fill == "zero" and isinstance(sample, dict):
+                    erased = [(y == 0).all(dim=-3) for y in outputs]
+                    if not torch.equal(erased[0], erased[1]):
+                        _fail("check_transform", eraser,
+                              f"{where}: the images of one sample got different draws")
+                again = twin(sample, cam=cam)
+                if not all(torch.equal(a, b) for a, b in zip(outputs, _tensors(again),
+                                                            strict=True)):
+                    _fail("check_transform", eraser,
+                          f"{where}: a pickled copy drew differently from the same state")
+                if t.eval()(sample, cam=cam) is not sample:
+                    _fail("check_transform", eraser, f"{where}: eval() is not the identity")
+
+
+CHECKS: dict[str, Callable[[Eraser], None]] = {
+    "mask": check_mask,
+    "input_unchanged": check_input_unchanged,
+    "generator_only_randomness": check_generator_only_randomness,
+    "no_host_sync": check_no_host_sync,
+    "params": check_params,
+    "p_zero_never_erases": check_p_zero_never_erases,
+    "transform": check_transform,
+}
+
+
+def check_eraser(eraser: Eraser) -> None:
+    """Run every contract check in :data:`CHECKS` on ``eraser`` (a built instance); raises
+    ``AssertionError`` (``"check_<name>: <Class>: <what>"``) at the first failure, ``TypeError``
+    if ``eraser`` is not a ``plugins.Eraser``."""
+    if not isinstance(eraser, Eraser):
+        raise TypeError(f"check_eraser: expected a plugins.Eraser instance, got "
+                        f"{type(eraser).__name__}")
+    for check in CHECKS.values():
+        check(eraser)
