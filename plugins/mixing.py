@@ -41,8 +41,9 @@ def partner_permutation(
 ) -> torch.Tensor:
     """A uniformly random permutation of ``range(batch)``: long ``(batch,)`` on ``device``.
 
-    ``argsort`` of ``batch`` uniform draws from ``generator`` (no host sync, so a graphed step
-    can draw it; ``torch.randperm`` on CUDA is not reliably capturable). Image i's partner is
+    ``argsort`` of ``batch`` uniform draws from ``generator``: the same kind of draw as every
+    eraser's, so it needs no host sync and captures in a CUDA graph like them (ties among the
+    float32 keys, about batch^2 / 2^25 per call, resolve by index). Image i's partner is
     ``images[partner[i]]``. As in the official ``torch.randperm``, an image may be its own
     partner (then it is pasted onto itself and its lam does not matter: both labels agree).
     """
