@@ -23,9 +23,14 @@ from plugins.base import randint_inclusive
 from plugins.geometry import box_mask
 
 __all__ = [
+    "PASTE",
+    "check_mixing_fill",
     "cutmix_box_masks",
+    "is_mixing",
     "lam_from_mask",
+    "mixed_cross_entropy",
     "partner_permutation",
+    "paste",
     "sample_beta",
     "sample_log_gamma",
     "uniform_centres",
@@ -34,6 +39,54 @@ __all__ = [
 # Marsaglia-Tsang accepts a candidate with probability >= 0.95 for shape >= 1 (shapes below 1
 # are boosted to shape + 1): 8 candidates all rejected has probability < 0.049 ** 8 ~ 3e-11.
 GAMMA_CANDIDATES = 8
+
+# The fill of a mixing eraser: its mask's pixels come from the partner image's same region.
+# Not a mode of plugins.fill (a fill writes values that need no other image); the callers
+# (training step, plugins.Erase, benchmark.cam.erase) paste with :func:`paste` instead.
+PASTE = "paste"
+
+
+def is_mixing(eraser) -> bool:
+    """True for an eraser (instance or class) whose class sets ``mixes = True``."""
+    cls = eraser if isinstance(eraser, type) else type(eraser)
+    return bool(getattr(cls, "mixes", False))
+
+
+def check_mixing_fill(owner: str, eraser, fill: str) -> None:
+    """One-line ``ValueError``: a mixing eraser with a fill other than ``paste``, or ``paste``
+    with a mask-only eraser. ``owner`` starts the message (e.g. a file and key)."""
+    name = getattr(eraser, "__name__", type(eraser).__name__)
+    if is_mixing(eraser) and fill != PASTE:
+        raise ValueError(f"{owner}: {name} is a mixing eraser (it pastes the partner image's "
+                         f"region and mixes the labels); its fill must be {PASTE!r} (or left "
+                         f"out), got {fill!r}")
+    if not is_mixing(eraser) and fill == PASTE:
+        raise ValueError(f"{owner}: fill {PASTE!r} needs a mixing eraser (mixes = True, e.g. "
+                         f"cutmix, cam_cutmix); {name} only masks: use zero, mean, random or "
+                         "channel")
+
+
+def paste(images: torch.Tensor, mask: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """``where(mask, images[partner], images)``: image i gets image ``partner[i]``'s pixels
+    inside its mask (the same coordinates). ``images`` (B, C, H, W) any dtype, ``mask`` bool
+    (B, 1, H, W), ``partner`` long (B,); a new tensor in the images' memory format."""
+    out = torch.where(mask, images[partner], images)
+    if out.stride() != images.stride() and not (images.is_contiguous() and out.is_contiguous()):
+        out = torch.empty_like(images).copy_(out)
+    return out
+
+
+def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor,
+                        lam: torch.Tensor) -> torch.Tensor:
+    """Per-image ``lam * CE(logits, labels) + (1 - lam) * CE(logits, partner_labels)``.
+
+    ``logits`` (N, classes) or (N, classes, K); labels long (N,) or (N, K); ``lam`` float of
+    the labels' shape, in the logits' dtype. Returns the per-image loss (the labels' shape);
+    the caller takes the mean.
+    """
+    own = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    other = torch.nn.functional.cross_entropy(logits, partner_labels, reduction="none")
+    return lam * own + (1.0 - lam) * other
 
 
 def partner_permutation(
@@ -51,12 +104,13 @@ def partner_permutation(
     return keys.argsort()
 
 
-def lam_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Per-image label weight of the image's OWN label: float ``(B,)`` = 1 - pasted fraction.
+def lam_from_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-image label weight of the image's OWN label: ``(B,)`` of ``dtype`` = 1 - pasted
+    fraction.
 
     ``mask`` is the bool ``(B, 1, H, W)`` paste mask; an empty mask (image not mixed) gives 1.
     """
-    return 1.0 - mask.flatten(1).float().mean(dim=1)
+    return 1.0 - mask.flatten(1).to(dtype).mean(dim=1)
 
 
 def sample_log_gamma(
