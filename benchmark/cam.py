@@ -31,6 +31,8 @@ from torch import nn
 
 import plugins
 from benchmark.models import eval_mode
+from benchmark.suites.config import CAM_SOURCES as SOURCES
+from benchmark.suites.config import CAM_TARGETS as TARGETS
 from plugins.geometry import mask_box, peaks
 from plugins.mixing import (
     PASTE,
@@ -45,9 +47,6 @@ __all__ = ["SOURCES", "TARGETS", "FAST_PATH_CACHE", "FrozenCam", "LiveCam", "cam
            "cam_from_features", "cam_source", "erase", "fast_path_applies", "frozen_cam_fn",
            "grad_cam", "peaks", "plain_context", "resize", "select_logits"]
 # peaks: the plugins' one rule, re-exported
-
-TARGETS = ("label", "predicted")
-SOURCES = ("during", "after")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["available", "create", "eval_mode", "feature_map_sizes", "CifarResNet"]
+__all__ = ["available", "create", "eval_mode", "feature_map_sizes", "head_layer", "stackable",
+           "CifarResNet"]
 
 # depth -> blocks per stage (depth = 6n + 2)
 _CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -122,6 +123,8 @@ class CifarResNet(nn.Module):
     Erasing repository's models (option-B shortcuts, bottleneck blocks from depth 44).
     """
 
+    HEAD_LAYER = "layer3"  # the stage whose output feeds GAP + fc (the free CAM path's layer)
+
     def __init__(self, depth: int, num_classes: int = 10, variant: str = "he", in_chans: int = 3):
         super().__init__()
         if (depth - 2) % 6 != 0:
@@ -144,7 +147,7 @@ class CifarResNet(nn.Module):
         self.num_features = 64 * expansion
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes)
-        self.cam_layers = ["layer3", "layer2", "layer1"]
+        self.cam_layers = [self.HEAD_LAYER, "layer2", "layer1"]
         self._init(variant)
 
     def _stage(self, block, planes: int, n: int, stride: int) -> nn.Sequential:
@@ -266,6 +269,25 @@ def check(name: str) -> None:
                              "(all names: timm.list_models())")
         return
     _cifar_name(name)
+
+
+def stackable(name: str) -> bool:
+    """Whether runs of model `name` can train side by side as one stacked network
+    (training/stack.py): the He et al. and RE-repo CIFAR ResNets can; timm models train one
+    per network. Decided from the name (nothing is built); an unknown name raises the one-line
+    ValueError of `create`. suites/plan.py and training/pack.py both ask this."""
+    if name.startswith(TIMM_PREFIX):
+        return False
+    _cifar_name(name)
+    return True
+
+
+def head_layer(name: str) -> str | None:
+    """The layer of model `name` whose output feeds its GAP + linear head, where a CAM comes
+    free from the training forward (`cam.cam_from_features`): 'layer3' for the CIFAR ResNets;
+    None where that is not known without building the model (timm: `cam.fast_path_applies`
+    probes it). tests/test_models.py checks it against that probe."""
+    return CifarResNet.HEAD_LAYER if stackable(name) else None
 
 
 def create(name: str, num_classes: int = 10, **kwargs) -> nn.Module:

@@ -479,7 +479,8 @@ def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, dev
 
 def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str,
                 process: tuple[int, int] = (0, 1)) -> dict:
-    """A finished run's record (schema above) from a RunSpec and the metrics train_run returned."""
+    """A finished run's record (schema above) from a RunSpec and the outcome that train_pack
+    (or train_one) returned."""
     m = spec.method
     cam = None
     if metrics.get("cam_path"):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmark import results
+from benchmark.fileio import WriteError, write_error
 from benchmark.report.grid import planned_run as expected
 from benchmark.runner import claims
 from benchmark.runner.worker import Stop, Worker
@@ -410,10 +411,15 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     except Exception as e:
         from benchmark.data import DataUnavailableError
 
-        if not isinstance(e, DataUnavailableError):
+        if isinstance(e, DataUnavailableError):  # the network or a dataset id: not a result
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        failed = write_error(e)  # a full disk (any write): the environment, not a run
+        if failed is None:
             raise
-        print(f"error: {e}", file=sys.stderr)  # the network or a dataset id: not a result
-        return 2
+        print(f"error: {failed}; nothing was recorded for the run; rerun the same command to "
+              "resume once the write can succeed", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"stopped at once; rerun the same command to resume {suite.name} from the last "
               "checkpoints", file=sys.stderr)
@@ -441,14 +447,20 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
     t_suite = time.perf_counter()
     worker = Worker(args, runs, device, _precision(acc, args), results_dir, work_dir, command,
                     process, stop)
-    worker.run(packs)
+    try:
+        worker.run(packs)
+    except WriteError:
+        for c in children:  # they hit the same disk; a signal stops them after their epoch
+            c.terminate()
+            c.wait()
+        raise
     for c in children:
         c.wait()
     if acc is not None and not stop.signum:
         acc.wait_for_everyone()
     if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
-        _render(suite, runs, results_dir, work_dir, lb)
+        _render(suite, runs, results_dir, work_dir, lb)  # a full disk: one line (main)
         if not args.no_wandb:
             from benchmark.report.compare import read_summary
             from benchmark.runner import tracking
@@ -465,9 +477,16 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
         _wandb_hint(args)
     if acc is not None:
         acc.end_training()
-    if stop.signum:
-        print(f"interrupted {stop.where}; rerun the same command to resume", file=sys.stderr)
+    left = [r for r in runs if results.status(results_dir, r.run_id) is None]
+    if stop.signum and left:
+        print(f"interrupted {stop.where or 'between runs'}; {len(left)} of {len(runs)} runs left; "
+              "rerun the same command to resume", file=sys.stderr)
         return stop.code
+    if stop.signum:  # every run has its record: the signal cost nothing, nothing to resume
+        import signal
+
+        print(f"{signal.Signals(stop.signum).name} arrived after every run of {suite.name} had "
+              "its record; nothing left to resume", file=sys.stderr)
     failed = any(results.status(results_dir, r.run_id) == "failed" for r in runs)
     return 1 if failed or worker.failed or any(c.returncode for c in children) else 0
 

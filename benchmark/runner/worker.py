@@ -2,7 +2,9 @@
 
 Every process that runs a suite is one (`accelerate launch` processes, `--runs-per-device`
 children, shells, SLURM array tasks); claim files (runner/claims.py) keep any two from training
-the same run. A signal stops it after the current epoch, with resume checkpoints written.
+the same run. A signal (SIGINT, SIGTERM, SIGHUP) stops it after the current epoch, with resume
+checkpoints written. A write the filesystem refuses (disk full) stops it with one line and is
+never recorded as a result of a run (fileio.WriteError): the same command resumes later.
 """
 
 from __future__ import annotations
@@ -11,17 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark import results
+from benchmark import fileio, results
 from benchmark.runner import claims
 from benchmark.suites import fingerprint, plan
 from benchmark.suites.expand import RunSpec
 from benchmark.training.train import Hooks
 
-POLL_S = 5.0  # how often a worker with nothing to claim looks again
+POLL_S = 5.0  # how often a worker with nothing to claim looks again (at most)
 
 
 class Stop:
-    """SIGINT/SIGTERM: finish the epoch, checkpoint, render, exit 130/143. A second Ctrl-C: now."""
+    """SIGINT/SIGTERM/SIGHUP (a closed terminal, a dropped ssh)/SIGUSR2 (submitit's time-limit
+    warning): finish the epoch, checkpoint, render, exit 128 + the signal's number (130, 143,
+    129, 140). A second Ctrl-C: now."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -30,7 +34,9 @@ class Stop:
     def install(self) -> Stop:
         import signal
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGUSR2: what submitit sends before a job's time limit (its own handler would raise
+        # inside training, and the run would be recorded as failed)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2):
             signal.signal(sig, self._handle)
         return self
 
@@ -63,6 +69,8 @@ class Worker:
         self.data_cache: dict = {}
         self.seen: set[str] = set()  # run ids already counted (trained, skipped or failed)
         self.bar = None
+        self.waiting: dict[str, str] = {}
+        self.retrain_noted: set[str] = set()  # run id -> token of the claim this worker waits on
 
     def describe(self, spec: RunSpec) -> dict:
         """What a record and a W&B config add to the run's config: the resolved eraser params,
@@ -121,7 +129,28 @@ class Worker:
         st = results.status(self.results_dir, run_id)
         if st == "failed" and self.args.retry_failed and run_id not in self.failed:
             return None
+        if st == "finished" and self._needs_model(run_id):
+            return None
         return st
+
+    def _needs_model(self, run_id: str) -> bool:
+        """A finished CAM provider (`cam: {source: after}`) whose final.pt is gone while a run
+        that needs it still has to train: the provider is not done, it trains again."""
+        if (self.work_dir / f"{run_id}.final.pt").is_file():
+            return False
+        for r in self.runs:
+            if r.frozen_from == run_id and r.run_id != run_id:
+                st = results.status(self.results_dir, r.run_id)
+                if st is None or (st == "failed" and self.args.retry_failed
+                                  and r.run_id not in self.failed):
+                    if run_id not in self.retrain_noted:
+                        self.retrain_noted.add(run_id)
+                        print(f"note: run {run_id} is finished but its model "
+                              f"{self.work_dir / (run_id + '.final.pt')} is gone and {r.run_id} "
+                              "needs it (cam source: after); training it again", file=sys.stderr,
+                              flush=True)
+                    return True
+        return False
 
     def ready(self, r: RunSpec) -> bool:
         """A run's dependencies allow it to start (a failed warm-up provider: start from
@@ -162,6 +191,12 @@ class Worker:
                     dynamic_ncols=True, leave=True)
 
     def run(self, packs: list[plan.Pack]) -> None:
+        """Train until every run has a record or a signal arrives. Raises fileio.WriteError when
+        a write fails (disk full): nothing is recorded for the run, its claim is released."""
+        for folder in (self.results_dir, self.work_dir, self.claims_dir,
+                       Path(self.args.out) / "leaderboards"):
+            for p in fileio.remove_stale_temps(folder):
+                print(f"note: removed {p}, a temp file of a writer that died", file=sys.stderr)
         self.bar = self._progress(len(self.runs))
         try:
             self._run(packs)
@@ -193,18 +228,52 @@ class Worker:
                     self._tick()
                     break  # rescan from the top: providers first
             else:
-                if pending:
-                    time.sleep(POLL_S)  # others hold the rest, or their dependencies are not ready
+                if pending:  # others hold the rest, or their dependencies are not ready
+                    self._say_waiting()
+                    timeout = self.args.claim_timeout
+                    time.sleep(min(POLL_S, max(0.2, timeout / 4)))
+        if self.stop.signum and not self.stop.where:
+            self.stop.where = self._where_waiting()
+
+    def _say_waiting(self) -> None:
+        """One line when the claims this worker waits on change: who holds them, their heartbeat
+        and when they will be taken over."""
+        held = {}
+        for run_id in list(self.waiting):
+            info = claims.holder(self.claims_dir, run_id)
+            if self.state(run_id) is None and info is not None:
+                held[run_id] = info.get("token") if isinstance(info, dict) else None
+        if held and held != self.waiting:
+            first = next(iter(held))
+            more = f" (and {len(held) - 1} more held runs)" if len(held) > 1 else ""
+            print(f"waiting for run {first}: "
+                  f"{claims.describe_holder(self.claims_dir, first, self.args.claim_timeout)}"
+                  f"{more}", file=sys.stderr, flush=True)
+        self.waiting = held
+
+    def _where_waiting(self) -> str:
+        for run_id in self.waiting:
+            info = claims.holder(self.claims_dir, run_id)
+            if isinstance(info, dict) and self.state(run_id) is None:
+                return (f"while waiting for run {run_id} (held by {info.get('host')} pid "
+                        f"{info.get('pid')})")
+        return "before training any run" if not self.trained else "between runs"
 
     def _claim(self, todo: list[RunSpec]) -> list[tuple[RunSpec, claims.Claim]]:
         mine = []
         for r in todo:
             c = claims.try_claim(self.claims_dir, r.run_id, timeout_s=self.args.claim_timeout)
             if c is None:
+                self.waiting.setdefault(r.run_id, "")
                 continue
+            self.waiting.pop(r.run_id, None)
             if self.state(r.run_id) is not None:  # finished between our look and our claim
                 c.release()
                 continue
+            old = c.info.get("took_over")
+            if old:
+                print(f"note: took over run {r.run_id} from {old.get('host')} pid "
+                      f"{old.get('pid')} ({old.get('why')})", file=sys.stderr, flush=True)
             try:
                 self._check_found(r, "resume")  # a resume checkpoint of another config: stop
             except BaseException:
@@ -233,6 +302,9 @@ class Worker:
 
             if isinstance(e, DataUnavailableError):  # the environment's failure, not the run's
                 raise
+            failed_write = fileio.write_error(e)
+            if failed_write is not None:  # the environment, not the run: no record; stop
+                raise failed_write from e
             if len(specs) > 1:  # find the culprit: train the pack's runs one by one
                 print(f"warning: a pack of {len(specs)} failed ({results.one_line(e)}); training "
                       "its runs one by one", file=sys.stderr)
@@ -244,21 +316,24 @@ class Worker:
             return
         wall = time.perf_counter() - t0
         for spec, outcome in zip(specs, outcomes, strict=True):
-            if outcome["status"] == "finished":
-                rec = results.make_record(spec, outcome, wall_time_s=wall / len(specs),
-                                          device=self.device, command=self.command,
-                                          process=self.process)
-                results.write_record(self.results_dir, self._stamp(spec, rec))
-                hooks.finish(spec.run_id, rec)
+            if outcome["status"] == "finished":  # its record was written by hooks.finished
                 self.stop.where = self.stop.where or f"after run {spec.run_id} finished"
-                self.trained += 1
-                self.seen.add(spec.run_id)
             elif outcome["status"] == "failed":
                 self._fail(spec, outcome["epoch"], outcome["reason"], outcome["progress"],
                            wall=wall / len(specs))
             else:  # interrupted: the first one names where
                 self.stop.where = f"at epoch {outcome['epoch']} of run {spec.run_id}"
         hooks.close()
+
+    def _record(self, spec: RunSpec, outcome: dict, wall: float, hooks: RunnerHooks) -> None:
+        """Write a finished run's record (called as soon as the run finishes, before its resume
+        checkpoint is deleted)."""
+        rec = results.make_record(spec, outcome, wall_time_s=wall, device=self.device,
+                                  command=self.command, process=self.process)
+        results.write_record(self.results_dir, self._stamp(spec, rec))
+        hooks.finish(spec.run_id, rec)
+        self.trained += 1
+        self.seen.add(spec.run_id)
 
     def _fail(self, spec: RunSpec, epoch, reason, progress=None, wall=None) -> None:
         """A failed run is a result too: its record says when and why."""
@@ -291,6 +366,7 @@ class RunnerHooks(Hooks):
         args = worker.args
         self.bar = None
         self.last_beat = self.last_draw = time.monotonic()
+        self.t0 = time.perf_counter()
         self.epoch = 0
         if not args.no_progress:
             from tqdm.auto import tqdm
@@ -354,6 +430,10 @@ class RunnerHooks(Hooks):
 
     def should_stop(self):
         return self.worker.stop.signum is not None or self.lost
+
+    def finished(self, k, outcome):
+        wall = (time.perf_counter() - self.t0) / len(self.specs)
+        self.worker._record(self.specs[k], outcome, wall, self)
 
     def finish(self, run_id: str, rec: dict) -> None:
         k = [r.run_id for r in self.specs].index(run_id)

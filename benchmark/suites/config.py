@@ -27,14 +27,19 @@ from pathlib import Path
 
 import yaml
 
-from benchmark.cam import SOURCES as CAM_SOURCES
-from benchmark.cam import TARGETS as CAM_TARGETS
-from benchmark.training.graphs import MODES as GRAPHS
-from benchmark.training.step import APPEND_BN
-from plugins.fill import FILL_MODES
-
+# The vocabulary: every allowed value of a suite key, here once, in a module that imports no
+# torch (tests/suites/test_leaf.py). Training, the CAM code and the runner import these.
 MODES = ("replace", "append")  # a method erases in place, or appends erased copies
-PASTE = "paste"  # the fill of mixing erasers (plugins.mixing.PASTE)
+STEP_KINDS = ("plain", "erase", "append")  # the step a run takes in an epoch (training/step.py)
+APPEND_BN = ("joint", "split")  # append mode: originals + copies as one BatchNorm batch, or two
+CAM_SOURCES = ("during", "after")  # the model being trained, or a frozen plain model
+CAM_TARGETS = ("label", "predicted")  # the CAM of the true class, or of the argmax
+GRAPHS = ("auto", "on", "off")  # train.graphs: capture the step in a CUDA graph
+PRECISIONS = ("no", "bf16")  # --precision: fp32, or bf16 autocast
+# plugins/ imports nothing from benchmark/, so plugins.fill keeps its own copy of this tuple;
+# tests/suites/test_leaf.py checks that the two are equal.
+FILL_MODES = ("zero", "mean", "random", "channel")
+PASTE = "paste"  # the fill of mixing erasers (plugins.mixing.PASTE): the partner's region
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PLAIN = "plain"
 
@@ -439,3 +444,28 @@ def to_dict(obj) -> dict:
     d = dataclasses.asdict(obj)
     d.pop("file", None)
     return d
+
+
+@dataclass
+class RunSpec:
+    """Everything one training run needs; stored resolved in its result record
+    (suites/expand.py makes them from a suite)."""
+
+    suite: str
+    run_id: str
+    model: str
+    seed: int
+    method: MethodConfig
+    data: DataConfig
+    train: TrainConfig
+    ablation: dict = field(default_factory=dict)
+    frozen_from: str | None = None  # run_id whose final checkpoint is the frozen CAM model (after)
+    fork_from: str | None = None  # run_id whose state at warmup_epochs this run starts from
+    fork_epochs: list[int] = field(default_factory=list)  # epochs at which it saves fork states
+
+    @property
+    def label(self) -> str:
+        return self.method.label or self.method.name
+
+    def to_dict(self) -> dict:
+        return to_dict(self)

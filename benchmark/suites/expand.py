@@ -4,7 +4,6 @@ that a CAM-after-training method needs as its frozen CAM model."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 from benchmark.fileio import slug
 from benchmark.suites.config import (
@@ -12,35 +11,14 @@ from benchmark.suites.config import (
     ConfigError,
     DataConfig,
     MethodConfig,
+    RunSpec,  # defined in the torch-free config leaf; imported from here by older code
     SuiteConfig,
-    TrainConfig,
     expand_method,
     to_dict,
 )
 
-
-@dataclass
-class RunSpec:
-    """Everything one training run needs; stored resolved in its result record."""
-
-    suite: str
-    run_id: str
-    model: str
-    seed: int
-    method: MethodConfig
-    data: DataConfig
-    train: TrainConfig
-    ablation: dict = field(default_factory=dict)
-    frozen_from: str | None = None  # run_id whose final checkpoint is the frozen CAM model (after)
-    fork_from: str | None = None  # run_id whose state at warmup_epochs this run starts from
-    fork_epochs: list[int] = field(default_factory=list)  # epochs at which it saves fork states
-
-    @property
-    def label(self) -> str:
-        return self.method.label or self.method.name
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
+__all__ = ["RunSpec", "apply_overrides", "assign_forks", "expand", "parse_seeds",
+           "resolve_method", "run_id"]
 
 
 def run_id(model: str, label: str, seed: int) -> str:

@@ -3,9 +3,10 @@
 Runs pack together when they have the same CIFAR ResNet architecture, data, schedule and step
 kind at every epoch (plain runs join the in-place erasers, which erase from epoch 0), start
 at the same point (from scratch, or forked from a shared warm-up), and take their CAM, if
-any, from the free path of the live model. Everything else (timm models, CAM "after"
-training, a CAM from an earlier layer) trains alone. Packs whose runs provide a warm-up or
-a frozen CAM model come before the packs that need them.
+any, from the free path of the live model (`stacks`: the model code says what stacks).
+Everything else (timm models, CAM "after" training, a CAM from an earlier layer) trains
+alone. Packs whose runs provide a warm-up or a frozen CAM model come before the packs that
+need them. Importing this imports torch (through benchmark.models); the config does not.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from benchmark.suites.config import to_dict
-from benchmark.suites.expand import RunSpec
+from benchmark import models
+from benchmark.suites.config import RunSpec, to_dict
 
 AUTO_PACK_CUDA = 16  # the measured knee on an H100: K = 8 -> 145k, K = 16 -> 155k images/s
 
@@ -36,13 +37,23 @@ class Pack:
         return {d for d in deps if d is not None and d not in own}
 
 
+def stacks(r: RunSpec) -> bool:
+    """Whether run r can share a stacked network with other runs: its model stacks
+    (`models.stackable`) and its CAM, if it needs one, comes free from the live model's head
+    layer (`models.head_layer`). training/pack.py refuses a pack of runs for which this is
+    False, so the planner and the trainer cannot disagree."""
+    m = r.method
+    if not models.stackable(r.model):
+        return False
+    if m.is_plain or not m.needs_cam:
+        return True
+    return m.cam.source == "during" and m.cam.layer in (None, models.head_layer(r.model))
+
+
 def pack_key(r: RunSpec) -> tuple | None:
     """Runs with equal keys can be stacked; None: the run trains alone."""
     m = r.method
-    if r.model.startswith("timm/"):
-        return None
-    if not m.is_plain and m.needs_cam and (m.cam.source != "during"
-                                           or m.cam.layer not in (None, "layer3")):
+    if not stacks(r):
         return None
     if m.mode == "append":
         phase = ("append", m.warmup_epochs, m.append_bn)

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-MODES = ("auto", "on", "off")
+from benchmark.suites.config import GRAPHS as MODES
+
 WARMUP_STEPS = 3
 
 

@@ -13,15 +13,14 @@ import torch
 import plugins
 from benchmark import cam, models
 from benchmark.data import augment
-from benchmark.suites.expand import RunSpec
+from benchmark.suites import plan
+from benchmark.suites.config import PRECISIONS, RunSpec
 from benchmark.training import stack
 from benchmark.training.graphs import StepRunner
 from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step
 from benchmark.training.step import S as SLOT
 from plugins.geometry import peak_in_box
 from plugins.mixing import check_mixing_fill
-
-PRECISIONS = ("no", "bf16")
 
 
 @dataclass
@@ -57,6 +56,27 @@ def load_run_data(spec: RunSpec, device, cache: dict | None = None) -> RunData:
     if cache is not None:
         cache[key] = rd
     return rd
+
+
+def cam_in_box(model, rd: RunData, layer: str | None, batch_size: int,
+               dtype: torch.dtype = torch.float32) -> tuple[float, float] | None:
+    """How often the model's CAM peak (true class, at `layer`) lies in the object box over the
+    test set, beside the rate of a uniformly random point (the mean box area / image area);
+    None without boxes. Puts the model in eval mode."""
+    if rd.test_boxes is None:
+        return None
+    model.eval()
+    hits = torch.zeros((), device=rd.test_boxes.device)
+    for i, (x, y) in enumerate(augment.eval_batches(rd.test_images, rd.test_labels,
+                                                    batch_size=batch_size, mean=rd.mean,
+                                                    std=rd.std)):
+        b = rd.test_boxes[i * batch_size:][: len(y)]
+        cmap = cam.grad_cam(model, x.to(dtype), y, layer=layer)
+        hits += peak_in_box(cam.peaks(cmap), b).sum()
+    bx = rd.test_boxes
+    h, w = rd.test_images.shape[-2:]
+    area = ((bx[:, 2] - bx[:, 0]).clamp(min=0) * (bx[:, 3] - bx[:, 1]).clamp(min=0)) / (h * w)
+    return hits.item() / len(bx), area.mean().item()
 
 
 def autocast_for(device, precision: str):
@@ -96,6 +116,10 @@ class PackTrainer:
     def __init__(self, specs: list[RunSpec], rd: RunData, device, *, precision: str = "no",
                  frozen_ckpts: dict | None = None, log=None, dtype: torch.dtype = torch.float32):
         t, self.k, self.dtype = specs[0].train, len(specs), dtype
+        alone = [s.run_id for s in specs if self.k > 1 and not plan.stacks(s)]
+        if alone:  # the planner's own rule (suites/plan.py: stacks), so the two cannot disagree
+            raise ValueError(f"{alone[0]}: its model or CAM cannot train in a stacked pack; "
+                             "train it alone")
         self.specs, self.rd, self.device = specs, rd, torch.device(device)
         self.autocast = autocast_for(self.device, precision)
         singles = []
@@ -232,23 +256,9 @@ class PackTrainer:
         return m.to(self.device, self.dtype).eval()
 
     def test_cam_in_box(self, k: int) -> tuple[float, float] | None:
-        """How often run k's final CAM peak (true class) lies in the object box on the test set,
-        beside the rate of a uniformly random point (the mean box area / image area)."""
-        rd, bs = self.rd, self.specs[k].train.eval_batch_size
-        if rd.test_boxes is None:
-            return None
-        model = self.single_model(k).eval()
-        hits = torch.zeros((), device=self.device)
-        for i, (x, y) in enumerate(augment.eval_batches(rd.test_images, rd.test_labels,
-                                                        batch_size=bs, mean=rd.mean, std=rd.std)):
-            b = rd.test_boxes[i * bs:][: len(y)]
-            layer = self.specs[k].method.cam.layer
-            cmap = cam.grad_cam(model, x.to(self.dtype), y, layer=layer)
-            hits += peak_in_box(cam.peaks(cmap), b).sum()
-        bx = rd.test_boxes
-        h, w = rd.test_images.shape[-2:]
-        area = ((bx[:, 2] - bx[:, 0]).clamp(min=0) * (bx[:, 3] - bx[:, 1]).clamp(min=0)) / (h * w)
-        return hits.item() / len(bx), area.mean().item()
+        """Run k's `cam_in_box` on the test set."""
+        return cam_in_box(self.single_model(k), self.rd, self.specs[k].method.cam.layer,
+                          self.specs[k].train.eval_batch_size, self.dtype)
 
     def close(self) -> None:
         """Free the captured graphs now (their memory pools), not when a GC cycle finds them."""

@@ -1,12 +1,15 @@
-"""A run's progress on disk: resume checkpoints (every `checkpoint_every` epochs) and fork files
-(a provider's state at a shared warm-up's end), each tied to the config that made it."""
+"""A run's progress on disk: resume checkpoints (every `checkpoint_every` epochs, and after the
+last epoch until the run's record is written) and fork files (a provider's state at a shared
+warm-up's end), each tied to the config that made it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.suites.expand import RunSpec
+import torch
+
+from benchmark.suites.config import RunSpec
 from benchmark.training import checkpoint
 from benchmark.training.pack import PackTrainer
 from benchmark.training.step import SLOTS
@@ -29,6 +32,46 @@ class Progress:
     extra: dict = field(default_factory=dict)  # the runner's own (e.g. the W&B run id)
 
 
+def progress(spec: RunSpec, source: str, start: dict | None, extra: dict | None = None
+             ) -> Progress:
+    """A run's progress at its start (`start_state`): nothing yet, where it stopped (resume),
+    or where its warm-up provider was at the fork epoch (fork). `extra`: the runner's own."""
+    p = Progress(extra=dict(extra or {}))
+    if start is None:
+        return p
+    p.epoch, p.curves, p.occ = start["epoch"], start["curves"], start["occ"]
+    p.train_time, p.images = start["train_time"], start["images"]
+    p.forked_from = start.get("forked_from")
+    if source == "resume":
+        p.resumed_from = start["epoch"]
+        p.extra.update(start.get("extra") or {})
+    else:
+        p.forked_from = {"run_id": spec.fork_from, "epoch": start["epoch"]}
+    return p
+
+
+def state_of(model, opt, sched, lr, gen) -> dict:
+    """One ordinary model's resumable state, in the layout PackTrainer.run_state writes for
+    each run of a pack: weights, momentum buffers, schedule, lr, generator, CPU RNG."""
+    bufs = [opt.state.get(q, {}).get("momentum_buffer") for q in model.parameters()]
+    return {"model": {n: v.detach().clone().cpu() for n, v in model.state_dict().items()},
+            "momentum": [None if b is None else b.detach().cpu() for b in bufs],
+            "sched": sched.state_dict(), "lr": float(lr), "gen": gen.get_state(),
+            "cpu_rng": torch.get_rng_state()}
+
+
+def load_state(state: dict, model, opt, sched, lr, gen) -> None:
+    """Put a `state_of` (or a pack's `run_state`) back into one ordinary model's training."""
+    model.load_state_dict(state["model"])
+    for q, b in zip(model.parameters(), state["momentum"], strict=True):
+        if b is not None:
+            opt.state[q]["momentum_buffer"] = torch.empty_like(q).copy_(b)
+    sched.load_state_dict(state["sched"])
+    lr.fill_(state["lr"])
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["cpu_rng"])
+
+
 def resume_path(work_dir: Path, run_id: str) -> Path:
     return Path(work_dir) / f"{run_id}.resume.pt"
 
@@ -38,8 +81,15 @@ def fork_path(work_dir: Path, run_id: str, epoch: int) -> Path:
 
 
 def save(path: Path, trainer: PackTrainer, k: int, p: Progress, fp: dict) -> None:
+    """Run k of a pack: its state in the layout of one ordinary model (PackTrainer.run_state)."""
+    save_state(path, trainer.run_state(k), p, fp)
+
+
+def save_state(path: Path, state: dict, p: Progress, fp: dict) -> None:
+    """A run's resume or fork file: `state` is {model, momentum, sched, lr, gen, cpu_rng} (as
+    PackTrainer.run_state and training/one.py write it), `fp` the fingerprint it belongs to."""
     checkpoint.save_resume(path, {
-        "format": RESUME_FORMAT, "fingerprint": fp, "trainer": trainer.run_state(k),
+        "format": RESUME_FORMAT, "fingerprint": fp, "trainer": state,
         "epoch": p.epoch, "curves": p.curves, "occ": p.occ, "train_time": p.train_time,
         "images": p.images, "forked_from": p.forked_from, "extra": p.extra})
 

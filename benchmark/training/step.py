@@ -38,6 +38,8 @@ from torch import nn
 import plugins
 from benchmark import cam
 from benchmark.data.augment import DeviceLoader
+from benchmark.suites.config import APPEND_BN
+from benchmark.suites.config import STEP_KINDS as KINDS
 from plugins.geometry import peak_in_box, peaks, xyxy_mask
 from plugins.mixing import is_mixing, lam_from_mask, mixed_cross_entropy, partner_permutation, paste
 
@@ -45,8 +47,6 @@ from plugins.mixing import is_mixing, lam_from_mask, mixed_cross_entropy, partne
 SLOTS = ("loss", "correct", "seen", "masked", "erased_img", "erased_pix", "hit", "covered",
          "peak_in_box", "peaks")
 S = {name: i for i, name in enumerate(SLOTS)}
-KINDS = ("plain", "erase", "append")
-APPEND_BN = ("joint", "split")
 
 
 @dataclass

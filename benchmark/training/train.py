@@ -45,6 +45,11 @@ class Hooks:
         """True: checkpoint every run at the end of this epoch and stop (a signal arrived)."""
         return False
 
+    def finished(self, k: int, outcome: dict) -> None:
+        """Run k finished (its outcome, as train_pack returns it): write its record now. Its
+        resume checkpoint (the state after the last epoch) is deleted only after this returns,
+        so a crash before the record is on disk costs no training."""
+
 
 def occlusion_summary(a: list[float], cam_in_box) -> dict | None:
     """Occlusion rates from an accumulator row over the erasing epochs (see
@@ -142,7 +147,8 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
             if s.fork_epochs and p.epoch in s.fork_epochs:
                 save(fork_path(work_dir, s.run_id, p.epoch), tr, k, p, warm[k])
             every = t.checkpoint_every
-            if every and p.epoch % every == 0 and p.epoch < t.epochs:
+            if every and (p.epoch % every == 0 or p.epoch == t.epochs):
+                # after the last epoch too: kept until the run's record is written (Hooks.finished)
                 save(resume_path(work_dir, s.run_id), tr, k, p, fps[k])
             extra = {c: ep[c] for c in ("object_hit_rate", "cam_peak_in_box") if c in ep}
             hooks.epoch_end(k, {**row, **extra, "images_per_s": ep["images"] * len(specs) / dt})
@@ -153,9 +159,11 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
                     outcome[k] = {"status": "interrupted", "epoch": progress[k].epoch,
                                   "progress": progress[k]}
             break
-    for k in k_all:
+    for k in k_all:  # each run's record as soon as it is finished, then its resume state goes
         if k not in outcome:
             outcome[k] = _finish(tr, k, progress[k], work_dir)
+            hooks.finished(k, outcome[k])
+            resume_path(work_dir, specs[k].run_id).unlink(missing_ok=True)
     return [outcome[k] for k in k_all]
 
 
@@ -171,7 +179,6 @@ def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
     cam_path = None
     if lane.eraser is not None and lane.eraser.needs_cam:
         cam_path = "fast" if lane.cam_fn is None or lane.cam_fn.fast else "generic"
-    resume_path(work_dir, spec.run_id).unlink(missing_ok=True)
     return {
         "status": "finished", "progress": p,
         "final_test_error": errs[-1], "best_test_error": errs[best], "best_epoch": best + 1,
@@ -203,10 +210,8 @@ class _Sub(Hooks):
     def should_stop(self):
         return self.parent.should_stop()
 
-
-def train_run(spec: RunSpec, *, device, work_dir: Path, **kw) -> dict:
-    """One run alone (a pack of one): its outcome (see train_pack)."""
-    return train_pack([spec], device=device, work_dir=work_dir, **kw)[0]
+    def finished(self, k, outcome):
+        self.parent.finished(self.idx[k], outcome)
 
 
 def steps_per_epoch(n: int, batch: int) -> int:

@@ -140,8 +140,8 @@ def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(suite
 
 
 def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path, capsys):
+    from benchmark.training.one import train_one
     from benchmark.training.resume import resume_path
-    from benchmark.training.train import train_run
 
     spec = expand(parse_suite({"name": "t", "data": {"name": "synthetic", "options": {
         "n_train": 64, "n_test": 32, "size": 16}}, "train": {"epochs": 2, "batch_size": 32,
@@ -150,7 +150,7 @@ def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path
     path = resume_path(work, spec.run_id)
     torch.save({"format": 2, "fingerprint": {"model": "other"}, "trainer": {}, "epoch": 1,
                 "curves": {}, "occ": []}, path.parent.mkdir(parents=True) or path)
-    out = train_run(spec, device="cpu", work_dir=work)
+    out = train_one(spec, device="cpu", work_dir=work)
     assert out["status"] == "finished" and out["resumed_from_epoch"] is None
     assert "made by another config" in capsys.readouterr().err
 

@@ -86,11 +86,11 @@ def test_a_finished_run_is_skipped_when_the_suite_runs_again(tiny, tmp_path, cap
 
 
 def test_interrupted_run_resumes_from_its_checkpoint_and_ends_identical(tiny, tmp_path):
-    from benchmark.training.train import Hooks, train_run
+    from benchmark.training.train import Hooks, train_pack
 
     spec = next(r for r in expand(load_suite(str(tiny))) if r.method.name == "random_erasing")
     spec.train.epochs = 3
-    ref = train_run(spec, device="cpu", work_dir=tmp_path / "a")
+    ref = train_pack([spec], device="cpu", work_dir=tmp_path / "a")[0]
 
     class Crash(Hooks):
         def epoch_end(self, k, row):
@@ -98,9 +98,9 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_ends_identical(tiny, tm
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(spec, device="cpu", work_dir=tmp_path / "b", hooks=Crash())
+        train_pack([spec], device="cpu", work_dir=tmp_path / "b", hooks=Crash())
     assert (tmp_path / "b" / f"{spec.run_id}.resume.pt").is_file()
-    resumed = train_run(spec, device="cpu", work_dir=tmp_path / "b")
+    resumed = train_pack([spec], device="cpu", work_dir=tmp_path / "b")[0]
     assert resumed["resumed_from_epoch"] == 2
     assert resumed["curves"]["test_error"] == ref["curves"]["test_error"]
     assert resumed["curves"]["train_loss"] == ref["curves"]["train_loss"]
@@ -179,7 +179,7 @@ def test_each_experiment_is_a_new_wandb_run_and_a_resumed_run_continues_its_own(
     assert name_a == name_b and id_a != id_b
     assert config["eraser_params"] == {"size": 16, "holes": 1, "p": 1.0}  # resolved, not as written
     assert config["eraser_source"]["package"] == "erasebench"
-    from benchmark.training.train import Hooks, train_run
+    from benchmark.training.train import Hooks, train_pack
 
     class Crash(Hooks):
         def __init__(self):
@@ -193,14 +193,14 @@ def test_each_experiment_is_a_new_wandb_run_and_a_resumed_run_continues_its_own(
 
     spec = next(r for r in expand(load_suite(str(tiny))) if r.method.name == "cutout")
     with pytest.raises(KeyboardInterrupt):
-        train_run(spec, device="cpu", work_dir=tmp_path / "w", hooks=Crash())
+        train_pack([spec], device="cpu", work_dir=tmp_path / "w", hooks=Crash())
     got = []
 
     class Resume(Hooks):
         def started(self, k, progress, source):
             got.append((source, progress.extra.get("wandb_id")))
 
-    train_run(spec, device="cpu", work_dir=tmp_path / "w", hooks=Resume())
+    train_pack([spec], device="cpu", work_dir=tmp_path / "w", hooks=Resume())
     assert got == [("resume", "abc123")]
 
 
