@@ -267,3 +267,32 @@ def test_a_stacked_cutmix_pack_trains_like_separate_runs_in_float64():
         for name, w in alone.model.state_dict().items():
             if w.is_floating_point():
                 assert rel(mine[name], w) <= 1e-8, name
+
+
+ONE_METHODS = {
+    "cutmix": {"name": "cutmix", "params": {"p": 1.0}},
+    "cam_cutmix_append_joint": {"name": "cam_cutmix", "warmup_epochs": 1, "append_bn": "joint"},
+    "cam_cutmix_append_split": {"name": "cam_cutmix", "warmup_epochs": 1, "append_bn": "split"},
+    "gridmask_ramp": {"name": "gridmask", "params": {"ramp_epochs": 2}},
+}
+
+
+@pytest.mark.parametrize("name", list(ONE_METHODS))
+def test_train_one_and_a_pack_of_one_train_mixing_and_ramped_erasers_bit_identically(name,
+                                                                                      tmp_path):
+    from benchmark.training.one import train_one
+    from benchmark.training.train import train_pack
+    from tests.training.test_one import DATA, one_spec, same_outcome
+
+    spec = one_spec(ONE_METHODS[name])
+    ref = train_one(spec, work_dir=tmp_path / "one", data_cache=DATA)
+    packed = train_pack([spec], device="cpu", work_dir=tmp_path / "pack", data_cache=DATA)[0]
+    same_outcome(ref, packed)
+    assert ref["curves"]["erased_fraction"][-1] > 0
+
+
+def test_the_config_and_plugins_name_the_paste_fill_alike():
+    from benchmark.suites import config
+    from plugins import mixing
+
+    assert config.PASTE == mixing.PASTE and config.PASTE not in config.FILL_MODES
