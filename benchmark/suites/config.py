@@ -39,6 +39,7 @@ PRECISIONS = ("no", "bf16")  # --precision: fp32, or bf16 autocast
 # plugins/ imports nothing from benchmark/, so plugins.fill keeps its own copy of this tuple;
 # tests/suites/test_leaf.py checks that the two are equal.
 FILL_MODES = ("zero", "mean", "random", "channel")
+PASTE = "paste"  # the fill of mixing erasers (plugins.mixing.PASTE): the partner's region
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PLAIN = "plain"
 
@@ -91,7 +92,9 @@ class MethodConfig:
     label: str | None = None  # display name; default: the name plus the swept values
     mode: str | None = None  # replace | append; None: append for CAM erasers, else replace
     warmup_epochs: int | None = None  # epochs without erasing; None: half for append, else 0
-    fill: str = "zero"  # zero | mean | random | channel (plugins.fill.FILL_MODES)
+    # zero | mean | random | channel (plugins.fill.FILL_MODES) | paste (mixing erasers: the
+    # partner image's same region); None: paste for a mixing eraser, else zero
+    fill: str | None = None
     append_bn: str = "joint"  # append mode: joint (originals + copies, one BN batch) | split
     cam: CamConfig = field(default_factory=CamConfig)
     sweep: dict = field(default_factory=dict)  # {param or cam.source/...: [values]}
@@ -290,7 +293,7 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
     import plugins
 
     _choice(src, f"{where}.mode", m.mode, (None, *MODES))
-    _choice(src, f"{where}.fill", m.fill, FILL_MODES)
+    _choice(src, f"{where}.fill", m.fill, (None, *FILL_MODES, PASTE))
     _choice(src, f"{where}.append_bn", m.append_bn, APPEND_BN)
     _choice(src, f"{where}.cam.source", m.cam.source, CAM_SOURCES)
     _choice(src, f"{where}.cam.target", m.cam.target, CAM_TARGETS)
@@ -312,6 +315,14 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
             plugins.build(variant.name, **variant.params)
         except Exception as e:  # noqa: BLE001 - the eraser's own one-line message
             raise ConfigError(f"{src}: key '{where}.params': {e}") from None
+        if variant.fill is not None:
+            from plugins.mixing import check_mixing_fill
+
+            try:
+                check_mixing_fill(f"{src}: key '{where}.fill'", plugins.get(variant.name),
+                                  variant.fill)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
 
 SUITE_NAME = "letters, digits, '_', '-' and '.' (not first), at most 100 characters"
