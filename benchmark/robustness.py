@@ -162,15 +162,25 @@ def measure(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return out
 
 
+def occluder_fill(fill: str | None) -> str:
+    """The occluders' fill for a run whose erasers fill with `fill`: the same mode, except that a
+    mixing eraser's "paste" (and no fill at all) occlude with "zero"."""
+    from plugins.mixing import PASTE
+
+    return "zero" if fill in (None, PASTE) else fill
+
+
 def for_run(spec, model: torch.nn.Module, rd, *, dtype=torch.float32,
             autocast=contextlib.nullcontext) -> dict | None:
     """The robustness of a finished run's final `model` on its test set (`rd`: the run's
     `training.pack.RunData`), for its record; None, with a one-line warning, when it cannot be
     measured (the run's result is kept and `erasebench evaluate` can add it later from the final
-    checkpoint)."""
+    checkpoint). A mixing eraser's fill ("paste") has no occluder colour: its runs are
+    occluded with "zero" (the dataset's mean colour), as plain runs are by default."""
     try:
         return measure(model, rd.test_images, rd.test_labels, rd.test_boxes, mean=rd.mean,
-                       std=rd.std, fill=spec.method.fill, batch_size=spec.train.eval_batch_size,
+                       std=rd.std, fill=occluder_fill(spec.method.fill),
+                       batch_size=spec.train.eval_batch_size,
                        cam_layer=spec.method.cam.layer, dtype=dtype, autocast=autocast)
     except Exception as e:  # noqa: BLE001 - a measurement must never cost a trained run
         print(f"warning: {spec.run_id}: robustness to occlusion not measured "

@@ -302,3 +302,11 @@ def test_evaluate_names_a_bad_suite_or_a_missing_results_folder(tmp_path, capsys
     assert err[1] == f"error: {tmp_path / 'results' / 'nothing'}: no such results folder (run " \
                      "the suite first, or pass --out)"
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_mixing_erasers_runs_are_occluded_with_zero_not_with_its_paste_fill():
+    from plugins.mixing import PASTE
+
+    assert robustness.occluder_fill(PASTE) == "zero"
+    assert robustness.occluder_fill(None) == "zero"
+    assert robustness.occluder_fill("random") == "random"

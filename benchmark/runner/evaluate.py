@@ -75,7 +75,7 @@ def evaluate_record(path: Path, rec: dict, ckpt_path: Path, *, device, cache: di
                          f"final error {recorded:.2f}%: not this record's model (retrained or "
                          "replaced since)")
     return robustness.measure(model, ds.images, ds.labels, ds.boxes, mean=mean, std=std,
-                              fill=method.get("fill") or "zero", batch_size=batch,
+                              fill=robustness.occluder_fill(method.get("fill")), batch_size=batch,
                               cam_layer=(method.get("cam") or {}).get("layer"))
 
 
