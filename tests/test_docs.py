@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,9 +136,13 @@ def fresh_registry(monkeypatch):
 
 
 def run_python(block: Block, work: Path, monkeypatch):
+    """Exec a block as the module `docs_example`, importable while it runs, so what it defines
+    pickles as a class in a user's script does."""
     monkeypatch.chdir(work)
     fresh_registry(monkeypatch)
-    exec(compile(block.code, str(block), "exec"), {"__name__": "docs_example"})
+    module = types.ModuleType("docs_example")
+    monkeypatch.setitem(sys.modules, "docs_example", module)
+    exec(compile(block.code, str(block), "exec"), module.__dict__)
 
 
 def parse(block: Block, work: Path, monkeypatch):
@@ -225,6 +230,7 @@ def test_the_transform_example_erases_every_image_and_takes_a_pil_image_after_to
     assert (images == 0).all(dim=1).flatten(1).any(1).all()  # cutout: every image erased
     out = namespace["transform"](PIL.Image.new("RGB", (32, 32), (10, 200, 30)))
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1  # the fills are in the images' units
 
 
 def test_the_cam_loop_example_trains_on_the_originals_and_their_erased_copies():

@@ -121,7 +121,7 @@ def cam(args):
     if args.checkpoint is None:  # no figure code trains a model: say which command makes one
         raise ValueError("figures cam: --checkpoint PATH is required (a final model checkpoint); "
                          "`erasebench run --suite smoke` writes "
-                         "results/smoke/checkpoints/resnet20__plain__s0.final.pt")
+                         "runs/results/smoke/checkpoints/resnet20__plain__s0.final.pt")
     (spec,) = resolve([args.eraser], args.imports)   # one line, exit 2, before any work
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, ckpt = checkpoint.load(args.checkpoint, device)
@@ -173,7 +173,7 @@ def register(sub) -> None:
     p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, erased image (PNG)")
     p.add_argument("--checkpoint", default=None,
                    help="a model checkpoint, e.g. "
-                   "results/smoke/checkpoints/resnet20__plain__s0.final.pt "
+                   "runs/results/smoke/checkpoints/resnet20__plain__s0.final.pt "
                    "(`erasebench run --suite smoke` writes one)")
     p.add_argument("--data", default="synthetic", help="dataset whose test split is shown")
     p.add_argument("--n", type=int, default=8, help="rows (examples)")

@@ -2,7 +2,7 @@
 
     erasebench figures erased-fraction [--draws 2500000] [--erasers cutout:size=8 gridmask]
                                        [--import my_erasers.py] [--out results/figures]
-    erasebench figures cam --checkpoint results/smoke/checkpoints/resnet20__plain__s0.final.pt
+    erasebench figures cam --checkpoint runs/results/smoke/checkpoints/resnet20__plain__s0.final.pt
                            [--eraser cam_erasing:b_h=2] [--import my_erasers.py]
 
 Both write under results/figures (untracked) unless --out says otherwise; `--out leaderboards`

@@ -1,4 +1,4 @@
-"""The manual's submitit example (Scaling out > SLURM) runs as written under submitit's local
+"""The manual's submitit example (docs/scaleout.md > SLURM) runs as written under submitit's local
 executor: array tasks share one results folder and every run trains exactly once."""
 
 import textwrap
@@ -11,19 +11,16 @@ from benchmark import results
 submitit = pytest.importorskip(
     "submitit", reason="submitit is not installed (pip install -e '.[slurm]' or '.[dev]')")
 
-# The manual's snippet, verbatim but for the paths, the suite and the array size (16 -> 2);
-# keep the two in step.
-SNIPPET = """
-import submitit
-from benchmark.cli import main
+MANUAL = Path(__file__).resolve().parents[2] / "docs" / "scaleout.md"
 
-ex = submitit.AutoExecutor("/shared/runs/slurm")
-ex.update_parameters(gpus_per_node=1, timeout_min=240, slurm_array_parallelism=16,
-                     slurm_signal_delay_s=120)
-argv = ["run", "--suite", "thesis", "--mixed-precision", "bf16", "--data-dir", "/shared/data",
-        "--out", "/shared/runs"]
-jobs = ex.map_array(main, [argv] * 16)
-"""
+
+def manual_snippet() -> str:
+    """The python block marked `<!-- example:submitit -->` in docs/scaleout.md, read from the
+    manual itself so the two cannot drift."""
+    text = MANUAL.read_text()
+    after = text.split("<!-- example:submitit -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
 
 SUITE = """
 name: arr
@@ -42,7 +39,8 @@ def test_the_submitit_example_trains_every_run_once_across_its_array_tasks(tmp_p
     suite = tmp_path / "arr.yaml"
     suite.write_text(textwrap.dedent(SUITE))
     out = tmp_path / "runs"
-    code = (SNIPPET.replace('submitit.AutoExecutor("/shared/runs/slurm")',
+    snippet = manual_snippet()
+    code = (snippet.replace('submitit.AutoExecutor("/shared/runs/slurm")',
                             f'submitit.AutoExecutor("{out}/slurm", cluster="local")')
             .replace('"thesis"', f'"{suite}"').replace("/shared/data", str(tmp_path / "data"))
             .replace("/shared/runs", str(out)).replace("* 16", "* 2"))
@@ -50,6 +48,8 @@ def test_the_submitit_example_trains_every_run_once_across_its_array_tasks(tmp_p
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     scope: dict = {}
+    for literal in ('"/shared/runs/slurm"', '"thesis"', "/shared/data", "* 16"):
+        assert literal in snippet, literal  # each replacement above took effect
     exec(compile(code, "snippet", "exec"), scope)
     jobs = scope["jobs"]
     assert len(jobs) == 2
