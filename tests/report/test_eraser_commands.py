@@ -298,3 +298,24 @@ def test_every_figure_command_writes_under_untracked_results_by_default():
         outs = [a for a in subparser._actions if a.dest == "out"]
         assert outs, f"figures {name}: no --out"
         assert outs[0].required or str(outs[0].default).startswith("results/"), name
+
+
+def test_an_import_that_raises_names_the_file_that_failed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad_erasers.py").write_text('raise RuntimeError("boom at import")\n')
+    code = cli.main(["figures", "erased-fraction", "--import", "bad_erasers.py",
+                     "--erasers", "cutout", "--draws", "1", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert one_line_error(capsys) == ("error: --import: import 'bad_erasers.py': importing it "
+                                      "raised RuntimeError: boom at import")
+
+
+def test_a_missing_module_from_a_command_names_the_working_directory_once_and_no_suite(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["speed", "erasers", "--import", "no_such_module_xyz", "--erasers", "cutout",
+                     "--device", "cpu"])
+    message = one_line_error(capsys)
+    assert code == 2 and "suite" not in message and message.count(str(tmp_path.resolve())) == 1
+    assert message == ("error: --import: import 'no_such_module_xyz': no such module (not "
+                       f"installed, and not found in the working directory {tmp_path.resolve()})")
