@@ -17,8 +17,22 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-__all__ = ["EraserSpec", "add_import_option", "device_arg", "nonnegative_int", "parse_spec",
-           "positive_int", "resolve", "threads_arg"]
+__all__ = ["EraserSpec", "add_import_option", "device_arg", "nonnegative_int", "one_line_errors",
+           "parse_spec", "positive_int", "resolve", "threads_arg"]
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make `parser` report a bad argument as one `error: argument --n: ...` line on stderr
+    (exit 2) instead of argparse's usage block followed by the error: the same one-line form
+    as the command's other errors. `--help` still shows the usage."""
+    import sys
+
+    def error(message: str):
+        print(f"error: {message} (see `{parser.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error
+    return parser
 
 
 # argparse `type=` helpers shared by the eraser commands: a bad number or device is refused

@@ -168,7 +168,12 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
 
 
 def register(sub) -> None:
-    from benchmark.eraser_cli import add_import_option, device_arg, positive_int
+    from benchmark.eraser_cli import (
+        add_import_option,
+        device_arg,
+        one_line_errors,
+        positive_int,
+    )
 
     p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, erased image (PNG)")
     p.add_argument("--checkpoint", default=None,
@@ -185,6 +190,7 @@ def register(sub) -> None:
                    help="the eraser of the last column, with optional parameters (default: "
                    f"{DEFAULT_ERASER})")
     add_import_option(p)
+    one_line_errors(p)
     p.add_argument("--out", default="results/figures/cam_examples.png",
                    help="the PNG to write (default: results/figures/cam_examples.png, untracked)")
     p.set_defaults(func=cam)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.eraser_cli import add_import_option, positive_int, threads_arg
+from benchmark.eraser_cli import add_import_option, one_line_errors, positive_int, threads_arg
 from benchmark.fileio import atomic_write
 
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "register", "synthetic_cam"]
@@ -189,6 +189,7 @@ def register(sub) -> None:
                    help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
                    "(default: every registered eraser, default parameters)")
     add_import_option(p)
+    one_line_errors(p)
     # One thread by default: the chunks are memory-bound, and on a small shared machine
     # OpenMP threads that wait on each other made this 2x slower (measured on 2 busy cores).
     p.add_argument("--threads", type=threads_arg, default=1,

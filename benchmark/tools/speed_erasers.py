@@ -9,6 +9,7 @@ from benchmark.eraser_cli import (
     add_import_option,
     device_arg,
     nonnegative_int,
+    one_line_errors,
     positive_int,
     threads_arg,
 )
@@ -97,6 +98,7 @@ def register(sub) -> None:
                    help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
                    "(default: every registered eraser, default parameters)")
     add_import_option(p)
+    one_line_errors(p)
     # 0 keeps torch's default. On a small shared machine, OpenMP threads of batched ops that
     # wait on each other can cost more than they bring; compare with --threads 1.
     p.add_argument("--threads", type=threads_arg, default=0,

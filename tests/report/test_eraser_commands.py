@@ -159,8 +159,8 @@ def test_every_numeric_or_device_option_of_an_eraser_command_is_checked_before_a
     with pytest.raises(SystemExit) as info:
         cli.main([*argv, option, value])
     assert info.value.code == 2 and not started          # refused while parsing
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert f"error: argument {option}: " in last and allowed in last
+    message = one_line_error(capsys)
+    assert message.startswith(f"error: argument {option}: ") and allowed in message
 
 
 def test_zero_threads_means_torchs_default_in_every_eraser_command():
