@@ -96,11 +96,12 @@ def select_logits(out, batch: int, logits: LogitsSelector = None) -> torch.Tenso
     item `logits` (an int index of a tuple/list or a str key of a dict) or `logits(out)`.
 
     Raises a one-line ValueError naming what the model returned and how to select the logits
-    when the result is not a (batch, classes) tensor."""
+    when the selection fails (whatever the index, key or function raised) or its result is not
+    a (batch, classes) tensor."""
     try:
         picked = (out if logits is None else logits(out) if callable(logits)
                   else out[logits])
-    except (KeyError, IndexError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - any error of the index, key or user's selector
         raise ValueError(f"logits={logits!r}: cannot select it from the model's output, "
                          f"{_describe(out)} ({type(e).__name__}: {e})") from None
     if isinstance(picked, torch.Tensor) and picked.dim() == 2 and picked.shape[0] == batch:
@@ -125,7 +126,27 @@ def _layer_choices(model: nn.Module) -> list[str]:
     """The model's declared `cam_layers`, else the named modules seen to give 4-D outputs."""
     if getattr(model, "cam_layers", None):
         return list(model.cam_layers)
-    return list(getattr(model, "_cam_probe_names", [])) or ["(run a CAM once to list them)"]
+    return list(_PROBED.get(model, [])) or ["(run a CAM once to list them)"]
+
+
+# The 4-D modules a probe found, per model, for error messages (last first). Kept here, not on
+# the model: computing a CAM never changes the user's module.
+_PROBED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter (or buffer), None if it has none."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def _as_model_input(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``images`` in the dtype the model's forward runs in (its parameters' dtype), as
+    `fast_path_applies` probes it: float32 images into a bfloat16 model work."""
+    dtype = _model_dtype(model)
+    return images if dtype is None or images.dtype == dtype else images.to(dtype)
 
 
 def _probe_4d_modules(model: nn.Module, images: torch.Tensor) -> list[str]:
@@ -150,11 +171,11 @@ def _probe_4d_modules(model: nn.Module, images: torch.Tensor) -> list[str]:
         handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad(), eval_mode(model):
-            model(images[:1].detach())
+            model(_as_model_input(model, images[:1].detach()))
     finally:
         for h in handles:
             h.remove()
-    model._cam_probe_names = list(reversed(seen))  # for error messages: last first
+    _PROBED[model] = list(reversed(seen))  # for error messages: last first
     return seen
 
 
@@ -177,16 +198,18 @@ def default_layer(model: nn.Module, images: torch.Tensor | None = None) -> str:
 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images: expected a float tensor (B, C, H, W), got {shape}")
+        got = (f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor)
+               else type(images).__name__)
+        raise ValueError(f"images: expected a floating-point tensor (B, C, H, W), got {got}")
 
 
 def _check_targets(targets: torch.Tensor, batch: int) -> torch.Tensor:
     if (not isinstance(targets, torch.Tensor) or targets.shape != (batch,)
             or targets.is_floating_point()):
-        shape = (tuple(targets.shape) if isinstance(targets, torch.Tensor)
-                 else type(targets).__name__)
-        raise ValueError(f"targets: expected an integer tensor of shape ({batch},), got {shape}")
+        got = (f"{targets.dtype} {tuple(targets.shape)}" if isinstance(targets, torch.Tensor)
+               else type(targets).__name__)
+        raise ValueError(f"targets: expected an integer tensor of shape ({batch},) (class "
+                         f"indices), got {got}")
     return targets.long()
 
 
@@ -211,6 +234,10 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
     logits itself (see `select_logits`); otherwise a one-line ValueError.
     Ambient context: the map is the same float32 map under any caller's autocast (switched
     off here), grad mode, `torch.inference_mode` and model train/eval mode.
+    images: floating point (B, C, H, W), fed to the forward in the dtype of the model's
+    parameters (float32 images into a bfloat16 model work, as in `fast_path_applies`); the
+    CAM math is float32. A non-float image or a non-integer target is a one-line ValueError
+    naming the refused dtype. The model is never changed (no attribute is added to it).
     layer: a named module with a 4-D output (default: `default_layer`). The forward runs
     in eval mode (`eval_mode`) with the parameters swapped for detached aliases
     (`torch.func.functional_call`), and the layer's output is re-rooted as a fresh leaf:
@@ -241,7 +268,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
     try:
         with plain_context(images), torch.enable_grad(), eval_mode(model):
             detached = {n: _normal(p.detach()) for n, p in model.named_parameters()}
-            out = torch.func.functional_call(model, detached, (_normal(images.detach()),))
+            x = _as_model_input(model, _normal(images.detach()))
+            out = torch.func.functional_call(model, detached, (x,))
             if not captured:
                 raise ValueError(f"layer={name!r}: the module is not called in the model's forward")
             scores = select_logits(out, images.shape[0], logits)
@@ -396,7 +424,7 @@ class LiveCam:
         with plain_context(images), torch.no_grad():
             if features is None:   # one no-grad eval forward: still cheaper than a backward
                 with eval_mode(self.model):
-                    features = self.model.forward_features(images)
+                    features = self.model.forward_features(_as_model_input(self.model, images))
             head = self.model.get_classifier()
             if targets is None:     # predicted class from the same features, GAP + linear
                 pooled = features.detach().mean(dim=(2, 3)).to(head.weight.dtype)

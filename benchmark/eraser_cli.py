@@ -17,7 +17,84 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-__all__ = ["EraserSpec", "add_import_option", "parse_spec", "resolve"]
+__all__ = ["EraserSpec", "add_import_option", "device_arg", "nonnegative_int", "one_line_errors",
+           "parse_spec", "positive_int", "resolve", "threads_arg"]
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make `parser` report a bad argument as one `error: argument --n: ...` line on stderr
+    (exit 2) instead of argparse's usage block followed by the error: the same one-line form
+    as the command's other errors. `--help` still shows the usage."""
+    import sys
+
+    def error(message: str):
+        print(f"error: {message} (see `{parser.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error
+    return parser
+
+
+# argparse `type=` helpers shared by the eraser commands: a bad number or device is refused
+# while the arguments are parsed (argparse's one `error: argument --n: ...` line, exit 2),
+# before any model, data, progress bar or timing.
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count of rows, draws, repeats, a batch or image size)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (e.g. warm-up calls)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def threads_arg(text: str) -> int:
+    """torch CPU threads: an integer >= 1, or 0 for torch's default."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer >= 1, or 0 for torch's default, got {value}")
+    return value
+
+
+def device_arg(text: str) -> str:
+    """A torch device this machine has: cpu, cuda, cuda:N (N < the GPU count) or mps."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}: expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return text
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here (use cpu)")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+        return text
+    if device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available here (use cpu)")
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unsupported device {text!r}: expected cpu, cuda, cuda:N or mps")
 
 
 @dataclass

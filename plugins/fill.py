@@ -9,6 +9,7 @@ in [0, 255] and random fills draw uniform integers in [0, 255].
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -51,23 +52,59 @@ def _check(images, mask, mode: str) -> None:
         raise ValueError(f"fill: mask must be bool of shape {(batch, 1, height, width)}, got {got}")
 
 
-def _check_uint8_values(mean) -> None:
-    """uint8 images hold integers 0-255: a fractional or out-of-range value would be truncated
-    or wrapped silently, so refuse it. A tensor ``mean`` is read on the host (uint8 only)."""
+def _check_mean(mean, images: torch.Tensor) -> None:
+    """One-line ValueError unless ``mean`` is one finite real number, or 1 or C of them (a
+    sequence or a real tensor), and for uint8 images integers in [0, 255]. Checked whatever the
+    mode, as torchvision checks ``value``: a ``mean`` the fill does not use must still be a
+    valid one. A tensor is checked by its metadata only (no host sync), except for uint8 images,
+    where its values are read on the host to refuse ones uint8 would truncate or wrap."""
+    channels = images.shape[1]
+    integer = images.dtype == torch.uint8
+    allowed = ("one finite number" if channels == 1
+               else f"one finite number (all channels) or {channels} (one per channel)")
     if isinstance(mean, torch.Tensor):
-        values = mean.detach().reshape(-1).cpu().tolist()
-    elif isinstance(mean, numbers.Real):
-        values = [mean]
+        if mean.dtype == torch.bool or mean.is_complex():
+            raise ValueError(f"fill: mean must be {allowed}, got a {mean.dtype} tensor")
+        count = mean.numel()
+        values = mean.detach().reshape(-1).cpu().tolist() if integer else []
     else:
-        values = list(mean)
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
-           or v != int(v) or not 0 <= v <= 255]
+        if isinstance(mean, numbers.Real) and not isinstance(mean, bool):
+            values = [mean]
+        elif isinstance(mean, Sequence) and not isinstance(mean, (str, bytes)) or (
+                hasattr(mean, "__array__") and not isinstance(mean, (str, bytes))):
+            values = list(mean) if getattr(mean, "ndim", 1) else [mean.item()]
+        else:
+            raise ValueError(f"fill: mean must be {allowed}, got {type(mean).__name__} "
+                             f"{mean!r}")
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
+               or not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"fill: mean must be {allowed}, got {bad[0]!r}")
+        count = len(values)
+    if count not in (1, channels):
+        have = ("1 value (1 channel)" if channels == 1
+                else f"1 value (all channels) or {channels} (one per channel)")
+        raise ValueError(f"fill: mean must have {have}, got {count} values")
+    bad = [v for v in values if isinstance(v, bool) or not math.isfinite(v)
+           or v != int(v) or not 0 <= v <= 255] if integer else []
     if bad:
         raise ValueError(
             f"fill: mean for uint8 images must be integers in [0, 255] (the images' units), "
             f"got {bad[0]!r}; e.g. 0.5 of the range is 128, or convert first with "
             "v2.ToDtype(torch.float32, scale=True)"
         )
+
+
+def _check_generator(generator, images: torch.Tensor, *, device: bool = True) -> None:
+    """One-line errors for a ``generator`` that is not a torch.Generator on the images' device."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"fill: generator must be a torch.Generator (on the images' device, "
+                        f"{images.device.type}) or None, got {type(generator).__name__}")
+    if device and generator.device.type != images.device.type:
+        raise ValueError(f"fill: generator is on {generator.device.type} but the images are on "
+                         f"{images.device.type}; make it with torch.Generator(device=...)")
 
 
 def _keep_layout(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -97,12 +134,18 @@ def fill(
 
     ``images``: uint8 or any floating dtype, any memory format (kept: a channels_last batch
     comes back channels_last); other dtypes raise ``TypeError``. For uint8, ``mean`` must hold
-    integers in [0, 255] (``ValueError`` otherwise). Random values are drawn on the images'
+    integers in [0, 255]. ``mean``, when given, is checked whatever the mode (as torchvision
+    checks ``value``): a non-finite, non-numeric or wrong-length one is a one-line
+    ``ValueError``; a ``generator`` that is not a ``torch.Generator`` a one-line ``TypeError``.
+    Random values are drawn on the images'
     device, so ``generator`` must live there. The input is never modified. In a CUDA-graph-
     captured step pass ``mean`` as a tensor already on the device: a Python list is copied
     host to device on every call.
     """
     _check(images, mask, mode)
+    if mean is not None:
+        _check_mean(mean, images)
+    _check_generator(generator, images, device=False)
     batch, channels = images.shape[:2]
     integer = images.dtype == torch.uint8
     if mode == "zero":
@@ -113,16 +156,11 @@ def fill(
                 "fill: mode='mean' needs mean=<one value, or C per-channel values, in the "
                 "images' space>"
             )
-        if integer:
-            _check_uint8_values(mean)
         value = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(-1)
-        if value.numel() not in (1, channels):
-            allowed = ("1 value (1 channel)" if channels == 1
-                       else f"1 value (all channels) or {channels} (one per channel)")
-            raise ValueError(f"fill: mean must have {allowed}, got {value.numel()} values")
         out = torch.where(mask, value.view(1, value.numel(), 1, 1), images)
         return _keep_layout(out, images)
     # "random": a value per pixel; "channel": one per image and channel, broadcast over H, W.
+    _check_generator(generator, images)
     shape = images.shape if mode == "random" else (batch, channels, 1, 1)
     if integer:
         noise = torch.randint(0, 256, shape, dtype=images.dtype, device=images.device,

@@ -42,30 +42,48 @@ def _import_file(path: Path):
 
 
 def import_sources(sources: list[str], base: str | Path | None = None) -> None:
-    """Import each module name or .py file (relative paths: against `base`, then the working
-    directory). A missing source is a one-line ValueError naming it and where it was looked for."""
+    """Import each module name or .py file (relative paths: against `base`, the suite's
+    folder, then the working directory). One-line ValueErrors name the source: a missing one
+    (and where it was looked for), or one whose import raised (with that error)."""
+    suite = base is not None
     base = Path(base) if base is not None else Path.cwd()
     for source in sources:
-        if source.endswith(".py") or "/" in source or "\\" in source:
-            candidates = [Path(source)] if Path(source).is_absolute() else \
-                [base / source, Path.cwd() / source]
-            path = next((c for c in candidates if c.is_file()), None)
-            if path is None:
-                where = dict.fromkeys(str(c.parent.resolve()) for c in candidates)
-                raise ValueError(f"import {source!r}: no such file (looked in "
-                                 f"{', '.join(where)})")
-            _import_file(path.resolve())
-            continue
-        for folder in (str(base), str(Path.cwd())):  # a module beside the suite, or here
-            if folder not in sys.path:
-                sys.path.append(folder)
         try:
-            importlib.import_module(source)
-        except ModuleNotFoundError as e:
-            if e.name != source.split(".")[0] and e.name != source:
-                raise  # the module exists but itself imports something missing
-            raise ValueError(f"import {source!r}: no such module (not installed, and not found "
-                             f"beside the suite in {base} or in {Path.cwd()})") from None
+            _import_source(source, base, suite)
+        except ValueError as e:
+            if str(e).startswith(f"import {source!r}: "):
+                raise
+            raise ValueError(f"import {source!r}: importing it raised ValueError: {e}") from None
+        except Exception as e:  # noqa: BLE001 - the user's module raised while importing
+            raise ValueError(f"import {source!r}: importing it raised {type(e).__name__}: "
+                             f"{e}") from None
+
+
+def _import_source(source: str, base: Path, suite: bool) -> None:
+    if source.endswith(".py") or "/" in source or "\\" in source:
+        candidates = [Path(source)] if Path(source).is_absolute() else \
+            [base / source, Path.cwd() / source]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            where = dict.fromkeys(str(c.parent.resolve()) for c in candidates)
+            raise ValueError(f"import {source!r}: no such file (looked in "
+                             f"{', '.join(where)})")
+        _import_file(path.resolve())
+        return
+    for folder in (str(base), str(Path.cwd())):  # a module beside the suite, or here
+        if folder not in sys.path:
+            sys.path.append(folder)
+    try:
+        importlib.import_module(source)
+    except ModuleNotFoundError as e:
+        if e.name != source.split(".")[0] and e.name != source:
+            raise  # the module exists but itself imports something missing
+        here = str(Path.cwd().resolve())
+        folders = [f"beside the suite in {base.resolve()}"] if suite else []
+        if not suite or str(base.resolve()) != here:
+            folders.append(f"in the working directory {here}")
+        raise ValueError(f"import {source!r}: no such module (not installed, and not found "
+                         f"{' or '.join(folders)})") from None
 
 
 @functools.cache

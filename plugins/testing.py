@@ -12,7 +12,10 @@ per eraser. An eraser may be deterministic: randomness is only required to come 
 
 from __future__ import annotations
 
+import functools
+import os
 import pickle
+import traceback
 from collections.abc import Callable
 
 import torch
@@ -62,6 +65,34 @@ def _fail(check: str, eraser: Eraser, message: str) -> None:
     raise AssertionError(f"{check}: {type(eraser).__name__}: {message}")
 
 
+def _rule(function: Callable[[Eraser], None]) -> Callable[[Eraser], None]:
+    """Report a contract error the eraser raises inside a check (``Eraser.__call__``'s
+    TypeError for a mask of the wrong dtype, shape or device, ``params()``'s AttributeError for
+    a constructor argument not stored on self, a ValueError of its own checks) as that check's
+    ``AssertionError("check_<rule>: <Class>: <original message>")``."""
+
+    @functools.wraps(function)
+    def check(eraser: Eraser) -> None:
+        try:
+            function(eraser)
+        except (TypeError, ValueError, AttributeError) as error:
+            _fail(function.__name__, eraser, f"{type(error).__name__}: {error}")
+
+    return check
+
+
+def _where(error: BaseException) -> str:
+    """``file:line: code`` of the last frame of ``error``'s traceback outside torch and this
+    module (the eraser's own line that failed), or '' when there is none."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if f"{os.sep}torch{os.sep}" not in f.filename and f.filename != __file__]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {os.path.basename(f.filename)}:{f.lineno}: {(f.line or '').strip()}"
+
+
+@_rule
 def check_mask(eraser: Eraser) -> None:
     """The mask is bool (B, 1, H, W) on the images' device, for 1, 3 and 4 channels."""
     for channels in (1, 3, 4):
@@ -71,6 +102,7 @@ def check_mask(eraser: Eraser) -> None:
             _fail("check_mask", eraser, f"expected a bool (B, 1, H, W) mask, got {mask!r:.80}")
 
 
+@_rule
 def check_input_unchanged(eraser: Eraser) -> None:
     """The images are never modified in place (values and ``_version`` unchanged)."""
     x = _images(BATCH, 3, SIZE, SIZE)
@@ -80,6 +112,7 @@ def check_input_unchanged(eraser: Eraser) -> None:
         _fail("check_input_unchanged", eraser, "modified its input images in place")
 
 
+@_rule
 def check_generator_only_randomness(eraser: Eraser) -> None:
     """The same generator seed gives the same mask, and the global torch RNG is not used."""
     x = _images(BATCH, 3, SIZE, SIZE)
@@ -92,19 +125,34 @@ def check_generator_only_randomness(eraser: Eraser) -> None:
         _fail("check_generator_only_randomness", eraser, "the same seed gave different masks")
 
 
+@_rule
 def check_no_host_sync(eraser: Eraser) -> None:
     """The mask is computed from meta tensors: no ``.item()``, ``.tolist()`` or Python branch
     on a tensor value, so the training step can be captured in a CUDA graph."""
+    # "meta" tensors carry shapes and dtypes but no data: reading a value fails. They stand in
+    # for a GPU here, so the messages below speak of "the images' device", never of meta.
     x = torch.empty(BATCH, 3, SIZE, SIZE, device="meta")
     cam = torch.empty(BATCH, SIZE, SIZE, device="meta")
     try:
-        mask = eraser(x, cam=cam if eraser.needs_cam else None)
+        mask = eraser.forward(x, cam=cam if eraser.needs_cam else None, generator=None)
     except (RuntimeError, NotImplementedError) as error:
-        _fail("check_no_host_sync", eraser, f"needs the data of a tensor (host sync): {error}")
-    if mask.device.type != "meta" or mask.dtype != torch.bool:
-        _fail("check_no_host_sync", eraser, "the mask is not a bool tensor on the images' device")
+        _fail("check_no_host_sync", eraser, "needs the data of a tensor (a host sync: .item(), "
+              ".tolist(), float(), .nonzero(), .numpy() or a Python branch on a tensor value, "
+              f"which waits for the GPU){_where(error)}")
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool \
+            or tuple(mask.shape) != (BATCH, 1, SIZE, SIZE):
+        got = (f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor)
+               else type(mask).__name__)
+        _fail("check_no_host_sync", eraser,
+              f"forward must return a bool mask of shape {(BATCH, 1, SIZE, SIZE)}, got {got}")
+    if mask.device.type != x.device.type:
+        _fail("check_no_host_sync", eraser,
+              f"the mask is made on {mask.device.type}, not on the images' device: create "
+              "every tensor with device=images.device (on a GPU this mask would be on the "
+              "wrong device)")
 
 
+@_rule
 def check_params(eraser: Eraser) -> None:
     """``params()`` are the resolved constructor arguments and rebuild an equal eraser."""
     params = eraser.params()
@@ -115,6 +163,7 @@ def check_params(eraser: Eraser) -> None:
         _fail("check_params", eraser, f"repr {eraser!r} does not name the class")
 
 
+@_rule
 def check_p_zero_never_erases(eraser: Eraser) -> None:
     """An eraser with a ``p`` parameter erases nothing at ``p=0`` (skipped without ``p``)."""
     params = eraser.params()
@@ -156,6 +205,7 @@ def _draw_lead(x: torch.Tensor) -> tuple[int, ...]:
     return tuple(x.shape[:-3]) if x.ndim >= 3 else ()
 
 
+@_rule
 def check_transform(eraser: Eraser) -> None:
     """``plugins.Erase(eraser, fill)`` for every fill and dtype (uint8, float16, bfloat16,
     float32, float64) on (H, W), (C, H, W), (B, C, H, W), channels_last, ``tv_tensors.Image``

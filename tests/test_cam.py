@@ -660,3 +660,55 @@ def test_a_wrong_logits_selector_is_one_line():
         C.grad_cam(model, torch.randn(2, 3, 16, 16), logits="nope")
     with pytest.raises(ValueError, match=r"logits=1 gave a tensor of shape \(2, 16, 8, 8\)"):
         C.grad_cam(model, torch.randn(2, 3, 16, 16), logits=1)
+
+
+@pytest.mark.parametrize("entry", list(FOREIGN_ENTRIES))
+def test_a_logits_selector_that_raises_anything_is_one_line(entry):
+    def selector(out):
+        return out.logits                                # a tuple has no .logits
+
+    with pytest.raises(ValueError, match=r"^logits=.*: cannot select it from the model's output, "
+                       r"a tuple of 2 .*\(AttributeError: 'tuple' object has no attribute"):
+        FOREIGN_ENTRIES[entry](TupleOut(), torch.randn(2, 3, 16, 16), torch.tensor([0, 1]),
+                               logits=selector)
+
+
+@pytest.mark.parametrize("images, targets, expected", [
+    (torch.randn(2, 3, 16, 16), torch.tensor([0.0, 1.0]),
+     r"^targets: expected an integer tensor of shape \(2,\) \(class indices\), "
+     r"got torch.float32 \(2,\)$"),
+    (torch.zeros(2, 3, 16, 16, dtype=torch.uint8), torch.tensor([0, 1]),
+     r"^images: expected a floating-point tensor \(B, C, H, W\), "
+     r"got torch.uint8 \(2, 3, 16, 16\)$"),
+])
+def test_a_refused_image_or_target_dtype_is_named_in_the_one_line_error(images, targets,
+                                                                        expected):
+    for entry in ("grad_cam", "erase", "LiveCam"):
+        with pytest.raises(ValueError, match=expected):
+            FOREIGN_ENTRIES[entry](tiny(), images, targets)
+
+
+@pytest.mark.parametrize("layer", ["block1", "block2"])
+def test_float32_images_into_a_bfloat16_model_give_a_float32_cam_as_the_fast_path_probe_does(
+        layer):
+    torch.manual_seed(0)
+    model = tiny().to(torch.bfloat16)
+    images, labels = torch.randn(2, 3, 16, 16), torch.tensor([0, 1])
+    expected = C.grad_cam(model, images.to(torch.bfloat16), labels, layer=layer)
+    got = C.grad_cam(model, images, labels, layer=layer)
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+    erased = C.erase(model, images, labels, layer=layer, generator=torch.Generator().manual_seed(0))
+    assert erased.dtype == torch.float32 and erased.shape == images.shape
+
+
+def test_computing_a_cam_of_a_plain_sequential_adds_nothing_to_the_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    before = dict(vars(model))
+    images, labels = torch.randn(2, 3, 16, 16), torch.tensor([0, 1])
+    C.grad_cam(model, images, labels)
+    assert vars(model).keys() == before.keys()
+    with pytest.raises(ValueError, match=r"layer='nope': no such module; CAM layers of this "
+                       r"model: \['2', '1', '0'\]"):
+        C.grad_cam(model, images, labels, layer="nope")   # the probe's names are still known

@@ -168,7 +168,12 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
 
 
 def register(sub) -> None:
-    from benchmark.eraser_cli import add_import_option
+    from benchmark.eraser_cli import (
+        add_import_option,
+        device_arg,
+        one_line_errors,
+        positive_int,
+    )
 
     p = sub.add_parser("cam", help="CAM examples: image, overlay, CAM box, erased image (PNG)")
     p.add_argument("--checkpoint", default=None,
@@ -176,14 +181,16 @@ def register(sub) -> None:
                    "runs/results/smoke/checkpoints/resnet20__plain__s0.final.pt "
                    "(`erasebench run --suite smoke` writes one)")
     p.add_argument("--data", default="synthetic", help="dataset whose test split is shown")
-    p.add_argument("--n", type=int, default=8, help="rows (examples)")
+    p.add_argument("--n", type=positive_int, default=8, help="rows (examples)")
     p.add_argument("--layer", default=None, help="CAM layer (default: the model's cam_layers[0])")
     p.add_argument("--target", default="label", choices=["label", "predicted"])
-    p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="default: cuda when present, else cpu")
     p.add_argument("--eraser", default=DEFAULT_ERASER, metavar="NAME[:key=value,...]",
                    help="the eraser of the last column, with optional parameters (default: "
                    f"{DEFAULT_ERASER})")
     add_import_option(p)
+    one_line_errors(p)
     p.add_argument("--out", default="results/figures/cam_examples.png",
                    help="the PNG to write (default: results/figures/cam_examples.png, untracked)")
     p.set_defaults(func=cam)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.eraser_cli import add_import_option
+from benchmark.eraser_cli import add_import_option, one_line_errors, positive_int, threads_arg
 from benchmark.fileio import atomic_write
 
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "register", "synthetic_cam"]
@@ -118,7 +118,8 @@ def erased_fraction(args) -> list[dict]:
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"--erasers: an eraser is named twice ({', '.join(labels)})")
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     size, pixels = args.size, args.size * args.size
@@ -175,20 +176,22 @@ def _erased_fraction_table(rows: list[dict], size: int, seed: int) -> str:
 def register(sub) -> None:
     p = sub.add_parser("erased-fraction",
                        help="erased-fraction histograms of every eraser (thesis Figs. 10-12)")
-    p.add_argument("--draws", type=int, default=2_500_000,
+    p.add_argument("--draws", type=positive_int, default=2_500_000,
                    help="masks per eraser (thesis: 2,500,000)")
     p.add_argument("--out", default="results/figures",
                    help="writes OUT/figures/*.png and OUT/erased_fraction.md (default: "
                    "results/figures, untracked; --out leaderboards regenerates the committed "
                    "table)")
-    p.add_argument("--size", type=int, default=32, help="image side in pixels")
-    p.add_argument("--chunk", type=int, default=50_000, help="masks drawn per batch")
+    p.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
+    p.add_argument("--chunk", type=positive_int, default=50_000, help="masks drawn per batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
                    help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
                    "(default: every registered eraser, default parameters)")
     add_import_option(p)
+    one_line_errors(p)
     # One thread by default: the chunks are memory-bound, and on a small shared machine
     # OpenMP threads that wait on each other made this 2x slower (measured on 2 busy cores).
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=threads_arg, default=1,
+                   help="torch CPU threads (default 1; 0: torch's default)")
     p.set_defaults(func=erased_fraction)

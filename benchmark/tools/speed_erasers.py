@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.eraser_cli import add_import_option
+from benchmark.eraser_cli import (
+    add_import_option,
+    device_arg,
+    nonnegative_int,
+    one_line_errors,
+    positive_int,
+    threads_arg,
+)
 from benchmark.timing import per_call
 
 
@@ -79,16 +86,21 @@ def erasers(args) -> list[dict]:
 def register(sub) -> None:
     p = sub.add_parser("erasers", help="masks/s of every eraser vs torchvision's per-image loop "
                        "and timm")
-    p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats for the batched erasers")
-    p.add_argument("--baseline-repeats", type=int, default=5, help="timed repeats, baselines")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--device", default=None, help="one device only (default: cpu, and cuda)")
+    p.add_argument("--batch", type=positive_int, default=512)
+    p.add_argument("--repeats", type=positive_int, default=7,
+                   help="timed repeats for the batched erasers")
+    p.add_argument("--baseline-repeats", type=positive_int, default=5,
+                   help="timed repeats, baselines")
+    p.add_argument("--warmup", type=nonnegative_int, default=3)
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="one device only (default: cpu, and cuda)")
     p.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
                    help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
                    "(default: every registered eraser, default parameters)")
     add_import_option(p)
+    one_line_errors(p)
     # 0 keeps torch's default. On a small shared machine, OpenMP threads of batched ops that
     # wait on each other can cost more than they bring; compare with --threads 1.
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=threads_arg, default=0,
+                   help="torch CPU threads (0: torch's default)")
     p.set_defaults(func=erasers)

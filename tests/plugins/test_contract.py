@@ -66,8 +66,48 @@ def test_check_eraser_names_the_broken_rule_of_a_user_eraser(eraser, message):
 
 
 def test_check_params_catches_an_argument_not_stored_under_its_name():
-    with pytest.raises(AttributeError, match="must store constructor argument 'height'"):
+    with pytest.raises(AssertionError, match="^check_params: Unstored: AttributeError: .*"
+                       "must store constructor argument 'height'"):
         testing.check_params(Unstored())
+    with pytest.raises(AssertionError, match="^check_params: Unstored: "):
+        testing.check_eraser(Unstored())
+
+
+class Uint8Mask(LeftBand):
+    def forward(self, images, *, cam=None, generator=None):
+        return super().forward(images).to(torch.uint8)
+
+
+class ChannelMask(LeftBand):
+    def forward(self, images, *, cam=None, generator=None):
+        return super().forward(images).expand(-1, images.shape[1], -1, -1)
+
+
+class HostMask(LeftBand):
+    def forward(self, images, *, cam=None, generator=None):
+        mask = torch.zeros(images.shape[0], 1, *images.shape[-2:], dtype=torch.bool)  # no device=
+        mask[..., : self.width] = True
+        return mask
+
+
+@pytest.mark.parametrize(("eraser", "message"), [
+    (Uint8Mask(), r"^check_mask: Uint8Mask: TypeError: .*must return a bool mask .* torch.uint8"),
+    (ChannelMask(), r"^check_mask: ChannelMask: TypeError: .*got torch.bool \(4, 3, 8, 8\)"),
+    (HostMask(), r"^check_no_host_sync: HostMask: the mask is made on cpu, not on the images' "
+                 r"device: create every tensor with device=images.device"),
+])
+def test_a_mask_of_the_wrong_dtype_shape_or_device_is_reported_under_the_rule_it_breaks(
+        eraser, message):
+    with pytest.raises(AssertionError, match=message) as info:
+        testing.check_eraser(eraser)
+    assert "meta" not in str(info.value)                 # a device the user never used
+
+
+def test_a_host_sync_is_reported_at_the_erasers_own_line_without_naming_meta_tensors():
+    with pytest.raises(AssertionError, match=r"needs the data of a tensor .* at test_contract.py:"
+                       r"\d+: width = int\(images.mean\(\) > 0\)") as info:
+        testing.check_no_host_sync(Syncs())
+    assert "meta" not in str(info.value)
 
 
 def test_check_eraser_refuses_what_is_not_an_eraser():

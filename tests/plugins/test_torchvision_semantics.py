@@ -242,3 +242,39 @@ def test_a_seeded_generator_draws_differently_in_each_worker_and_epoch_and_repro
     torch.manual_seed(0)
     again = holes()
     assert torch.equal(again[0], first) and torch.equal(again[1], second)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16, torch.float32,
+                                   torch.float64])
+@pytest.mark.parametrize("mode", ["zero", "mean", "random", "channel"])
+@pytest.mark.parametrize("mean, expected", [
+    (float("nan"), "mean must be one finite number (all channels) or 3 (one per channel), got nan"),
+    (float("inf"), "mean must be one finite number (all channels) or 3 (one per channel), got inf"),
+    ("0.5", "mean must be one finite number (all channels) or 3 (one per channel), got str"),
+    ((1, 2), "mean must have 1 value (all channels) or 3 (one per channel), got 2 values"),
+    ((1, float("nan"), 3), "got nan"),
+])
+def test_every_fill_refuses_a_non_finite_non_numeric_or_wrong_length_mean_in_one_line(
+        dtype, mode, mean, expected):
+    images = torch.zeros(2, 3, 8, 8, dtype=dtype)
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    with pytest.raises(ValueError) as info:
+        plugins.fill(images, mask, mode, mean=mean)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("mode", ["zero", "mean", "random", "channel"])
+def test_every_fill_refuses_a_generator_that_is_not_a_torch_generator_in_one_line(dtype, mode):
+    images = torch.zeros(2, 3, 8, 8, dtype=dtype)
+    mask = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"^fill: generator must be a torch.Generator .* got int$"):
+        plugins.fill(images, mask, mode, mean=1, generator=123)
+
+
+def test_a_mean_given_to_a_fill_that_ignores_it_is_still_checked_as_torchvision_checks_value():
+    erase = plugins.Erase("cutout", "zero", mean=(1, 2), p=1.0)
+    with pytest.raises(ValueError, match=r"^fill: mean must have 1 value .* got 2 values$"):
+        erase(torch.rand(3, 8, 8))
+    out = plugins.Erase("cutout", "zero", mean=(1, 2, 3), p=1.0)(torch.ones(3, 8, 8))
+    assert out.min() == 0                                  # a valid mean is simply unused

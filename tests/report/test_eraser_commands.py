@@ -124,6 +124,62 @@ def test_a_bad_eraser_name_parameter_or_import_is_one_line_exit_2_before_any_wor
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", list(ERASER_COMMANDS))
+@pytest.mark.parametrize("option, value, allowed", [
+    ("--n", "-1", "must be an integer >= 1, got -1"),
+    ("--n", "0", "must be an integer >= 1, got 0"),
+    ("--size", "0", "must be an integer >= 1, got 0"),
+    ("--draws", "0", "must be an integer >= 1, got 0"),
+    ("--threads", "-1", "must be an integer >= 1, or 0 for torch's default, got -1"),
+    ("--repeats", "0", "must be an integer >= 1, got 0"),
+    ("--batch", "0", "must be an integer >= 1, got 0"),
+    ("--batch", "x", "expected an integer, got 'x'"),
+    ("--device", "tpu", "unknown device 'tpu': expected cpu, cuda, cuda:N or mps"),
+    ("--device", "cuda:99", "cuda:99"),
+])
+def test_every_numeric_or_device_option_of_an_eraser_command_is_checked_before_any_work(
+        command, option, value, allowed, tmp_path, capsys, monkeypatch):
+    argv = ERASER_COMMANDS[command](tmp_path / "out", "cutout")
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="c")
+    from benchmark.report import cam_figure, erased_fraction
+    from benchmark.tools import speed_erasers
+    registrar = {"figures erased-fraction": erased_fraction.register,
+                 "figures cam": cam_figure.register,
+                 "speed erasers": speed_erasers.register}[command]
+    registrar(sub)
+    known = {a for act in sub.choices[argv[1]]._actions for a in act.option_strings}
+    if option not in known:
+        pytest.skip(f"{command} has no {option}")
+    started = []
+    monkeypatch.setattr("benchmark.training.checkpoint.load", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("tqdm.tqdm", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("benchmark.tools.speed_erasers._on", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("benchmark.eraser_cli.resolve", lambda *a, **k: started.append(a))
+    with pytest.raises(SystemExit) as info:
+        cli.main([*argv, option, value])
+    assert info.value.code == 2 and not started          # refused while parsing
+    message = one_line_error(capsys)
+    assert message.startswith(f"error: argument {option}: ") and allowed in message
+
+
+def test_zero_threads_means_torchs_default_in_every_eraser_command():
+    from benchmark.eraser_cli import threads_arg
+
+    assert threads_arg("0") == 0 and threads_arg("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match="0 for torch's default"):
+        threads_arg("-2")
+
+
+def test_a_cuda_device_without_a_gpu_is_refused_in_one_line(monkeypatch):
+    from benchmark.eraser_cli import device_arg
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(argparse.ArgumentTypeError, match="no CUDA GPU is available here"):
+        device_arg("cuda")
+    assert device_arg("cpu") == "cpu"
+
+
 def test_an_unregistered_eraser_suggests_imports_in_the_suite_or_import_on_the_command_line():
     with pytest.raises(ValueError) as info:
         plugins.get("gridmask")
@@ -242,3 +298,24 @@ def test_every_figure_command_writes_under_untracked_results_by_default():
         outs = [a for a in subparser._actions if a.dest == "out"]
         assert outs, f"figures {name}: no --out"
         assert outs[0].required or str(outs[0].default).startswith("results/"), name
+
+
+def test_an_import_that_raises_names_the_file_that_failed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad_erasers.py").write_text('raise RuntimeError("boom at import")\n')
+    code = cli.main(["figures", "erased-fraction", "--import", "bad_erasers.py",
+                     "--erasers", "cutout", "--draws", "1", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert one_line_error(capsys) == ("error: --import: import 'bad_erasers.py': importing it "
+                                      "raised RuntimeError: boom at import")
+
+
+def test_a_missing_module_from_a_command_names_the_working_directory_once_and_no_suite(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["speed", "erasers", "--import", "no_such_module_xyz", "--erasers", "cutout",
+                     "--device", "cpu"])
+    message = one_line_error(capsys)
+    assert code == 2 and "suite" not in message and message.count(str(tmp_path.resolve())) == 1
+    assert message == ("error: --import: import 'no_such_module_xyz': no such module (not "
+                       f"installed, and not found in the working directory {tmp_path.resolve()})")
