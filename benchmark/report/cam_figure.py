@@ -191,6 +191,6 @@ def register(sub) -> None:
                    f"{DEFAULT_ERASER})")
     add_import_option(p)
     one_line_errors(p)
-    p.add_argument("--out", default="results/figures/cam_examples.png",
-                   help="the PNG to write (default: results/figures/cam_examples.png, untracked)")
+    p.add_argument("--out", default="runs/figures/cam_examples.png",
+                   help="the PNG to write (default: runs/figures/cam_examples.png, untracked)")
     p.set_defaults(func=cam)

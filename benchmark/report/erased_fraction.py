@@ -105,7 +105,7 @@ def erased_fraction(args) -> list[dict]:
     registered eraser with its default parameters; ``--import FILE.py`` adds your own;
     erasers that need a CAM get a synthetic Gaussian-blob CAM), in chunks, and writes
     figures/erased_fraction_<eraser>.png and erased_fraction.md under ``--out`` (default
-    results/figures, an untracked folder; ``--out leaderboards`` regenerates the committed
+    runs/figures, an untracked folder; ``--out leaderboards`` regenerates the committed
     table). Every name and parameter is checked before the first mask is drawn.
     """
     from tqdm import tqdm
@@ -178,9 +178,9 @@ def register(sub) -> None:
                        help="erased-fraction histograms of every eraser (thesis Figs. 10-12)")
     p.add_argument("--draws", type=positive_int, default=2_500_000,
                    help="masks per eraser (thesis: 2,500,000)")
-    p.add_argument("--out", default="results/figures",
+    p.add_argument("--out", default="runs/figures",
                    help="writes OUT/figures/*.png and OUT/erased_fraction.md (default: "
-                   "results/figures, untracked; --out leaderboards regenerates the committed "
+                   "runs/figures, untracked; --out leaderboards regenerates the committed "
                    "table)")
     p.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
     p.add_argument("--chunk", type=positive_int, default=50_000, help="masks drawn per batch")

@@ -1,11 +1,11 @@
 """`erasebench figures`: one subcommand per figure.
 
     erasebench figures erased-fraction [--draws 2500000] [--erasers cutout:size=8 gridmask]
-                                       [--import my_erasers.py] [--out results/figures]
+                                       [--import my_erasers.py] [--out runs/figures]
     erasebench figures cam --checkpoint runs/results/smoke/checkpoints/resnet20__plain__s0.final.pt
                            [--eraser cam_erasing:b_h=2] [--import my_erasers.py]
 
-Both write under results/figures (untracked) unless --out says otherwise; `--out leaderboards`
+Both write under runs/figures (untracked) unless --out says otherwise; `--out leaderboards`
 regenerates the committed erased-fraction table.
 
 Adding a figure: a module with the figure's function and `register(sub)` (which adds the

@@ -19,7 +19,7 @@ import torch
 from plugins import Eraser, register
 
 
-@register("gridmask")
+@register("stripes")
 class GridMask(Eraser):
     """Erase every other `size` x `size` cell of a grid."""
 
@@ -60,25 +60,25 @@ def test_erased_fraction_draws_your_own_eraser_from_import_with_its_parameters(
         my_erasers, tmp_path, capsys):
     out = tmp_path / "out"
     code = cli.main(["figures", "erased-fraction", "--import", str(my_erasers), "--erasers",
-                     "gridmask:size=8", "cutout:size=8,p=0.5", "--draws", "64", "--chunk", "32",
+                     "stripes:size=8", "cutout:size=8,p=0.5", "--draws", "64", "--chunk", "32",
                      "--out", str(out)])
     assert code == 0
     table = (out / "erased_fraction.md").read_text()
-    assert "| gridmask(size=8) | 0.2500 |" in table           # a quarter of a 32x32 image
+    assert "| stripes(size=8) | 0.2500 |" in table           # a quarter of a 32x32 image
     assert "| cutout(size=8, p=0.5) |" in table and "the parameters below" in table
-    assert "- `gridmask(size=8)`: size=8" in table
-    for name in ("gridmask_size=8", "cutout_size=8__p=0.5"):
+    assert "- `stripes(size=8)`: size=8" in table
+    for name in ("stripes_size=8", "cutout_size=8__p=0.5"):
         assert (out / "figures" / f"erased_fraction_{name}.png").is_file()
 
 
 def test_speed_erasers_times_your_own_eraser_from_import_with_its_parameters(
         my_erasers, capsys):
     rows = cli.main(["speed", "erasers", "--import", str(my_erasers), "--erasers",
-                     "gridmask:size=2", "--device", "cpu", "--batch", "4", "--repeats", "1",
+                     "stripes:size=2", "--device", "cpu", "--batch", "4", "--repeats", "1",
                      "--baseline-repeats", "1", "--warmup", "0"])
     assert rows == 0
     out = capsys.readouterr().out
-    assert "| cpu | gridmask(size=2) |" in out and "| cpu | cutout |" not in out
+    assert "| cpu | stripes(size=2) |" in out and "| cpu | cutout |" not in out
 
 
 def test_eraser_specs_read_yaml_values_and_lists_inside_brackets():
@@ -106,7 +106,7 @@ ERASER_COMMANDS = {
 
 @pytest.mark.parametrize("command", list(ERASER_COMMANDS))
 @pytest.mark.parametrize("eraser, more, expected", [
-    ("gridmask", [], "unknown eraser 'gridmask' (available: "),
+    ("stripes", [], "unknown eraser 'stripes' (available: "),
     ("cutout:sise=8", [], "eraser 'cutout' got unknown parameter(s) 'sise'; accepted: "),
     ("cutout:size", [], "eraser 'cutout:size': parameter 'size' is not key=value"),
     ("cutout:size=0", [], "size"),
@@ -182,7 +182,7 @@ def test_a_cuda_device_without_a_gpu_is_refused_in_one_line(monkeypatch):
 
 def test_an_unregistered_eraser_suggests_imports_in_the_suite_or_import_on_the_command_line():
     with pytest.raises(ValueError) as info:
-        plugins.get("gridmask")
+        plugins.get("stripes")
     message = str(info.value)
     assert "\n" not in message
     assert "`imports: [my_erasers.py]` in the suite" in message
@@ -195,10 +195,10 @@ def test_a_suite_naming_an_eraser_without_its_imports_line_says_to_add_it(tmp_pa
     from benchmark.suites.config import ConfigError, parse_suite
 
     with pytest.raises(ConfigError) as info:
-        parse_suite({"name": "mine", "methods": ["gridmask"]}, source=str(tmp_path / "s.yaml"))
+        parse_suite({"name": "mine", "methods": ["stripes"]}, source=str(tmp_path / "s.yaml"))
     message = str(info.value)
     assert "\n" not in message and "key 'methods[0].name'" in message
-    assert "unknown eraser 'gridmask'" in message and "imports:" in message
+    assert "unknown eraser 'stripes'" in message and "imports:" in message
 
 
 # ----------------------------------------------------------------------------- the CAM figure
@@ -245,12 +245,12 @@ def test_the_cam_figure_names_its_checkpoint_shows_class_names_and_the_eraser_yo
     monkeypatch.setattr("benchmark.data.load", lambda *a, **k: ds)
     out = tmp_path / "cam.png"
     assert cli.main(["figures", "cam", "--checkpoint", str(path), "--import", str(my_erasers),
-                     "--eraser", "gridmask:size=2", "--n", "2", "--device", "cpu",
+                     "--eraser", "stripes:size=2", "--n", "2", "--device", "cpu",
                      "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
     (texts,) = drawn
     assert f"drawn from checkpoint {path}" in texts
-    assert "gridmask(size=2)" in texts
+    assert "stripes(size=2)" in texts
     rows = [t for t in texts if t.startswith("true: ")]
     assert rows[0].startswith("true: dog\npredicted: ") and rows[1].startswith("true: cat\n")
 
