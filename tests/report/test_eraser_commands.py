@@ -287,7 +287,7 @@ def test_class_names_fall_back_to_the_index_when_the_dataset_has_none():
 
 # ----------------------------------------------------------------------------- default outputs
 
-def test_every_figure_command_writes_under_untracked_results_by_default():
+def test_every_figure_command_writes_under_the_untracked_runs_folder_by_default():
     from benchmark.report import figures
 
     parser = argparse.ArgumentParser()
@@ -297,7 +297,7 @@ def test_every_figure_command_writes_under_untracked_results_by_default():
     for name, subparser in sub.choices.items():
         outs = [a for a in subparser._actions if a.dest == "out"]
         assert outs, f"figures {name}: no --out"
-        assert outs[0].required or str(outs[0].default).startswith("results/"), name
+        assert outs[0].required or str(outs[0].default).startswith("runs/"), name
 
 
 def test_an_import_that_raises_names_the_file_that_failed(tmp_path, capsys, monkeypatch):
