@@ -178,7 +178,7 @@ def check_record(r: dict, suite: str) -> None:
         if key not in r:
             raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: key {key!r} is "
                              f"missing; a {r.get('status', results.FINISHED)} result record needs "
-                             f"{', '.join(required)} (see benchmark/results.py)")
+                             f"{', '.join(required)} (see benchmark/results/schema.py)")
     problem = results.value_problem(r)
     if problem:
         raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: {problem}")
