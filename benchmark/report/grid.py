@@ -36,7 +36,7 @@ class Method:
         cfg = (r.get("config") or {}).get("method") or {}
         setup = {k: cfg.get(k) for k in SETUP_KEYS}
         setup.update(mode=r.get("mode", cfg.get("mode")), epochs=r.get("epochs"))
-        return cls(r["method"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"),
+        return cls(r["label"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"),
                    setup=setup)
 
     @property
@@ -188,7 +188,7 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
     """Without a plan: every model x method x seed seen was planned."""
     seeds = sorted({r["seed"] for r in records})
     models = sorted({r["model"] for r in records}, key=_natural)
-    present = {(r["model"], r["method"], r["seed"]) for r in records}
+    present = {(r["model"], r["label"], r["seed"]) for r in records}
     expected, missing = {}, []
     for mo in models:
         for label in methods:
@@ -228,7 +228,7 @@ def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
         models.append(e["model"])
     key = (e["model"], label)
     expected[key] = expected.get(key, 0) + k
-    have = sum((r["model"], r["method"]) == key for r in records)
+    have = sum((r["model"], r["label"]) == key for r in records)
     if have < k:
         missing.append(f"{e['model']} / {label}: {k - have} of {k} runs")
 
@@ -260,6 +260,7 @@ def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[
 def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None) -> Grid:
     """Group records into (model, method) cells over the planned grid; unplanned extras are kept.
     Failed records mark their cells and are listed, but never enter a mean."""
+    records = [results.renamed(r) for r in records]  # a record's `method` is its `label`
     for r in records:
         check_record(r, suite)
     records = [results.normalise(r) for r in records]
@@ -268,15 +269,15 @@ def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | N
                     key=lambda r: r["run_id"])
     methods: dict[str, Method] = {}
     for r in finished + failed:  # a finished record's fields place the column when there is one
-        methods.setdefault(r["method"], Method.of_record(r))
+        methods.setdefault(r["label"], Method.of_record(r))
     models, expected, missing = (_plan_inferred(records, methods) if expected_runs is None
                                  else _plan_given(records, methods, expected_runs))
     cells: dict[tuple[str, str], Cell] = {}
     for r in sorted(finished, key=lambda r: (r["seed"], r["run_id"])):
-        key = (r["model"], r["method"])
+        key = (r["model"], r["label"])
         cells.setdefault(key, Cell([], expected.get(key, 0))).records.append(r)
     for r in failed:
-        key = (r["model"], r["method"])
+        key = (r["model"], r["label"])
         cells.setdefault(key, Cell([], expected.get(key, 0))).failed.append(r)
     for key, k in expected.items():
         cells.setdefault(key, Cell([], k))

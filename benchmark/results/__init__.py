@@ -8,7 +8,7 @@ failed run's record from its RunSpec). Every name is also here, as `benchmark.re
 """
 
 from benchmark.results.build import failed_record, make_record, one_line
-from benchmark.results.migrate import normalise
+from benchmark.results.migrate import RENAMED, normalise, renamed
 from benchmark.results.provenance import (
     GENERATED,
     device_name,
@@ -45,8 +45,8 @@ from benchmark.results.store import (
 )
 
 __all__ = ["COUNT", "FAILED", "FINISHED", "FRACTION", "GENERATED", "PERCENT", "RANGES",
-           "READABLE_SCHEMAS", "REQUIRED", "SCHEMA", "STATUSES", "NotARecord", "device_name",
+           "READABLE_SCHEMAS", "RENAMED", "REQUIRED", "SCHEMA", "STATUSES", "device_name",
            "environment", "failed_record", "git_commit", "is_finished", "is_record_like",
            "load_records", "make_record", "non_finite", "normalise", "one_line", "read_record",
-           "record_path", "record_problem", "status", "strict", "utc_date", "value_problem",
-           "versions", "write_record"]
+           "record_path", "record_problem", "renamed", "status", "strict", "utc_date",
+           "value_problem", "versions", "write_record", "NotARecord"]

@@ -18,7 +18,7 @@ def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, dev
     m = spec.method
     return {
         "schema": SCHEMA, "suite": spec.suite, "run_id": spec.run_id, "model": spec.model,
-        "method": spec.label, "eraser": None if m.is_plain else m.name,
+        "label": spec.label, "method": spec.label, "eraser": None if m.is_plain else m.name,
         "eraser_params": eraser_params, "mode": m.mode, "cam": cam, "ablation": spec.ablation,
         "seed": spec.seed, "dataset": spec.data.name, "epochs": spec.train.epochs,
         "wall_time_s": wall_time_s, "device": device, "versions": provenance.versions(),

@@ -12,13 +12,16 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     suite           suite name, e.g. "thesis"
     run_id          unique within the suite, e.g. "resnet20__cam_erasing-bh2__s0"
     model           model name as given to benchmark.models.create, e.g. "resnet20", "timm/resnet18"
-    method          display label of the augmentation: "plain", an eraser name, or the suite's label
+    label           display label of the augmentation: "plain", an eraser name, or the suite's label
                     for a variant (e.g. "cam_erasing(b_h=3)")
+    method          the same label, under its old name: written too, so erasebench versions that
+                    read `method` still read new records; a record with only `method` (written
+                    before `label` existed) is read as if it had `label` (migrate.renamed)
     eraser          registry name or None for plain training
     eraser_params   dict of the eraser's constructor arguments (after defaults)
     mode            "replace" | "append" | None
     cam             None, or {"source": "during"|"after", "layer": str|None,
-                    "target": "label"|"pred", "path": "fast"|"generic"|None (None: failed
+                    "target": "label"|"predicted", "path": "fast"|"generic"|None (None: failed
                     before the CAM path was known)}
     ablation        dict: the axis values that set this run apart from its siblings, e.g. {"b_h": 3}
     seed            int
@@ -81,8 +84,8 @@ READABLE_SCHEMAS = (1, 2)
 FINISHED, FAILED = "finished", "failed"
 STATUSES = (FINISHED, FAILED)
 # The keys the leaderboard needs to place a record, by status.
-REQUIRED = {FINISHED: ("run_id", "model", "method", "seed", "final_test_error", "best_test_error"),
-            FAILED: ("run_id", "model", "method", "seed")}
+REQUIRED = {FINISHED: ("run_id", "model", "label", "seed", "final_test_error", "best_test_error"),
+            FAILED: ("run_id", "model", "label", "seed")}
 
 
 def strict(obj):
@@ -191,7 +194,7 @@ def is_record_like(obj) -> bool:
 
 
 # Keys the leaderboard reads, with the types it can use (None: absent or not known).
-_TYPES = [("run_id", str, "a string"), ("model", str, "a string"), ("method", str, "a string"),
+_TYPES = [("run_id", str, "a string"), ("model", str, "a string"), ("label", str, "a string"),
           ("seed", int, "an integer"), ("suite", str | None, "a string"),
           ("eraser", str | None, "a string or null"),
           *[(k, dict | None, "an object or null")

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from benchmark.fileio import atomic_write, move_aside, warn
-from benchmark.results.migrate import normalise
+from benchmark.results.migrate import normalise, renamed
 from benchmark.results.schema import FINISHED, is_record_like, record_problem, strict
 
 
@@ -69,6 +69,7 @@ def _parse(path: Path) -> dict:
         cut = "; it ends mid-record: truncated?" if body[:1] == "{" and body[-1:] != "}" else ""
         raise ValueError(f"not valid JSON: {e.msg}: line {e.lineno} column {e.colno}{cut}") \
             from None
+    rec = renamed(rec)
     problem = record_problem(rec)
     if problem is None:
         return normalise(rec)
