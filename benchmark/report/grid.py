@@ -156,19 +156,6 @@ def _natural(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _planned_method(e: dict) -> tuple[str, Method]:
-    """(label, Method) of a planned run: `method` is a label, or a RunSpec-style dict."""
-    m = e["method"]
-    if isinstance(m, dict):
-        label = m.get("label") or m["name"]
-        eraser = None if m["name"] == "plain" else m["name"]
-        return label, Method(label, eraser, dict(m.get("params") or {}),
-                             m.get("cam") if eraser else None)
-    if "eraser" in e:
-        return m, Method(m, e["eraser"], dict(e.get("eraser_params") or {}), e.get("cam"))
-    return m, Method(m, known=False)
-
-
 def check_record(r: dict, suite: str) -> None:
     """A record without a key the tables need, or with a number outside its range
     (results.RANGES), is an error naming the record and the key (records read from files never
@@ -199,13 +186,9 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
 
 
 def planned_run(r) -> dict:
-    """A planned run as the leaderboard needs it to place its cell before (or without) its
-    record: `r` is a RunSpec (benchmark.suites.expand)."""
-    m = r.method
-    cam = ({"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam
-           else None)
-    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
-            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
+    """A planned run as the report takes it, {"run_id", "model", "label", "seed"}, from a RunSpec
+    (benchmark.suites.expand): everything else about the run is read from its record."""
+    return {"run_id": r.run_id, "model": r.model, "label": r.label, "seed": r.seed}
 
 
 def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
@@ -242,12 +225,13 @@ def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[
         if "expected" in e:
             _planned_cell(e, records, methods, models, expected, missing)
             continue
-        for key in ("run_id", "model", "method", "seed"):
+        e = results.renamed(e)  # an entry's `method` (its old name) is its label
+        for key in ("run_id", "model", "label", "seed"):
             if key not in e:
                 raise ValueError(f"expected_runs: an entry lacks key {key!r}; each needs "
-                                 f"run_id, model, method, seed (got {sorted(e)})")
-        label, planned = _planned_method(e)
-        methods.setdefault(label, planned)
+                                 f"run_id, model, label, seed (got {sorted(e)})")
+        label = e["label"]
+        methods.setdefault(label, Method(label, known=False))  # a record, if any, places it
         if e["model"] not in models:
             models.append(e["model"])
         expected[(e["model"], label)] = expected.get((e["model"], label), 0) + 1
