@@ -51,7 +51,7 @@ def check_hf_folders(name: str, builder: str, root, options: dict) -> None:
     its data_dir must exist, and erasebench's cache (in `root`) must not be inside it."""
     if not packaged(builder):
         return
-    hint = (f"; --data-dir (data.data_dir) {root} is where erasebench keeps its processed cache, "
+    hint = (f"; --data-root (data.root) {root} is where erasebench keeps its processed cache, "
             f"not the images: name them with --data-option data_dir={root}"
             if root is not None else "")
     data_dir = options.get("data_dir")
@@ -67,7 +67,7 @@ def check_hf_folders(name: str, builder: str, root, options: dict) -> None:
     cache = (Path(root) if root is not None else default_data_dir()).resolve() / "cache"
     if cache == folder or folder in cache.parents:
         raise ValueError(f"dataset {name!r}: erasebench's processed cache {cache} would be "
-                         f"written inside data_dir={data_dir!r}; keep --data-dir (data.data_dir) "
+                         f"written inside data_dir={data_dir!r}; keep --data-root (data.root) "
                          "outside the image folder, or leave it out")
 
 

@@ -153,7 +153,7 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = checkpoint.load(path, device)
-    ds = data.load(r.data.name, "test", root=r.data.data_dir, **r.data.options)
+    ds = data.load(r.data.name, "test", root=r.data.root, **r.data.options)
     eraser, label = None, "cam_erasing (b_h=2)"
     if not r.method.is_plain:
         eraser = plugins.build(r.method.name, **r.method.params)

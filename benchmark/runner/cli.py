@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from benchmark.runner import claims
 from benchmark.runner.worker import WorkerOptions
@@ -31,7 +32,9 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
     p.add_argument("--models", help="override models: comma-separated, e.g. resnet20,timm/resnet18")
     p.add_argument("--erasers", help="keep only these methods (names or labels), e.g. plain,cutout")
     p.add_argument("--data", help="override the dataset: synthetic, cifar10, cifar100, hf:<id>")
-    p.add_argument("--data-dir", help="where datasets live (default: $ERASEBENCH_DATA or ./data)")
+    p.add_argument("--data-root", help="where datasets live (default: $ERASEBENCH_DATA or ./data)")
+    # --data-dir: --data-root's old name, still read
+    p.add_argument("--data-dir", dest="data_dir_old", help=argparse.SUPPRESS)
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset option (repeatable), e.g. n_train=5000, or for hf: datasets "
                    "data_dir=... (Hugging Face's own)")
@@ -119,7 +122,14 @@ def check_cli(args) -> None:
             raise ConfigError(f"--{opt.replace('_', '-')} {value}: must be >= 1")
     if args.claim_timeout <= 0:
         raise ConfigError(f"--claim-timeout {args.claim_timeout:g}: must be > 0 seconds")
-    for opt in ("data", "data_dir", "suite"):
+    if args.data_dir_old is not None:
+        if args.data_root is not None:
+            raise ConfigError("--data-dir and --data-root are one option (--data-dir is its old "
+                              "name); give --data-root only")
+        print("note: --data-dir is now called --data-root; the old name is still read",
+              file=sys.stderr, flush=True)
+        args.data_root = args.data_dir_old
+    for opt in ("data", "data_root", "suite"):
         if getattr(args, opt) is not None and not getattr(args, opt).strip():
             raise ConfigError(f"--{opt.replace('_', '-')} '': expected a value")
 
@@ -134,7 +144,7 @@ def build_suite(args):
     options = data_options(args.data_option)
     suite = load_suite(args.suite, extra_imports=args.imports)
     suite = apply_overrides(suite, epochs=args.epochs, seeds=seeds, models=models,
-                            methods=methods, data=args.data, data_dir=args.data_dir)
+                            methods=methods, data=args.data, root=args.data_root)
     suite.data.options.update(options)
     if args.download:
         suite.data.download = True

@@ -65,8 +65,8 @@ def check_data(suite, dry_run: bool = False) -> list[str]:
     d, problems = suite.data, []
     download = d.download and not dry_run  # a dry run fetches nothing
     try:
-        data.check(d.name, d.data_dir, download=download, **d.options)
-        train, _ = data.load_checked(d.name, d.data_dir, download=download, **d.options)
+        data.check(d.name, d.root, download=download, **d.options)
+        train, _ = data.load_checked(d.name, d.root, download=download, **d.options)
     except FileNotFoundError as e:
         if dry_run and d.name in ("cifar10", "cifar100"):
             warn(f"{suite.file}: key 'data': {e} (planned with {d.name}'s known sizes; the run "
@@ -88,4 +88,4 @@ def data_identity(suite) -> dict | None:
     from benchmark import data
 
     d = suite.data
-    return data.identity(d.name, d.data_dir, download=d.download, load=False, **d.options)
+    return data.identity(d.name, d.root, download=d.download, load=False, **d.options)

@@ -117,7 +117,7 @@ class Worker:
         from benchmark import data
 
         d = spec.data
-        return data.identity(d.name, d.data_dir, download=d.download, **d.options)
+        return data.identity(d.name, d.root, download=d.download, **d.options)
 
     def _check_found(self, r: RunSpec, what: str) -> bool:
         """A record (what="record") or resume checkpoint ("resume") of `r` found in the results

@@ -4,7 +4,7 @@ A suite file is the documentation of an experiment: the keys below are the whole
 
     name: thesis
     description: free text
-    data:    {name: cifar10, data_dir: null, download: false, options: {}}
+    data:    {name: cifar10, root: null, download: false, options: {}}
     train:   {epochs: 300, batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4,
               milestones: [150, 225], gamma: 0.1, ...}
     models:  [resnet20, resnet32, resnet44]
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import types
 import typing
 from pathlib import Path
@@ -139,7 +140,7 @@ def parse_suite(data: dict, source: str = "<dict>",
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, "
                           "seeds, methods")
-    data = dict(data)
+    data = renamed_keys(data, source)
     methods = data.pop("methods", None)
     suite = _from_dict(SuiteConfig, data, "", source)
     check_suite_name(suite.name, f"{source}: key 'name'")  # before any of its imports run
@@ -154,6 +155,32 @@ def parse_suite(data: dict, source: str = "<dict>",
     validate(suite, milestones_in_range=given or suite.train.epochs >= max(
         TrainConfig().milestones))
     return suite
+
+
+# A suite key's old name -> its name now (dotted: section.key). The old name is still read, with
+# a one-line note once per process and key; giving both is an error.
+RENAMED_KEYS = {"data.data_dir": "data.root"}
+_noted: set[str] = set()
+
+
+def renamed_keys(data: dict, source: str) -> dict:
+    """A copy of a suite mapping with every old key name in RENAMED_KEYS under its new name."""
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        part = data.get(section)
+        if not isinstance(part, dict) or old_key not in part:
+            continue
+        if new_key in part:
+            raise ConfigError(f"{source}: keys {old!r} and {new!r} are one key ({old!r} is its "
+                              f"old name); give {new!r} only")
+        data[section] = {(new_key if k == old_key else k): v for k, v in part.items()}
+        if old not in _noted:
+            _noted.add(old)
+            print(f"note: {source}: key {old!r} is now called {new!r}; the old name is still "
+                  "read", file=sys.stderr, flush=True)
+    return data
 
 
 def import_user_erasers(suite: SuiteConfig, extra: list[str] | None = None) -> None:

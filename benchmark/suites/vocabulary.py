@@ -30,9 +30,14 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     name: str = "synthetic"  # synthetic | cifar10 | cifar100 | hf:<id>[:<config>]
-    data_dir: str | None = None  # default: $ERASEBENCH_DATA or ./data
+    root: str | None = None  # where erasebench's datasets live; default: $ERASEBENCH_DATA or ./data
     download: bool = False  # fetch CIFAR with torchvision when absent (needs the network)
     options: dict = field(default_factory=dict)  # passed to benchmark.data.load
+
+    @property
+    def data_dir(self) -> str | None:
+        """`root` under its old name (YAML `data.data_dir` is still read as `data.root`)."""
+        return self.root
 
 
 @dataclass

@@ -27,7 +27,7 @@ def dataset_sizes(spec) -> tuple[int, int, int, bool]:
     known = data.known_sizes(spec.data.name, **spec.data.options)
     if known is not None:  # CIFAR's published sizes, the synthetic set's options: nothing read
         return known
-    kw = dict(root=spec.data.data_dir, **spec.data.options)
+    kw = dict(root=spec.data.root, **spec.data.options)
     tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
     return len(tr.labels), len(te.labels), len(tr.classes), tr.boxes is not None
 

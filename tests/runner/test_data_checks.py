@@ -311,7 +311,7 @@ def test_data_dir_for_an_hf_folder_dataset_is_refused_without_scanning_or_writin
     assert one_line(capsys) == (
         f"error: {p}: key 'data': dataset 'hf:imagefolder': Hugging Face's imagefolder builder "
         "needs the option data_dir= (its folder) or data_files=; without them it would read the "
-        "working directory; --data-dir (data.data_dir) imgs is where erasebench keeps its "
+        "working directory; --data-root (data.root) imgs is where erasebench keeps its "
         "processed cache, not the images: name them with --data-option data_dir=imgs")
     # both: the cache would land inside the image folder
     assert run("--suite", p, "--out", tmp_path / "out", "--data-dir", "imgs",
