@@ -42,8 +42,8 @@ def panels(model, images, labels, mean, std, *, layer=None, target="label", thre
 def _rect(ax, b, color, style):
     import matplotlib.pyplot as plt
 
-    x0, y0, x1, y1 = (float(v) for v in b)
-    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+    x1, y1, x2, y2 = (float(v) for v in b)  # x2/y2 exclusive, as every box in erasebench
+    ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
                                edgecolor=color, linewidth=1.5, linestyle=style))
 
 
