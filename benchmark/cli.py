@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 
 COMMANDS = {
@@ -69,6 +71,45 @@ def subcommands(argv, *, prog: str, description: str, registrars) -> int:
     return out if isinstance(out, int) else 0
 
 
-def alias(command: str, argv: list[str]) -> int:
-    """An old `python -m benchmark.<module>` command, kept working: the same as `erasebench ...`."""
-    return main([command, *argv])
+# The older `python -m benchmark.<name>` commands, kept working from this one table (no module
+# files: `AliasFinder` below serves them): name -> its arguments as `erasebench ...` arguments.
+ALIASES = {
+    "figures": lambda argv: ["figures", *argv],
+    "speed": lambda argv: ["speed", *argv],
+    "synthetic": lambda argv: ["data", "samples",
+                               *("--out" if a == "--figure" else a for a in argv)],
+    "leaderboard": lambda argv: (
+        ["leaderboard" if argv[0] == "render" else "compare", *argv[1:]]
+        if argv[:1] in (["render"], ["compare"]) else ["leaderboard", *(argv or ["--help"])]),
+}
+
+
+def alias(name: str, argv: list[str]) -> int:
+    """Run the old `python -m benchmark.<name> ARGV` as the `erasebench` command it became."""
+    return main(ALIASES[name](list(argv)))
+
+
+class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
+    """Finds `benchmark.<name>` for each name in ALIASES (first, so no stale file of an older
+    install shadows the table): a module that runs `alias(name, sys.argv[1:])` when run as
+    `__main__` and does nothing when imported. Installed by `benchmark/__init__.py`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package != "benchmark" or name not in ALIASES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def get_source(self, fullname):
+        name = fullname.rpartition(".")[2]
+        return ("import sys\nfrom benchmark.cli import alias\n"
+                f"if __name__ == '__main__':\n    sys.exit(alias({name!r}, sys.argv[1:]))\n")
+
+    def is_package(self, fullname):
+        return False
+
+
+def install_aliases() -> None:
+    """Make `python -m benchmark.<alias>` findable (once per interpreter)."""
+    if not any(isinstance(f, AliasFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, AliasFinder())

@@ -38,10 +38,19 @@ def test_the_installed_script_and_python_m_benchmark_are_the_same_command():
      "no such results folder"),
     (["-m", "benchmark.figures", "erased-fraction", "--draws", "0"], "--draws and --chunk"),
     (["-m", "benchmark.speed", "erasers", "--help"], "erasebench speed erasers"),
+    (["-m", "benchmark.synthetic", "--help"], "erasebench data samples"),
+    (["-m", "benchmark.leaderboard", "compare", "--help"], "erasebench compare"),
 ])
 def test_the_older_commands_are_aliases(old, new):
     out = subprocess.run([sys.executable, *old], capture_output=True, text=True, cwd=ROOT)
     assert new in out.stdout + out.stderr
+
+
+def test_the_older_commands_come_from_one_table_not_from_module_files():
+    assert set(cli.ALIASES) == {"figures", "speed", "synthetic", "leaderboard"}
+    for name in cli.ALIASES:
+        assert not (ROOT / "benchmark" / f"{name}.py").exists(), name
+    assert (ROOT / "benchmark" / "run.py").exists()  # `accelerate launch` needs a file path
 
 
 def test_data_check_says_where_it_looked_in_one_line(tmp_path, capsys):

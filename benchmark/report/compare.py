@@ -23,7 +23,8 @@ class NotALeaderboard(ValueError):
 
 
 def read_summary(source: str) -> dict:
-    """A leaderboard .md (its data block), a results folder, or a suite name (results/<name>/)."""
+    """A leaderboard .md (its data block), a results folder, or a suite name (its records in
+    runs/results/<name>/, where `erasebench run` writes them by default)."""
     p = Path(source)
     if p.suffix == ".md":
         if not p.is_file():
@@ -50,7 +51,7 @@ def read_summary(source: str) -> dict:
         return data
     if p.is_file():
         raise NotALeaderboard(f"{p}: not a leaderboard .md file")
-    folder = p if p.is_dir() else Path("results") / source
+    folder = p if p.is_dir() else Path("runs", "results", source)
     if not folder.is_dir():
         raise ValueError(f"{source}: neither a leaderboard .md, a results folder, nor a suite "
                          f"with records in {folder}/")

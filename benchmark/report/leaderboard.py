@@ -268,11 +268,11 @@ def find_plan(suite: str, out_path, config=None) -> tuple[list[dict] | None, str
 
 
 def main(argv: list[str] | None = None, prog: str = "erasebench leaderboard") -> int:
-    """`erasebench leaderboard --suite NAME`: render leaderboards/<suite>.md from its records."""
+    """`erasebench leaderboard --suite NAME`: render a suite's leaderboard from its records."""
     p = argparse.ArgumentParser(prog=prog, description=main.__doc__.split(": ", 1)[1])
     p.add_argument("--suite", required=True)
-    p.add_argument("--results", type=Path, help="records folder (default: results/<suite>)")
-    p.add_argument("--out", type=Path, help="markdown file (default: leaderboards/<suite>.md)")
+    p.add_argument("--results", type=Path, help="records folder (default: runs/results/<suite>)")
+    p.add_argument("--out", type=Path, help="markdown file (default: runs/leaderboards/<suite>.md)")
     p.add_argument("--figures", type=Path, help="figures folder (default: <out's folder>/figures)")
     p.add_argument("--config", type=Path, metavar="SUITE.yaml",
                    help="the suite file whose runs are planned (default: the plan in the "
@@ -281,17 +281,17 @@ def main(argv: list[str] | None = None, prog: str = "erasebench leaderboard") ->
     args = p.parse_args(argv)
     from benchmark.suites.config import ConfigError, check_suite_name
 
-    try:  # the name becomes results/<suite>/ and leaderboards/<suite>.md: never a path
+    try:  # the name becomes runs/results/<suite>/ and runs/leaderboards/<suite>.md: never a path
         check_suite_name(args.suite, "--suite")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results_dir = args.results or Path("results") / args.suite
+    results_dir = args.results or Path("runs", "results", args.suite)
     if not Path(results_dir).is_dir():
         print(f"error: {results_dir}: no such results folder (run the suite first, or pass "
               "--results)", file=sys.stderr)
         return 2
-    out = args.out or Path("leaderboards") / f"{args.suite}.md"
+    out = args.out or Path("runs", "leaderboards", f"{args.suite}.md")
     try:
         plan, source = find_plan(args.suite, out, args.config)
     except ValueError as e:

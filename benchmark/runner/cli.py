@@ -43,8 +43,9 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    "it runs as Python code, even with --dry-run")
     p.add_argument("--download", action="store_true",
                    help="download CIFAR with torchvision if absent")
-    p.add_argument("--out", default=".",
-                   help="put results/ and leaderboards/ under this folder (default: .)")
+    p.add_argument("--out", default="runs",
+                   help="put results/, leaderboards/ and wandb/ under this folder (default: runs, "
+                        "untracked; `--out .` writes the repository's committed leaderboards/)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and their estimated cost; train nothing")
     p.add_argument("--mixed-precision", choices=("no", "bf16"),

@@ -34,7 +34,7 @@ class WorkerOptions:
     wandb_project: log each run to Weights & Biases; spawned: this worker is a --runs-per-device
     child (it draws no bars and renders nothing)."""
 
-    out: str = "."
+    out: str = "runs"
     rerun_changed: bool = False
     retry_failed: bool = False
     claim_timeout: float = claims.DEFAULT_TIMEOUT_S

@@ -548,12 +548,14 @@ def test_render_suite_writes_markdown_and_curve_figures(tmp_path):
     assert "erased_fraction_unused" not in text
 
 
-def test_cli_render_and_compare_from_records_and_markdown(tmp_path, capsys, monkeypatch):
+def test_cli_render_and_compare_read_and_write_the_untracked_runs_folder_by_default(
+        tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for r in single_seed_suite():
-        write_record(tmp_path / "results" / "smoke", r)
+        write_record(tmp_path / "runs" / "results" / "smoke", r)  # where `erasebench run` writes
     assert cli.main(["leaderboard", "--suite", "smoke"]) == 0
-    md = tmp_path / "leaderboards" / "smoke.md"
+    assert not (tmp_path / "leaderboards").exists()  # never over the committed leaderboards
+    md = tmp_path / "runs" / "leaderboards" / "smoke.md"
     assert md.is_file()
     capsys.readouterr()
     assert cli.main(["compare", str(md), "smoke"]) == 0

@@ -62,7 +62,7 @@ def two(tmp_path, monkeypatch):
     """Suite `two` (plain, cutout) while it trains: only plain has a record."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "two.yaml").write_text(textwrap.dedent(TWO))
-    write_record(tmp_path / "results" / "two", record())
+    write_record(tmp_path / "runs" / "results" / "two", record())
     return tmp_path
 
 
@@ -70,7 +70,7 @@ def two(tmp_path, monkeypatch):
 
 def test_a_hand_render_while_the_suite_trains_shows_the_suite_files_plan(two, capsys):
     assert cli.main(["leaderboard", "--suite", "two", "--config", "two.yaml"]) == 0
-    text = (two / "leaderboards" / "two.md").read_text()
+    text = (two / "runs" / "leaderboards" / "two.md").read_text()
     assert "1 of 2 planned runs finished (plan: two.yaml)" in header(text)
     assert row(text, "Final-epoch test error", "resnet20")[1:] == ["30.00 ± n/a (n=1)",
                                                                    "missing (0 of 1)"]
@@ -82,21 +82,21 @@ def test_a_hand_render_after_an_interrupt_keeps_the_runners_missing_cells(two, c
     from benchmark.suites.expand import expand
 
     runner_plan = [grid.planned_run(r) for r in expand(load_suite("two.yaml"))]
-    out = two / "leaderboards" / "two.md"
-    lb.render_suite("two", two / "results" / "two", out, expected_runs=runner_plan)
+    out = two / "runs" / "leaderboards" / "two.md"
+    lb.render_suite("two", two / "runs" / "results" / "two", out, expected_runs=runner_plan)
     assert "1 of 2 planned runs finished ·" in header(out.read_text())
     for _ in range(2):  # by hand, twice: the plan survives its own renders
         assert cli.main(["leaderboard", "--suite", "two"]) == 0
         text = out.read_text()
-        assert f"1 of 2 planned runs finished (plan: the previous {Path('leaderboards/two.md')})" \
-            in header(text)
+        previous = Path("runs/leaderboards/two.md")
+        assert f"1 of 2 planned runs finished (plan: the previous {previous})" in header(text)
         assert row(text, "Final-epoch test error", "resnet20")[2] == "missing (0 of 1)"
         assert "`resnet20 / cutout: 1 of 1 runs`" in text
 
 
 def test_without_a_known_plan_the_header_says_the_plan_is_unknown(two, capsys):
     assert cli.main(["leaderboard", "--suite", "two"]) == 0
-    text = (two / "leaderboards" / "two.md").read_text()
+    text = (two / "runs" / "leaderboards" / "two.md").read_text()
     assert header(text) == ("Data: synthetic · models: resnet20 · 1 runs finished · the plan is "
                             "unknown, so runs without a record are not shown · epochs: 2.")
     assert '"plan":"unknown"' in text  # so the next render does not take it for a plan
@@ -134,7 +134,7 @@ def test_records_of_other_suites_in_the_folder_are_left_out_with_one_line(two, c
     err = capsys.readouterr().err
     assert err == (f"warning: {folder}: left out 2 records of other suites (one (1), three (1)); "
                    "only suite 'two' is shown\n")
-    text = (two / "leaderboards" / "two.md").read_text()
+    text = (two / "runs" / "leaderboards" / "two.md").read_text()
     assert row(text, "Final-epoch test error", "resnet20")[1:] == ["30.00 ± n/a (n=1)",
                                                                    "missing (0 of 1)"]
 
@@ -152,18 +152,18 @@ def test_compare_refuses_a_folder_of_several_suites_in_one_line(two, capsys):
 
 @pytest.mark.parametrize("bad", [-250.0, 1e300])
 def test_a_record_with_an_error_outside_0_100_enters_no_mean_and_no_rank(two, capsys, bad):
-    folder = two / "results" / "two"
+    folder = two / "runs" / "results" / "two"
     write_record(folder, record(method="cutout", err=40.0))
     write_record(folder, record(method="cutout", seed=1, err=bad))
-    before = snapshot(two / "results")
+    before = snapshot(two / "runs" / "results")
     assert cli.main(["leaderboard", "--suite", "two", "--config", "two.yaml"]) == 0
-    text = (two / "leaderboards" / "two.md").read_text()
+    text = (two / "runs" / "leaderboards" / "two.md").read_text()
     assert row(text, "Final-epoch test error", "resnet20")[2] == "40.00 ± n/a (n=1)"
     assert "key 'final_test_error' is" in capsys.readouterr().err
     assert cli.main(["compare", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "| cutout | 40.00 ± n/a (n=1) #2 |" in out and "| plain | 30.00 ± n/a (n=1) #1 |" in out
-    assert snapshot(two / "results") == before
+    assert snapshot(two / "runs" / "results") == before
 
 
 def test_direct_render_of_an_out_of_range_record_is_a_one_line_error_not_a_traceback():
@@ -223,16 +223,16 @@ def test_a_failed_run_is_never_counted_at_chance():
 # --- read-only commands never rename or move a file (row D4) ------------------------------------
 
 def test_leaderboard_and_compare_never_rename_or_move_a_file_in_a_results_folder(two, capsys):
-    folder = two / "results" / "two"
+    folder = two / "runs" / "results" / "two"
     (folder / "package.json").write_text(json.dumps({"name": "web", "version": "1.0.0"}))
     (folder / "resnet20__cutout__s0.json").write_text('{"run_id": "resnet20__cutout__s0", "sch')
     write_record(folder, record(seed=1, err=-3.0))
-    before = snapshot(two / "results")
+    before = snapshot(two / "runs" / "results")
     assert cli.main(["leaderboard", "--suite", "two", "--config", "two.yaml"]) == 0
     assert cli.main(["leaderboard", "--suite", "two", "--results", str(folder)]) == 0
     assert cli.main(["compare", str(folder)]) == 0
     assert cli.main(["compare", "two"]) == 0
-    assert snapshot(two / "results") == before
+    assert snapshot(two / "runs" / "results") == before
     err = capsys.readouterr().err
     assert "package.json" not in err  # not a record: skipped quietly
     assert err.count("resnet20__cutout__s0.json: damaged result record (not valid JSON") == 1

@@ -30,7 +30,7 @@ def test_dry_run_leaderboard_and_compare_never_rename_or_move_a_file_of_a_result
     monkeypatch.setattr(cost, "estimate", lambda packs, device, **kw: {
         r.run_id: {"images": 0, "seconds": 1.0} for p in packs for r in p.runs})
     (tmp_path / "one.yaml").write_text(textwrap.dedent(ONE))
-    folder = tmp_path / "results" / "one"
+    folder = tmp_path / "runs" / "results" / "one"  # the default --out of every command
     folder.mkdir(parents=True)
     damaged = {"schema": 2, "status": "finished", "suite": "one", "run_id": "resnet20__plain__s0",
                "model": "resnet20", "method": "plain", "seed": 0, "epochs": 1,
@@ -40,7 +40,7 @@ def test_dry_run_leaderboard_and_compare_never_rename_or_move_a_file_of_a_result
     (folder / "package.json").write_text('{"name": "web"}')
     before = snapshot(folder)
 
-    assert main(["--suite", "one.yaml", "--out", str(tmp_path), "--dry-run",
+    assert main(["--suite", "one.yaml", "--dry-run",
                  "--rerun-changed"]) == 0
     assert cli.main(["leaderboard", "--suite", "one", "--config", "one.yaml"]) == 0
     assert cli.main(["leaderboard", "--suite", "one"]) == 0
@@ -52,7 +52,8 @@ def test_dry_run_leaderboard_and_compare_never_rename_or_move_a_file_of_a_result
     assert cap.err.count("key 'final_test_error' is -250.0, outside its range") == 1
     assert cap.err.count("resnet20__cutout__s0.json: damaged result record (not valid JSON") == 1
     assert "moved" not in cap.err and "package.json" not in cap.err
-    assert "0 of 2 planned runs finished" in (tmp_path / "leaderboards" / "one.md").read_text()
+    rendered = (tmp_path / "runs" / "leaderboards" / "one.md").read_text()
+    assert "0 of 2 planned runs finished" in rendered
 
 
 def test_the_runner_moves_a_damaged_record_of_its_own_run_aside_in_one_line(tmp_path, capsys):

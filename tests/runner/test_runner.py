@@ -249,3 +249,14 @@ def test_two_processes_share_the_runs(tiny, tmp_path):
     assert {r["process"]["index"] for r in recs.values()} == {0, 1}
     assert {r["process"]["count"] for r in recs.values()} == {2}
     assert "suite tiny: 3/3 runs finished" in proc.stdout
+
+
+def test_a_run_without_out_writes_into_the_untracked_runs_folder_not_the_committed_leaderboards(
+        tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run(["--suite", tiny, "--no-wandb", "--erasers", "plain", "--epochs", "1"])
+    assert records(tmp_path / "runs")["resnet20__plain__s0"]["status"] == "finished"
+    assert (tmp_path / "runs" / "leaderboards" / "tiny.md").is_file()
+    assert not (tmp_path / "leaderboards").exists() and not (tmp_path / "results").exists()
+    ignored = subprocess.run(["git", "check-ignore", "-q", "runs/results/x.json"], cwd=ROOT)
+    assert ignored.returncode == 0  # runs/ is untracked in the repository
