@@ -20,7 +20,7 @@ from benchmark.cli import main
 ex = submitit.AutoExecutor("/shared/runs/slurm")
 ex.update_parameters(gpus_per_node=1, timeout_min=240, slurm_array_parallelism=16,
                      slurm_signal_delay_s=120)
-argv = ["run", "--suite", "thesis", "--mixed-precision", "bf16", "--data-dir", "/shared/data",
+argv = ["run", "--suite", "thesis", "--mixed-precision", "bf16", "--data-root", "/shared/data",
         "--out", "/shared/runs"]
 jobs = ex.map_array(main, [argv] * 16)
 """
