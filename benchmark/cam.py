@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,14 @@ from benchmark.models import eval_mode
 from benchmark.suites.config import CAM_SOURCES as SOURCES
 from benchmark.suites.config import CAM_TARGETS as TARGETS
 from plugins.geometry import mask_box, peaks
+from plugins.mixing import (
+    PASTE,
+    check_mixing_fill,
+    is_mixing,
+    lam_from_mask,
+    partner_permutation,
+    paste,
+)
 
 __all__ = ["SOURCES", "TARGETS", "FAST_PATH_CACHE", "FrozenCam", "LiveCam", "cam_boxes",
            "cam_from_features", "cam_source", "erase", "fast_path_applies", "frozen_cam_fn",
@@ -450,16 +458,39 @@ def cam_source(source: str, *, model: nn.Module | None = None, checkpoint: str |
 FAST_PATH_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+class Mixed(NamedTuple):
+    """What :func:`erase` returns for a mixing eraser (cutmix, cam_cutmix).
+
+    ``images`` (B, C, H, W): image i with image ``partner[i]``'s pixels inside its mask;
+    ``partner_labels`` long (B,) = ``labels[partner]``; ``lam`` float32 (B,): the weight of
+    the image's own label, 1 - the pasted fraction. The loss is
+    ``plugins.mixing.mixed_cross_entropy(logits, labels, partner_labels, lam).mean()``.
+    """
+
+    images: torch.Tensor
+    partner_labels: torch.Tensor
+    lam: torch.Tensor
+
+
 def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
-          eraser="cam_erasing", *, fill: str = "zero", mean=None,
+          eraser="cam_erasing", *, fill: str | None = None, mean=None,
           generator: torch.Generator | None = None, layer: str | None = None,
-          target: str = "label", logits: LogitsSelector = None, **params) -> torch.Tensor:
+          target: str = "label", logits: LogitsSelector = None,
+          **params) -> torch.Tensor | Mixed:
     """CAM erasing in your own training loop: the erased copy of `images` (B, C, H, W).
 
     The CAM of `model` (Grad-CAM of `layer`, default its first `cam_layers`; for the label, or
     the predicted class with `target="predicted"`) goes to `eraser` (a registry name built
-    with `params`, or a built `plugins.Eraser`), then `plugins.fill` with `fill`/`mean`. An
-    eraser that needs no CAM is applied without one. Same shape, dtype and device; `images`
+    with `params`, or a built `plugins.Eraser`), then `plugins.fill` with `fill`/`mean`
+    (default `zero`). An eraser that needs no CAM is applied without one.
+
+    A mixing eraser (`mixes = True`: cutmix, cam_cutmix) returns a `Mixed` (images,
+    partner_labels, lam) instead: a partner permutation is drawn from `generator` first, a CAM
+    eraser gets the partner's CAM (`cam[partner]`, its box lands on the pasted image's peak),
+    the partner's pixels are pasted inside the mask (fill `paste`, the default for it; any
+    other fill is a ValueError) and lam = 1 - the pasted fraction. `labels` (B,) are required.
+
+    Same shape, dtype and device; `images`
     and the model (parameters, .grad, BN statistics, train/eval flags) are left untouched;
     works under `torch.no_grad()`. The CAM comes from a separate eval-mode pass; the runner's
     free path (features of the training forward) needs `LiveCam(model)(images, labels,
@@ -479,6 +510,13 @@ def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
     else:
         eraser = plugins.build(eraser, **params)
     _check_images(images)
+    mixes = is_mixing(eraser)
+    fill = fill if fill is not None else (PASTE if mixes else "zero")
+    if mixes or fill == PASTE:
+        check_mixing_fill("erase", eraser, fill)
+    if mixes and labels is None:
+        raise ValueError(f"{type(eraser).__name__} mixes labels: erase(model, images, labels, ...) "
+                         "needs the labels (B,)")
     cam = None
     if eraser.needs_cam:
         if target not in TARGETS:
@@ -490,5 +528,9 @@ def erase(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
             known[key] = fast_path_applies(model, layer, input_size=size, logits=logits)
         source = LiveCam(model, layer=layer, target=target, fast=known[key], logits=logits)
         cam = source(images, labels)
+    if mixes:
+        partner = partner_permutation(images.shape[0], images.device, generator=generator)
+        mask = eraser(images, cam=None if cam is None else cam[partner], generator=generator)
+        return Mixed(paste(images, mask, partner), labels[partner], lam_from_mask(mask))
     mask = eraser(images, cam=cam, generator=generator)
     return plugins.fill(images, mask, fill, mean=mean, generator=generator)

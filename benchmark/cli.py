@@ -1,6 +1,7 @@
 """The `erasebench` command: one entry point with a subcommand per job.
 
     erasebench run --suite smoke                 train a suite (under `accelerate launch` too)
+    erasebench evaluate --suite smoke            add robustness to occlusion to older records
     erasebench leaderboard --suite smoke         render leaderboards/<suite>.md from its records
     erasebench compare A.md B.md ...             rank methods across suites and models
     erasebench figures erased-fraction | cam     the figures
@@ -22,6 +23,8 @@ import sys
 
 COMMANDS = {
     "run": ("benchmark.runner.main", "train a suite: every process is a worker on its results"),
+    "evaluate": ("benchmark.runner.evaluate",
+                 "add robustness to occlusion to finished records, from their checkpoints"),
     "leaderboard": ("benchmark.report.leaderboard", "render leaderboards/<suite>.md from records"),
     "compare": ("benchmark.report.compare", "rank methods across suites and models"),
     "figures": ("benchmark.report.figures", "erased-fraction histograms, CAM examples"),

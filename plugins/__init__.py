@@ -14,7 +14,16 @@ public checks: ``plugins.testing.check_eraser(MyEraser())``) are imported on fir
 import importlib
 
 # Importing the built-in modules registers them (each decorates its class with @register).
-from plugins import cam_erasing, cutout, hide_and_seek, random_erasing
+from plugins import (
+    cam_cutmix,
+    cam_erasing,
+    cutmix,
+    cutout,
+    gridmask,
+    hide_and_seek,
+    keep_cutout,
+    random_erasing,
+)
 from plugins.base import Eraser
 from plugins.fill import fill
 from plugins.registry import ENTRY_POINT_GROUP, available, build, get, register, unregister
@@ -25,11 +34,15 @@ __all__ = [
     "Eraser",
     "available",
     "build",
+    "cam_cutmix",
     "cam_erasing",
+    "cutmix",
     "cutout",
     "fill",
     "get",
+    "gridmask",
     "hide_and_seek",
+    "keep_cutout",
     "random_erasing",
     "register",
     "testing",

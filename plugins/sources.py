@@ -9,6 +9,7 @@ traced to the code that made it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -67,6 +68,13 @@ def import_sources(sources: list[str], base: str | Path | None = None) -> None:
                              f"beside the suite in {base} or in {Path.cwd()})") from None
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> distributions providing it. Scanning every installed package's
+    metadata takes seconds, so it is done once per process."""
+    return importlib.metadata.packages_distributions()
+
+
 def provenance(name: str) -> dict:
     """{"module", "package", "version"} for an installed eraser, {"module", "file", "sha256"}
     for one imported from a file."""
@@ -75,9 +83,7 @@ def provenance(name: str) -> dict:
     out = {"module": cls.__module__}
     path = Path(getattr(module, "__file__", "") or "")
     top = cls.__module__.split(".")[0]
-    dists = importlib.metadata.packages_distributions().get(top, [])
-    if top == "plugins":
-        dists = ["erasebench"]
+    dists = ["erasebench"] if top == "plugins" else _distributions().get(top, [])
     if dists:
         try:
             out.update(package=dists[0], version=importlib.metadata.version(dists[0]))

@@ -166,6 +166,9 @@ def check_transform(eraser: Eraser) -> None:
 
     if "p" in eraser.params():  # erase every image, so the checks see erased pixels
         eraser = type(eraser)(**{**eraser.params(), "p": 1.0})
+    if getattr(type(eraser), "mixes", False):
+        _check_mixing_transform(eraser)
+        return
     for fill in FILL_MODES:
         for dtype in DTYPES:
             mean = (128 if dtype == torch.uint8 else 0.5) if fill == "mean" else None
@@ -205,6 +208,58 @@ def check_transform(eraser: Eraser) -> None:
                           f"{where}: a pickled copy drew differently from the same state")
                 if t.eval()(sample, cam=cam) is not sample:
                     _fail("check_transform", eraser, f"{where}: eval() is not the identity")
+
+
+def _check_mixing_transform(eraser: Eraser) -> None:
+    """A mixing eraser (``mixes = True``) through ``plugins.Erase(eraser, num_classes=...)`` on
+    (B, C, H, W) batches with labels, as torchvision's ``v2.CutMix``: for every dtype, plain,
+    channels_last and ``tv_tensors.Image`` batches keep type, shape, dtype and memory format,
+    the input is not modified, the labels come back soft (float (B, classes), rows summing to
+    1), a pickled transform draws the same, ``eval()`` returns the sample itself."""
+    from torchvision import tv_tensors
+
+    from plugins.transform import Erase
+
+    classes = 10
+    labels = torch.arange(BATCH) % classes
+    for dtype in DTYPES:
+        kinds = {
+            "(B, C, H, W)": lambda dtype=dtype: _images(BATCH, 3, SIZE, SIZE, dtype=dtype),
+            "channels_last (B, C, H, W)": lambda dtype=dtype: _images(
+                BATCH, 3, SIZE, SIZE, dtype=dtype).to(memory_format=torch.channels_last),
+            "Image (B, C, H, W)": lambda dtype=dtype: tv_tensors.Image(
+                _images(BATCH, 3, SIZE, SIZE, dtype=dtype)),
+        }
+        for kind, make in kinds.items():
+            where = f"{dtype}, {kind}"
+            x = make()
+            cam = _cam((BATCH,)) if eraser.needs_cam else None
+            copy, version = x.clone(), x._version
+            t = Erase(eraser, num_classes=classes, generator=torch.Generator().manual_seed(0))
+            try:
+                twin = pickle.loads(pickle.dumps(t))
+            except (pickle.PicklingError, AttributeError, TypeError) as error:
+                _fail("check_transform", eraser, f"plugins.Erase(eraser) does not pickle "
+                      f"(DataLoader workers need it): {error}")
+            y, soft = t(x, labels, cam=cam)
+            if x._version != version or not torch.equal(x, copy):
+                _fail("check_transform", eraser, f"{where}: modified its input")
+            if type(y) is not type(x) or y.shape != x.shape or y.dtype != x.dtype \
+                    or y.stride() != x.stride():
+                _fail("check_transform", eraser,
+                      f"{where}: got {type(y).__name__} {tuple(y.shape)} {y.dtype} "
+                      f"strides {y.stride()} for strides {x.stride()}")
+            if soft.shape != (BATCH, classes) or not torch.allclose(soft.sum(1),
+                                                                     torch.ones(BATCH)):
+                _fail("check_transform", eraser, f"{where}: the labels are not soft labels "
+                      f"(B, {classes}) summing to 1")
+            y2, soft2 = twin(x, labels, cam=cam)
+            if not (torch.equal(y, y2) and torch.equal(soft, soft2)):
+                _fail("check_transform", eraser,
+                      f"{where}: a pickled copy drew differently from the same state")
+            sample = (x, labels)
+            if t.eval()(sample, cam=cam) is not sample:
+                _fail("check_transform", eraser, f"{where}: eval() is not the identity")
 
 
 CHECKS: dict[str, Callable[[Eraser], None]] = {

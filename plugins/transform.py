@@ -27,9 +27,17 @@ from torchvision.transforms.v2 import functional as F
 
 from plugins.base import Eraser, check_channels_first, check_choice
 from plugins.fill import FILL_MODES, _keep_layout, check_fill_dtype, fill
+from plugins.mixing import (
+    PASTE,
+    check_mixing_fill,
+    is_mixing,
+    lam_from_mask,
+    partner_permutation,
+    paste,
+)
 from plugins.registry import build
 
-__all__ = ["Erase", "erase"]
+__all__ = ["Erase", "erase", "mix"]
 
 # What torchvision's RandomErasing warns about and passes through unchanged.
 _NOT_ERASED = tuple(
@@ -144,8 +152,79 @@ def erase(
     leading shape (without T) followed by (H, W). Errors: ``ValueError`` for a shape,
     ``TypeError`` for a dtype (one line each).
     """
+    if is_mixing(eraser):
+        raise ValueError(
+            f"erase: {type(eraser).__name__} is a mixing eraser (it pastes another image of the "
+            "batch and mixes the labels); use plugins.transform.mix(images, labels, eraser, "
+            "num_classes=...) or Erase(...)(images, labels)"
+        )
     mask = draw_mask(images, eraser, generator=generator, cam=cam, video=video)
     return fill_mask(images, mask, fill_mode, mean=mean, generator=generator, video=video)
+
+
+def _soft_labels(labels, num_classes: int | None, owner: str) -> torch.Tensor:
+    """(B,) class indices -> one-hot float (B, num_classes); (B, classes) -> float, as
+    torchvision's v2 CutMix/MixUp take them."""
+    if not isinstance(labels, torch.Tensor) or labels.ndim not in (1, 2):
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{owner}: labels must be class indices (B,) or probabilities "
+                         f"(B, num_classes), got {got}")
+    if labels.ndim == 1:
+        if num_classes is None:
+            raise ValueError(f"{owner}: num_classes must be given for class-index labels (B,), "
+                             "as torchvision's v2.CutMix(num_classes=...)")
+        return torch.nn.functional.one_hot(labels, num_classes=num_classes).float()
+    if num_classes is not None and labels.shape[-1] != num_classes:
+        raise ValueError(f"{owner}: labels have {labels.shape[-1]} classes in their last "
+                         f"dimension, num_classes is {num_classes}")
+    return labels if labels.is_floating_point() else labels.float()
+
+
+def mix(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eraser: Eraser,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+    cam: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A mixing eraser (``mixes = True``: cutmix, cam_cutmix) on a batch, in the style of
+    torchvision's ``v2.CutMix``: ``(mixed images, soft labels)``.
+
+    ``images`` (B, C, H, W), uint8 or floating; ``labels`` class indices (B,) (then
+    ``num_classes`` is required) or probabilities (B, num_classes). A partner permutation is
+    drawn from ``generator`` first (:func:`plugins.mixing.partner_permutation`), then the mask
+    (a CAM eraser gets ``cam[partner]``: ``cam`` is the batch's own saliency (B, H, W)); image
+    i gets image ``partner[i]``'s pixels inside its mask, and its label becomes
+    ``lam * labels[i] + (1 - lam) * labels[partner[i]]`` with lam = 1 - the pasted fraction
+    (float32 (B, num_classes), rows sum to 1 for one-hot labels). Errors (``ValueError``, one
+    line): a single image (no batch dimension), labels of the wrong shape, an eraser that does
+    not mix.
+    """
+    owner = "Erase"
+    if not is_mixing(eraser):
+        raise ValueError(f"{owner}: mix needs a mixing eraser (mixes = True); "
+                         f"{type(eraser).__name__} only masks: use erase")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{owner}: {type(eraser).__name__} mixes the images of a batch: call it "
+                         f"on a batch (B, C, H, W) with its labels, Erase(...)(images, labels); "
+                         f"got {got}")
+    _check_images(images, False)
+    soft = _soft_labels(labels, num_classes, owner)
+    if soft.shape[0] != images.shape[0]:
+        raise ValueError(f"{owner}: {images.shape[0]} images but {soft.shape[0]} labels")
+    partner = partner_permutation(images.shape[0], images.device, generator=generator)
+    if eraser.needs_cam and cam is None:
+        raise ValueError(f"{owner}: {type(eraser).__name__} needs a CAM: pass cam= (B, H, W) or "
+                         "use benchmark.cam.erase(model, images, labels)")
+    if cam is not None:
+        _check_cam(cam, images, False)
+        cam = cam[partner]
+    mask = draw_mask(images, eraser, generator=generator, cam=cam)
+    lam = lam_from_mask(mask).to(soft.device)[:, None]
+    return paste(images, mask, partner), lam * soft + (1.0 - lam) * soft[partner]
 
 
 def _is_plain_tensor(inpt: Any) -> bool:
@@ -173,8 +252,17 @@ class Erase(v2.Transform):
     memory format; the input is never modified. With ``p=0`` (and in ``eval()``) the input
     object itself is returned.
 
-    ``fill``: ``zero``, ``mean`` (``mean``: one value for any channel count, or one per
-    channel), ``random``, ``channel`` (see ``plugins.fill``). ``generator`` (on the images'
+    Mixing erasers (``mixes = True``: ``cutmix``, ``cam_cutmix``) work as torchvision's
+    ``v2.CutMix``: on a batch with its labels, ``Erase("cutmix", num_classes=10)(images,
+    labels)`` returns ``(mixed images, soft labels float32 (B, num_classes))`` (see
+    :func:`mix`; ``num_classes`` may be left out when the labels are already (B, num_classes));
+    a single image or a call without labels is a one-line ``ValueError``. Their fill is
+    ``paste`` (the default for them; any other fill is refused). In ``eval()`` the sample is
+    returned unchanged (labels stay as given).
+
+    ``fill``: ``zero`` (the default for mask erasers), ``mean`` (``mean``: one value for any
+    channel count, or one per channel), ``random``, ``channel`` (see ``plugins.fill``), ``paste``
+    (mixing erasers only). ``generator`` (on the images'
     device) makes the draws reproducible; in a DataLoader worker it is re-seeded from the
     worker's seed (``torch.utils.data.get_worker_info().seed`` mixed with the generator's own
     seed), so workers and epochs draw differently while a seeded run stays reproducible.
@@ -187,10 +275,11 @@ class Erase(v2.Transform):
     def __init__(
         self,
         name_or_eraser: str | Eraser,
-        fill: str = "zero",
+        fill: str | None = None,
         *,
         mean: torch.Tensor | Sequence[float] | float | None = None,
         generator: torch.Generator | None = None,
+        num_classes: int | None = None,
         **params,
     ):
         super().__init__()
@@ -208,7 +297,15 @@ class Erase(v2.Transform):
                 "Erase: name_or_eraser must be a registry name or a plugins.Eraser, "
                 f"got {type(name_or_eraser).__name__}"
             )
-        self.fill = check_choice("Erase", "fill", fill, FILL_MODES)
+        self.mixes = is_mixing(self.eraser)
+        if fill is None:
+            fill = PASTE if self.mixes else "zero"
+        if fill == PASTE or self.mixes:
+            check_mixing_fill("Erase", self.eraser, fill)
+            self.fill = fill
+        else:
+            self.fill = check_choice("Erase", "fill", fill, FILL_MODES)
+        self.num_classes = num_classes
         if fill == "mean" and mean is None:
             raise ValueError(
                 "Erase: fill='mean' needs mean=<one value, or one per channel, in the images' "
@@ -240,7 +337,11 @@ class Erase(v2.Transform):
     def forward(self, *inputs: Any, cam: torch.Tensor | None = None) -> Any:
         """Erase the image(s) in ``inputs`` (training mode); return them unchanged in eval."""
         sample = inputs if len(inputs) > 1 else inputs[0]
-        if not self.training or getattr(self.eraser, "p", None) == 0:
+        if not self.training:
+            return sample
+        if self.mixes:
+            return self._mix(sample, cam)
+        if getattr(self.eraser, "p", None) == 0:
             return sample
         if cam is None and self.eraser.needs_cam:
             raise ValueError(
@@ -267,6 +368,27 @@ class Erase(v2.Transform):
         flat_outputs = [self.transform(inpt, params) if need else inpt
                         for inpt, need in zip(flat_inputs, needs, strict=True)]
         return tree_unflatten(flat_outputs, spec)
+
+    def _mix(self, sample: Any, cam: torch.Tensor | None) -> Any:
+        """A mixing eraser: ``(images, labels)`` -> ``(mixed images, soft labels)``."""
+        if not (isinstance(sample, (tuple, list)) and len(sample) == 2
+                and isinstance(sample[1], torch.Tensor)):
+            raise ValueError(
+                f"Erase: {type(self.eraser).__name__} mixes the images of a batch and their "
+                "labels: call Erase(...)(images, labels) on a batch (B, C, H, W) with labels (B,) "
+                "or (B, num_classes), as torchvision's v2.CutMix"
+            )
+        images, labels = sample
+        if isinstance(images, PIL.Image.Image):
+            self.check_inputs([images])
+        if isinstance(images, tv_tensors.Video):
+            raise ValueError("Erase: mixing erasers take image batches (B, C, H, W), not videos")
+        self._reseed_in_worker()
+        mixed, soft = mix(images.as_subclass(torch.Tensor), labels, self.eraser,
+                          num_classes=self.num_classes, generator=self.generator, cam=cam)
+        if isinstance(images, tv_tensors.TVTensor):
+            mixed = tv_tensors.wrap(mixed, like=images)
+        return type(sample)((mixed, soft))
 
     def make_params(self, flat_inputs: list[Any], cam: torch.Tensor | None = None
                     ) -> dict[str, Any]:

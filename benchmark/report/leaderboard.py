@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from benchmark.fileio import atomic_write, slug, warn
-from benchmark.report import curves, thesis
+from benchmark.report import curves, robustness_figure, thesis
 from benchmark.report.grid import FAILED, MISSING, SETUP_KEYS, Grid, build_grid, planned_run
 from benchmark.report.tables import (
+    ROBUSTNESS_FIGURE,
     _distinct,
     chance_runs,
     cost,
@@ -26,6 +27,7 @@ from benchmark.report.tables import (
     reproducibility,
     rising_loss,
     rising_loss_runs,
+    robustness,
     significance,
     table1,
     table2,
@@ -98,7 +100,9 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
             "The same layout with the lowest test error over epochs: what the Random Erasing code "
             "reports; it selects on the test set, so it is optimistic next to the final epoch.", "",
             *table2(g, "best_test_error"), ""]
-    out += significance(g) + occlusion(g) + cost(g)
+    out += significance(g) + occlusion(g) + robustness(g, figures) + cost(g)
+    # the robustness figures are shown in their own section (above)
+    figures = [(cap, path) for cap, path in figures or [] if not cap.startswith(ROBUSTNESS_FIGURE)]
     if figures:
         out += ["## Figures", ""] + [f"![{cap}]({path})" for cap, path in figures] + [""]
     out += failed_runs(g) + rising_loss_runs(g) + chance_runs(g) + missing_runs(g)
@@ -154,6 +158,12 @@ def write_figures(records: list[dict], *, suite: str, figures_dir, out_dir,
             path = figures_dir / f"{suite}_curves_{slug(mo)}.png"
             curves.plot_curves(series, path, title=f"{suite}: {mo}, test error by epoch")
             found.append((f"test error by epoch, {mo}", path))
+    for mo in g.models:
+        panels = robustness_figure.series(g, mo)
+        if panels:
+            path = figures_dir / f"{suite}_robustness_{slug(mo)}.png"
+            robustness_figure.plot(panels, path, title=f"{suite}: {mo}, {ROBUSTNESS_FIGURE}")
+            found.append((f"{ROBUSTNESS_FIGURE}, {mo}", path))
     for eraser in sorted({m.eraser for m in g.methods if m.eraser}):
         path = figures_dir / f"erased_fraction_{eraser}.png"
         if path.is_file():

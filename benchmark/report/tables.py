@@ -15,7 +15,7 @@ from benchmark.report.markdown import (
     fmt_pct,
     md_table,
 )
-from benchmark.report.stats import mean, welch_p
+from benchmark.report.stats import mean, std, welch_p
 
 
 def _mean_or_none(c: Cell, key: str = "final_test_error") -> float | None:
@@ -349,3 +349,91 @@ def failed_runs(g: Grid) -> list[str]:
             f"{len(g.failed)} run(s) failed; they are left out of every mean, p-value and rank, "
             "and a rerun keeps them as results (`--retry-failed` trains them again). Epoch: the "
             "one running when it failed.", "", *md_table(["run", "epoch", "reason"], rows), ""]
+
+
+# --------------------------------------------------------------------------- robustness
+
+ROBUSTNESS_PLACEMENTS = {"random": "placed uniformly at random",
+                         "box": "centred on the object box",
+                         "cam_peak": "centred at the model's own CAM peak (true class)"}
+ROBUSTNESS_P_AT = 0.3  # the occluded fraction of the Welch test against plain
+ROBUSTNESS_FIGURE = "test error vs occluded fraction"  # the caption prefix of its figures
+
+
+def robustness_errors(rec: dict, placement: str) -> dict[float, float]:
+    """{fraction: test error %} of one record's occluded test sets at `placement` ({} when the
+    record has no robustness, or none at that placement, e.g. "box" on data without boxes)."""
+    rb = rec.get("robustness")
+    if not isinstance(rb, dict) or not isinstance(rb.get(placement), list):
+        return {}
+    return {float(f): float(e) for f, e in zip(rb.get("fractions") or [], rb[placement],
+                                               strict=False)
+            if isinstance(e, int | float) and not isinstance(e, bool)}
+
+
+def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[str]:
+    """'Robustness to occlusion': per placement, model x method, the mean ± std over seeds of the
+    test error on occluded test sets at each occluded fraction, and Welch's p against plain at
+    f = 0.3. Absent when no record has been evaluated (records trained before the measurement
+    existed: `erasebench evaluate` adds it)."""
+    recs = [r for mo in g.models for m in g.methods for r in g.cell(mo, m).records]
+    evaluated = [r for r in recs if isinstance(r.get("robustness"), dict)]
+    if not evaluated:
+        return []
+    fractions = sorted({float(f) for r in evaluated for f in r["robustness"].get("fractions", [])})
+    plain = next((m for m in g.methods if m.known and m.eraser is None), None)
+    out = ["## Robustness to occlusion", "",
+           "Top-1 test error (%) of each run's final model on occluded copies of its test set "
+           "(Zhong et al. 2017, the occlusion experiment of Random Erasing): one square per image "
+           "covering the fraction f of the image, filled with the run's fill value (`fill`; in "
+           "normalised space, where `zero` is the dataset's mean colour). The random placements "
+           "come from one fixed seed, so every method and seed sees the same occluded test set; "
+           "the CAM peak is each model's own. f = 0 is the clean final error. Mean ± sample std "
+           f"over the evaluated runs; `p vs plain`: Welch's two-sided t-test at f = "
+           f"{ROBUSTNESS_P_AT:g} (n < 2 on either side: n/a); `; j {AT_CHANCE}`: j of the "
+           "evaluated runs ended at the error of guessing (see Runs at chance level). How it is "
+           "measured: "
+           "benchmark/robustness.py.", ""]
+    missing = len(recs) - len(evaluated)
+    if missing:
+        out += [f"{missing} of {len(recs)} finished run(s) not evaluated (trained before this "
+                f"measurement existed: run `erasebench evaluate --suite {g.suite}`); their cells "
+                "count only the evaluated runs, `—` where none is.", ""]
+    for placement, what in ROBUSTNESS_PLACEMENTS.items():
+        if not any(robustness_errors(r, placement) for r in evaluated):
+            continue  # e.g. "box" on data without boxes: absent, not zero
+        header = ["model", "method", "fill", "evaluated", "f = 0 (clean)",
+                  *[f"f = {f:g}" for f in fractions], f"p vs plain (f = {ROBUSTNESS_P_AT:g})"]
+        rows = []
+        for mo in g.models:
+            ref = ([e[ROBUSTNESS_P_AT] for r in g.cell(mo, plain).records
+                    if ROBUSTNESS_P_AT in (e := robustness_errors(r, placement))]
+                   if plain is not None else [])
+            for m in g.methods:
+                if (mo, m.label) not in g.cells or not g.cell(mo, m).n:
+                    continue
+                c = g.cell(mo, m)
+                errs = [(r, robustness_errors(r, placement)) for r in c.records]
+                errs = [(r, e) for r, e in errs if e]
+                fills = sorted({str(r["robustness"].get("fill")) for r, _ in errs}) or ["—"]
+                chance = sum(at_chance(r) for r, _ in errs)
+                row = [mo, m.label, ", ".join(fills),
+                       f"{len(errs)} of {c.n}" + (f"; {chance} {AT_CHANCE}" if chance else ""),
+                       _mean_std([r["final_test_error"] for r, _ in errs])]
+                row += [_mean_std([e[f] for _, e in errs if f in e]) for f in fractions]
+                mine = [e[ROBUSTNESS_P_AT] for _, e in errs if ROBUSTNESS_P_AT in e]
+                same = plain is not None and m.label == plain.label
+                row.append("—" if same or plain is None or not mine or not ref
+                           else fmt_p(welch_p(mine, ref)))
+                rows.append(row)
+        out += [f"### Occluder {what}", "", *md_table(header, rows), ""]
+    out += [f"![{cap}]({path})" for cap, path in figures or []
+            if cap.startswith(ROBUSTNESS_FIGURE)]
+    return out + ([""] if figures and any(c.startswith(ROBUSTNESS_FIGURE) for c, _ in figures)
+                  else [])
+
+
+def _mean_std(xs: list[float]) -> str:
+    if not xs:
+        return "—"
+    return f"{mean(xs):.2f} ± {fmt_err(std(xs))}"

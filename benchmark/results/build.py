@@ -47,6 +47,7 @@ def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str
                                    "resumed_from_epoch")},
         **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs", "num_classes",
                                        "n_test")},
+        **({"robustness": metrics["robustness"]} if metrics.get("robustness") else {}),
     }
 
 

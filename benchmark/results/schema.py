@@ -46,6 +46,11 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
                     erasing epochs' training batches; train_cam_peak_in_box over the CAMs the eraser
                     used (None without one); cam_peak_in_box is the final model's CAM peak (true
                     class) on the test set, random_point_in_box the mean box area fraction
+    robustness      (finished runs; absent in records trained before it, until `erasebench
+                    evaluate` adds it) test error (%) of the final model on occluded copies of the
+                    test set (benchmark/robustness.py): {"fractions": [f...], "random": [err per
+                    f], "box": [...] (data with boxes only), "cam_peak": [...], "seed", "n_test",
+                    "fill", "cam_target", "cam_layer"}
     wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s:
                     training images per second, erased copies included; resumed_from_epoch: int
                     or None (each None when a failed run did not get that far)
@@ -148,7 +153,11 @@ RANGES = {"final_test_error": PERCENT, "best_test_error": PERCENT,
           "curves.test_error": PERCENT, "curves.lr": COUNT, "curves.erased_fraction": PERCENT,
           **{f"occlusion.{k}": FRACTION for k in (
               "erased_image_rate", "object_hit_rate", "object_covered_mean",
-              "train_cam_peak_in_box", "cam_peak_in_box", "random_point_in_box")}}
+              "train_cam_peak_in_box", "cam_peak_in_box", "random_point_in_box")},
+          # benchmark/robustness.py: test error (%) per placement, at each occluded fraction
+          "robustness.fractions": FRACTION, "robustness.n_test": (1, math.inf),
+          "robustness.seed": COUNT,
+          **{f"robustness.{k}": PERCENT for k in ("random", "box", "cam_peak")}}
 
 
 def _number_problem(key: str, value, lo, hi) -> str | None:
@@ -171,7 +180,7 @@ def value_problem(rec: dict) -> str | None:
         value = rec.get(head)
         if leaf:
             value = value.get(leaf) if isinstance(value, dict) else None
-        if leaf and head == "curves":
+        if leaf and (head == "curves" or isinstance(value, list)):
             if value is None:
                 continue
             if not isinstance(value, list):
@@ -198,7 +207,8 @@ _TYPES = [("run_id", str, "a string"), ("model", str, "a string"), ("label", str
           ("seed", int, "an integer"), ("suite", str | None, "a string"),
           ("eraser", str | None, "a string or null"),
           *[(k, dict | None, "an object or null")
-            for k in ("eraser_params", "cam", "curves", "occlusion", "failure", "versions")]]
+            for k in ("eraser_params", "cam", "curves", "occlusion", "failure", "versions",
+                      "robustness")]]
 
 
 def _short(value) -> str:

@@ -63,7 +63,7 @@ def check_methods(suite: SuiteConfig, runs: list[RunSpec]) -> tuple[list[str], l
         if size is None or m.is_plain or ("erase", m.label) in seen:
             continue
         seen.add(("erase", m.label))
-        share = whole_image_share(m.name, m.params, size)
+        share = whole_image_share(m.name, m.params, size, epoch=r.train.epochs - 1)
         if share >= WHOLE_IMAGE_WARN:
             warnings.append(
                 f"{src}: key '{key}.params': {m.label} erases the whole image in {share:.0%} of "
@@ -72,12 +72,17 @@ def check_methods(suite: SuiteConfig, runs: list[RunSpec]) -> tuple[list[str], l
     return problems, warnings
 
 
-def whole_image_share(name: str, params: dict, size: int, n: int = PROBES) -> float:
+def whole_image_share(name: str, params: dict, size: int, n: int = PROBES,
+                      epoch: int | None = None) -> float:
     """The share of `n` random size x size images (and random CAMs, for a CAM eraser) that the
-    eraser `name(**params)` erases entirely; fixed seed, on the CPU."""
+    eraser `name(**params)` erases entirely; fixed seed, on the CPU. An eraser that depends on
+    the epoch (`at_epoch`, e.g. GridMask's ramp) is probed as in `epoch` (default: its
+    `at_epoch(0)`)."""
     import plugins
 
     eraser = plugins.build(name, **params)
+    if callable(getattr(eraser, "at_epoch", None)):
+        eraser = eraser.at_epoch(epoch or 0)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, size, size, generator=g)
     cam_map = torch.rand(n, size, size, generator=g) if eraser.needs_cam else None

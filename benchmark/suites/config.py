@@ -35,6 +35,7 @@ from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named 
     FILL_MODES,
     GRAPHS,
     MODES,
+    PASTE,
     PLAIN,
     PRECISIONS,
     STEP_KINDS,
@@ -244,7 +245,7 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
     import plugins
 
     _choice(src, f"{where}.mode", m.mode, (None, *MODES))
-    _choice(src, f"{where}.fill", m.fill, FILL_MODES)
+    _choice(src, f"{where}.fill", m.fill, (None, *FILL_MODES, PASTE))
     _choice(src, f"{where}.append_bn", m.append_bn, APPEND_BN)
     _choice(src, f"{where}.cam.source", m.cam.source, CAM_SOURCES)
     _choice(src, f"{where}.cam.target", m.cam.target, CAM_TARGETS)
@@ -266,6 +267,14 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
             plugins.build(variant.name, **variant.params)
         except Exception as e:  # noqa: BLE001 - the eraser's own one-line message
             raise ConfigError(f"{src}: key '{where}.params': {e}") from None
+        if variant.fill is not None:
+            from plugins.mixing import check_mixing_fill
+
+            try:
+                check_mixing_fill(f"{src}: key '{where}.fill'", plugins.get(variant.name),
+                                  variant.fill)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
 
 SUITE_NAME = "letters, digits, '_', '-' and '.' (not first), at most 100 characters"

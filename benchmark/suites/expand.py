@@ -27,12 +27,18 @@ def run_id(model: str, label: str, seed: int) -> str:
 
 def resolve_method(m: MethodConfig, epochs: int) -> MethodConfig:
     """Fill the defaults that depend on the eraser: mode and warm-up (the thesis's two-phase
-    schedule)."""
+    schedule), and the fill (``paste`` for a mixing eraser, else ``zero``)."""
     m = dataclasses.replace(m, params=dict(m.params), cam=dataclasses.replace(m.cam))
     if m.is_plain:
         m.mode, m.warmup_epochs = None, 0
+        m.fill = m.fill or "zero"
         m.label = m.label or PLAIN
         return m
+    if m.fill is None:  # a mixing eraser pastes its partner's region; the others fill zero
+        import plugins
+        from plugins.mixing import PASTE, is_mixing
+
+        m.fill = PASTE if is_mixing(plugins.get(m.name)) else "zero"
     needs_cam = m.needs_cam
     if m.mode is None:
         m.mode = "append" if needs_cam else "replace"

@@ -19,6 +19,7 @@ PRECISIONS = ("no", "bf16")  # --precision: fp32, or bf16 autocast
 # plugins/ imports nothing from benchmark/, so plugins.fill keeps its own copy of this tuple;
 # tests/suites/test_leaf.py checks that the two are equal.
 FILL_MODES = ("zero", "mean", "random", "channel")
+PASTE = "paste"  # the fill of mixing erasers (plugins.mixing.PASTE): the partner's region
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PLAIN = "plain"
 
@@ -76,7 +77,9 @@ class MethodConfig:
     label: str | None = None  # display name; default: the name plus the swept values
     mode: str | None = None  # replace | append; None: append for CAM erasers, else replace
     warmup_epochs: int | None = None  # epochs without erasing; None: half for append, else 0
-    fill: str = "zero"  # zero | mean | random | channel (plugins.fill.FILL_MODES)
+    # zero | mean | random | channel (plugins.fill.FILL_MODES) | paste (mixing erasers: the
+    # partner image's same region); None: paste for a mixing eraser, else zero
+    fill: str | None = None
     append_bn: str = "joint"  # append mode: joint (originals + copies, one BN batch) | split
     cam: CamConfig = field(default_factory=CamConfig)
     sweep: dict = field(default_factory=dict)  # {param or cam.source/...: [values]}

@@ -82,6 +82,12 @@ class StepRunner:
         else:
             self._capture(kind, step)
 
+    def recapture(self) -> None:
+        """Drop the captured graph: the next step warms up and captures anew. For a change the
+        graph cannot see (a Python number baked into its kernels, e.g. an eraser's
+        probability that follows an epoch ramp)."""
+        self.kind, self.graph, self.eager_left = None, None, 0
+
     def _fallback(self, kind: str, why: str) -> None:
         if self.mode == "on":
             raise CaptureError(f"{self.label}: the {kind!r} step cannot be captured in a CUDA "

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import plugins
-from benchmark import cam, models
+from benchmark import cam, models, robustness
 from benchmark.data import augment
 from benchmark.suites import fingerprint
 from benchmark.suites.config import RunSpec
@@ -28,6 +28,14 @@ from benchmark.training.pack import autocast_for, cam_in_box, load_run_data
 from benchmark.training.step import SLOTS, batch_stats_only, occlusion_stats
 from benchmark.training.step import S as SLOT
 from benchmark.training.train import Hooks, occlusion_summary
+from plugins.mixing import (
+    check_mixing_fill,
+    is_mixing,
+    lam_from_mask,
+    mixed_cross_entropy,
+    partner_permutation,
+    paste,
+)
 
 
 def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict | None = None,
@@ -65,7 +73,14 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     # Erasing: the method's eraser. Its CAM, if it needs one, comes free from the training
     # forward where the layer feeds a GAP + linear head (a probe checks), else from Grad-CAM
     # of the live model or of the frozen plain model (CAM "after" training).
+    # A mixing eraser (cutmix, cam_cutmix) pastes a partner image's region instead of a fill
+    # and mixes the labels by area. An eraser with `at_epoch` (GridMask's probability ramp)
+    # erases with that epoch's eraser (`now`); `eraser` stays the configured one.
     eraser = None if m.is_plain else plugins.build(m.name, **m.params)
+    if eraser is not None:
+        check_mixing_fill(f"{spec.run_id}: method.fill", eraser, m.fill)
+    mixes = eraser is not None and is_mixing(eraser)
+    now = {"eraser": eraser}
     needs_cam = eraser is not None and eraser.needs_cam
     fast = needs_cam and m.cam.source == "during" and cam.fast_path_applies(model, m.cam.layer)
     cam_fn = None
@@ -91,45 +106,56 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
             return feats, model.forward_head(feats) if m.cam.target == "predicted" else None
 
     def erase(x, y, feats, logits):  # the eraser's mask (from the CAM if it needs one), filled
-        cmap = None
-        if cam_fn is not None:
+        cmap = None  # returns (erased, mask, CAM, the partner's labels, lam): the last two
+        if cam_fn is not None:  # only for a mixing eraser
             cmap = cam_fn(x, y)
         elif needs_cam:
             target = y if m.cam.target == "label" else logits.argmax(-1)
             cmap = cam.cam_from_features(feats, model.get_classifier().weight, target,
                                          size=x.shape[-2:])
-        mask = eraser(x, cam=cmap, generator=gen)
-        return plugins.fill(x, mask, m.fill, mean=zero, generator=gen), mask, cmap
+        if mixes:  # the partner first (from the run's generator), then the eraser's own draws;
+            # a CAM eraser boxes the partner's peak; the partner's pixels are pasted
+            partner = partner_permutation(len(x), device, generator=gen)
+            mask = now["eraser"](x, cam=None if cmap is None else cmap[partner], generator=gen)
+            return paste(x, mask, partner), mask, cmap, y[partner], lam_from_mask(mask)
+        mask = now["eraser"](x, cam=cmap, generator=gen)
+        return plugins.fill(x, mask, m.fill, mean=zero, generator=gen), mask, cmap, None, None
 
     def step(kind, x, y, boxes, acc):  # one SGD step of the epoch's kind
-        mask = cmap = feats = logits = None
+        mask = cmap = feats = logits = y2 = lam = None
         if kind == "plain":
             with autocast():
                 logits = model(fmt(x))
         elif kind == "erase":  # the baselines: erase in place
             feats, logits = features(fmt(x)) if fast else (None, None)
-            xe, mask, cmap = erase(x, y, feats, logits)
+            xe, mask, cmap, y2, lam = erase(x, y, feats, logits)
             with autocast():
                 logits = model(fmt(xe))
         elif m.append_bn == "split":  # append: the originals' forward gives the CAM for free,
             with autocast():  # the erased copies are a second BatchNorm batch
                 feats = model.forward_features(fmt(x))
                 logits = model.forward_head(feats)
-            xe, mask, cmap = erase(x, y, feats, logits)
+            xe, mask, cmap, y2, lam = erase(x, y, feats, logits)
             with autocast():
                 logits = torch.cat([logits, model(fmt(xe))])
-            y = torch.cat([y, y])
         else:  # append, joint (the thesis): originals and erased copies as one batch of 2B
             feats, logits = features(fmt(x)) if fast else (None, None)
-            xe, mask, cmap = erase(x, y, feats, logits)
+            xe, mask, cmap, y2, lam = erase(x, y, feats, logits)
             with autocast():
                 logits = model(torch.cat([fmt(x), fmt(xe)]))
+        if kind == "append":  # mixing: the originals keep their labels (lam 1), the copies mix
+            y2 = None if lam is None else torch.cat([y, y2])
+            lam = None if lam is None else torch.cat([torch.ones_like(lam), lam])
             y = torch.cat([y, y])
         logits = logits.float()  # bf16 -> fp32 for the loss
         # The mean of per-image losses, classes on dim 1 of a (N, classes, 1) tensor: the
         # pack's layout for K runs, with K = 1. Same math as F.cross_entropy(logits, y); these
         # kernels also give the pack's bits (tests/training/test_one.py).
-        loss = F.cross_entropy(logits[..., None], y[:, None], reduction="none").mean()
+        if lam is None:
+            loss = F.cross_entropy(logits[..., None], y[:, None], reduction="none").mean()
+        else:  # mixing: lam * CE(y) + (1 - lam) * CE(y[partner]) per image, then the mean
+            loss = mixed_cross_entropy(logits[..., None], y[:, None], y2[:, None],
+                                       lam[:, None].to(logits.dtype)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -153,6 +179,8 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         kind = ("plain" if m.is_plain or epoch < m.warmup_epochs
                 else "append" if m.mode == "append" else "erase")
         t0 = time.perf_counter()
+        if eraser is not None and callable(getattr(eraser, "at_epoch", None)):
+            now["eraser"] = eraser.at_epoch(epoch)  # e.g. GridMask's probability this epoch
         model.train()
         acc = torch.zeros(len(SLOTS), device=device, dtype=torch.float64)
         perm = torch.randperm(len(rd.train_labels), device=device, generator=gen)
@@ -201,5 +229,7 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         else "generic" if cam_fn is not None and not cam_fn.fast else "fast",
         "eraser_params": eraser.params() if eraser is not None else {},
         "pack_size": 1, "graphs": [],
+        "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
+        "robustness": robustness.for_run(spec, model, rd, autocast=autocast),
     }
 

@@ -20,6 +20,7 @@ from benchmark.training.graphs import StepRunner
 from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step
 from benchmark.training.step import S as SLOT
 from plugins.geometry import peak_in_box
+from plugins.mixing import check_mixing_fill
 
 
 @dataclass
@@ -152,6 +153,8 @@ class PackTrainer:
                                       batch_size=t.batch_size, mean=rd.mean, std=rd.std,
                                       pad=t.pad, flip=t.flip, generator=gen, dtype=self.dtype)
         eraser = None if m.is_plain else plugins.build(m.name, **m.params)
+        if eraser is not None:
+            check_mixing_fill(f"{s.run_id}: method.fill", eraser, m.fill)
         cam_fn = None
         if eraser is not None and eraser.needs_cam:
             if m.cam.source == "after" or not self.fast_cam:
@@ -185,6 +188,7 @@ class PackTrainer:
         for lane in self.lanes:  # the epoch's order, drawn outside the graph into its buffer
             lane.perm.copy_(torch.randperm(lane.perm.shape[0], device=self.device,
                                            generator=lane.generator))
+        self.at_epoch(epoch)
         kind, n = self.kind(epoch), len(self.lanes[0].loader)
         step = self.step_for(kind)
         for i in range(n):
@@ -194,6 +198,24 @@ class PackTrainer:
         lr = float(self.lr)
         self.sched.step()
         return [self._metrics(row, lr) for row in self.acc.tolist()]
+
+    def at_epoch(self, epoch: int) -> None:
+        """Give each lane whose eraser depends on the epoch (``at_epoch``, e.g. GridMask's
+        ``ramp_epochs``) that epoch's eraser (``epoch`` 0-based, counted from the run's start,
+        warm-up included). A captured graph baked the old eraser's numbers into its kernels,
+        so when an epoch's eraser differs from the last one the step is captured anew (its
+        warm-up steps are real steps: nothing changes in the result)."""
+        changed = False
+        for lane in self.lanes:
+            if lane.eraser is None or not callable(getattr(lane.eraser, "at_epoch", None)):
+                continue
+            new = lane.eraser.at_epoch(epoch)
+            old = lane.epoch_eraser
+            if old is None or type(old) is not type(new) or old.params() != new.params():
+                changed = True
+            lane.epoch_eraser = new
+        if changed:
+            self.runner.recapture()
 
     def _metrics(self, a: list[float], lr: float) -> dict:
         seen = max(a[SLOT["seen"]], 1)

@@ -15,6 +15,15 @@ Step kinds (one CUDA graph each):
   (BatchNorm with batch statistics, running statistics untouched), then the 2B images go
   through the network as one batch. "split": the originals' training forward gives the
   CAM for free; the erased copies are a second forward, so BatchNorm sees two batches of B.
+
+Mixing erasers (`mixes = True`: cutmix, cam_cutmix; plugins/mixing.py): the lane draws a
+partner permutation from its generator BEFORE the eraser's own draws, gives a CAM eraser the
+partner's CAM (`cam[partner]`), pastes the partner's pixels inside the mask
+(`fill: paste`) and weights the loss per image, lam * CE(y) + (1 - lam) * CE(y[partner]) with
+lam = 1 - the pasted fraction, then the mean. The permutation and lam are device tensors: no
+host sync. In append mode the originals keep lam = 1 and their copies are the mixed images
+with their mixed labels. Lanes without a mixing eraser have lam = 1; a step where no lane
+mixes computes the loss exactly as before (bit-identical).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from benchmark.data.augment import DeviceLoader
 from benchmark.suites.config import APPEND_BN
 from benchmark.suites.config import STEP_KINDS as KINDS
 from plugins.geometry import peak_in_box, peaks, xyxy_mask
+from plugins.mixing import is_mixing, lam_from_mask, mixed_cross_entropy, partner_permutation, paste
 
 # Per-run accumulator slots (a (K, len(SLOTS)) float64 device tensor, read once per epoch).
 SLOTS = ("loss", "correct", "seen", "masked", "erased_img", "erased_pix", "hit", "covered",
@@ -51,6 +61,19 @@ class Lane:
     fill_mean: torch.Tensor | None = None
     target: str = "label"  # CAM target: label | predicted
     cam_fn: object | None = None  # a cam.LiveCam (generic path) or cam.FrozenCam; None: fast path
+    # The eraser of the current epoch when `eraser` depends on it (`at_epoch`, e.g. GridMask's
+    # probability ramp); set by the trainer at the start of each epoch. `eraser` stays the
+    # configured one (its params() are the record's).
+    epoch_eraser: plugins.Eraser | None = None
+
+    @property
+    def current(self) -> plugins.Eraser | None:
+        """The eraser the step erases with now."""
+        return self.epoch_eraser if self.epoch_eraser is not None else self.eraser
+
+    @property
+    def mixes(self) -> bool:
+        return self.eraser is not None and is_mixing(self.eraser)
 
 
 @contextlib.contextmanager
@@ -108,6 +131,7 @@ class Step:
                      for lane in lanes]
         self.want_logits = any(f and lane.target == "predicted"
                                for f, lane in zip(self.fast, lanes, strict=True))
+        self.mixing = self.erasing and any(lane.mixes for lane in lanes)
 
     def _join(self, xs):
         x = torch.cat(xs, dim=1) if self.stacked else xs[0]
@@ -132,22 +156,41 @@ class Step:
                                      size=x.shape[-2:])
 
     def _erase(self, xs, ys, feats, logits):
-        """Per lane: CAM if its eraser needs one, mask, fill. Returns (erased, masks, cams)."""
-        out, masks, cams = [], [], []
+        """Per lane: CAM if its eraser needs one, mask, fill (or paste from the partner).
+        Returns (erased, masks, cams, partner labels, lams); the last two are per lane (B,)
+        tensors when the step mixes (a lane that does not mix: its own labels, lam 1), else
+        None."""
+        out, masks, cams, ys2, lams = [], [], [], [], []
         for k, lane in enumerate(self.lanes):
             cmap = mask = None
-            if lane.eraser is not None:
-                if lane.eraser.needs_cam:
+            y2, lam = ys[k], None
+            eraser = lane.current
+            if eraser is not None:
+                if eraser.needs_cam:
                     cmap = self._cam(k, xs[k], ys[k], feats, logits)
-                mask = lane.eraser(xs[k], cam=cmap, generator=lane.generator)
-                xs_k = plugins.fill(xs[k], mask, lane.fill, mean=lane.fill_mean,
-                                    generator=lane.generator)
+                if lane.mixes:  # the partner first, then the eraser's own draws
+                    partner = partner_permutation(xs[k].shape[0], xs[k].device,
+                                                  generator=lane.generator)
+                    mask = eraser(xs[k], cam=None if cmap is None else cmap[partner],
+                                  generator=lane.generator)
+                    xs_k = paste(xs[k], mask, partner)
+                    y2, lam = ys[k][partner], lam_from_mask(mask)
+                else:
+                    mask = eraser(xs[k], cam=cmap, generator=lane.generator)
+                    xs_k = plugins.fill(xs[k], mask, lane.fill, mean=lane.fill_mean,
+                                        generator=lane.generator)
             else:
                 xs_k = xs[k]
+            if lam is None and self.mixing:
+                lam = torch.ones(xs[k].shape[0], device=xs[k].device)
             out.append(xs_k)
             masks.append(mask)
             cams.append(cmap)
-        return out, masks, cams
+            ys2.append(y2)
+            lams.append(lam)
+        if not self.mixing:
+            return out, masks, cams, None, None
+        return out, masks, cams, torch.stack(ys2, dim=1), torch.stack(lams, dim=1)
 
     def __call__(self) -> None:
         idx = self.pos + self.offsets
@@ -155,38 +198,49 @@ class Step:
                             strict=True)
         x, y = self._join(xs), torch.stack(ys, dim=1)  # y: (B, K)
         masks = cams = [None] * self.k
-        feats = logits = None
+        feats = logits = y2 = lam = None
         if self.kind == "plain":
             with self.autocast():
                 logits = self.model(x)
         elif self.kind == "erase":
             if any(self.fast):
                 feats, logits = self._features(x)
-            xe, masks, cams = self._erase(xs, ys, feats, logits)
+            xe, masks, cams, y2, lam = self._erase(xs, ys, feats, logits)
             with self.autocast():
                 logits = self.model(self._join(xe))
         elif self.append_bn == "split":  # the originals' forward gives the CAM for free
             with self.autocast():
                 feats = self.model.forward_features(x)
                 logits = self.model.forward_head(feats)
-            xe, masks, cams = self._erase(xs, ys, feats, logits)
+            xe, masks, cams, y2, lam = self._erase(xs, ys, feats, logits)
             with self.autocast():
                 logits = torch.cat([logits, self.model(self._join(xe))])
-            y = torch.cat([y, y])
+            y, y2, lam = self._append_labels(y, y2, lam)
         else:  # joint: CAM from a no-grad forward, then one batch of 2B
             if any(self.fast):
                 feats, logits = self._features(x)
-            xe, masks, cams = self._erase(xs, ys, feats, logits)
+            xe, masks, cams, y2, lam = self._erase(xs, ys, feats, logits)
             with self.autocast():
                 logits = self.model(torch.cat([x, self._join(xe)]))
-            y = torch.cat([y, y])
+            y, y2, lam = self._append_labels(y, y2, lam)
         logits = logits.view(y.shape[0], self.k, -1)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32
-        per_run = F.cross_entropy(logits.permute(0, 2, 1), y, reduction="none").mean(0)  # (K,)
+        if lam is None:
+            per_run = F.cross_entropy(logits.permute(0, 2, 1), y, reduction="none").mean(0)  # (K,)
+        else:  # mixing: lam * CE(y) + (1 - lam) * CE(y[partner]) per image, then the mean
+            per_run = mixed_cross_entropy(logits.permute(0, 2, 1), y, y2,
+                                          lam.to(logits.dtype)).mean(0)
         per_run.sum().backward()  # run k's parameters get exactly run k's gradient
         self.opt.step()
         self._account(per_run.detach(), logits.detach(), y, masks, boxes, cams)
         self.pos += self.offsets.shape[0]
+
+    def _append_labels(self, y, y2, lam):
+        """Labels of the originals + copies; mixing: the originals with lam 1, the copies with
+        their partners' labels and lam."""
+        if lam is None:
+            return torch.cat([y, y]), None, None
+        return torch.cat([y, y]), torch.cat([y, y2]), torch.cat([torch.ones_like(lam), lam])
 
     def _account(self, per_run, logits, y, masks, boxes, cams):
         n = y.shape[0]

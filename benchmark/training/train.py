@@ -15,6 +15,7 @@ import math
 import time
 from pathlib import Path
 
+from benchmark import robustness
 from benchmark.suites.expand import RunSpec
 from benchmark.training import checkpoint
 from benchmark.training.pack import PackTrainer, load_run_data, step_kind
@@ -189,6 +190,7 @@ def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
         "eraser_params": lane.eraser.params() if lane.eraser is not None else {},
         "pack_size": tr.k, "graphs": sorted(tr.runner.captured),
         "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
+        "robustness": robustness.for_pack_run(tr, k),
     }
 
 

@@ -18,7 +18,8 @@ from plugins.fill import FILL_MODES
 # About 70 s on 2 CPU cores with an empty inductor cache (C++ compiles), 15 s with a warm one.
 pytestmark = pytest.mark.slow
 
-BUILTINS = ["cam_erasing", "cutout", "hide_and_seek", "random_erasing"]
+BUILTINS = ["cam_cutmix", "cam_erasing", "cutmix", "cutout", "gridmask", "hide_and_seek",
+            "keep_cutout", "random_erasing"]
 SIZE = 16
 
 

@@ -11,7 +11,8 @@ import torch
 import plugins
 from plugins import registry
 
-BUILTINS = ["cam_erasing", "cutout", "hide_and_seek", "random_erasing"]
+BUILTINS = ["cam_cutmix", "cam_erasing", "cutmix", "cutout", "gridmask", "hide_and_seek",
+            "keep_cutout", "random_erasing"]
 
 
 @pytest.fixture
@@ -75,7 +76,8 @@ def test_unknown_name_lists_the_available_ones_and_the_closest_match():
         plugins.build("random_erasin")
     message = str(error.value)
     assert "unknown eraser 'random_erasin'; did you mean 'random_erasing'?" in message
-    assert "available: cam_erasing, cutout, hide_and_seek, random_erasing" in message
+    assert ("available: cam_cutmix, cam_erasing, cutmix, cutout, gridmask, hide_and_seek, "
+            "keep_cutout, random_erasing") in message
 
 
 def test_unknown_name_with_nothing_close_gives_no_suggestion():
