@@ -44,6 +44,15 @@ def check_rectangle_args(
     return sl, sh, r1, aspect, max_attempts
 
 
+def _aspect_ratio(u: torch.Tensor, r1: float, aspect: str) -> torch.Tensor:
+    """U(0, 1) draws `u` turned, in place, into aspect ratios r_e in [r1, 1/r1]: uniform
+    (``aspect="uniform"``) or log-uniform (``"log"``)."""
+    if aspect == "uniform":
+        return u.mul_(1.0 / r1 - r1).add_(r1)
+    low, high = math.log(r1), math.log(1.0 / r1)
+    return u.mul_(high - low).add_(low).exp_()
+
+
 def sample_rectangle_sizes(
     batch: int,
     size: tuple[int, int],
@@ -76,11 +85,7 @@ def sample_rectangle_sizes(
     area = u[0].mul_(pixels * (sh - sl)).add_(pixels * sl)  # S_e ~ U(sl, sh) * H * W
     if area_divisor is not None:
         area = area.div_(area_divisor[:, None])
-    if aspect == "uniform":
-        ratio = u[1].mul_(1.0 / r1 - r1).add_(r1)
-    else:
-        low, high = math.log(r1), math.log(1.0 / r1)
-        ratio = u[1].mul_(high - low).add_(low).exp_()
+    ratio = _aspect_ratio(u[1], r1, aspect)
     # Accept test without the per-attempt sqrt/round: round(sqrt(x)) < H <=> x < (H - 1/2)^2
     # (up to the measure-zero tie x = (H - 1/2)^2 exactly, where round-half-even may differ).
     tall = area * ratio

@@ -54,7 +54,7 @@ def test_the_older_commands_come_from_one_table_not_from_module_files():
 
 
 def test_data_check_says_where_it_looked_in_one_line(tmp_path, capsys):
-    assert cli.main(["data", "check", "cifar10", "--data-dir", str(tmp_path)]) == 2
+    assert cli.main(["data", "check", "cifar10", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path) in err and "--download" in err
     assert cli.main(["data", "check", "synthetic"]) == 0

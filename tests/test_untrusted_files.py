@@ -15,7 +15,7 @@ import torch
 
 from benchmark import cam, models
 from benchmark.cli import main as cli
-from benchmark.data import sources
+from benchmark.data import cache, sources
 from benchmark.fileio import DamagedFileError
 from benchmark.suites.config import parse_suite
 from benchmark.suites.expand import expand
@@ -154,7 +154,7 @@ def test_a_data_cache_file_with_a_pickled_payload_is_deleted_and_rebuilt(tmp_pat
     path.parent.mkdir()
     torch.save({"images": torch.zeros(1, 3, 4, 4, dtype=torch.uint8), "payload": Payload(marker)},
                path)
-    assert sources._read_cache(path, "cifar10") is None
+    assert cache.read_cache(path, "cifar10") is None
     err = capsys.readouterr().err
     assert not marker.exists() and not path.exists()
     assert err.count("\n") == 1 and "damaged data cache" in err

@@ -1,20 +1,36 @@
 """`erasebench data`: see whether a dataset is where the runner looks, fetch CIFAR, preview the
 synthetic set.
 
-    erasebench data check cifar10 [--data-dir DIR]
-    erasebench data download cifar10 [--data-dir DIR]
+    erasebench data check cifar10 [--data-root DIR]
+    erasebench data download cifar10 [--data-root DIR]
     erasebench data samples --out leaderboards/figures/synthetic_samples.png
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+
 from benchmark import data
+
+
+def _root(args) -> str | None:
+    """--data-root, or --data-dir (its old name, still read, with a one-line note)."""
+    if args.data_dir_old is None:
+        return args.root
+    if args.root is not None:
+        raise ValueError("--data-dir and --data-root are one option (--data-dir is its old name); "
+                         "give --data-root only")
+    print("note: --data-dir is now called --data-root; the old name is still read",
+          file=sys.stderr, flush=True)
+    return args.data_dir_old
 
 
 def check(args) -> int:
     """Is the dataset there? One line either way (loads nothing but the sizes it reports)."""
-    data.check(args.name, args.data_dir, **dict(args.option or []))
-    where = data.default_data_dir() if args.data_dir is None else args.data_dir
+    root = _root(args)
+    data.check(args.name, root, **dict(args.option or []))
+    where = data.default_data_dir() if root is None else root
     print(f"{args.name}: found (looked in {where}/)")
     return 0
 
@@ -24,8 +40,9 @@ def download(args) -> int:
     if args.name not in ("cifar10", "cifar100"):
         raise ValueError(f"download: only cifar10 and cifar100 are fetched here, not {args.name!r}"
                          " (hf: datasets download through Hugging Face's own cache)")
+    root = _root(args)
     for split in ("train", "test"):
-        ds = data.load(args.name, split, args.data_dir, download=True)
+        ds = data.load(args.name, split, root, download=True)
         print(f"{args.name} {split}: {len(ds)} images")
     return 0
 
@@ -47,16 +64,22 @@ def _option(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def _root_options(parser) -> None:
+    parser.add_argument("--data-root", dest="root", help="where datasets live (default: "
+                        "$ERASEBENCH_DATA or ./data)")
+    parser.add_argument("--data-dir", dest="data_dir_old", help=argparse.SUPPRESS)  # old name
+
+
 def _register(sub) -> None:
     c = sub.add_parser("check", help="is the dataset where the runner looks for it?")
     c.add_argument("name", help="synthetic, cifar10, cifar100 or hf:<id>[:<config>]")
-    c.add_argument("--data-dir", help="default: $ERASEBENCH_DATA or ./data")
+    _root_options(c)
     c.add_argument("--data-option", dest="option", action="append", type=_option,
                    metavar="KEY=VALUE")
     c.set_defaults(func=check)
     d = sub.add_parser("download", help="fetch cifar10 or cifar100 (needs the network)")
     d.add_argument("name", choices=["cifar10", "cifar100"])
-    d.add_argument("--data-dir", help="default: $ERASEBENCH_DATA or ./data")
+    _root_options(d)
     d.set_defaults(func=download)
     s = sub.add_parser("samples", help="a PNG grid of synthetic samples with their boxes")
     s.add_argument("--out", required=True, help="the PNG to write")

@@ -17,7 +17,8 @@ import torch
 
 from plugins.geometry import mask_box
 
-__all__ = ["CLASSES", "Synthetic", "generate", "split_seed", "save_figure"]
+__all__ = ["CLASSES", "OPTIONS", "Synthetic", "generate", "split_seed", "save_figure", "load",
+           "check_options"]
 
 CLASSES = ["circle", "square", "triangle", "cross", "ring", "star", "diamond", "bar", "L-shape",
            "arrow"]
@@ -31,6 +32,8 @@ STROKES = 2                   # at most this many random line strokes
 NOISE = 0.03                  # sd of the per-pixel noise (in [0, 1] units)
 CHUNK = 1000                  # samples per independently seeded chunk (prefix-stable output)
 MIN_SIZE = 16                 # smallest image side: below it the shapes' radii leave no room
+# The options of dataset 'synthetic' and their defaults (n_train/n_test images, seed, size px).
+OPTIONS = {"n_train": 10000, "n_test": 2000, "seed": 0, "size": 32}
 
 
 @dataclass
@@ -241,3 +244,36 @@ def save_figure(path: str, *, seed: int = 0, rows: int = 5, cols: int = 10, scal
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def check_options(options: dict) -> None:
+    """The synthetic set's options as `benchmark.data.load` would reject them (one line each):
+    only OPTIONS' keys; sizes of at least one image, an image side of at least MIN_SIZE pixels,
+    an integer seed."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"dataset 'synthetic': unknown options {unknown}; allowed: "
+                         f"{', '.join(OPTIONS)}")
+    for key, low, why in (("n_train", 1, "images in the training split"),
+                          ("n_test", 1, "images in the test split"),
+                          ("size", MIN_SIZE, "pixels per image side"),
+                          ("seed", None, "the generator's seed")):
+        if key not in options:
+            continue
+        v = options[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+            bound = f" >= {low}" if low is not None else ""
+            raise ValueError(f"dataset 'synthetic': option {key!r} is {v!r}; allowed: an "
+                             f"integer{bound} ({why})")
+
+
+def load(split: str, **options):
+    """One split of dataset 'synthetic' as a `benchmark.data.Dataset` (options: OPTIONS)."""
+    from benchmark.data.dataset import Dataset, channel_stats
+
+    check_options(options)
+    opts = {**OPTIONS, **options}
+    n = opts["n_train"] if split == "train" else opts["n_test"]
+    data = generate(n, seed=split_seed(opts["seed"], split), size=opts["size"])
+    mean, std = channel_stats(data.images)
+    return Dataset("synthetic", data.images, data.labels, list(CLASSES), data.boxes, mean, std)

@@ -42,8 +42,8 @@ def panels(model, images, labels, mean, std, *, layer=None, target="label", thre
 def _rect(ax, b, color, style):
     import matplotlib.pyplot as plt
 
-    x0, y0, x1, y1 = (float(v) for v in b)
-    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+    x1, y1, x2, y2 = (float(v) for v in b)  # x2/y2 exclusive, as every box in erasebench
+    ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
                                edgecolor=color, linewidth=1.5, linestyle=style))
 
 
@@ -153,7 +153,7 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = checkpoint.load(path, device)
-    ds = data.load(r.data.name, "test", root=r.data.data_dir, **r.data.options)
+    ds = data.load(r.data.name, "test", root=r.data.root, **r.data.options)
     eraser, label = None, "cam_erasing (b_h=2)"
     if not r.method.is_plain:
         eraser = plugins.build(r.method.name, **r.method.params)

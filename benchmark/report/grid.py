@@ -36,7 +36,7 @@ class Method:
         cfg = (r.get("config") or {}).get("method") or {}
         setup = {k: cfg.get(k) for k in SETUP_KEYS}
         setup.update(mode=r.get("mode", cfg.get("mode")), epochs=r.get("epochs"))
-        return cls(r["method"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"),
+        return cls(r["label"], r.get("eraser"), dict(r.get("eraser_params") or {}), r.get("cam"),
                    setup=setup)
 
     @property
@@ -156,19 +156,6 @@ def _natural(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _planned_method(e: dict) -> tuple[str, Method]:
-    """(label, Method) of a planned run: `method` is a label, or a RunSpec-style dict."""
-    m = e["method"]
-    if isinstance(m, dict):
-        label = m.get("label") or m["name"]
-        eraser = None if m["name"] == "plain" else m["name"]
-        return label, Method(label, eraser, dict(m.get("params") or {}),
-                             m.get("cam") if eraser else None)
-    if "eraser" in e:
-        return m, Method(m, e["eraser"], dict(e.get("eraser_params") or {}), e.get("cam"))
-    return m, Method(m, known=False)
-
-
 def check_record(r: dict, suite: str) -> None:
     """A record without a key the tables need, or with a number outside its range
     (results.RANGES), is an error naming the record and the key (records read from files never
@@ -178,7 +165,7 @@ def check_record(r: dict, suite: str) -> None:
         if key not in r:
             raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: key {key!r} is "
                              f"missing; a {r.get('status', results.FINISHED)} result record needs "
-                             f"{', '.join(required)} (see benchmark/results.py)")
+                             f"{', '.join(required)} (see benchmark/results/schema.py)")
     problem = results.value_problem(r)
     if problem:
         raise ValueError(f"results/{suite}/{r.get('run_id', '?')}.json: {problem}")
@@ -188,7 +175,7 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
     """Without a plan: every model x method x seed seen was planned."""
     seeds = sorted({r["seed"] for r in records})
     models = sorted({r["model"] for r in records}, key=_natural)
-    present = {(r["model"], r["method"], r["seed"]) for r in records}
+    present = {(r["model"], r["label"], r["seed"]) for r in records}
     expected, missing = {}, []
     for mo in models:
         for label in methods:
@@ -199,13 +186,9 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
 
 
 def planned_run(r) -> dict:
-    """A planned run as the leaderboard needs it to place its cell before (or without) its
-    record: `r` is a RunSpec (benchmark.suites.expand)."""
-    m = r.method
-    cam = ({"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target} if m.needs_cam
-           else None)
-    return {"run_id": r.run_id, "model": r.model, "method": r.label, "seed": r.seed,
-            "eraser": None if m.is_plain else m.name, "eraser_params": dict(m.params), "cam": cam}
+    """A planned run as the report takes it, {"run_id", "model", "label", "seed"}, from a RunSpec
+    (benchmark.suites.expand): everything else about the run is read from its record."""
+    return {"run_id": r.run_id, "model": r.model, "label": r.label, "seed": r.seed}
 
 
 def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
@@ -228,7 +211,7 @@ def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
         models.append(e["model"])
     key = (e["model"], label)
     expected[key] = expected.get(key, 0) + k
-    have = sum((r["model"], r["method"]) == key for r in records)
+    have = sum((r["model"], r["label"]) == key for r in records)
     if have < k:
         missing.append(f"{e['model']} / {label}: {k - have} of {k} runs")
 
@@ -242,12 +225,13 @@ def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[
         if "expected" in e:
             _planned_cell(e, records, methods, models, expected, missing)
             continue
-        for key in ("run_id", "model", "method", "seed"):
+        e = results.renamed(e)  # an entry's `method` (its old name) is its label
+        for key in ("run_id", "model", "label", "seed"):
             if key not in e:
                 raise ValueError(f"expected_runs: an entry lacks key {key!r}; each needs "
-                                 f"run_id, model, method, seed (got {sorted(e)})")
-        label, planned = _planned_method(e)
-        methods.setdefault(label, planned)
+                                 f"run_id, model, label, seed (got {sorted(e)})")
+        label = e["label"]
+        methods.setdefault(label, Method(label, known=False))  # a record, if any, places it
         if e["model"] not in models:
             models.append(e["model"])
         expected[(e["model"], label)] = expected.get((e["model"], label), 0) + 1
@@ -260,6 +244,7 @@ def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[
 def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None) -> Grid:
     """Group records into (model, method) cells over the planned grid; unplanned extras are kept.
     Failed records mark their cells and are listed, but never enter a mean."""
+    records = [results.renamed(r) for r in records]  # a record's `method` is its `label`
     for r in records:
         check_record(r, suite)
     records = [results.normalise(r) for r in records]
@@ -268,15 +253,15 @@ def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | N
                     key=lambda r: r["run_id"])
     methods: dict[str, Method] = {}
     for r in finished + failed:  # a finished record's fields place the column when there is one
-        methods.setdefault(r["method"], Method.of_record(r))
+        methods.setdefault(r["label"], Method.of_record(r))
     models, expected, missing = (_plan_inferred(records, methods) if expected_runs is None
                                  else _plan_given(records, methods, expected_runs))
     cells: dict[tuple[str, str], Cell] = {}
     for r in sorted(finished, key=lambda r: (r["seed"], r["run_id"])):
-        key = (r["model"], r["method"])
+        key = (r["model"], r["label"])
         cells.setdefault(key, Cell([], expected.get(key, 0))).records.append(r)
     for r in failed:
-        key = (r["model"], r["method"])
+        key = (r["model"], r["label"])
         cells.setdefault(key, Cell([], expected.get(key, 0))).failed.append(r)
     for key, k in expected.items():
         cells.setdefault(key, Cell([], k))

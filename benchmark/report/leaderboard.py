@@ -174,16 +174,13 @@ def write_figures(records: list[dict], *, suite: str, figures_dir, out_dir,
 
 
 def render_suite(suite: str, results_dir, out_path, *, figures_dir=None,
-                 expected_runs: list[dict] | None = None, cam_figure_from=None,
-                 plan_source: str | None = None) -> Path:
+                 expected_runs: list[dict] | None = None, plan_source: str | None = None) -> Path:
     """Render results_dir's records of `suite` (records of other suites are left out with one
     warning line) into out_path (figures under figures_dir, default <out_path's folder>/figures)
     and return out_path. Reads the records only: no record is moved or renamed.
-    expected_runs: the plan (None: unknown, said in the header); cam_figure_from: (runs,
-    checkpoints folder) of a suite that just trained, to draw its CAM figure first."""
+    expected_runs: the plan (None: unknown, said in the header). The figures it lists are those
+    found in figures_dir (the runner draws a suite's CAM figure there first: runner/render.py)."""
     out = Path(out_path)
-    if cam_figure_from is not None:
-        _cam_figure(suite, *cam_figure_from, Path(figures_dir or out.parent / "figures"))
     records = load_records(results_dir, suite=suite) if Path(results_dir).is_dir() else []
     figures = write_figures(records, suite=suite, out_dir=out.parent, expected_runs=expected_runs,
                             figures_dir=(figures_dir if figures_dir is not None
@@ -278,16 +275,6 @@ def find_plan(suite: str, out_path, config=None) -> tuple[list[dict] | None, str
             return runs, os.path.relpath(default)
         warn(why)
     return None, None
-
-
-def _cam_figure(suite: str, runs, work_dir, figures_dir: Path) -> None:
-    """The suite's CAM figure; a figure must never cost the suite its leaderboard."""
-    from benchmark.report import cam_figure
-
-    try:
-        cam_figure.cam_for_suite(runs, work_dir, figures_dir / f"cam_{suite}.png")
-    except Exception as e:  # noqa: BLE001
-        warn(f"CAM figure not written: {type(e).__name__}: {e}")
 
 
 def main(argv: list[str] | None = None, prog: str = "erasebench leaderboard") -> int:

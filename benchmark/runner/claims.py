@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT_S = 600.0
 UNREADABLE_STALE_S = 5.0  # an empty claim is younger while its creator writes it
 
 
-def _now() -> float:
+def _epoch_seconds() -> float:
     return time.time()
 
 
@@ -42,7 +42,7 @@ def _age(path: Path, info: dict | None) -> float:
     except FileNotFoundError:
         return 0.0
     beat = info.get("heartbeat", 0.0) if isinstance(info, dict) else 0.0
-    return _now() - max(mtime, float(beat) if isinstance(beat, (int, float)) else 0.0)
+    return _epoch_seconds() - max(mtime, float(beat) if isinstance(beat, (int, float)) else 0.0)
 
 
 class Claim:
@@ -63,7 +63,7 @@ class Claim:
         """Refresh the heartbeat; False when another worker took the claim over (we were stale)."""
         if not self.owned():
             return False
-        self.info["heartbeat"] = _now()
+        self.info["heartbeat"] = _epoch_seconds()
         atomic_write(self.path, json.dumps(self.info))
         return True
 
@@ -120,7 +120,7 @@ def describe_holder(claims_dir: str | os.PathLike, run_id: str,
     if not isinstance(info, dict):
         left = max(0.0, UNREADABLE_STALE_S - age)
         return f"an unreadable claim ({path}), taken over in {left:.0f} s"
-    when = time.strftime("%H:%M:%S", time.localtime(_now() + max(0.0, timeout_s - age)))
+    when = time.strftime("%H:%M:%S", time.localtime(_epoch_seconds() + max(0.0, timeout_s - age)))
     return (f"held by {info.get('host')} pid {info.get('pid')}, heartbeat {age:.0f} s ago; "
             f"taken over at {when} if it stays silent (--claim-timeout {timeout_s:g})")
 
@@ -132,7 +132,7 @@ def try_claim(claims_dir: str | os.PathLike, run_id: str, *,
     claims_dir.mkdir(parents=True, exist_ok=True)
     path = claims_dir / f"{run_id}.claim"
     info = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "token": uuid.uuid4().hex, "started": _now(), "heartbeat": _now()}
+            "token": uuid.uuid4().hex, "started": _epoch_seconds(), "heartbeat": _epoch_seconds()}
     if _create(path, info):
         return Claim(path, info)
     old = _read(path)

@@ -46,8 +46,9 @@ def _test_set(cfg: dict, cache: dict):
     d = cfg.get("data") or {}
     key = json.dumps(d, sort_keys=True)
     if key not in cache:
-        cache[key] = data.load(d.get("name", "synthetic"), "test", root=d.get("data_dir"),
-                               download=False, **dict(d.get("options") or {}))
+        root = d.get("root", d.get("data_dir"))  # data_dir: its name in older records
+        cache[key] = data.load(d.get("name", "synthetic"), "test", root=root, download=False,
+                               **dict(d.get("options") or {}))
     return cache[key]
 
 

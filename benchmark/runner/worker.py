@@ -11,15 +11,37 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import fileio, results
 from benchmark.runner import claims
+from benchmark.runner.hooks import RunnerHooks
 from benchmark.suites import fingerprint, plan
 from benchmark.suites.expand import RunSpec
-from benchmark.training.train import Hooks
 
 POLL_S = 5.0  # how often a worker with nothing to claim looks again (at most)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker takes from the command line (`runner.cli.worker_options`).
+
+    out: the folder holding results/ and leaderboards/; rerun_changed: move a record or resume
+    checkpoint of another config aside and train the run again (else stop); retry_failed: train
+    a failed run again (once per invocation); claim_timeout: seconds after which a claim's
+    heartbeat is stale and taken over; progress: draw progress bars (process 0 only); wandb,
+    wandb_project: log each run to Weights & Biases; spawned: this worker is a --runs-per-device
+    child (it draws no bars and renders nothing)."""
+
+    out: str = "runs"
+    rerun_changed: bool = False
+    retry_failed: bool = False
+    claim_timeout: float = claims.DEFAULT_TIMEOUT_S
+    progress: bool = True
+    wandb: bool = True
+    wandb_project: str = "erasebench"
+    spawned: bool = False
 
 
 class Stop:
@@ -57,10 +79,10 @@ class Stop:
 class Worker:
     """Claims and trains packs until every run of the suite has a record."""
 
-    def __init__(self, args, runs, device, precision, results_dir: Path, work_dir: Path,
-                 command: str, process: tuple[int, int], stop: Stop | None = None):
+    def __init__(self, options: WorkerOptions, runs, device, precision, results_dir: Path,
+                 work_dir: Path, command: str, process: tuple[int, int], stop: Stop | None = None):
         self.stop = stop or Stop()
-        self.args, self.runs, self.device, self.precision = args, runs, device, precision
+        self.options, self.runs, self.device, self.precision = options, runs, device, precision
         self.results_dir, self.work_dir, self.command, self.process = (results_dir, work_dir,
                                                                         command, process)
         self.claims_dir = results_dir / "claims"
@@ -95,7 +117,7 @@ class Worker:
         from benchmark import data
 
         d = spec.data
-        return data.identity(d.name, d.data_dir, download=d.download, **d.options)
+        return data.identity(d.name, d.root, download=d.download, **d.options)
 
     def _check_found(self, r: RunSpec, what: str) -> bool:
         """A record (what="record") or resume checkpoint ("resume") of `r` found in the results
@@ -115,7 +137,7 @@ class Worker:
             keys = fingerprint.diff_resume(path, r, self.precision)
         if not keys:
             return False
-        if not self.args.rerun_changed:
+        if not self.options.rerun_changed:
             raise fingerprint.ConfigChanged(fingerprint.refusal(
                 self.results_dir, 1, {k: (old, new) for k, old, new in keys}))
         moved = move_aside(path, ".changed")
@@ -127,7 +149,7 @@ class Worker:
         """finished, failed or None (to train): a failed run is retried only with --retry-failed,
         and once per invocation."""
         st = results.status(self.results_dir, run_id)
-        if st == "failed" and self.args.retry_failed and run_id not in self.failed:
+        if st == "failed" and self.options.retry_failed and run_id not in self.failed:
             return None
         if st == "finished" and self._needs_model(run_id):
             return None
@@ -141,7 +163,7 @@ class Worker:
         for r in self.runs:
             if r.frozen_from == run_id and r.run_id != run_id:
                 st = results.status(self.results_dir, r.run_id)
-                if st is None or (st == "failed" and self.args.retry_failed
+                if st is None or (st == "failed" and self.options.retry_failed
                                   and r.run_id not in self.failed):
                     if run_id not in self.retrain_noted:
                         self.retrain_noted.add(run_id)
@@ -183,7 +205,7 @@ class Worker:
 
     def _progress(self, total: int):
         """The suite's bar: runs settled (finished or failed) of all, with tqdm's ETA."""
-        if self.args.no_progress or self.process[0] != 0 or self.args.device:
+        if not self.options.progress or self.process[0] != 0 or self.options.spawned:
             return None
         from tqdm.auto import tqdm
 
@@ -194,7 +216,7 @@ class Worker:
         """Train until every run has a record or a signal arrives. Raises fileio.WriteError when
         a write fails (disk full): nothing is recorded for the run, its claim is released."""
         for folder in (self.results_dir, self.work_dir, self.claims_dir,
-                       Path(self.args.out) / "leaderboards"):
+                       Path(self.options.out) / "leaderboards"):
             for p in fileio.remove_stale_temps(folder):
                 print(f"note: removed {p}, a temp file of a writer that died", file=sys.stderr)
         self.bar = self._progress(len(self.runs))
@@ -230,7 +252,7 @@ class Worker:
             else:
                 if pending:  # others hold the rest, or their dependencies are not ready
                     self._say_waiting()
-                    timeout = self.args.claim_timeout
+                    timeout = self.options.claim_timeout
                     time.sleep(min(POLL_S, max(0.2, timeout / 4)))
         if self.stop.signum and not self.stop.where:
             self.stop.where = self._where_waiting()
@@ -247,7 +269,7 @@ class Worker:
             first = next(iter(held))
             more = f" (and {len(held) - 1} more held runs)" if len(held) > 1 else ""
             print(f"waiting for run {first}: "
-                  f"{claims.describe_holder(self.claims_dir, first, self.args.claim_timeout)}"
+                  f"{claims.describe_holder(self.claims_dir, first, self.options.claim_timeout)}"
                   f"{more}", file=sys.stderr, flush=True)
         self.waiting = held
 
@@ -262,7 +284,7 @@ class Worker:
     def _claim(self, todo: list[RunSpec]) -> list[tuple[RunSpec, claims.Claim]]:
         mine = []
         for r in todo:
-            c = claims.try_claim(self.claims_dir, r.run_id, timeout_s=self.args.claim_timeout)
+            c = claims.try_claim(self.claims_dir, r.run_id, timeout_s=self.options.claim_timeout)
             if c is None:
                 self.waiting.setdefault(r.run_id, "")
                 continue
@@ -325,7 +347,7 @@ class Worker:
                 self.stop.where = f"at epoch {outcome['epoch']} of run {spec.run_id}"
         hooks.close()
 
-    def _record(self, spec: RunSpec, outcome: dict, wall: float, hooks: RunnerHooks) -> None:
+    def record(self, spec: RunSpec, outcome: dict, wall: float, hooks: RunnerHooks) -> None:
         """Write a finished run's record (called as soon as the run finishes, before its resume
         checkpoint is deleted)."""
         rec = results.make_record(spec, outcome, wall_time_s=wall, device=self.device,
@@ -350,106 +372,3 @@ class Worker:
         results.write_record(self.results_dir, rec)
         print(f"error: run {spec.run_id} failed in epoch {epoch}: {rec['failure']['reason']}",
               file=sys.stderr)
-
-
-class RunnerHooks(Hooks):
-    """Progress bar, W&B runs and claim heartbeats of one training pack."""
-
-    def __init__(self, worker: Worker, mine):
-        from benchmark.runner import tracking
-
-        self.worker, self.mine = worker, mine
-        self.specs = [r for r, _ in mine]
-        self.extra = [{} for _ in mine]  # kept in each run's resume checkpoint (its W&B id)
-        self.trackers = [tracking.NullTracker() for _ in mine]
-        self.lost = False
-        args = worker.args
-        self.bar = None
-        self.last_beat = self.last_draw = time.monotonic()
-        self.t0 = time.perf_counter()
-        self.epoch = 0
-        if not args.no_progress:
-            from tqdm.auto import tqdm
-
-            name = self.specs[0].run_id if len(self.specs) == 1 else \
-                f"{self.specs[0].run_id} +{len(self.specs) - 1}"
-            self.bar = tqdm(total=self.specs[0].train.epochs, desc=name, leave=False, unit="ep",
-                            dynamic_ncols=True, position=1 + worker.process[0])
-
-    def started(self, k, progress, source):
-        from benchmark.runner import tracking
-
-        self.epoch = progress.epoch
-        args, r = self.worker.args, self.specs[k]
-        # a random id per experiment, kept in the resume state: a resumed run continues its own
-        wid = progress.extra.setdefault("wandb_id", tracking.new_run_id())
-        self.trackers[k] = tracking.start(enabled=not args.no_wandb, project=args.wandb_project,
-                                          group=r.suite, name=r.run_id, run_id=wid,
-                                          config=self.worker.describe(r), out_dir=Path(args.out))
-        if source == "fork":  # the inherited warm-up epochs belong to this run's W&B history too
-            curves = progress.curves
-            for i in range(len(curves["epoch"])):
-                row = {c: curves[c][i] for c in curves}
-                self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
-        if self.bar is not None and k == 0:
-            self.bar.n = progress.epoch
-            self.bar.refresh()
-
-    def epoch_end(self, k, row):
-        from benchmark.runner import tracking
-
-        self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
-        self.epoch = row["epoch"]
-        if self.bar is None:  # --no-progress: one flushed line per run and epoch, for log files
-            print(f"{self.specs[k].run_id} epoch {row['epoch']}/{self.specs[k].train.epochs}: "
-                  f"train loss {row['train_loss']:.4f}, test error {row['test_error']:.2f}%",
-                  flush=True)
-        elif k == 0:
-            self.bar.n = row["epoch"]
-            self.bar.set_postfix({"loss": f"{row['train_loss']:.3f}",
-                                  "err%": f"{row['test_error']:.2f}"}, refresh=False)
-            self.bar.refresh()
-        self._beat()
-
-    def step(self, done, total):
-        now = time.monotonic()
-        if self.bar is not None and now - self.last_draw > 0.5:
-            self.bar.n = round(self.epoch + done / total, 2)
-            self.bar.refresh()
-            self.last_draw = now
-        self._beat()
-
-    def _beat(self):
-        if time.monotonic() - self.last_beat > 30:
-            for r, c in self.mine:
-                if not c.heartbeat() and not self.lost:
-                    self.lost = True
-                    print(f"warning: another worker took over {r.run_id} (this one looked dead); "
-                          "stopping this pack", file=sys.stderr)
-            self.last_beat = time.monotonic()
-
-    def should_stop(self):
-        return self.worker.stop.signum is not None or self.lost
-
-    def finished(self, k, outcome):
-        wall = (time.perf_counter() - self.t0) / len(self.specs)
-        self.worker._record(self.specs[k], outcome, wall, self)
-
-    def finish(self, run_id: str, rec: dict) -> None:
-        k = [r.run_id for r in self.specs].index(run_id)
-        occ = rec["occlusion"] or {}
-        test = {"test/cam_peak_in_box": occ.get("cam_peak_in_box"),
-                "test/random_point_in_box": occ.get("random_point_in_box")}
-        self.trackers[k].summary({
-            "test/final_error_pct": rec["final_test_error"],
-            "test/best_error_pct": rec["best_test_error"], "test/best_epoch": rec["best_epoch"],
-            **{k2: v for k2, v in test.items() if v is not None},
-            **{f"occlusion/{key}": v for key, v in occ.items()
-               if v is not None and key not in ("cam_peak_in_box", "random_point_in_box")}})
-
-    def close(self):
-        for t in self.trackers:
-            t.finish()
-        if self.bar is not None:
-            self.bar.close()
-

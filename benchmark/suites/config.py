@@ -4,7 +4,7 @@ A suite file is the documentation of an experiment: the keys below are the whole
 
     name: thesis
     description: free text
-    data:    {name: cifar10, data_dir: null, download: false, options: {}}
+    data:    {name: cifar10, root: null, download: false, options: {}}
     train:   {epochs: 300, batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4,
               milestones: [150, 225], gamma: 0.1, ...}
     models:  [resnet20, resnet32, resnet44]
@@ -20,108 +20,34 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-# The vocabulary: every allowed value of a suite key, here once, in a module that imports no
-# torch (tests/suites/test_leaf.py). Training, the CAM code and the runner import these.
-MODES = ("replace", "append")  # a method erases in place, or appends erased copies
-STEP_KINDS = ("plain", "erase", "append")  # the step a run takes in an epoch (training/step.py)
-APPEND_BN = ("joint", "split")  # append mode: originals + copies as one BatchNorm batch, or two
-CAM_SOURCES = ("during", "after")  # the model being trained, or a frozen plain model
-CAM_TARGETS = ("label", "predicted")  # the CAM of the true class, or of the argmax
-GRAPHS = ("auto", "on", "off")  # train.graphs: capture the step in a CUDA graph
-PRECISIONS = ("no", "bf16")  # --precision: fp32, or bf16 autocast
-# plugins/ imports nothing from benchmark/, so plugins.fill keeps its own copy of this tuple;
-# tests/suites/test_leaf.py checks that the two are equal.
-FILL_MODES = ("zero", "mean", "random", "channel")
-PASTE = "paste"  # the fill of mixing erasers (plugins.mixing.PASTE): the partner's region
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-PLAIN = "plain"
-
-
-class ConfigError(ValueError):
-    """A suite file is wrong; the message names the file and the key."""
-
-
-@dataclass
-class DataConfig:
-    name: str = "synthetic"  # synthetic | cifar10 | cifar100 | hf:<id>[:<config>]
-    data_dir: str | None = None  # default: $ERASEBENCH_DATA or ./data
-    download: bool = False  # fetch CIFAR with torchvision when absent (needs the network)
-    options: dict = field(default_factory=dict)  # passed to benchmark.data.load
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 300
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    milestones: list[int] = field(default_factory=lambda: [150, 225])  # MultiStepLR, in epochs
-    gamma: float = 0.1
-    pad: int = 4  # random crop after zero padding
-    flip: bool = True
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 10  # epochs between resumable checkpoints (0: never)
-    # NHWC: ~20% faster for ResNet20 on the CPU; false for the NCHW reference
-    channels_last: bool = True
-    # Speed options: they change how fast a run trains, never its result (see docs/architecture.md).
-    graphs: str = "auto"  # auto | on | off: capture the step in a CUDA graph (auto: on CUDA)
-    pack: int | str = "auto"  # auto | off | K: train up to K runs as one stacked network
-    share_warmup: bool = True  # fork a CAM run's plain warm-up from the matching plain run
-
-
-@dataclass
-class CamConfig:
-    source: str = "during"  # during: the model being trained; after: a frozen plain model
-    layer: str | None = None  # None: the layer feeding the head (model.cam_layers[0])
-    target: str = "label"  # label: ground truth (the thesis's natural reading); predicted: argmax
-
-
-@dataclass
-class MethodConfig:
-    name: str = PLAIN  # "plain" or an eraser registry name
-    params: dict = field(default_factory=dict)  # eraser constructor arguments
-    label: str | None = None  # display name; default: the name plus the swept values
-    mode: str | None = None  # replace | append; None: append for CAM erasers, else replace
-    warmup_epochs: int | None = None  # epochs without erasing; None: half for append, else 0
-    # zero | mean | random | channel (plugins.fill.FILL_MODES) | paste (mixing erasers: the
-    # partner image's same region); None: paste for a mixing eraser, else zero
-    fill: str | None = None
-    append_bn: str = "joint"  # append mode: joint (originals + copies, one BN batch) | split
-    cam: CamConfig = field(default_factory=CamConfig)
-    sweep: dict = field(default_factory=dict)  # {param or cam.source/...: [values]}
-
-    @property
-    def is_plain(self) -> bool:
-        return self.name == PLAIN
-
-    @property
-    def needs_cam(self) -> bool:
-        import plugins
-
-        return not self.is_plain and plugins.get(self.name).needs_cam
-
-
-@dataclass
-class SuiteConfig:
-    name: str
-    description: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    models: list[str] = field(default_factory=lambda: ["resnet20"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
-    imports: list[str] = field(default_factory=list)  # modules or .py files that register erasers
-    file: str = "<dict>"  # the file it came from (not a YAML key)
-
+from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named here too
+    APPEND_BN,
+    CAM_SOURCES,
+    CAM_TARGETS,
+    CONFIG_DIR,
+    FILL_MODES,
+    GRAPHS,
+    MODES,
+    PASTE,
+    PLAIN,
+    PRECISIONS,
+    STEP_KINDS,
+    CamConfig,
+    ConfigError,
+    DataConfig,
+    MethodConfig,
+    RunSpec,
+    SuiteConfig,
+    TrainConfig,
+    to_dict,
+)
 
 # ----------------------------------------------------------------------------- parsing
 
@@ -215,7 +141,7 @@ def parse_suite(data: dict, source: str = "<dict>",
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, "
                           "seeds, methods")
-    data = dict(data)
+    data = renamed_keys(data, source)
     methods = data.pop("methods", None)
     suite = _from_dict(SuiteConfig, data, "", source)
     check_suite_name(suite.name, f"{source}: key 'name'")  # before any of its imports run
@@ -230,6 +156,32 @@ def parse_suite(data: dict, source: str = "<dict>",
     validate(suite, milestones_in_range=given or suite.train.epochs >= max(
         TrainConfig().milestones))
     return suite
+
+
+# A suite key's old name -> its name now (dotted: section.key). The old name is still read, with
+# a one-line note once per process and key; giving both is an error.
+RENAMED_KEYS = {"data.data_dir": "data.root"}
+_noted: set[str] = set()
+
+
+def renamed_keys(data: dict, source: str) -> dict:
+    """A copy of a suite mapping with every old key name in RENAMED_KEYS under its new name."""
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        part = data.get(section)
+        if not isinstance(part, dict) or old_key not in part:
+            continue
+        if new_key in part:
+            raise ConfigError(f"{source}: keys {old!r} and {new!r} are one key ({old!r} is its "
+                              f"old name); give {new!r} only")
+        data[section] = {(new_key if k == old_key else k): v for k, v in part.items()}
+        if old not in _noted:
+            _noted.add(old)
+            print(f"note: {source}: key {old!r} is now called {new!r}; the old name is still "
+                  "read", file=sys.stderr, flush=True)
+    return data
 
 
 def import_user_erasers(suite: SuiteConfig, extra: list[str] | None = None) -> None:
@@ -438,34 +390,3 @@ def load_suite(name_or_path: str, extra_imports: list[str] | None = None) -> Sui
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: {yaml_error(e)}") from None
     return parse_suite(data, source=str(path), extra_imports=extra_imports)
-
-
-def to_dict(obj) -> dict:
-    d = dataclasses.asdict(obj)
-    d.pop("file", None)
-    return d
-
-
-@dataclass
-class RunSpec:
-    """Everything one training run needs; stored resolved in its result record
-    (suites/expand.py makes them from a suite)."""
-
-    suite: str
-    run_id: str
-    model: str
-    seed: int
-    method: MethodConfig
-    data: DataConfig
-    train: TrainConfig
-    ablation: dict = field(default_factory=dict)
-    frozen_from: str | None = None  # run_id whose final checkpoint is the frozen CAM model (after)
-    fork_from: str | None = None  # run_id whose state at warmup_epochs this run starts from
-    fork_epochs: list[int] = field(default_factory=list)  # epochs at which it saves fork states
-
-    @property
-    def label(self) -> str:
-        return self.method.label or self.method.name
-
-    def to_dict(self) -> dict:
-        return to_dict(self)

@@ -117,7 +117,7 @@ def assign_forks(runs: list[RunSpec]) -> None:
 
 
 def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None, methods=None,
-                    data=None, data_dir=None) -> SuiteConfig:
+                    data=None, root=None) -> SuiteConfig:
     """CLI overrides. --epochs rescales the LR milestones and explicit warm-ups in proportion."""
     s = dataclasses.replace(suite, train=dataclasses.replace(suite.train),
                             data=dataclasses.replace(suite.data, options=dict(suite.data.options)))
@@ -145,9 +145,9 @@ def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None,
                               f"it has: {', '.join(sorted(known))}")
         s.methods = [m for m in s.methods if m.name in wanted or m.label in wanted]
     if data is not None and data != s.data.name:
-        s.data = DataConfig(name=data, data_dir=s.data.data_dir, download=s.data.download)
-    if data_dir is not None:
-        s.data.data_dir = data_dir
+        s.data = DataConfig(name=data, root=s.data.root, download=s.data.download)
+    if root is not None:
+        s.data.root = root
     return s
 
 

@@ -17,29 +17,17 @@ from benchmark.timing import per_call
 from benchmark.training.pack import PackTrainer, RunData, pack_kind
 from benchmark.training.train import image_passes, steps_per_epoch
 
-# Train-set sizes of the named datasets, so a dry run needs no files.
-KNOWN_SIZES = {"cifar10": (50_000, 10_000, 10), "cifar100": (50_000, 10_000, 100)}
 TIMED_STEPS = 5
 
 
 def dataset_sizes(spec) -> tuple[int, int, int, bool]:
     """(n_train, n_test, num_classes, has boxes) of a run's dataset, loading it only if unknown."""
-    if spec.data.name in KNOWN_SIZES:
-        return (*KNOWN_SIZES[spec.data.name], False)
     from benchmark import data
 
-    if spec.data.name == "synthetic":
-        # sizes are options; read the loader's defaults, generate nothing
-        import inspect
-
-        from benchmark.data import sources, synthetic
-
-        defaults = {k: p.default
-                    for k, p in inspect.signature(sources._load_synthetic).parameters.items()}
-        opts = {**defaults, **spec.data.options}
-        return opts["n_train"], opts["n_test"], len(synthetic.CLASSES), True
-
-    kw = dict(root=spec.data.data_dir, **spec.data.options)
+    known = data.known_sizes(spec.data.name, **spec.data.options)
+    if known is not None:  # CIFAR's published sizes, the synthetic set's options: nothing read
+        return known
+    kw = dict(root=spec.data.root, **spec.data.options)
     tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
     return len(tr.labels), len(te.labels), len(tr.classes), tr.boxes is not None
 

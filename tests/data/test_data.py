@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import data, models
-from benchmark.data import augment, sources
+from benchmark.data import augment, cifar
 from benchmark.fileio import DamagedFileError
 
 
@@ -91,7 +91,7 @@ def test_second_load_comes_from_the_cache_without_reading_the_source(tmp_path, m
     def fail(*args, **kwargs):
         raise AssertionError("the source was read again")
 
-    monkeypatch.setattr(sources, "_read_cifar", fail)
+    monkeypatch.setattr(cifar, "_read_cifar", fail)
     second = data.load("cifar10", "train", tmp_path)
     assert torch.equal(first.images, second.images) and first.mean == second.mean
     with pytest.raises(AssertionError, match="read again"):

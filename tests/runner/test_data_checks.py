@@ -179,7 +179,7 @@ def _parquet_suite(tmp_path, train_labels, test_labels, **kw) -> Path:
              "test": _parquet(tmp_path / "test.parquet", test_labels, seed=1, **kw)}
     return write(tmp_path / "pq.yaml", f"""
         name: pq
-        data: {{name: "hf:parquet", data_dir: {tmp_path / "d"},
+        data: {{name: "hf:parquet", root: {tmp_path / "d"},
                 options: {{data_files: {files}, cache_dir: {tmp_path / "hf"}}}}}
         train: {{epochs: 1, batch_size: 4, milestones: [1]}}
         models: [resnet20]
@@ -235,7 +235,7 @@ def _imagefolder_suite(tmp_path, imgs: Path, batch_size=4, data_dir_key=True) ->
     option = f"data_dir: {imgs}, " if data_dir_key else ""
     return write(tmp_path / "imf.yaml", f"""
         name: imf
-        data: {{name: "hf:imagefolder", data_dir: {tmp_path / "d"},
+        data: {{name: "hf:imagefolder", root: {tmp_path / "d"},
                 options: {{{option}cache_dir: {tmp_path / "hf"}}}}}
         train: {{epochs: 1, batch_size: {batch_size}, milestones: [1]}}
         models: [resnet20]
@@ -307,14 +307,14 @@ def test_data_dir_for_an_hf_folder_dataset_is_refused_without_scanning_or_writin
 
     import datasets
     monkeypatch.setattr(datasets, "load_dataset", no_read)
-    assert run("--suite", p, "--out", tmp_path / "out", "--data-dir", "imgs") == 2
+    assert run("--suite", p, "--out", tmp_path / "out", "--data-root", "imgs") == 2
     assert one_line(capsys) == (
         f"error: {p}: key 'data': dataset 'hf:imagefolder': Hugging Face's imagefolder builder "
         "needs the option data_dir= (its folder) or data_files=; without them it would read the "
-        "working directory; --data-dir (data.data_dir) imgs is where erasebench keeps its "
+        "working directory; --data-root (data.root) imgs is where erasebench keeps its "
         "processed cache, not the images: name them with --data-option data_dir=imgs")
     # both: the cache would land inside the image folder
-    assert run("--suite", p, "--out", tmp_path / "out", "--data-dir", "imgs",
+    assert run("--suite", p, "--out", tmp_path / "out", "--data-root", "imgs",
                "--data-option", "data_dir=imgs") == 2
     assert "erasebench's processed cache" in one_line(capsys)
     assert sorted(imgs.rglob("*")) == before
@@ -330,7 +330,7 @@ def test_an_unreachable_dataset_id_is_one_line_and_never_a_result(tmp_path, caps
     monkeypatch.setattr(datasets, "load_dataset", offline)
     p = write(tmp_path / "hub.yaml", TINY.replace("name: synthetic, options: {n_train: 64, "
                                                   "n_test: 32, seed: 0, size: 16}",
-                                                  f"name: 'hf:nobody/nothing', data_dir: "
+                                                  f"name: 'hf:nobody/nothing', root: "
                                                   f"{tmp_path / 'd'}"))
     for extra in ([], ["--dry-run"]):
         assert run("--suite", p, "--out", tmp_path / "out", *extra) == 2
@@ -352,7 +352,7 @@ def test_download_without_network_is_one_line_exit_2_and_never_a_result(tmp_path
 
     monkeypatch.setattr(utils, "download_url", no_network)
     p = write(tmp_path / "tiny.yaml", TINY)
-    assert run("--suite", p, "--out", tmp_path / "out", "--data", "cifar10", "--data-dir",
+    assert run("--suite", p, "--out", tmp_path / "out", "--data", "cifar10", "--data-root",
                tmp_path / "d", "--download") == 2
     line = one_line(capsys)
     assert line.startswith(f"error: {p}: key 'data': cifar10: downloading https://")
@@ -371,7 +371,7 @@ def test_a_dry_run_of_data_not_downloaded_yet_plans_with_a_one_line_warning(tmp_
     monkeypatch.setattr(cost, "estimate", quick)
     p = write(tmp_path / "tiny.yaml", TINY)
     for extra in ([], ["--download"]):  # a dry run fetches nothing
-        assert run("--suite", p, "--out", tmp_path / "out", "--data", "cifar10", "--data-dir",
+        assert run("--suite", p, "--out", tmp_path / "out", "--data", "cifar10", "--data-root",
                    tmp_path / "d", "--dry-run", *extra) == 0
         captured = capsys.readouterr()
         err = captured.err.strip().splitlines()

@@ -190,11 +190,11 @@ def test_checks_before_training_are_one_line_each_and_exit_2(case, suite_file, t
     elif case == "unknown_dataset":
         args += ["--data", "cifar11"]
     elif case == "missing_cifar":
-        args += ["--data", "cifar10", "--data-dir", tmp_path / "nodata"]
+        args += ["--data", "cifar10", "--data-root", tmp_path / "nodata"]
     else:  # a damaged archive is one line before training, not a failed record per run
         (tmp_path / "d").mkdir()
         (tmp_path / "d" / "cifar-10-python.tar.gz").write_bytes(b"not a gzip file")
-        args += ["--data", "cifar10", "--data-dir", tmp_path / "d"]
+        args += ["--data", "cifar10", "--data-root", tmp_path / "d"]
     for extra in ([], ["--dry-run"]):
         if (case.startswith("out_") or case == "missing_cifar") and extra:
             continue  # a dry run writes nothing, so --out is not checked; it plans CIFAR that is

@@ -1,0 +1,55 @@
+"""Checks before any training: `check` gives the one-line error `load` would (an unknown name or
+option, a missing local dataset) without reading data; `check_splits` refuses labels a
+classifier cannot learn from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmark.data import synthetic
+from benchmark.data.cifar import CIFAR, cifar_source
+from benchmark.data.dataset import Dataset, default_data_dir
+from benchmark.data.hf import check_hf
+
+
+def check_splits(name: str, train: Dataset, test: Dataset) -> None:
+    """Raise a one-line ValueError naming the split and the label column when a classifier could
+    not learn from (or be tested on) the data: an empty split, a label outside
+    0..num_classes-1 (the training split's classes), or one class only in a split."""
+    c = len(train.classes)
+    for split, ds in (("train", train), ("test", test)):
+        where = f"dataset {name!r}: split {split!r}, column {ds.label_column!r}"
+        if len(ds) == 0:
+            raise ValueError(f"{where}: the split is empty")
+        lo, hi = int(ds.labels.min()), int(ds.labels.max())
+        if lo < 0 or hi >= c:
+            outside = (ds.labels < 0) | (ds.labels >= c)
+            raise ValueError(f"{where}: label {lo if lo < 0 else hi} ({int(outside.sum())} of "
+                             f"{len(ds)} images) is outside 0..{c - 1}, the {c} classes of the "
+                             "training split")
+        if len(ds) > 1 and lo == hi:
+            raise ValueError(f"{where}: all {len(ds)} labels are {lo}; a classifier needs at "
+                             "least 2 classes to learn from and to be tested on")
+
+
+def check(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
+          **options) -> None:
+    """Raise the one-line error `load` would for an unknown name, unknown options or a missing
+    local dataset, without reading any data (the runner checks this before any training)."""
+    data_dir = Path(root) if root is not None else default_data_dir()
+    options.pop("cache", None)
+    if name == "synthetic":
+        synthetic.check_options(options)
+    elif name in CIFAR:
+        if options:
+            raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
+        if cifar_source(name, data_dir) is None and not download:
+            archive, folder = CIFAR[name][:2]
+            raise FileNotFoundError(f"{name}: not found in {data_dir}/; put {archive} (or its "
+                                    f"extracted folder {folder}/) there, or pass --download")
+    elif name.startswith("hf:"):
+        check_hf(name, root, options)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: synthetic, cifar10, cifar100, "
+                         "hf:<dataset id>[:<config>]")

@@ -1,0 +1,57 @@
+"""One split of a dataset as uint8 tensors (`Dataset`), where datasets live, their channel
+statistics, and the error for data that cannot be fetched (`DataUnavailableError`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SPLITS = ("train", "test")
+
+
+class DataUnavailableError(RuntimeError):
+    """The data could not be fetched or opened (no network, a dataset id that does not resolve):
+    a failure of the environment, one line, never a result of a run."""
+
+
+@dataclass
+class Dataset:
+    """One split: uint8 images (N,3,H,W) and int64 labels on the CPU, class names, optional
+    boxes (N,4) float pixels (x1, y1, x2, y2) with x2/y2 exclusive, per-channel mean/std in
+    [0,1]."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    boxes: torch.Tensor | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    label_column: str = "label"  # where the labels came from, for error messages
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def default_data_dir() -> Path:
+    """$ERASEBENCH_DATA, else ./data."""
+    return Path(os.environ.get("ERASEBENCH_DATA") or "data")
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of uint8 images (N,C,H,W), in [0,1] units (float64 sums)."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
+        total += x.sum(dim=1)
+        squares += (x * x).sum(dim=1)
+    count = images.numel() // c
+    mean = total / count
+    std = (squares / count - mean * mean).clamp(min=0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+

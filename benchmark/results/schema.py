@@ -1,0 +1,216 @@
+"""The record's schema and what makes a record readable: its keys and types (`record_problem`),
+the ranges of its numbers (`RANGES`, `value_problem`) and strict JSON (`strict`).
+
+A record is the only thing the leaderboard reads. Its keys (schema 2):
+
+    schema          2 (schema-1 records, written before failures were recorded, are still read:
+                    as finished, or as failed when they hold NaN/Infinity, i.e. the run diverged)
+    status          "finished" | "failed"; a failed run is a result too: a rerun keeps it
+                    (the runner's --retry-failed trains it again)
+    failure         None, or (failed) {"epoch": the 1-based epoch running when it failed, None
+                    before the first epoch began; "reason": one line, e.g. "loss is NaN"}
+    suite           suite name, e.g. "thesis"
+    run_id          unique within the suite, e.g. "resnet20__cam_erasing-bh2__s0"
+    model           model name as given to benchmark.models.create, e.g. "resnet20", "timm/resnet18"
+    label           display label of the augmentation: "plain", an eraser name, or the suite's label
+                    for a variant (e.g. "cam_erasing(b_h=3)")
+    method          the same label, under its old name: written too, so erasebench versions that
+                    read `method` still read new records; a record with only `method` (written
+                    before `label` existed) is read as if it had `label` (migrate.renamed)
+    eraser          registry name or None for plain training
+    eraser_params   dict of the eraser's constructor arguments (after defaults)
+    mode            "replace" | "append" | None
+    cam             None, or {"source": "during"|"after", "layer": str|None,
+                    "target": "label"|"predicted", "path": "fast"|"generic"|None (None: failed
+                    before the CAM path was known)}
+    ablation        dict: the axis values that set this run apart from its siblings, e.g. {"b_h": 3}
+    seed            int
+    dataset         e.g. "cifar10", "synthetic"
+    data_identity   {"train": {"images": N, "sha256": 16 hex digits}, "test": {...}}: the data the
+                    run trained and was tested on (benchmark.data.identity: a hash of the arrays);
+                    absent in records written before it existed, and then not compared
+    epochs          int (planned)
+    final_test_error  float, percent, after the last epoch (the headline number); None if failed
+    best_test_error   float, percent, best over epochs (what the Random Erasing code reports);
+                    None if failed
+    best_epoch      int (1-based); None if failed
+    num_classes     int: the classes the model predicts; n_test: int, the test images the errors
+                    are over (finished records; absent in older ones). They tell the error of
+                    guessing, 100 (1 - 1/num_classes) %, which the leaderboard flags
+    curves          {"epoch": [...], "train_loss": [...], "train_acc": [...], "test_error": [...],
+                     "lr": [...], "erased_fraction": [...]}  (percent for acc/error); a failed
+                    run's curves hold the epochs it completed (possibly none)
+    occlusion       None, or (data with boxes) {"erased_image_rate", "object_hit_rate",
+                    "object_covered_mean", "train_cam_peak_in_box", "cam_peak_in_box",
+                    "random_point_in_box"}: fractions in [0, 1]. The first three are over the
+                    erasing epochs' training batches; train_cam_peak_in_box over the CAMs the eraser
+                    used (None without one); cam_peak_in_box is the final model's CAM peak (true
+                    class) on the test set, random_point_in_box the mean box area fraction
+    robustness      (finished runs; absent in records trained before it, until `erasebench
+                    evaluate` adds it) test error (%) of the final model on occluded copies of the
+                    test set (benchmark/robustness.py): {"fractions": [f...], "random": [err per
+                    f], "box": [...] (data with boxes only), "cam_peak": [...], "seed", "n_test",
+                    "fill", "cam_target", "cam_layer"}
+    wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s:
+                    training images per second, erased copies included; resumed_from_epoch: int
+                    or None (each None when a failed run did not get that far)
+    process         {"index", "count"}: which Accelerate process trained it
+    environment     how the process that wrote it ran (CPU results depend on it: the thread
+                    count changes the order of float reductions): {"threads":
+                    torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+                    "threads_option": the --threads given or None (None: the cores shared out
+                    between the processes), "omp_num_threads": $OMP_NUM_THREADS or None,
+                    "cpu_count", "launcher": "plain" | "accelerate launch" | "torchrun" |
+                    "runs-per-device worker", "processes": processes of the launch,
+                    "runs_per_device": the --runs-per-device N, "slurm": {"job", "array_task"}
+                    or None}
+    device          e.g. "cpu", "NVIDIA H100 80GB HBM3"
+    versions        {"python", "torch", "torchvision", "timm", "accelerate", "erasebench"}
+    git_commit      str or None; date: ISO 8601; command: the command line that ran the suite
+    config          the full resolved run config (dict)
+
+Records are strict JSON: a non-finite float anywhere is written as null. A damaged record
+(truncated, not JSON, an unknown schema, a key of the wrong type, or a number outside its range:
+an error outside [0, 100] %, a negative loss or time, a fraction outside [0, 1]; see `RANGES`)
+counts as not finished. Only the runner, in the results folder it owns, moves it aside to
+`<name>.corrupt` (`set_aside=True`, one line); every read-only reader (leaderboard, compare,
+figures, --dry-run) skips it with one line and never renames or moves a file. A JSON file that is
+not a record at all (neither `run_id` nor `schema`, e.g. a `package.json`) is not damaged:
+readers skip it quietly.
+"""
+
+
+from __future__ import annotations
+
+import math
+
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+FINISHED, FAILED = "finished", "failed"
+STATUSES = (FINISHED, FAILED)
+# The keys the leaderboard needs to place a record, by status.
+REQUIRED = {FINISHED: ("run_id", "model", "label", "seed", "final_test_error", "best_test_error"),
+            FAILED: ("run_id", "model", "label", "seed")}
+
+
+def strict(obj):
+    """`obj` with every non-finite float (NaN, ±Infinity), in nested dicts/lists/tuples, as None:
+    what JSON can hold (json.dumps would write the invalid tokens NaN / Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def non_finite(obj, where: str = "") -> list[str]:
+    """Dotted paths of the non-finite floats in `obj` (lists: the path of the list, once)."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [where or "value"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite(v, f"{where}.{k}" if where else k)]
+    if isinstance(obj, list | tuple):
+        return [where] if any(non_finite(v, where) for v in obj) else []
+    return []
+
+
+def record_problem(rec) -> str | None:
+    """What makes a parsed record unreadable (None: nothing): not an object, no run_id or schema,
+    an unknown schema or status, or a key the leaderboard needs is missing."""
+    if not isinstance(rec, dict):
+        return f"not a result record (a JSON {type(rec).__name__}, not an object)"
+    for key in ("run_id", "schema"):
+        if key not in rec:
+            return f"key {key!r} is missing"
+    if rec["schema"] not in READABLE_SCHEMAS:
+        return (f"key 'schema' is {rec['schema']!r}; this erasebench reads schema "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}")
+    status = rec.get("status", FINISHED) if rec["schema"] == 1 else rec.get("status")
+    if status not in STATUSES:
+        return f"key 'status' is {status!r}; expected {' or '.join(map(repr, STATUSES))}"
+    missing = [k for k in REQUIRED[status] if k not in rec]
+    if missing:
+        return f"key {missing[0]!r} is missing"
+    for key, types, what in _TYPES:
+        if key in rec and not (isinstance(rec[key], types) and not isinstance(rec[key], bool)):
+            return f"key {key!r} is {_short(rec[key])}, not {what}"
+    return value_problem(rec)
+
+
+# Every number the reports read, with the range it can take (units as in the schema above):
+# dotted key -> (lowest, highest). A finite number outside it, or a value that is neither a
+# number nor null, makes the record damaged: no real run writes it, and one such value would
+# enter (and dominate) a mean, a ranking or a plot's axis. null, NaN and +-Infinity stay what
+# they were (a failed or diverged run, see `normalise`).
+PERCENT, FRACTION, COUNT = (0.0, 100.0), (0.0, 1.0), (0.0, math.inf)
+RANGES = {"final_test_error": PERCENT, "best_test_error": PERCENT,
+          "epochs": (1, math.inf), "wall_time_s": COUNT, "train_time_s": COUNT,
+          "images_per_s": COUNT, "pack_size": (1, math.inf), "num_classes": (2, math.inf),
+          "n_test": (1, math.inf),
+          "curves.epoch": COUNT, "curves.train_loss": COUNT, "curves.train_acc": PERCENT,
+          "curves.test_error": PERCENT, "curves.lr": COUNT, "curves.erased_fraction": PERCENT,
+          **{f"occlusion.{k}": FRACTION for k in (
+              "erased_image_rate", "object_hit_rate", "object_covered_mean",
+              "train_cam_peak_in_box", "cam_peak_in_box", "random_point_in_box")},
+          # benchmark/robustness.py: test error (%) per placement, at each occluded fraction
+          "robustness.fractions": FRACTION, "robustness.n_test": (1, math.inf),
+          "robustness.seed": COUNT,
+          **{f"robustness.{k}": PERCENT for k in ("random", "box", "cam_peak")}}
+
+
+def _number_problem(key: str, value, lo, hi) -> str | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"key {key!r} is {_short(value)}, not a number"
+    if not lo <= value <= hi:
+        span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        return f"key {key!r} is {value!r}, outside its range (must be {span})"
+    return None
+
+
+def value_problem(rec: dict) -> str | None:
+    """The first number of `rec` outside its range in `RANGES` (None: all fine), as one line:
+    "key 'final_test_error' is -250, outside its range (must be in [0, 100])". Lists (curves)
+    are checked element by element; null, NaN and +-Infinity are left to `normalise`."""
+    for key, (lo, hi) in RANGES.items():
+        head, _, leaf = key.partition(".")
+        value = rec.get(head)
+        if leaf:
+            value = value.get(leaf) if isinstance(value, dict) else None
+        if leaf and (head == "curves" or isinstance(value, list)):
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                return f"key {key!r} is {_short(value)}, not a list"
+            for i, x in enumerate(value):
+                problem = _number_problem(f"{key}[{i}]", x, lo, hi)
+                if problem:
+                    return problem
+            continue
+        problem = _number_problem(key, value, lo, hi)
+        if problem:
+            return problem
+    return None
+
+
+def is_record_like(obj) -> bool:
+    """Whether a parsed JSON file claims to be a result record (an object with `run_id` or
+    `schema`): one that does not (a package.json, a config) is not a damaged record."""
+    return isinstance(obj, dict) and ("run_id" in obj or "schema" in obj)
+
+
+# Keys the leaderboard reads, with the types it can use (None: absent or not known).
+_TYPES = [("run_id", str, "a string"), ("model", str, "a string"), ("label", str, "a string"),
+          ("seed", int, "an integer"), ("suite", str | None, "a string"),
+          ("eraser", str | None, "a string or null"),
+          *[(k, dict | None, "an object or null")
+            for k in ("eraser_params", "cam", "curves", "occlusion", "failure", "versions",
+                      "robustness")]]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,50 @@
+"""`erasebench run --dry-run`: the packs and runs of a suite with a time estimate measured on
+this device's real step; trains nothing, writes nothing."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmark import results
+from benchmark.suites import plan
+from benchmark.suites.expand import RunSpec
+
+
+def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
+            precision: str) -> None:
+    """Print the packs and runs with a time estimate measured on this device's real step;
+    finished runs show as done, failed ones (not retrained without --retry-failed) as failed,
+    and neither costs anything."""
+    from benchmark.tools import cost
+
+    done = {i for i, st in states.items() if st is not None}
+    est = cost.estimate(packs, device, precision=precision, done=done,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    width = max(len(r.run_id) for r in runs)
+    print(f"{'run':<{width}}  {'pack':>4} {'mode':<7} {'warmup':>6} {'epochs':>6} {'images':>12} "
+          f"{'est. time':>10}")
+    for i, p in enumerate(packs):
+        for r in p.runs:
+            e = est[r.run_id]
+            dep = (f"  (forks {r.fork_from} at epoch {r.method.warmup_epochs})" if r.fork_from
+                   else "")
+            dep += f"  (CAM from {r.frozen_from})" if r.frozen_from else ""
+            when = states[r.run_id] or cost.fmt_seconds(e["seconds"])
+            when = "done" if when == "finished" else when
+            print(f"{r.run_id:<{width}}  {i:>4} {r.method.mode or '-':<7} "
+                  f"{r.method.warmup_epochs:>6} {r.train.epochs:>6} {e['images']:>12,} "
+                  f"{when:>10}{dep}")
+    forked = [r for r in runs if r.fork_from]
+    warm = [r for r in runs if r.method.warmup_epochs > 0 and not r.method.is_plain]
+    if warm:
+        saved = sum(r.method.warmup_epochs for r in forked)
+        print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked "
+              f"({saved} epochs saved)")
+    sizes = [len(p.runs) for p in packs]
+    total = sum(est[r.run_id]["seconds"] for r in runs)
+    failed = list(states.values()).count("failed")
+    also = f", {failed} failed (--retry-failed trains them again)" if failed else ""
+    print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
+          f"{len(done) - failed} already done{also}; the rest estimated {cost.fmt_seconds(total)} "
+          f"({total / 3600:.2f} device-hours) on {results.device_name(device)}, one process, "
+          f"{'bf16' if precision == 'bf16' else 'fp32'}; rates measured here on the real step")

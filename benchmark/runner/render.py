@@ -1,0 +1,45 @@
+"""After a suite trained: its CAM figure (drawn here, from the runner's own runs and checkpoints),
+its leaderboard (which reads the records only), and where the offline W&B runs are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.fileio import warn
+from benchmark.report.grid import planned_run
+
+
+def render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
+    """Draw the suite's CAM figure into <lb's folder>/figures/, then render the leaderboard `lb`
+    from the records in results_dir with the runner's plan. The figure comes first so that the
+    leaderboard, which lists the figures it finds, links it; a figure never costs the suite its
+    leaderboard (a failure is one warning line)."""
+    from benchmark.report import leaderboard
+
+    figures_dir = lb.parent / "figures"
+    cam_figure(suite.name, runs, work_dir, figures_dir)
+    leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=figures_dir,
+                             expected_runs=[planned_run(r) for r in runs])
+
+
+def cam_figure(suite: str, runs, work_dir: Path, figures_dir: Path) -> None:
+    """The suite's CAM figure, figures_dir/cam_<suite>.png, from the checkpoints in work_dir."""
+    from benchmark.report import cam_figure as figure
+
+    try:
+        figure.cam_for_suite(runs, work_dir, figures_dir / f"cam_{suite}.png")
+    except Exception as e:  # noqa: BLE001
+        warn(f"CAM figure not written: {type(e).__name__}: {e}")
+
+
+def wandb_hint(args) -> None:
+    """Say where the offline W&B runs are and how to upload them."""
+    from benchmark.runner import tracking
+
+    runs = tracking.offline_runs(args.out)
+    if args.no_wandb or not runs or tracking.wandb_mode() != "offline":
+        return
+    folder = Path(args.out) / "wandb"
+    print(f"W&B: {len(runs)} offline run{'s' if len(runs) != 1 else ''} in {folder}/ (not "
+          f"logged in); upload {'them' if len(runs) != 1 else 'it'} with: "
+          f"wandb sync {folder}/offline-run-*")
