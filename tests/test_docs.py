@@ -242,7 +242,8 @@ def test_the_cam_loop_example_trains_on_the_originals_and_their_erased_copies():
     assert torch.isfinite(namespace["loss"])
 
 
-@pytest.mark.parametrize("name", ["cam_erasing", "cutout", "hide_and_seek", "random_erasing"])
+@pytest.mark.parametrize("name", ["cam_cutmix", "cam_erasing", "cutmix", "cutout", "gridmask",
+                                  "hide_and_seek", "keep_cutout", "random_erasing"])
 def test_the_eraser_table_lists_every_builtin(name):
     assert f"| `{name}`" in (ROOT / "docs" / "erasers.md").read_text()
 
