@@ -69,11 +69,13 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
 Records are strict JSON: a non-finite float anywhere is written as null. A damaged record
 (truncated, not JSON, an unknown schema, a key of the wrong type, or a number outside its range:
 an error outside [0, 100] %, a negative loss or time, a fraction outside [0, 1]; see `RANGES`)
-counts as not finished. Only the runner, in the results folder it owns, moves it aside to
-`<name>.corrupt` (`set_aside=True`, one line); every read-only reader (leaderboard, compare,
-figures, --dry-run) skips it with one line and never renames or moves a file. A JSON file that is
-not a record at all (neither `run_id` nor `schema`, e.g. a `package.json`) is not damaged:
-readers skip it quietly.
+counts as not finished, and so does a record whose file name is not `<run_id>.json` (a copy, a
+backup: each run counts once), a schema 2 record holding NaN/Infinity (schema 2 is strict JSON),
+or a finished schema 2 record whose final or best error is null. Only the runner, in the results
+folder it owns, moves it aside to `<name>.corrupt` (`set_aside=True`, one line); every read-only
+reader (leaderboard, compare, figures, --dry-run) skips it with one line and never renames or
+moves a file. A JSON file that is not a record at all (neither `run_id` nor `schema`, e.g. a
+`package.json`) is not damaged: readers skip it quietly.
 """
 
 from __future__ import annotations
@@ -150,6 +152,17 @@ def record_problem(rec) -> str | None:
     for key, types, what in _TYPES:
         if key in rec and not (isinstance(rec[key], types) and not isinstance(rec[key], bool)):
             return f"key {key!r} is {_short(rec[key])}, not {what}"
+    if rec["schema"] >= 2:
+        # schema 2 is strict JSON and records a diverged run as failed: a NaN/Infinity token, or
+        # a finished run without a finite error, was not written by erasebench
+        bad = _non_finite(rec)
+        if bad:
+            return f"key {bad[0]!r} holds NaN or Infinity, which erasebench never writes"
+        if status == FINISHED:
+            for key in ("final_test_error", "best_test_error"):
+                if rec[key] is None:
+                    return (f"key {key!r} is null in a finished record (a finished run has a "
+                            "number; a diverged one is recorded as failed)")
     return value_problem(rec)
 
 
@@ -301,6 +314,9 @@ def _parse(path: Path) -> dict:
         raise ValueError(f"not valid JSON: {e.msg}: line {e.lineno} column {e.colno}{cut}") \
             from None
     problem = record_problem(rec)
+    if problem is None and f"{rec['run_id']}.json" != path.name:
+        problem = (f"holds run {rec['run_id']!r}, but a record counts only as "
+                   f"{rec['run_id']}.json (a copy or a renamed file?)")
     if problem is None:
         return normalise(rec)
     if not is_record_like(rec):
@@ -331,10 +347,26 @@ def is_finished(results_dir: str | os.PathLike, run_id: str) -> bool:
     return status(results_dir, run_id) == FINISHED
 
 
+def set_aside_damaged(results_dir: str | os.PathLike) -> None:
+    """The runner, in the results folder it owns, before it renders: move every damaged record
+    (see read_record, including a copy whose file name is not `<run_id>.json`) to
+    `<name>.corrupt` with one line each, so the folder holds each run once. JSON files that are
+    not records are left alone."""
+    for p in sorted(Path(results_dir).glob("*.json")):
+        try:
+            _parse(p)
+        except (FileNotFoundError, NotARecord):
+            continue
+        except ValueError as e:
+            _set_aside(p, f"damaged result record ({e})")
+
+
 def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> list[dict]:
     """The readable records (finished and failed, normalised to schema 2) of a results folder,
     sorted by file name. Read-only: a damaged record is skipped with a one-line warning, a JSON
-    that is not a record (package.json) quietly, and no file is moved or renamed.
+    that is not a record (package.json) quietly, and no file is moved or renamed. A record counts
+    only under its own name `<run_id>.json` (a copy such as `<run_id> (copy).json` is skipped
+    with one line), so each run is counted once.
 
     suite: keep only that suite's records (a record without a `suite` key counts as the named
     one); the others are left out with one warning line naming their suites and counts."""

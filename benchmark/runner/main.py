@@ -508,6 +508,7 @@ def _wandb_hint(args) -> None:
 def _render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
     from benchmark.report import leaderboard
 
+    results.set_aside_damaged(results_dir)  # e.g. a copy of a record: each run counts once
     leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=lb.parent / "figures",
                              expected_runs=[expected(r) for r in runs],
                              cam_figure_from=(runs, work_dir))
