@@ -461,7 +461,17 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
         acc.wait_for_everyone()
     if process[0] == 0 and not args.device:
         lb = out / "leaderboards" / f"{suite.name}.md"
-        _render(suite, runs, results_dir, work_dir, lb)  # a full disk: one line (main)
+        try:
+            _render(suite, runs, results_dir, work_dir, lb)
+        except Exception as e:
+            failed = write_error(e, lb)  # a full disk: the records are safe, the render is not
+            if failed is None:
+                raise
+            print(f"error: {failed}; the records are safe in {results_dir}, but the leaderboard "
+                  f"{lb} was not written; once the write can succeed, render it with: "
+                  f"erasebench leaderboard --suite {suite.name} --results {results_dir} "
+                  f"--out {lb}", file=sys.stderr)
+            return 1
         if not args.no_wandb:
             from benchmark.report.compare import read_summary
             from benchmark.runner import tracking
