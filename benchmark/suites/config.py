@@ -41,6 +41,7 @@ PRECISIONS = ("no", "bf16")  # --precision: fp32, or bf16 autocast
 FILL_MODES = ("zero", "mean", "random", "channel")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PLAIN = "plain"
+MAX_SEEDS = 1000  # seeds in one suite (YAML or --seeds): more is a typo (0-100000), not a study
 
 
 class ConfigError(ValueError):
@@ -352,6 +353,9 @@ def validate(suite: SuiteConfig, *, milestones_in_range: bool = True) -> None:
                               "resnet20 or timm/resnet18")
     if not suite.seeds:
         raise ConfigError(f"{src}: key 'seeds' must list at least one seed")
+    if len(suite.seeds) > MAX_SEEDS:
+        raise ConfigError(f"{src}: key 'seeds' lists {len(suite.seeds)} seeds; allowed: at most "
+                          f"{MAX_SEEDS}")
     for i, m in enumerate(suite.methods):
         _validate_method(src, f"methods[{i}]", m)
 

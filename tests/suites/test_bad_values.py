@@ -161,6 +161,8 @@ def test_the_data_api_refuses_trust_remote_code_too(tmp_path):
                        "range like 0-4 (start <= end)"),
     ("--seeds", "", "--seeds '': expected a list like 0,1,2 or a range like 0-4 (start <= end)"),
     ("--seeds", "0,0-2", "--seeds '0,0-2': names seed 0 more than once"),
+    ("--seeds", "0-100000", "--seeds '0-100000': 100001 seeds, more than 1000"),
+    ("--seeds", "1-1000000000", "--seeds '1-1000000000': 1000000000 seeds, more than 1000"),
     ("--models", ",", "--models ',': names nothing; expected comma-separated names, e.g. "
                       "resnet20,timm/resnet18"),
     ("--models", "", "--models '': names nothing"),
