@@ -630,8 +630,8 @@ def _pick_column(name: str, what: str, given: str | None, candidates, columns: l
 
 def _check_synthetic_options(options: dict) -> None:
     """The synthetic set's option values, as `load` would reject them (one line each): sizes
-    of at least one image, an image side of at least synthetic.MIN_SIZE pixels, an integer
-    seed."""
+    of at least one image, an image side of synthetic.MIN_SIZE..MAX_SIZE pixels, a split of at
+    most synthetic.MAX_BYTES bytes (n * 3 * size^2), an integer seed."""
     from benchmark.data import synthetic
 
     for key, low, why in (("n_train", 1, "images in the training split"),
@@ -645,6 +645,20 @@ def _check_synthetic_options(options: dict) -> None:
             bound = f" >= {low}" if low is not None else ""
             raise ValueError(f"dataset 'synthetic': option {key!r} is {v!r}; allowed: an "
                              f"integer{bound} ({why})")
+    # Upper bounds, before anything is allocated: the generator draws whole chunks of
+    # synthetic.CHUNK images as float32 (~ a dozen tensors of CHUNK*3*size^2 floats), and a split
+    # is held in memory as uint8 and copied to float32 for training.
+    size = options.get("size", 32)
+    if size > synthetic.MAX_SIZE:
+        raise ValueError(f"dataset 'synthetic': option 'size' is {size!r}; allowed: an integer "
+                         f"in {synthetic.MIN_SIZE}..{synthetic.MAX_SIZE} (pixels per image side)")
+    for key in ("n_train", "n_test"):
+        n = options.get(key, 1)
+        if n * 3 * size * size > synthetic.MAX_BYTES:
+            raise ValueError(
+                f"dataset 'synthetic': option {key!r} is {n!r}: {n} images of {size}x{size} "
+                f"take {n * 3 * size * size / 2**30:.1f} GiB as bytes (4x that as float32); "
+                f"allowed: at most {synthetic.MAX_BYTES // (3 * size * size)} at size {size}")
 
 
 def _load_synthetic(split: str, *, n_train: int = 10000, n_test: int = 2000, seed: int = 0,

@@ -31,6 +31,8 @@ STROKES = 2                   # at most this many random line strokes
 NOISE = 0.03                  # sd of the per-pixel noise (in [0, 1] units)
 CHUNK = 1000                  # samples per independently seeded chunk (prefix-stable output)
 MIN_SIZE = 16                 # smallest image side: below it the shapes' radii leave no room
+MAX_SIZE = 128                # largest: a chunk's float32 work tensors stay under ~2.5 GB
+MAX_BYTES = 2**32             # largest split, n * 3 * size^2 bytes (4 GiB; 16 GiB as float32)
 
 
 @dataclass

@@ -199,9 +199,14 @@ SYNTH = "{n_train: 32, n_test: 16, seed: 0, size: 16}"
     ("{size: 8}", "option 'size' is 8; allowed: an integer >= 16 (pixels per image side)"),
     ("{size: 16.5}", "option 'size' is 16.5; allowed: an integer >= 16"),
     ("{seed: x}", "option 'seed' is 'x'; allowed: an integer (the generator's seed)"),
+    ("{size: 100000}", "option 'size' is 100000; allowed: an integer in 16..128 (pixels per "
+                       "image side)"),
+    ("{n_train: 100000000, size: 32}", "option 'n_train' is 100000000: 100000000 images of "
+                                       "32x32 take 286.1 GiB as bytes"),
+    ("{n_test: 10000000000}", "option 'n_test' is 10000000000: "),
 ])
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_a_synthetic_set_too_small_to_train_on_is_one_line_exit_2_before_training(
+def test_a_synthetic_set_too_small_or_too_large_to_train_on_is_one_line_exit_2_before_training(
         tmp_path, capsys, options, message, dry_run):
     p = write(tmp_path, GOOD.replace(SYNTH, options))
     err = refused(capsys, tmp_path, p, dry_run=dry_run)
