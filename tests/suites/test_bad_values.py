@@ -245,6 +245,19 @@ def test_an_eraser_that_erases_whole_images_of_the_datas_size_is_a_warning(tmp_p
         "on 16x16 images (its erased regions cover the image); those images train on nothing"]
 
 
+@pytest.mark.parametrize("pad, warned", [(100, True), (16, True), (15, False), (4, False)])
+def test_a_crop_padding_as_large_as_the_image_is_a_warning_like_an_oversized_eraser(
+        tmp_path, capsys, pad, warned):
+    p = write(tmp_path, GOOD.replace("eval_batch_size: 16}", f"eval_batch_size: 16, pad: {pad}}}"))
+    assert main(["--suite", str(p), "--out", str(tmp_path / "o"), "--dry-run", "--no-wandb",
+                 "--no-progress"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "train.pad" in ln]
+    assert lines == ([f"warning: {p}: key 'train.pad': pad {pad} on 16x16 images: "
+                      f"{1 - (31 / (2 * pad + 1)) ** 2:.0%} of random crops hold no image pixel "
+                      "(only padding); those images train on nothing; a pad below 16 keeps part "
+                      "of the image in every crop"] if warned else [])
+
+
 def test_the_whole_image_warning_uses_the_image_size_of_the_data(tmp_path):
     from benchmark.runner.method_checks import check_methods
 
