@@ -171,7 +171,9 @@ def digest(ds: Dataset) -> str:
 def check_splits(name: str, train: Dataset, test: Dataset) -> None:
     """Raise a one-line ValueError naming the split and the label column when a classifier could
     not learn from (or be tested on) the data: an empty split, a label outside
-    0..num_classes-1 (the training split's classes), or one class only in a split."""
+    0..num_classes-1 (the training split's classes), one class only in a split, or (data other
+    than synthetic) training labels so sparse that more than half of the classes 0..C-1 have no
+    training image (one stray id such as 1000000 would make a head of 1000001 classes)."""
     c = len(train.classes)
     for split, ds in (("train", train), ("test", test)):
         where = f"dataset {name!r}: split {split!r}, column {ds.label_column!r}"
@@ -186,6 +188,15 @@ def check_splits(name: str, train: Dataset, test: Dataset) -> None:
         if len(ds) > 1 and lo == hi:
             raise ValueError(f"{where}: all {len(ds)} labels are {lo}; a classifier needs at "
                              "least 2 classes to learn from and to be tested on")
+        if split == "train" and name != "synthetic":  # the generator's 10 classes are fixed
+            present = int(torch.unique(ds.labels).numel())
+            if c > 2 * present:  # e.g. labels 0, 1, 2 and one 1000000: a 1000001-class head
+                missing = next(i for i in range(c) if not bool((ds.labels == i).any()))
+                raise ValueError(
+                    f"{where}: labels are {present} distinct ids spread over 0..{c - 1} (largest "
+                    f"{hi}); {c - present} of the {c} classes have no training image (e.g. "
+                    f"{missing}), so the head and chance level would be wrong; number the "
+                    f"classes 0..{present - 1} (datasets' class_encode_column)")
 
 
 def check(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
