@@ -149,6 +149,7 @@ def build_suite(args):
         if args.erasers is not None else None
     options = data_options(args.data_option)
     suite = load_suite(args.suite, extra_imports=args.imports)
+    file_epochs = suite.train.epochs
     suite = apply_overrides(suite, epochs=args.epochs, seeds=seeds, models=models,
                             methods=methods, data=args.data, data_dir=args.data_dir)
     suite.data.options.update(options)
@@ -160,8 +161,14 @@ def build_suite(args):
     if pack is not None:
         suite.train.pack = pack
     if any(x is not None for x in (args.epochs, seeds, models, methods, args.data)) or options:
-        validate(suite, milestones_in_range=False)  # what the options changed (--epochs
-    return suite                                    # rescales the milestones in proportion)
+        try:  # what the options changed (--epochs rescales milestones and warm-ups)
+            validate(suite, milestones_in_range=False)
+        except ConfigError as e:
+            if args.epochs is None or args.epochs == file_epochs:
+                raise
+            raise ConfigError(f"{e} (values rescaled by --epochs {args.epochs} from the file's "
+                              f"train.epochs {file_epochs}; give a larger --epochs)") from None
+    return suite
 
 
 def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
@@ -268,7 +275,10 @@ def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
             models.check(name)
         except ValueError as e:
             problems.append(f"{suite.file}: key 'models': {e}")
-    problems += check_warmups(suite)
+    rescaled = "" if args.epochs is None else (
+        f" (values rescaled by --epochs {args.epochs} from the file's in proportion; give a "
+        "larger --epochs)")
+    problems += [p + rescaled for p in check_warmups(suite)]
     problems += check_data(suite, dry_run=args.dry_run)
     return problems
 

@@ -152,6 +152,17 @@ def test_a_warm_up_as_long_as_the_run_is_one_line_before_training(method, tmp_pa
     assert not (tmp_path / "out" / "results").exists()
 
 
+def test_a_warm_up_made_too_long_by_epochs_says_the_option_rescaled_it(tmp_path, capsys):
+    p = write(tmp_path / "wu.yaml", TINY.replace("epochs: 2", "epochs: 4").replace(
+        "methods: [plain]", "methods: [plain, {name: cam_erasing, warmup_epochs: 3}]"))
+    assert run("--suite", p, "--out", tmp_path / "out", "--dry-run", "--epochs", "1") == 2
+    line = one_line(capsys)
+    assert line.startswith(f"error: {p}: key 'methods[1].warmup_epochs' is 1 for cam_erasing")
+    assert line.endswith("but train.epochs is 1: its eraser would never run; allowed: 0..0 "
+                         "(values rescaled by --epochs 1 from the file's in proportion; give a "
+                         "larger --epochs)")
+
+
 # --- A, rows 4 and 8; E: data ------------------------------------------------------------------
 
 
