@@ -34,8 +34,16 @@ IMPORTS_RUN_CODE = (
     "data, not code: checkpoints are loaded with torch.load(weights_only=True).")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad option value is one line, `error: argument --epochs: invalid int value: 'x'`, exit
+    2, like every other bad value (argparse would print its whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+    p = _OneLineParser(prog=prog, description=__doc__.splitlines()[0],
                                 epilog=IMPORTS_RUN_CODE)
     p.add_argument("--suite", default="smoke",
                    help="a name in configs/ or a path to a YAML file (default: smoke); its "

@@ -267,3 +267,16 @@ def test_the_whole_image_warning_uses_the_image_size_of_the_data(tmp_path):
     large = load_suite(str(write(tmp_path, text.replace("size: 16}", "size: 48}"), "b.yaml")))
     assert len(check_methods(small, expand(small))[1]) == 1
     assert check_methods(large, expand(large))[1] == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "x"], "error: argument --epochs: invalid int value: 'x'"),
+    (["--threads", "1.5"], "error: argument --threads: invalid int value: '1.5'"),
+    (["--bogus"], "error: unrecognized arguments: --bogus"),
+])
+def test_an_option_value_of_the_wrong_type_is_one_line_exit_2_not_a_usage_block(
+        tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        main(["--suite", str(write(tmp_path)), "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(message), err
