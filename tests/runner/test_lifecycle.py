@@ -387,3 +387,16 @@ def test_a_signal_after_every_run_has_its_record_gives_no_rerun_hint(suite_file,
     assert code == 0, err
     assert "SIGTERM arrived after every run of tiny had its record; nothing left to resume" in err
     assert "rerun the same command" not in err
+
+
+def test_a_signal_when_no_run_is_training_does_not_speak_of_an_epoch(capsys):
+    from benchmark.runner.worker import Stop
+
+    stop = Stop()
+    stop._handle(signal.SIGTERM, None)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("SIGTERM: no run is training") and "epoch" not in err
+    stop, stop.training = Stop(), True
+    stop._handle(signal.SIGTERM, None)
+    assert capsys.readouterr().err.strip().startswith("SIGTERM: finishing the current epoch")
+    assert stop.code == 143
