@@ -280,3 +280,23 @@ def test_an_option_value_of_the_wrong_type_is_one_line_exit_2_not_a_usage_block(
         main(["--suite", str(write(tmp_path)), "--out", str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(message), err
+
+
+@pytest.mark.parametrize("text, key, line, first", [
+    ("name: a\nname: b\nmethods: [plain]\n", "name", 2, 1),
+    ("name: a\ntrain: {epochs: 2, epochs: 3}\n", "epochs", 2, 2),
+    ("name: a\nmethods:\n  - name: cutout\n    params: {size: 8}\n    name: plain\n", "name", 5, 3),
+])
+def test_a_yaml_key_given_twice_is_one_line_naming_the_key_and_line(tmp_path, capsys, text, key,
+                                                                    line, first):
+    p = tmp_path / "dup.yaml"
+    p.write_text(text)
+    err = refused(capsys, tmp_path, p, dry_run=True)
+    assert err.startswith(f"error: {p}: not valid YAML at line {line}, column ") and \
+        f"key {key!r} appears twice (first at line {first})" in err, err
+
+
+def test_yaml_merge_keys_are_not_duplicates():
+    from benchmark.suites.config import safe_load
+
+    assert safe_load("a: &x {k: 1, j: 2}\nb: {<<: *x, k: 3}\n")["b"] == {"k": 3, "j": 2}
