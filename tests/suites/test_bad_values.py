@@ -122,8 +122,10 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_the_key_and_the_type(tmp_p
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_bad_training_value_is_one_line_exit_2_before_any_training(tmp_path, capsys, train,
                                                                      message, dry_run):
-    p = write(tmp_path, GOOD.replace("milestones: [1], ", "milestones: [1], " + train + ", ")
-              if "milestones" not in train else GOOD.replace("milestones: [1]", train))
+    key = train.split(":")[0]
+    text = GOOD.replace("batch_size: 16, ", "") if key == "batch_size" else GOOD  # no key twice
+    p = write(tmp_path, text.replace("milestones: [1], ", "milestones: [1], " + train + ", ")
+              if "milestones" not in train else text.replace("milestones: [1]", train))
     err = refused(capsys, tmp_path, p, dry_run=dry_run)
     assert err.startswith(f"error: {p}: {message}"), err
 
