@@ -325,13 +325,13 @@ def _parse(path: Path) -> dict:
     raise ValueError(problem)
 
 
-def _set_aside(path: Path, what: str) -> None:
+def _set_aside(path: Path, what: str, then: str = "the run will be redone") -> None:
     try:
         moved = move_aside(path)
     except OSError as e:  # e.g. another process moved it first, or a read-only folder
         warn(f"{path}: {what}; could not move it aside ({e}); skipping it")
         return
-    warn(f"{path}: {what}; moved to {moved.name}; the run will be redone")
+    warn(f"{path}: {what}; moved to {moved.name}; {then}")
 
 
 def status(results_dir: str | os.PathLike, run_id: str, *, set_aside: bool = True) -> str | None:
@@ -358,7 +358,9 @@ def set_aside_damaged(results_dir: str | os.PathLike) -> None:
         except (FileNotFoundError, NotARecord):
             continue
         except ValueError as e:
-            _set_aside(p, f"damaged result record ({e})")
+            copy = "a record counts only as" in str(e)  # its run keeps its own record
+            _set_aside(p, f"damaged result record ({e})",
+                       "not counted" if copy else "the run will be redone if the suite has it")
 
 
 def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> list[dict]:
