@@ -284,8 +284,8 @@ def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
         except ValueError as e:
             problems.append(f"{suite.file}: key 'models': {e}")
     rescaled = "" if args.epochs is None else (
-        f" (values rescaled by --epochs {args.epochs} from the file's in proportion; give a "
-        "larger --epochs)")
+        f" (values rescaled by --epochs {args.epochs} in proportion to the file's train.epochs; "
+        "give a larger --epochs)")
     problems += [p + rescaled for p in check_warmups(suite)]
     problems += check_data(suite, dry_run=args.dry_run)
     return problems

@@ -159,8 +159,8 @@ def test_a_warm_up_made_too_long_by_epochs_says_the_option_rescaled_it(tmp_path,
     line = one_line(capsys)
     assert line.startswith(f"error: {p}: key 'methods[1].warmup_epochs' is 1 for cam_erasing")
     assert line.endswith("but train.epochs is 1: its eraser would never run; allowed: 0..0 "
-                         "(values rescaled by --epochs 1 from the file's in proportion; give a "
-                         "larger --epochs)")
+                         "(values rescaled by --epochs 1 in proportion to the file's "
+                         "train.epochs; give a larger --epochs)")
 
 
 # --- A, rows 4 and 8; E: data ------------------------------------------------------------------
