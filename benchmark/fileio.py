@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["DamagedFileError", "WriteError", "atomic_write", "move_aside", "warn", "describe",
-           "write_error", "remove_stale_temps", "pid_alive"]
+__all__ = ["DamagedFileError", "WriteError", "atomic_write", "save_figure", "move_aside", "warn",
+           "describe", "write_error", "remove_stale_temps", "pid_alive"]
 
 
 class DamagedFileError(ValueError):
@@ -68,6 +68,18 @@ def write_error(error: BaseException, path: str | os.PathLike | None = None) -> 
             return WriteError(where, e)
         e = e.__cause__ or e.__context__
     return None
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
+    """`fig.savefig(path, **kwargs)` (a matplotlib Figure); a write the filesystem refuses
+    raises WriteError naming `path` (matplotlib's own OSError often names no file)."""
+    try:
+        fig.savefig(path, **kwargs)
+    except Exception as e:
+        failed = write_error(e, path)
+        if failed is None:
+            raise
+        raise failed from e
 
 
 # atomic_write's temp files: `.<name>.<host>~<pid>~<random>.tmp` in the target's folder, so a

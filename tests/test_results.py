@@ -152,7 +152,7 @@ def test_records_of_other_suites_are_left_out_with_one_line_naming_them(tmp_path
 
 
 def test_a_schema_1_record_is_read_as_finished(tmp_path):
-    old = record(schema=1)
+    old = record("old", schema=1)
     del old["status"], old["failure"]
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert results.status(tmp_path, "old") == "finished"
@@ -162,7 +162,7 @@ def test_a_schema_1_record_is_read_as_finished(tmp_path):
 
 def test_a_schema_1_record_holding_nan_is_read_as_a_failed_run(tmp_path):
     # what erasebench wrote before schema 2 when the loss diverged: NaN tokens, rc 0, a "result"
-    old = record(schema=1, final_test_error=92.58,
+    old = record("r", schema=1, final_test_error=92.58,
                  curves={"epoch": [1, 2], "train_loss": [2.3, float("nan")]})
     del old["status"], old["failure"]
     (tmp_path / "r.json").write_text(json.dumps(old))
@@ -174,11 +174,39 @@ def test_a_schema_1_record_holding_nan_is_read_as_a_failed_run(tmp_path):
     assert (tmp_path / "r.json").is_file()  # a readable record is never moved aside
 
 
-def test_a_finished_record_without_a_numeric_error_is_read_as_failed(tmp_path):
-    results.write_record(tmp_path, record("r", final_test_error=float("nan")))
+@pytest.mark.parametrize("text", ["null", "NaN", "Infinity"])
+def test_a_finished_record_without_a_finite_error_is_damaged_not_a_failed_run(tmp_path, capsys,
+                                                                              text):
+    (tmp_path / "r.json").write_text(json.dumps(record("r")).replace('"final_test_error": 30.0',
+                                                                     f'"final_test_error": {text}'))
+    assert results.load_records(tmp_path) == []
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "r.json" in err and "final_test_error" in err
+    assert results.status(tmp_path, "r", set_aside=True) is None  # the runner: redo it
+    assert (tmp_path / "r.json.corrupt").is_file()
+
+
+def test_a_real_failed_record_keeps_its_meaning(tmp_path):
+    results.write_record(tmp_path, record("r", status="failed", final_test_error=float("nan"),
+                                          best_test_error=None,
+                                          failure={"epoch": 2, "reason": "loss is NaN"}))
     rec = results.read_record(tmp_path / "r.json")
-    assert rec["status"] == "failed"
-    assert rec["failure"]["reason"] == "final_test_error is None, not a number"
+    assert rec["status"] == "failed" and rec["failure"]["reason"] == "loss is NaN"
+
+
+@pytest.mark.parametrize("name", ["resnet20__plain__s5.json", "resnet20__plain__s0 (copy).json"])
+def test_a_record_counts_only_under_its_own_run_id_so_a_copy_is_not_a_second_seed(
+        tmp_path, capsys, name):
+    path = results.write_record(tmp_path, record())
+    (tmp_path / name).write_text(path.read_text())
+    recs = results.load_records(tmp_path)
+    assert [r["run_id"] for r in recs] == ["resnet20__plain__s0"]
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and name in err and "resnet20__plain__s0.json" in err
+    assert (tmp_path / name).is_file()  # read-only: left where it is
+    results.set_aside_damaged(tmp_path)  # the runner, before it renders
+    assert not (tmp_path / name).exists() and (tmp_path / (name + ".corrupt")).is_file()
+    assert path.is_file()
 
 
 def test_failed_record_places_the_cell_and_says_why(tmp_path, specs):

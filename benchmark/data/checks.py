@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from benchmark.data import synthetic
 from benchmark.data.cifar import CIFAR, cifar_source
 from benchmark.data.dataset import Dataset, default_data_dir
@@ -31,6 +33,15 @@ def check_splits(name: str, train: Dataset, test: Dataset) -> None:
         if len(ds) > 1 and lo == hi:
             raise ValueError(f"{where}: all {len(ds)} labels are {lo}; a classifier needs at "
                              "least 2 classes to learn from and to be tested on")
+        if split == "train" and name != "synthetic":  # the generator's 10 classes are fixed
+            present = int(torch.unique(ds.labels).numel())
+            if c > 2 * present:  # e.g. labels 0, 1, 2 and one 1000000: a 1000001-class head
+                missing = next(i for i in range(c) if not bool((ds.labels == i).any()))
+                raise ValueError(
+                    f"{where}: labels are {present} distinct ids spread over 0..{c - 1} (largest "
+                    f"{hi}); {c - present} of the {c} classes have no training image (e.g. "
+                    f"{missing}), so the head and chance level would be wrong; number the "
+                    f"classes 0..{present - 1} (datasets' class_encode_column)")
 
 
 def check(name: str, root: str | os.PathLike | None = None, *, download: bool = False,

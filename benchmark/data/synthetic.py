@@ -32,6 +32,8 @@ STROKES = 2                   # at most this many random line strokes
 NOISE = 0.03                  # sd of the per-pixel noise (in [0, 1] units)
 CHUNK = 1000                  # samples per independently seeded chunk (prefix-stable output)
 MIN_SIZE = 16                 # smallest image side: below it the shapes' radii leave no room
+MAX_SIZE = 128                # largest: a chunk's float32 work tensors stay under ~2.5 GB
+MAX_BYTES = 2**32             # largest split, n * 3 * size^2 bytes (4 GiB; 16 GiB as float32)
 # The options of dataset 'synthetic' and their defaults (n_train/n_test images, seed, size px).
 OPTIONS = {"n_train": 10000, "n_test": 2000, "seed": 0, "size": 32}
 
@@ -265,6 +267,20 @@ def check_options(options: dict) -> None:
             bound = f" >= {low}" if low is not None else ""
             raise ValueError(f"dataset 'synthetic': option {key!r} is {v!r}; allowed: an "
                              f"integer{bound} ({why})")
+    # Upper bounds, before anything is allocated: the generator draws whole chunks of CHUNK
+    # images as float32 (~ a dozen tensors of CHUNK*3*size^2 floats), and a split is held in
+    # memory as uint8 and copied to float32 for training.
+    size = options.get("size", OPTIONS["size"])
+    if size > MAX_SIZE:
+        raise ValueError(f"dataset 'synthetic': option 'size' is {size!r}; allowed: an integer "
+                         f"in {MIN_SIZE}..{MAX_SIZE} (pixels per image side)")
+    for key in ("n_train", "n_test"):
+        n = options.get(key, 1)
+        if n * 3 * size * size > MAX_BYTES:
+            raise ValueError(
+                f"dataset 'synthetic': option {key!r} is {n!r}: {n} images of {size}x{size} "
+                f"take {n * 3 * size * size / 2**30:.1f} GiB as bytes (4x that as float32); "
+                f"allowed: at most {MAX_BYTES // (3 * size * size)} at size {size}")
 
 
 def load(split: str, **options):

@@ -11,6 +11,7 @@ import plugins
 from benchmark import cam as cams
 from benchmark import data
 from benchmark.data import augment
+from benchmark.fileio import save_figure
 from benchmark.models import eval_mode
 from benchmark.training import checkpoint
 
@@ -109,7 +110,7 @@ def cam_examples(model, images, labels, mean, std, out, *, boxes=None, n: int = 
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return out
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.fileio import save_figure
+
 
 def mean_curve(records: list[dict], key: str = "test_error") -> tuple[list, list[float]]:
     """(epochs, mean over records) of one curve, cut to the shortest record so every point has
@@ -44,6 +46,6 @@ def plot_curves(curves: dict[str, tuple[list, list[float], int]], out_path, *, t
     if curves:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return out

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from benchmark.eraser_cli import add_import_option, one_line_errors, positive_int, threads_arg
-from benchmark.fileio import atomic_write
+from benchmark.fileio import atomic_write, save_figure
 
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "register", "synthetic_cam"]
 
@@ -94,7 +94,7 @@ def _plot_erased_fraction(name: str, counts: np.ndarray, pixels: int, stats: dic
     )
     fig.text(0.01, 0.01, params, fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -231,11 +231,11 @@ def _suite_file_plan(path: Path, suite: str) -> tuple[list[dict] | None, str]:
     `imports:` is not loaded: that would run its Python code, and a leaderboard runs none."""
     import yaml
 
-    from benchmark.suites.config import ConfigError, load_suite
+    from benchmark.suites.config import ConfigError, load_suite, safe_load
     from benchmark.suites.expand import expand
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         return None, f"{path}: not readable as YAML ({' '.join(str(e).split())[:120]})"
     if not isinstance(data, dict) or data.get("name") != suite:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.fileio import save_figure
 from benchmark.report.grid import Grid
 from benchmark.report.stats import mean
 from benchmark.report.tables import ROBUSTNESS_PLACEMENTS, robustness_errors
@@ -54,6 +55,6 @@ def plot(panels: dict[str, dict[str, tuple[list[float], list[float], int]]], out
         axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return out

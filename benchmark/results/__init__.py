@@ -40,6 +40,7 @@ from benchmark.results.store import (
     load_records,
     read_record,
     record_path,
+    set_aside_damaged,
     status,
     write_record,
 )
@@ -48,5 +49,6 @@ __all__ = ["COUNT", "FAILED", "FINISHED", "FRACTION", "GENERATED", "PERCENT", "R
            "READABLE_SCHEMAS", "RENAMED", "REQUIRED", "SCHEMA", "STATUSES", "device_name",
            "environment", "failed_record", "git_commit", "is_finished", "is_record_like",
            "load_records", "make_record", "non_finite", "normalise", "one_line", "read_record",
-           "record_path", "record_problem", "renamed", "status", "strict", "utc_date",
+           "record_path", "record_problem", "renamed", "set_aside_damaged", "status", "strict",
+           "utc_date",
            "value_problem", "versions", "write_record", "NotARecord"]

@@ -72,7 +72,10 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
 Records are strict JSON: a non-finite float anywhere is written as null. A damaged record
 (truncated, not JSON, an unknown schema, a key of the wrong type, or a number outside its range:
 an error outside [0, 100] %, a negative loss or time, a fraction outside [0, 1]; see `RANGES`)
-counts as not finished. Only the runner, in the results folder it owns, moves it aside to
+counts as not finished, and so does a record whose file name is not `<run_id>.json` (a copy, a
+backup: each run counts once), a schema 2 record holding NaN/Infinity (schema 2 is strict JSON),
+or a finished schema 2 record whose final or best error is null. Only the runner, in the results
+folder it owns, moves it aside to
 `<name>.corrupt` (`set_aside=True`, one line); every read-only reader (leaderboard, compare,
 figures, --dry-run) skips it with one line and never renames or moves a file. A JSON file that is
 not a record at all (neither `run_id` nor `schema`, e.g. a `package.json`) is not damaged:
@@ -136,6 +139,17 @@ def record_problem(rec) -> str | None:
     for key, types, what in _TYPES:
         if key in rec and not (isinstance(rec[key], types) and not isinstance(rec[key], bool)):
             return f"key {key!r} is {_short(rec[key])}, not {what}"
+    if rec["schema"] >= 2:
+        # schema 2 is strict JSON and records a diverged run as failed: a NaN/Infinity token, or
+        # a finished run without a finite error, was not written by erasebench
+        bad = non_finite(rec)
+        if bad:
+            return f"key {bad[0]!r} holds NaN or Infinity, which erasebench never writes"
+        if status == FINISHED:
+            for key in ("final_test_error", "best_test_error"):
+                if rec[key] is None:
+                    return (f"key {key!r} is null in a finished record (a finished run has a "
+                            "number; a diverged one is recorded as failed)")
     return value_problem(rec)
 
 

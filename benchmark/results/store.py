@@ -71,6 +71,9 @@ def _parse(path: Path) -> dict:
             from None
     rec = renamed(rec)
     problem = record_problem(rec)
+    if problem is None and f"{rec['run_id']}.json" != path.name:
+        problem = (f"holds run {rec['run_id']!r}, but a record counts only as "
+                   f"{rec['run_id']}.json (a copy or a renamed file?)")
     if problem is None:
         return normalise(rec)
     if not is_record_like(rec):
@@ -79,13 +82,13 @@ def _parse(path: Path) -> dict:
     raise ValueError(problem)
 
 
-def _set_aside(path: Path, what: str) -> None:
+def _set_aside(path: Path, what: str, then: str = "the run will be redone") -> None:
     try:
         moved = move_aside(path)
     except OSError as e:  # e.g. another process moved it first, or a read-only folder
         warn(f"{path}: {what}; could not move it aside ({e}); skipping it")
         return
-    warn(f"{path}: {what}; moved to {moved.name}; the run will be redone")
+    warn(f"{path}: {what}; moved to {moved.name}; {then}")
 
 
 def status(results_dir: str | os.PathLike, run_id: str, *, set_aside: bool = True) -> str | None:
@@ -99,6 +102,22 @@ def status(results_dir: str | os.PathLike, run_id: str, *, set_aside: bool = Tru
 def is_finished(results_dir: str | os.PathLike, run_id: str) -> bool:
     """True only for a readable record with status finished: a failed run is redone."""
     return status(results_dir, run_id) == FINISHED
+
+
+def set_aside_damaged(results_dir: str | os.PathLike) -> None:
+    """The runner, in the results folder it owns, before it renders: move every damaged record
+    (see read_record, including a copy whose file name is not `<run_id>.json`) to
+    `<name>.corrupt` with one line each, so the folder holds each run once. JSON files that are
+    not records are left alone."""
+    for p in sorted(Path(results_dir).glob("*.json")):
+        try:
+            _parse(p)
+        except (FileNotFoundError, NotARecord):
+            continue
+        except ValueError as e:
+            copy = "a record counts only as" in str(e)  # its run keeps its own record
+            _set_aside(p, f"damaged result record ({e})",
+                       "not counted" if copy else "the run will be redone if the suite has it")
 
 
 def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> list[dict]:

@@ -20,8 +20,16 @@ IMPORTS_RUN_CODE = (
     "data, not code: checkpoints are loaded with torch.load(weights_only=True).")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad option value is one line, `error: argument --epochs: invalid int value: 'x'`, exit
+    2, like every other bad value (argparse would print its whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog, description=RUN_DESCRIPTION,
+    p = _OneLineParser(prog=prog, description=RUN_DESCRIPTION,
                                 epilog=IMPORTS_RUN_CODE)
     p.add_argument("--suite", default="smoke",
                    help="a name in configs/ or a path to a YAML file (default: smoke); its "
@@ -144,6 +152,7 @@ def build_suite(args):
         if args.erasers is not None else None
     options = data_options(args.data_option)
     suite = load_suite(args.suite, extra_imports=args.imports)
+    file_epochs = suite.train.epochs
     suite = apply_overrides(suite, epochs=args.epochs, seeds=seeds, models=models,
                             methods=methods, data=args.data, root=args.data_root)
     suite.data.options.update(options)
@@ -155,8 +164,14 @@ def build_suite(args):
     if pack is not None:
         suite.train.pack = pack
     if any(x is not None for x in (args.epochs, seeds, models, methods, args.data)) or options:
-        validate(suite, milestones_in_range=False)  # what the options changed (--epochs
-    return suite                                    # rescales the milestones in proportion)
+        try:  # what the options changed (--epochs rescales milestones and warm-ups)
+            validate(suite, milestones_in_range=False)
+        except ConfigError as e:
+            if args.epochs is None or args.epochs == file_epochs:
+                raise
+            raise ConfigError(f"{e} (values rescaled by --epochs {args.epochs} from the file's "
+                              f"train.epochs {file_epochs}; give a larger --epochs)") from None
+    return suite
 
 
 

@@ -150,18 +150,31 @@ def _train_suite(args, argv, suite, runs, packs, acc, device, process, stop: Sto
     if acc is not None and not stop.signum:
         acc.wait_for_everyone()
     if process[0] == 0 and not args.device:
-        _finish(args, suite, runs, worker, time.perf_counter() - t_suite)
+        if not _finish(args, suite, runs, worker, time.perf_counter() - t_suite):
+            return 1  # the leaderboard could not be written (its line is printed)
     if acc is not None:
         acc.end_training()
     return _exit_code(suite, runs, results_dir, stop, worker, children)
 
 
-def _finish(args, suite, runs, worker: Worker, seconds: float) -> None:
-    """Process 0, after every worker: the leaderboard (and W&B's copy of it), one summary line."""
+def _finish(args, suite, runs, worker: Worker, seconds: float) -> bool:
+    """Process 0, after every worker: the leaderboard (and W&B's copy of it), one summary line;
+    False (and one line) when a full disk stopped the leaderboard: the records are safe."""
     out = Path(args.out)
     results_dir = out / "results" / suite.name
     lb = out / "leaderboards" / f"{suite.name}.md"
-    render(suite, runs, results_dir, results_dir / "checkpoints", lb)  # a full disk: one line
+    results.set_aside_damaged(results_dir)  # e.g. a copy of a record: each run counts once
+    try:
+        render(suite, runs, results_dir, results_dir / "checkpoints", lb)
+    except Exception as e:
+        failed = write_error(e, lb)  # a full disk: the records are safe, the render is not
+        if failed is None:
+            raise
+        print(f"error: {failed}; the records are safe in {results_dir}, but the leaderboard "
+              f"{lb} was not written; once the write can succeed, render it with: "
+              f"erasebench leaderboard --suite {suite.name} --results {results_dir} "
+              f"--out {lb}", file=sys.stderr)
+        return False
     if not args.no_wandb:
         from benchmark.report.compare import read_summary
         from benchmark.runner import tracking

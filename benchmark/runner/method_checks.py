@@ -46,6 +46,9 @@ def check_methods(suite: SuiteConfig, runs: list[RunSpec]) -> tuple[list[str], l
     src, where = suite.file, _where(suite)
     size = image_size(suite)
     problems, warnings, seen = [], [], set()
+    pad_warning = crop_padding_warning(suite.train.pad, size)
+    if pad_warning:
+        warnings.append(f"{src}: key 'train.pad': {pad_warning}")
     for r in runs:
         m = r.method
         i, swept = where.get(m.label, (None, False))
@@ -63,13 +66,28 @@ def check_methods(suite: SuiteConfig, runs: list[RunSpec]) -> tuple[list[str], l
         if size is None or m.is_plain or ("erase", m.label) in seen:
             continue
         seen.add(("erase", m.label))
-        share = whole_image_share(m.name, m.params, size, epoch=r.train.epochs - 1)
+        try:
+            share = whole_image_share(m.name, m.params, size, epoch=r.train.epochs - 1)
+        except Exception:  # noqa: BLE001  a broken eraser: its run is recorded as failed, with why
+            continue
         if share >= WHOLE_IMAGE_WARN:
             warnings.append(
                 f"{src}: key '{key}.params': {m.label} erases the whole image in {share:.0%} of "
                 f"{PROBES} draws on {size}x{size} images (its erased regions cover the image); "
                 "those images train on nothing")
     return problems, warnings
+
+
+def crop_padding_warning(pad, size: int | None) -> str | None:
+    """One line when train.pad (zero padding before the random crop, pixels) is at least the
+    image side `size`: then a crop can miss the image entirely, and (2*size-1)^2/(2*pad+1)^2 of
+    crops hold any image pixel at all. None when the pad is smaller or the size is unknown."""
+    if size is None or not isinstance(pad, int) or isinstance(pad, bool) or pad < size:
+        return None
+    share = 1 - ((2 * size - 1) / (2 * pad + 1)) ** 2
+    return (f"pad {pad} on {size}x{size} images: {share:.0%} of random crops hold no image pixel "
+            f"(only padding); those images train on nothing; a pad below {size} keeps part of "
+            "the image in every crop")
 
 
 def whole_image_share(name: str, params: dict, size: int, n: int = PROBES,

@@ -34,7 +34,10 @@ def preflight(args, suite, runs: list[RunSpec], results_dir: Path) -> list[str]:
             models.check(name)
         except ValueError as e:
             problems.append(f"{suite.file}: key 'models': {e}")
-    problems += check_warmups(suite)
+    rescaled = "" if args.epochs is None else (
+        f" (values rescaled by --epochs {args.epochs} in proportion to the file's train.epochs; "
+        "give a larger --epochs)")
+    problems += [p + rescaled for p in check_warmups(suite)]
     problems += check_data(suite, dry_run=args.dry_run)
     return problems
 

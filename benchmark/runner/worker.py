@@ -52,6 +52,7 @@ class Stop:
     def __init__(self):
         self.signum: int | None = None
         self.where = ""
+        self.training = False  # whether a pack is training now (the Worker sets it)
 
     def install(self) -> Stop:
         import signal
@@ -68,8 +69,10 @@ class Stop:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum, self.where = signum, ""
-        print(f"\n{signal.Signals(signum).name}: finishing the current epoch, then stopping "
-              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        doing = "finishing the current epoch, then stopping" if self.training else \
+            "no run is training; stopping after the current step (writing results, waiting)"
+        print(f"\n{signal.Signals(signum).name}: {doing} (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
 
     @property
     def code(self) -> int:
@@ -243,8 +246,10 @@ class Worker:
                 self._tick()
                 if mine:
                     try:
+                        self.stop.training = True
                         self._train(mine)
                     finally:
+                        self.stop.training = False
                         for _, c in mine:
                             c.release()
                     self._tick()

@@ -49,6 +49,8 @@ from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named 
     to_dict,
 )
 
+MAX_SEEDS = 1000  # seeds in one suite (YAML or --seeds): more is a typo (0-100000), not a study
+
 # ----------------------------------------------------------------------------- parsing
 
 def _closest(key: str, allowed) -> str:
@@ -315,6 +317,9 @@ def validate(suite: SuiteConfig, *, milestones_in_range: bool = True) -> None:
                               "resnet20 or timm/resnet18")
     if not suite.seeds:
         raise ConfigError(f"{src}: key 'seeds' must list at least one seed")
+    if len(suite.seeds) > MAX_SEEDS:
+        raise ConfigError(f"{src}: key 'seeds' lists {len(suite.seeds)} seeds; allowed: at most "
+                          f"{MAX_SEEDS}")
     for i, m in enumerate(suite.methods):
         _validate_method(src, f"methods[{i}]", m)
 
@@ -383,10 +388,39 @@ def yaml_error(e: Exception) -> str:
     return f"not valid YAML{where}: {problem}{hint}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping naming a key twice (`name: a` then `name: b`):
+    plain YAML keeps the last silently, so a suite would run under a name its author did not
+    mean."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.get(key)
+                except TypeError:  # an unhashable key: SafeLoader says so itself
+                    continue
+                if line is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice (first at line {line}); "
+                        "YAML would keep only the last one silently", key_node.start_mark)
+                first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str):
+    """yaml.safe_load that refuses duplicate keys (yaml.YAMLError naming the key and line)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_suite(name_or_path: str, extra_imports: list[str] | None = None) -> SuiteConfig:
     path = resolve_suite_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: {yaml_error(e)}") from None
     return parse_suite(data, source=str(path), extra_imports=extra_imports)

@@ -4,9 +4,11 @@ that a CAM-after-training method needs as its frozen CAM model."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 from benchmark.fileio import slug
 from benchmark.suites.config import (
+    MAX_SEEDS,
     PLAIN,
     ConfigError,
     DataConfig,
@@ -60,12 +62,16 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
         raise ConfigError(f"{suite.file}: key 'methods': labels {sorted(dup)} appear twice; "
                           "give the variants distinct 'label's or use 'sweep'")
     slugs: dict[str, str] = {}
-    for label in labels:  # run ids are file names: two labels must not make the same one
-        other = slugs.setdefault(slug(label), label)
+    for label in labels:  # run ids are file names: two labels must not make the same one, also
+        # on a case-insensitive filesystem (macOS, Windows, many shares): `x` and `X` are one file
+        other = slugs.setdefault(slug(label).casefold(), label)
         if other != label:
+            same = "the same run id" if slug(other) == slug(label) else \
+                "run ids that differ only in case (one file on macOS and Windows)"
             raise ConfigError(f"{suite.file}: key 'methods': labels {other!r} and {label!r} make "
-                              f"the same run id ({slug(label)!r}); rename one")
-    for key, values in (("models", [slug(m) for m in suite.models]), ("seeds", suite.seeds)):
+                              f"{same} ({slug(label)!r}); rename one")
+    for key, values in (("models", [slug(m).casefold() for m in suite.models]),
+                        ("seeds", suite.seeds)):
         twice = sorted({v for v in values if values.count(v) > 1}, key=str)
         if twice:
             raise ConfigError(f"{suite.file}: key {key!r} lists {', '.join(map(str, twice))} more "
@@ -152,8 +158,9 @@ def apply_overrides(suite: SuiteConfig, *, epochs=None, seeds=None, models=None,
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' or '0-4' (inclusive) or a mix: '0-2,7'. An empty list, an empty range (3-1) or a
-    seed named twice is a one-line ConfigError: a run list that trains nothing is a typo."""
+    """'0,1,2' or '0-4' (inclusive) or a mix: '0-2,7'. An empty list, an empty range (3-1), a
+    seed named twice or more than MAX_SEEDS seeds is a one-line ConfigError: a run list that
+    trains nothing (or a million runs) is a typo."""
     usage = "expected a list like 0,1,2 or a range like 0-4 (start <= end)"
     seeds: list[int] = []
     for part in text.split(","):
@@ -166,8 +173,12 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(f"--seeds {text!r}: {usage}") from None
         if a > b:
             raise ConfigError(f"--seeds {text!r}: the range {part.strip()} is empty; {usage}")
+        if len(seeds) + b - a + 1 > MAX_SEEDS:
+            raise ConfigError(f"--seeds {text!r}: {len(seeds) + b - a + 1} seeds, more than "
+                              f"{MAX_SEEDS} (one run per seed and method: a typo?); {usage}")
         seeds.extend(range(a, b + 1))
-    twice = sorted({x for x in seeds if seeds.count(x) > 1})
+    counts = Counter(seeds)
+    twice = sorted(x for x, n in counts.items() if n > 1)
     if twice:
         raise ConfigError(f"--seeds {text!r}: names seed {', '.join(map(str, twice))} more than "
                           f"once; {usage}")

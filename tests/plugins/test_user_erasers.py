@@ -97,3 +97,63 @@ def test_data_options_reach_the_loader_and_hfs_own_data_dir_reaches_load_dataset
     assert seen["path"] == "imagefolder" and seen["data_dir"] == str(theirs)
     with pytest.raises(ConfigError, match="expected key=value"):
         build_suite(parse_args(["--suite", "smoke", "--data-option", "n_train"]))
+
+
+ERASER_USING_HELPER = '''
+import plugins
+import {helper}
+
+@plugins.register("{name}")
+class Boxer(plugins.Eraser):
+    def forward(self, images, *, cam=None, generator=None):
+        return images[:, :1] * 0 + {helper}.SIZE > 0
+'''
+
+
+def test_editing_a_helper_module_the_eraser_file_imports_changes_its_fingerprint(
+        tmp_path, private_registry, monkeypatch):
+    from benchmark.suites.fingerprint import _identity
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "helper_h17f_a.py").write_text("SIZE = 4\n")
+    (tmp_path / "boxes.py").write_text(ERASER_USING_HELPER.format(helper="helper_h17f_a",
+                                                                  name="boxer_h17f_a"))
+    parse_suite({"name": "x", "methods": ["boxer_h17f_a"]}, str(tmp_path / "s.yaml"),
+                extra_imports=[str(tmp_path / "boxes.py")])
+    before = _identity(provenance("boxer_h17f_a"))
+    (tmp_path / "helper_h17f_a.py").write_text("SIZE = 16\n")
+    after = _identity(provenance("boxer_h17f_a"))
+    assert before != after and set(after) == {"sha256"}
+    (tmp_path / "unrelated.py").write_text("X = 1\n")  # a file it does not import: no change
+    assert _identity(provenance("boxer_h17f_a")) == after
+
+
+def test_an_editable_installed_eraser_package_is_fingerprinted_by_its_files_too(
+        tmp_path, private_registry, monkeypatch):
+    from plugins import sources
+
+    pkg = tmp_path / "src" / "edpkg_h17f"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(ERASER_USING_HELPER.format(
+        helper="edpkg_h17f.sizes as sizes_h17f", name="boxer_h17f_b").replace(
+        "edpkg_h17f.sizes as sizes_h17f.SIZE", "sizes_h17f.SIZE"))
+    (pkg / "sizes.py").write_text("SIZE = 4\n")
+    info = tmp_path / "site" / "edpkg_h17f-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: edpkg_h17f\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("edpkg_h17f\n")
+    (info / "direct_url.json").write_text(
+        f'{{"url": "file://{tmp_path / "src"}", "dir_info": {{"editable": true}}}}')
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    sources._distributions.cache_clear()
+    monkeypatch.setattr(sources, "_distributions", sources._distributions)
+    try:
+        import edpkg_h17f  # noqa: F401  (registers boxer_h17f_b)
+
+        before = provenance("boxer_h17f_b")
+        assert before["package"] == "edpkg_h17f" and before["version"] == "1.0"
+        (pkg / "sizes.py").write_text("SIZE = 16\n")
+        assert provenance("boxer_h17f_b")["sha256"] != before["sha256"]
+    finally:
+        sources._distributions.cache_clear()

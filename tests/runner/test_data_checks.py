@@ -152,6 +152,17 @@ def test_a_warm_up_as_long_as_the_run_is_one_line_before_training(method, tmp_pa
     assert not (tmp_path / "out" / "results").exists()
 
 
+def test_a_warm_up_made_too_long_by_epochs_says_the_option_rescaled_it(tmp_path, capsys):
+    p = write(tmp_path / "wu.yaml", TINY.replace("epochs: 2", "epochs: 4").replace(
+        "methods: [plain]", "methods: [plain, {name: cam_erasing, warmup_epochs: 3}]"))
+    assert run("--suite", p, "--out", tmp_path / "out", "--dry-run", "--epochs", "1") == 2
+    line = one_line(capsys)
+    assert line.startswith(f"error: {p}: key 'methods[1].warmup_epochs' is 1 for cam_erasing")
+    assert line.endswith("but train.epochs is 1: its eraser would never run; allowed: 0..0 "
+                         "(values rescaled by --epochs 1 in proportion to the file's "
+                         "train.epochs; give a larger --epochs)")
+
+
 # --- A, rows 4 and 8; E: data ------------------------------------------------------------------
 
 
@@ -189,13 +200,14 @@ def _parquet_suite(tmp_path, train_labels, test_labels, **kw) -> Path:
 
 
 @pytest.mark.parametrize("case", ["all_one_class", "negative_test_label", "test_label_too_big",
-                                  "string_labels"])
+                                  "string_labels", "one_stray_huge_label"])
 def test_labels_a_classifier_cannot_learn_are_refused_naming_the_split_and_column(
         case, tmp_path, capsys):
     train, test = {"all_one_class": ([0] * 12, [0, 1, 2]),
                    "negative_test_label": ([0, 1, 2] * 4, [0, -1, 2]),
                    "test_label_too_big": ([0, 1, 2] * 4, [0, 3, 2]),
-                   "string_labels": (["cat", "dog"] * 6, ["cat", "dog"])}[case]
+                   "string_labels": (["cat", "dog"] * 6, ["cat", "dog"]),
+                   "one_stray_huge_label": ([0, 1, 2] * 4 + [1000000], [0, 1, 2])}[case]
     expect = {"all_one_class": "split 'train', column 'label': all 12 labels are 0; a classifier "
                                "needs at least 2 classes",
               "negative_test_label": "split 'test', column 'label': label -1 (1 of 3 images) is "
@@ -203,7 +215,10 @@ def test_labels_a_classifier_cannot_learn_are_refused_naming_the_split_and_colum
               "test_label_too_big": "split 'test', column 'label': label 3 (1 of 3 images) is "
                                     "outside 0..2",
               "string_labels": "split 'train', column 'label': labels are strings (e.g. 'cat'), "
-                               "not integer class ids"}[case]
+                               "not integer class ids",
+              "one_stray_huge_label": "split 'train', column 'label': labels are 4 distinct ids "
+                                      "spread over 0..1000000 (largest 1000000); 999997 of the "
+                                      "1000001 classes have no training image (e.g. 3)"}[case]
     p = _parquet_suite(tmp_path, train, test)
     for extra in ([], ["--dry-run"]):
         assert run("--suite", p, "--out", tmp_path / "out", *extra) == 2

@@ -139,6 +139,25 @@ def fill_disk_for(monkeypatch, target: str):
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+def test_a_full_disk_while_drawing_a_figure_names_the_figure_and_says_the_records_are_safe(
+        suite_file, tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    def full(self, path, *a, **k):  # matplotlib's own error names no file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    p, out = suite_file(ONE.replace("epochs: 2", "epochs: 1").replace("milestones: [1]",
+                                                                      "milestones: []")), \
+        tmp_path / "out"
+    assert run("--suite", p, "--out", out) == 1
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "?" not in errors[0].split(":")[1], errors
+    assert ".png: no space left on device; the records are safe" in errors[0]
+    assert "nothing was recorded" not in errors[0]
+    assert records(out)[PLAIN]["status"] == "finished"
+
+
 @pytest.mark.parametrize("target", [f"{PLAIN}.resume.pt", f"{PLAIN}.final.pt", f"{PLAIN}.json",
                                     "tiny.md"])
 def test_a_write_on_a_full_disk_is_one_line_no_result_and_the_same_command_resumes(
@@ -149,9 +168,12 @@ def test_a_write_on_a_full_disk_is_one_line_no_result_and_the_same_command_resum
     err = capsys.readouterr().err
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err, err
-    assert f"{target}: no space left on device; nothing was recorded" in errors[0]
     if target != "tiny.md":
+        assert f"{target}: no space left on device; nothing was recorded" in errors[0]
         assert records(out) == {}  # the disk failed, not the run: no failed record
+    else:  # the run is recorded; only its leaderboard is not
+        assert f"{target}: no space left on device; the records are safe" in errors[0]
+        assert "erasebench leaderboard --suite tiny" in errors[0]
     assert not list(out.rglob("*.tmp"))
     monkeypatch.undo()  # space was freed
     assert run("--suite", p, "--out", out) == 0
@@ -365,3 +387,16 @@ def test_a_signal_after_every_run_has_its_record_gives_no_rerun_hint(suite_file,
     assert code == 0, err
     assert "SIGTERM arrived after every run of tiny had its record; nothing left to resume" in err
     assert "rerun the same command" not in err
+
+
+def test_a_signal_when_no_run_is_training_does_not_speak_of_an_epoch(capsys):
+    from benchmark.runner.worker import Stop
+
+    stop = Stop()
+    stop._handle(signal.SIGTERM, None)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("SIGTERM: no run is training") and "epoch" not in err
+    stop, stop.training = Stop(), True
+    stop._handle(signal.SIGTERM, None)
+    assert capsys.readouterr().err.strip().startswith("SIGTERM: finishing the current epoch")
+    assert stop.code == 143

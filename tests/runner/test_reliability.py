@@ -155,11 +155,17 @@ def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path
     assert "made by another config" in capsys.readouterr().err
 
 
-def test_labels_seeds_and_models_that_collide_are_rejected_when_the_suite_loads():
+def test_labels_seeds_and_models_that_collide_even_in_case_are_rejected_when_the_suite_loads():
     cases = [
         ({"methods": [{"name": "cutout", "label": "cut 8"},
                       {"name": "cutout", "label": "cut-8", "params": {"size": 8}}]},
          "labels 'cut 8' and 'cut-8' make the same run id"),
+        ({"methods": ["plain", {"name": "cutout", "label": "Plain"}]},
+         "labels 'plain' and 'Plain' make run ids that differ only in case"),
+        ({"methods": [{"name": "cutout", "label": "x"}, {"name": "cutout", "label": "X"}]},
+         "labels 'x' and 'X' make run ids that differ only in case"),
+        ({"models": ["resnet20", "ResNet20"]}, "key 'models' lists resnet20 more than once"),
+        ({"seeds": list(range(1001))}, "key 'seeds' lists 1001 seeds; allowed: at most 1000"),
         ({"seeds": [0, 0]}, "key 'seeds' lists 0 more than once"),
         ({"models": ["resnet20", "resnet20"]}, "key 'models' lists resnet20 more than once"),
     ]

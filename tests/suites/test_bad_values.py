@@ -122,8 +122,10 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_the_key_and_the_type(tmp_p
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_bad_training_value_is_one_line_exit_2_before_any_training(tmp_path, capsys, train,
                                                                      message, dry_run):
-    p = write(tmp_path, GOOD.replace("milestones: [1], ", "milestones: [1], " + train + ", ")
-              if "milestones" not in train else GOOD.replace("milestones: [1]", train))
+    key = train.split(":")[0]
+    text = GOOD.replace("batch_size: 16, ", "") if key == "batch_size" else GOOD  # no key twice
+    p = write(tmp_path, text.replace("milestones: [1], ", "milestones: [1], " + train + ", ")
+              if "milestones" not in train else text.replace("milestones: [1]", train))
     err = refused(capsys, tmp_path, p, dry_run=dry_run)
     assert err.startswith(f"error: {p}: {message}"), err
 
@@ -161,6 +163,8 @@ def test_the_data_api_refuses_trust_remote_code_too(tmp_path):
                        "range like 0-4 (start <= end)"),
     ("--seeds", "", "--seeds '': expected a list like 0,1,2 or a range like 0-4 (start <= end)"),
     ("--seeds", "0,0-2", "--seeds '0,0-2': names seed 0 more than once"),
+    ("--seeds", "0-100000", "--seeds '0-100000': 100001 seeds, more than 1000"),
+    ("--seeds", "1-1000000000", "--seeds '1-1000000000': 1000000000 seeds, more than 1000"),
     ("--models", ",", "--models ',': names nothing; expected comma-separated names, e.g. "
                       "resnet20,timm/resnet18"),
     ("--models", "", "--models '': names nothing"),
@@ -197,9 +201,14 @@ SYNTH = "{n_train: 32, n_test: 16, seed: 0, size: 16}"
     ("{size: 8}", "option 'size' is 8; allowed: an integer >= 16 (pixels per image side)"),
     ("{size: 16.5}", "option 'size' is 16.5; allowed: an integer >= 16"),
     ("{seed: x}", "option 'seed' is 'x'; allowed: an integer (the generator's seed)"),
+    ("{size: 100000}", "option 'size' is 100000; allowed: an integer in 16..128 (pixels per "
+                       "image side)"),
+    ("{n_train: 100000000, size: 32}", "option 'n_train' is 100000000: 100000000 images of "
+                                       "32x32 take 286.1 GiB as bytes"),
+    ("{n_test: 10000000000}", "option 'n_test' is 10000000000: "),
 ])
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_a_synthetic_set_too_small_to_train_on_is_one_line_exit_2_before_training(
+def test_a_synthetic_set_too_small_or_too_large_to_train_on_is_one_line_exit_2_before_training(
         tmp_path, capsys, options, message, dry_run):
     p = write(tmp_path, GOOD.replace(SYNTH, options))
     err = refused(capsys, tmp_path, p, dry_run=dry_run)
@@ -238,6 +247,19 @@ def test_an_eraser_that_erases_whole_images_of_the_datas_size_is_a_warning(tmp_p
         "on 16x16 images (its erased regions cover the image); those images train on nothing"]
 
 
+@pytest.mark.parametrize("pad, warned", [(100, True), (16, True), (15, False), (4, False)])
+def test_a_crop_padding_as_large_as_the_image_is_a_warning_like_an_oversized_eraser(
+        tmp_path, capsys, pad, warned):
+    p = write(tmp_path, GOOD.replace("eval_batch_size: 16}", f"eval_batch_size: 16, pad: {pad}}}"))
+    assert main(["--suite", str(p), "--out", str(tmp_path / "o"), "--dry-run", "--no-wandb",
+                 "--no-progress"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "train.pad" in ln]
+    assert lines == ([f"warning: {p}: key 'train.pad': pad {pad} on 16x16 images: "
+                      f"{1 - (31 / (2 * pad + 1)) ** 2:.0%} of random crops hold no image pixel "
+                      "(only padding); those images train on nothing; a pad below 16 keeps part "
+                      "of the image in every crop"] if warned else [])
+
+
 def test_the_whole_image_warning_uses_the_image_size_of_the_data(tmp_path):
     from benchmark.runner.method_checks import check_methods
 
@@ -247,3 +269,36 @@ def test_the_whole_image_warning_uses_the_image_size_of_the_data(tmp_path):
     large = load_suite(str(write(tmp_path, text.replace("size: 16}", "size: 48}"), "b.yaml")))
     assert len(check_methods(small, expand(small))[1]) == 1
     assert check_methods(large, expand(large))[1] == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "x"], "error: argument --epochs: invalid int value: 'x'"),
+    (["--threads", "1.5"], "error: argument --threads: invalid int value: '1.5'"),
+    (["--bogus"], "error: unrecognized arguments: --bogus"),
+])
+def test_an_option_value_of_the_wrong_type_is_one_line_exit_2_not_a_usage_block(
+        tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        main(["--suite", str(write(tmp_path)), "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(message), err
+
+
+@pytest.mark.parametrize("text, key, line, first", [
+    ("name: a\nname: b\nmethods: [plain]\n", "name", 2, 1),
+    ("name: a\ntrain: {epochs: 2, epochs: 3}\n", "epochs", 2, 2),
+    ("name: a\nmethods:\n  - name: cutout\n    params: {size: 8}\n    name: plain\n", "name", 5, 3),
+])
+def test_a_yaml_key_given_twice_is_one_line_naming_the_key_and_line(tmp_path, capsys, text, key,
+                                                                    line, first):
+    p = tmp_path / "dup.yaml"
+    p.write_text(text)
+    err = refused(capsys, tmp_path, p, dry_run=True)
+    assert err.startswith(f"error: {p}: not valid YAML at line {line}, column ") and \
+        f"key {key!r} appears twice (first at line {first})" in err, err
+
+
+def test_yaml_merge_keys_are_not_duplicates():
+    from benchmark.suites.config import safe_load
+
+    assert safe_load("a: &x {k: 1, j: 2}\nb: {<<: *x, k: 3}\n")["b"] == {"k": 3, "j": 2}
