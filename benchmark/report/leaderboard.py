@@ -279,7 +279,12 @@ def find_plan(suite: str, out_path, config=None) -> tuple[list[dict] | None, str
 
 def main(argv: list[str] | None = None, prog: str = "erasebench leaderboard") -> int:
     """`erasebench leaderboard --suite NAME`: render a suite's leaderboard from its records."""
-    p = argparse.ArgumentParser(prog=prog, description=main.__doc__.split(": ", 1)[1])
+    p = argparse.ArgumentParser(
+        prog=prog, description=main.__doc__.split(": ", 1)[1],
+        epilog="Security: a suite with `imports:` (and each --import) runs that Python code as "
+        "soon as the suite is read, even with --dry-run; so `leaderboard --config` refuses a "
+        "suite file with `imports:` and never reads it. Records and checkpoints are data: "
+        "nothing in a results folder runs code.")
     p.add_argument("--suite", required=True)
     p.add_argument("--results", type=Path, help="records folder (default: runs/results/<suite>)")
     p.add_argument("--out", type=Path, help="markdown file (default: runs/leaderboards/<suite>.md)")
