@@ -216,7 +216,7 @@ def test_a_claim_is_exclusive_and_a_stale_one_is_taken_over(tmp_path, monkeypatc
     assert first is not None and claims.try_claim(tmp_path, "run-a", timeout_s=60) is None
     assert first.heartbeat()
     later = time.time() + 120  # the first worker has not beaten for two minutes
-    monkeypatch.setattr(claims, "_now", lambda: later)
+    monkeypatch.setattr(claims, "_epoch_seconds", lambda: later)
     second = claims.try_claim(tmp_path, "run-a", timeout_s=60)
     assert second is not None and second.info["took_over"]["pid"] == os.getpid()
     assert not first.heartbeat()  # the first worker learns it lost the run
