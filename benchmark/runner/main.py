@@ -187,6 +187,7 @@ def _finish(args, suite, runs, worker: Worker, seconds: float) -> bool:
           f"{failed} failed{hint} ({worker.trained} trained here, {worker.skipped} already "
           f"done) in {seconds:.0f}s; results: {results_dir}; leaderboard: {lb}")
     wandb_hint(args)
+    return True
 
 
 def _exit_code(suite, runs, results_dir: Path, stop: Stop, worker: Worker, children) -> int:

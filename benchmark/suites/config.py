@@ -48,6 +48,7 @@ from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named 
     TrainConfig,
     to_dict,
 )
+from benchmark.suites.yaml_text import safe_load, yaml_error  # noqa: F401 - named here too
 
 MAX_SEEDS = 1000  # seeds in one suite (YAML or --seeds): more is a typo (0-100000), not a study
 
@@ -377,44 +378,6 @@ def resolve_suite_path(name_or_path: str) -> Path:
                           f"{CONFIG_DIR}{_closest(name_or_path, names)}; "
                           f"available: {', '.join(names)}; or pass a path to a YAML file")
     return p
-
-
-def yaml_error(e: Exception) -> str:
-    """A YAML parse error in one line: where (line, column) and what, with the fix for tabs."""
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    problem = " ".join(str(getattr(e, "problem", None) or e).split())
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    hint = "; indent with spaces: YAML does not allow tabs" if "'\\t'" in problem else ""
-    return f"not valid YAML{where}: {problem}{hint}"
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a mapping naming a key twice (`name: a` then `name: b`):
-    plain YAML keeps the last silently, so a suite would run under a name its author did not
-    mean."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    line = first.get(key)
-                except TypeError:  # an unhashable key: SafeLoader says so itself
-                    continue
-                if line is not None:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} appears twice (first at line {line}); "
-                        "YAML would keep only the last one silently", key_node.start_mark)
-                first[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def safe_load(text: str):
-    """yaml.safe_load that refuses duplicate keys (yaml.YAMLError naming the key and line)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_suite(name_or_path: str, extra_imports: list[str] | None = None) -> SuiteConfig:
