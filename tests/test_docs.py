@@ -131,8 +131,13 @@ BUILT_IN = dict(registry._REGISTRY)  # the registry before any example registers
 
 
 def fresh_registry(monkeypatch):
-    """Each example starts from the built-in erasers; the test's end restores the registry."""
+    """Each example starts from the built-in erasers, as in a fresh process: the registry holds
+    the built-ins only, and no user file counts as imported yet (an earlier test may have
+    imported the same my_erasers.py, whose module would otherwise be reused without registering
+    again). The test's end restores both."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(BUILT_IN))
+    for name in [n for n in sys.modules if n.startswith("erasebench_user_")]:
+        monkeypatch.delitem(sys.modules, name)
 
 
 def run_python(block: Block, work: Path, monkeypatch):
