@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from plugins.base import Eraser, apply_coin, check_number, check_probability
+from plugins.cutmix import CutMix
 from plugins.geometry import peaks
-from plugins.mixing import cutmix_box_masks, sample_beta
 from plugins.registry import register
 
 __all__ = ["CamCutMix"]
 
 
 @register("cam_cutmix")
-class CamCutMix(Eraser):
+class CamCutMix(CutMix):
     """CutMix whose box is centred on the SOURCE (partner) image's CAM peak.
 
     The idea of SaliencyMix (Uddin et al. 2021, afm-shahab-uddin/SaliencyMix
@@ -34,18 +33,8 @@ class CamCutMix(Eraser):
     ``--beta 1.0 --salmix_prob 0.5``). Returns bool (B, 1, H, W), True = pasted.
     """
 
-    mixes = True
     needs_cam = True
 
-    def __init__(self, alpha: float = 1.0, p: float = 0.5):
-        owner = type(self).__name__
-        self.alpha = check_number(owner, "alpha", alpha, 0.0, 1e6, low_open=True)
-        self.p = check_probability(owner, "p", p)
-
-    def forward(self, images, *, cam=None, generator=None):
-        batch, _, height, width = images.shape
-        device = images.device
-        apply = apply_coin(self.p, batch, device, generator=generator)
-        lam = sample_beta(self.alpha, (batch,), device=device, generator=generator)
-        peak = peaks(cam)
-        return cutmix_box_masks(lam, peak[:, 0], peak[:, 1], (height, width), keep=apply)
+    def centres(self, images, cam, generator):
+        peak = peaks(cam)  # (B, 2): the first maximum of each image's CAM, as cam_erasing's
+        return peak[:, 0], peak[:, 1]

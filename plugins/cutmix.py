@@ -45,5 +45,11 @@ class CutMix(Eraser):
         device = images.device
         apply = apply_coin(self.p, batch, device, generator=generator)
         lam = sample_beta(self.alpha, (batch,), device=device, generator=generator)
-        row, col = uniform_centres(batch, (height, width), device, generator=generator)
+        row, col = self.centres(images, cam, generator)
         return cutmix_box_masks(lam, row, col, (height, width), keep=apply)
+
+    def centres(self, images, cam, generator):
+        """The box centres (row, col), long (B,) each: uniform over the pixels (subclasses
+        place them elsewhere, e.g. cam_cutmix at the CAM peak)."""
+        batch, _, height, width = images.shape
+        return uniform_centres(batch, (height, width), images.device, generator=generator)
