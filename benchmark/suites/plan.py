@@ -58,7 +58,7 @@ def pack_key(r: RunSpec) -> tuple | None:
     if m.mode == "append":
         phase = ("append", m.warmup_epochs, m.append_bn)
     else:  # plain runs train like in-place erasers that never erase
-        phase = ("erase", m.warmup_epochs)
+        phase = ("replace", m.warmup_epochs)
     return (r.model, repr(to_dict(r.train)), repr(to_dict(r.data)), phase, r.fork_from is not None)
 
 

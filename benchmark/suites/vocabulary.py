@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODES = ("replace", "append")  # a method erases in place, or appends erased copies
-STEP_KINDS = ("plain", "erase", "append")  # the step a run takes in an epoch (training/step.py)
+STEP_KINDS = ("plain", *MODES)  # the step a run takes in an epoch (training/step.py)
 APPEND_BN = ("joint", "split")  # append mode: originals + copies as one BatchNorm batch, or two
 CAM_SOURCES = ("during", "after")  # the model being trained, or a frozen plain model
 CAM_TARGETS = ("label", "predicted")  # the CAM of the true class, or of the argmax

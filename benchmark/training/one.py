@@ -126,7 +126,7 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
         if kind == "plain":
             with autocast():
                 logits = model(fmt(x))
-        elif kind == "erase":  # the baselines: erase in place
+        elif kind == "replace":  # the baselines: erase in place
             feats, logits = features(fmt(x)) if fast else (None, None)
             xe, mask, cmap, y2, lam = erase(x, y, feats, logits)
             with autocast():
@@ -177,7 +177,7 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     for epoch in range(p.epoch, t.epochs):
         # The two-phase schedule: plain for the warm-up epochs, then the method's erasing step.
         kind = ("plain" if m.is_plain or epoch < m.warmup_epochs
-                else "append" if m.mode == "append" else "erase")
+                else "append" if m.mode == "append" else "replace")
         t0 = time.perf_counter()
         if eraser is not None and callable(getattr(eraser, "at_epoch", None)):
             now["eraser"] = eraser.at_epoch(epoch)  # e.g. GridMask's probability this epoch

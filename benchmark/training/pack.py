@@ -96,14 +96,14 @@ def step_kind(spec: RunSpec, epoch: int) -> str:
     m = spec.method
     if m.is_plain or epoch < m.warmup_epochs:
         return "plain"
-    return "append" if m.mode == "append" else "erase"
+    return "append" if m.mode == "append" else "replace"
 
 
 def pack_kind(specs: list[RunSpec], epoch: int) -> str:
     """The step a pack takes in `epoch`: plain runs ride along with in-place erasers."""
     kinds = {step_kind(s, epoch) for s in specs}
-    if kinds == {"plain", "erase"}:
-        return "erase"
+    if kinds == {"plain", "replace"}:
+        return "replace"
     if len(kinds) > 1:
         raise ValueError(f"runs of different step kinds in one pack: {sorted(kinds)}")
     return kinds.pop()

@@ -8,7 +8,7 @@ whole step is captured once in a CUDA graph (training/graphs.py) and replayed.
 
 Step kinds (one CUDA graph each):
 - "plain": no lane erases.
-- "erase": lanes with an eraser erase their images in place (the baselines); the others
+- "replace": lanes with an eraser erase their images in place (the baselines); the others
   pass through unchanged (a plain run packed with the baselines).
 - "append": every lane trains on its B originals plus their B erased copies. `append_bn`
   "joint" (the thesis, default): the CAM comes from a no-grad forward of the originals
@@ -202,7 +202,7 @@ class Step:
         if self.kind == "plain":
             with self.autocast():
                 logits = self.model(x)
-        elif self.kind == "erase":
+        elif self.kind == "replace":
             if any(self.fast):
                 feats, logits = self._features(x)
             xe, masks, cams, y2, lam = self._erase(xs, ys, feats, logits)

@@ -59,7 +59,7 @@ def test_a_graphed_pack_captures_with_each_runs_own_generator():
     eager, _ = losses([s for s in specs], "off")
     graphed, tr = losses(specs_for(["plain", "random_erasing", "cutout", "hide_and_seek"],
                                    seeds=(0, 1)), "on")
-    assert tr.model.stack_size == 8 and tr.runner.captured == {"erase"}
+    assert tr.model.stack_size == 8 and tr.runner.captured == {"replace"}
     for e, g in zip(eager, graphed, strict=True):
         assert g == pytest.approx(e, rel=2e-2)
 

@@ -33,7 +33,7 @@ def specs(methods, seeds=(0,), epochs=1, n_train=N):
         "models": ["resnet20"], "seeds": list(seeds), "methods": list(methods)}))
 
 
-def first_step(tr, kind="erase"):
+def first_step(tr, kind="replace"):
     """Run one step of `kind`; return the generators' states before it and the model before."""
     tr.model.train()
     for lane in tr.lanes:
@@ -106,7 +106,7 @@ def test_mask_only_erasers_are_unchanged_by_the_mixing_contract():
         logits = logits.view(B, k, -1)[:, 0]
         want = F.cross_entropy(logits, y, reduction="none").mean()
         assert per_run_loss(tr)[0] == want.item()
-        assert tr.step_for("erase").mixing == (k == 2)
+        assert tr.step_for("replace").mixing == (k == 2)
 
 
 def test_cam_cutmix_pastes_the_partners_region_around_the_partners_cam_peak(monkeypatch):
@@ -177,10 +177,10 @@ def test_a_recapture_warms_up_and_captures_the_step_again(monkeypatch):
     r = graphs.StepRunner("auto", "cpu", [], lambda: None, warmup_steps=2, log=lambda m: None)
     calls = []
     for _ in range(4):
-        r("erase", lambda: calls.append(1))
+        r("replace", lambda: calls.append(1))
     r.recapture()
     for _ in range(4):
-        r("erase", lambda: calls.append(1))
+        r("replace", lambda: calls.append(1))
     # each time: 2 eager warm-up steps and a capture (the fake graph runs the step once)
     assert fake.captures == 2 and len(calls) == 6 and fake.replays == 2 + 2
 
@@ -236,7 +236,7 @@ def test_the_mixing_step_makes_no_host_sync():
                                batch_size=B, mean=rd.mean, std=rd.std, generator=None),
                   None, torch.empty(N, dtype=torch.long, device=meta), lane.eraser, lane.fill,
                   torch.zeros(3, device=meta), lane.target, None) for lane in tr.lanes]
-    for kind in ("erase", "append"):
+    for kind in ("replace", "append"):
         acc = torch.zeros(2, len(SLOTS), dtype=torch.float64, device=meta)
         pos = torch.zeros((), dtype=torch.long, device=meta)
         step = Step(model, Opt(), lanes, kind=kind, acc=acc, pos=pos)

@@ -183,10 +183,10 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_and_says_why_once(monkeypat
     r, lines = runner()
     calls = []
     for _ in range(6):
-        r("erase", lambda: calls.append(1))
+        r("replace", lambda: calls.append(1))
     assert len(calls) == 6  # every step ran, eagerly (the failed capture ran nothing)
     assert len(lines) == 1 and "run-x" in lines[0] and "capture failed" in lines[0]
-    assert r.eager_kinds == {"erase"}
+    assert r.eager_kinds == {"replace"}
 
 
 def syncing_step():
