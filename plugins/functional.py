@@ -119,7 +119,7 @@ def apply_eraser(
     video: bool = False,
 ) -> torch.Tensor:
     """Erased copy of ``images``: one mask per image (:func:`draw_mask`), then ``fill``
-    (:func:`fill_mask`; one of ``plugins.fill.FILL_MODES``).
+    (:func:`fill_mask`; one of ``FILL_MODES`` in ``plugins/fill.py``).
 
     ``images``: (H, W) (one channel, as torchvision reads it), (C, H, W), a batch
     (B, C, H, W) or any (..., C, H, W), whose leading dimensions are one batch for the eraser;
