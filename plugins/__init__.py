@@ -6,7 +6,8 @@
 >>> images = plugins.fill(images, mask)   # zero fill (the thesis default)
 >>> transform = plugins.Erase("cutout")   # the same as a torchvision v2 transform
 
-``plugins.Erase`` (``plugins/transform.py``) and ``plugins.testing`` (the eraser contract as
+``plugins.Erase`` (``plugins/transform.py``, over the functional core in
+``plugins/functional.py``) and ``plugins.testing`` (the eraser contract as
 public checks: ``plugins.testing.check_eraser(MyEraser())``) are imported on first use, so
 ``import plugins`` does not pay for importing torchvision.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "cutmix",
     "cutout",
     "fill",
+    "functional",
     "get",
     "gridmask",
     "hide_and_seek",
@@ -51,11 +53,11 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Lazy ``plugins.Erase`` / ``plugins.transform`` / ``plugins.testing`` (PEP 562):
+    """Lazy ``plugins.Erase`` / ``transform`` / ``functional`` / ``testing`` (PEP 562):
     torchvision loads on first use."""
     if name in ("Erase", "transform"):
         module = importlib.import_module("plugins.transform")
         return module if name == "transform" else module.Erase
-    if name == "testing":
-        return importlib.import_module("plugins.testing")
+    if name in ("testing", "functional"):
+        return importlib.import_module(f"plugins.{name}")
     raise AttributeError(f"module 'plugins' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The eraser contract: the ``Eraser`` base class, argument checks and batched sampling helpers.
 
 An eraser turns a batch of images into a boolean mask (True = erase); filling is done
-separately by :func:`plugins.fill.fill`, so every eraser gets every fill mode and a mask
+separately by :func:`plugins.fill.fill`, so every eraser gets every fill and a mask
 can be measured without knowing which eraser made it.
 
 Randomness and devices: every draw is made on the images' device, so a training step on

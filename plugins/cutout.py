@@ -15,7 +15,22 @@ from plugins.base import (
 from plugins.geometry import outer_and
 from plugins.registry import register
 
-__all__ = ["Cutout"]
+__all__ = ["Cutout", "draw_cutout_boxes"]
+
+
+def draw_cutout_boxes(
+    shape: tuple[int, int], size: int, height: int, width: int, *, device, generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cutout's squares, as the official code draws them: long ``shape`` tensors
+    ``(y1, y2, x1, x2)``, rows [y1, y2) and columns [x1, x2), for centres (y, x) uniform over
+    all pixels (y drawn first, then x, from ``generator``), y1 = clip(y - size//2, 0, H),
+    y2 = clip(y + size//2, 0, H), and the same for columns."""
+    y = randint_inclusive(torch.full(shape, height - 1, device=device), generator=generator)
+    x = randint_inclusive(torch.full(shape, width - 1, device=device), generator=generator)
+    half = size // 2
+    y1, y2 = (y - half).clamp(0, height), (y + half).clamp(0, height)
+    x1, x2 = (x - half).clamp(0, width), (x + half).clamp(0, width)
+    return y1, y2, x1, x2
 
 
 @register("cutout")
@@ -39,12 +54,8 @@ class Cutout(Eraser):
         batch, _, height, width = images.shape
         device = images.device
         apply = apply_coin(self.p, batch, device, generator=generator)
-        shape = (batch, self.holes)
-        y = randint_inclusive(torch.full(shape, height - 1, device=device), generator=generator)
-        x = randint_inclusive(torch.full(shape, width - 1, device=device), generator=generator)
-        half = self.size // 2
-        y1, y2 = (y - half).clamp(0, height), (y + half).clamp(0, height)
-        x1, x2 = (x - half).clamp(0, width), (x + half).clamp(0, width)
+        y1, y2, x1, x2 = draw_cutout_boxes((batch, self.holes), self.size, height, width,
+                                           device=device, generator=generator)
         rows = torch.arange(height, device=device)
         cols = torch.arange(width, device=device)
         in_rows = (

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["FILL_MODES", "fill", "check_fill_dtype"]
+__all__ = ["FILL_MODES", "check_fill_dtype", "fill", "keep_layout"]
 
 FILL_MODES = ("zero", "mean", "random", "channel")
 
@@ -29,11 +30,11 @@ def check_fill_dtype(owner: str, dtype: torch.dtype) -> None:
                         f"{_ALLOWED_DTYPES}")
 
 
-def _check(images, mask, mode: str) -> None:
-    """One-line errors for a bad mode, a non-image or a mask that does not match the images."""
-    if mode not in FILL_MODES:
+def _check(images, mask, fill: str) -> None:
+    """One-line errors for a bad fill, a non-image or a mask that does not match the images."""
+    if fill not in FILL_MODES:
         raise ValueError(
-            f"fill: mode must be one of {', '.join(map(repr, FILL_MODES))}, got {mode!r}"
+            f"fill: the fill must be one of {', '.join(map(repr, FILL_MODES))}, got {fill!r}"
         )
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError("fill: images must be a (B, C, H, W) tensor")
@@ -107,7 +108,7 @@ def _check_generator(generator, images: torch.Tensor, *, device: bool = True) ->
                          f"{images.device.type}; make it with torch.Generator(device=...)")
 
 
-def _keep_layout(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+def keep_layout(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """``out`` in the memory format of ``images`` (e.g. channels_last); metadata-only check,
     a copy only when the strides differ."""
     if out.stride() == images.stride() or (images.is_contiguous() and out.is_contiguous()):
@@ -118,53 +119,65 @@ def _keep_layout(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 def fill(
     images: torch.Tensor,
     mask: torch.Tensor,
-    mode: str = "zero",
+    fill: str = "zero",
     *,
     mean: torch.Tensor | Sequence[float] | float | None = None,
     generator: torch.Generator | None = None,
+    mode: str | None = None,
 ) -> torch.Tensor:
     """Copy of ``images`` (B, C, H, W) with pixels where ``mask`` (B, 1, H, W) is True replaced.
 
-    ``mode``: ``"zero"`` (0 in every channel), ``"mean"`` (``mean``: one value for every
-    channel, or C per-channel values, in the space the images are in, e.g. zeros after
-    normalisation, the dataset mean before), ``"random"`` (per pixel: Random Erasing's RE-R and
-    timm's ``mode="pixel"``) or ``"channel"`` (one value per image and channel, a random flat
-    colour: timm's ``mode="rand"``, which draws one per rectangle). Random values are N(0, 1)
-    for float images and uniform integers in [0, 255] for uint8 images.
+    ``fill`` (one of :data:`FILL_MODES`, the suite key ``fill``): ``"zero"`` (0 in every
+    channel), ``"mean"`` (``mean``: one value for every channel, or C per-channel values, in
+    the space the images are in, e.g. zeros after normalisation, the dataset mean before),
+    ``"random"`` (per pixel: Random Erasing's RE-R and timm's ``mode="pixel"``) or
+    ``"channel"`` (one value per image and channel, a random flat colour: timm's
+    ``mode="rand"``, which draws one per rectangle). Random values are N(0, 1) for float
+    images and uniform integers in [0, 255] for uint8 images. ``mode=`` is the old keyword
+    for ``fill`` (a DeprecationWarning).
 
     ``images``: uint8 or any floating dtype, any memory format (kept: a channels_last batch
     comes back channels_last); other dtypes raise ``TypeError``. For uint8, ``mean`` must hold
-    integers in [0, 255]. ``mean``, when given, is checked whatever the mode (as torchvision
+    integers in [0, 255]. ``mean``, when given, is checked whatever the fill (as torchvision
     checks ``value``): a non-finite, non-numeric or wrong-length one is a one-line
     ``ValueError``; a ``generator`` that is not a ``torch.Generator`` a one-line ``TypeError``.
-    Random values are drawn on the images'
-    device, so ``generator`` must live there. The input is never modified. In a CUDA-graph-
-    captured step pass ``mean`` as a tensor already on the device: a Python list is copied
-    host to device on every call.
+    Random values are drawn on the images' device, so ``generator`` must live there. The input
+    is never modified. In a CUDA-graph-captured step pass ``mean`` as a tensor already on the
+    device: a Python list is copied host to device on every call.
     """
-    _check(images, mask, mode)
+    if mode is not None:
+        warnings.warn("plugins.fill(..., mode=) is now plugins.fill(..., fill=)",
+                      DeprecationWarning, stacklevel=2)
+        fill = mode
+    _check(images, mask, fill)
     if mean is not None:
         _check_mean(mean, images)
     _check_generator(generator, images, device=False)
-    batch, channels = images.shape[:2]
-    integer = images.dtype == torch.uint8
-    if mode == "zero":
-        return _keep_layout(images.masked_fill(mask, 0), images)
-    if mode == "mean":
-        if mean is None:
-            raise ValueError(
-                "fill: mode='mean' needs mean=<one value, or C per-channel values, in the "
-                "images' space>"
-            )
-        value = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(-1)
-        out = torch.where(mask, value.view(1, value.numel(), 1, 1), images)
-        return _keep_layout(out, images)
-    # "random": a value per pixel; "channel": one per image and channel, broadcast over H, W.
+    if fill == "zero":
+        return keep_layout(images.masked_fill(mask, 0), images)
+    if fill == "mean":
+        return keep_layout(_mean_filled(images, mask, mean), images)
     _check_generator(generator, images)
-    shape = images.shape if mode == "random" else (batch, channels, 1, 1)
-    if integer:
-        noise = torch.randint(0, 256, shape, dtype=images.dtype, device=images.device,
-                              generator=generator)
-    else:
-        noise = torch.randn(shape, dtype=images.dtype, device=images.device, generator=generator)
-    return _keep_layout(torch.where(mask, noise, images), images)
+    return keep_layout(torch.where(mask, _noise(images, fill, generator), images), images)
+
+
+def _mean_filled(images: torch.Tensor, mask: torch.Tensor, mean) -> torch.Tensor:
+    """``mean`` (one value or one per channel) where ``mask`` is True."""
+    if mean is None:
+        raise ValueError(
+            "fill: fill='mean' needs mean=<one value, or C per-channel values, in the "
+            "images' space>"
+        )
+    value = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(-1)
+    return torch.where(mask, value.view(1, value.numel(), 1, 1), images)
+
+
+def _noise(images: torch.Tensor, fill: str, generator: torch.Generator | None) -> torch.Tensor:
+    """Random values in the images' dtype: one per pixel (``"random"``) or one per image and
+    channel, broadcast over H, W (``"channel"``); N(0, 1), or integers in [0, 255] for uint8."""
+    batch, channels = images.shape[:2]
+    shape = images.shape if fill == "random" else (batch, channels, 1, 1)
+    if images.dtype == torch.uint8:
+        return torch.randint(0, 256, shape, dtype=images.dtype, device=images.device,
+                             generator=generator)
+    return torch.randn(shape, dtype=images.dtype, device=images.device, generator=generator)

@@ -12,8 +12,8 @@ from plugins.base import (
     check_int,
     check_number,
     check_probability,
-    randint_inclusive,
 )
+from plugins.cutout import draw_cutout_boxes
 from plugins.geometry import box_mask
 from plugins.registry import register
 
@@ -80,12 +80,8 @@ class KeepCutout(Eraser):
         batch, _, height, width = images.shape
         device = images.device
         apply = apply_coin(self.p, batch, device, generator=generator)
-        shape = (batch, self.max_attempts)
-        y = randint_inclusive(torch.full(shape, height - 1, device=device), generator=generator)
-        x = randint_inclusive(torch.full(shape, width - 1, device=device), generator=generator)
-        half = self.size // 2
-        y1, y2 = (y - half).clamp(0, height), (y + half).clamp(0, height)
-        x1, x2 = (x - half).clamp(0, width), (x + half).clamp(0, width)
+        y1, y2, x1, x2 = draw_cutout_boxes((batch, self.max_attempts), self.size, height,
+                                           width, device=device, generator=generator)
         # Integral image (B, H + 1, W + 1) in float64 so box sums stay exact enough on 1e3 px.
         saliency = normalised_saliency(cam.float()).to(torch.float64)
         integral = F.pad(saliency.cumsum(1).cumsum(2), (1, 0, 1, 0)).flatten(1)

@@ -7,7 +7,7 @@ PARTNER image is pasted: image i becomes ``where(mask[i], images[partner[i]], im
 its loss is ``lam[i] * CE(logits[i], y[i]) + (1 - lam[i]) * CE(logits[i], y[partner[i]])`` with
 ``lam = lam_from_mask(mask)`` (one minus the pasted fraction: the clipped box's area, as the
 official CutMix code recomputes it). The caller (training step, ``plugins.Erase``,
-``cam.erase``) owns the permutation: it draws ``partner = partner_permutation(B, device,
+``cam.erase_with_model``) owns the permutation: it draws ``partner = partner_permutation(B, device,
 generator=...)`` itself, and for an eraser that also ``needs_cam`` it passes the PARTNER's
 saliency, ``cam=cam[partner]``, because the pasted box is placed on the image it comes from.
 So the eraser contract, and every mask-only eraser, stays exactly as it is.
@@ -20,12 +20,14 @@ import math
 import torch
 
 from plugins.base import randint_inclusive
+from plugins.fill import keep_layout
 from plugins.geometry import box_mask
 
 __all__ = [
     "PASTE",
     "check_mixing_fill",
     "cutmix_box_masks",
+    "default_fill",
     "is_mixing",
     "lam_from_mask",
     "mixed_cross_entropy",
@@ -42,7 +44,7 @@ GAMMA_CANDIDATES = 8
 
 # The fill of a mixing eraser: its mask's pixels come from the partner image's same region.
 # Not a mode of plugins.fill (a fill writes values that need no other image); the callers
-# (training step, plugins.Erase, benchmark.cam.erase) paste with :func:`paste` instead.
+# (training step, plugins.Erase, benchmark.cam.erase_with_model) paste with :func:`paste` instead.
 PASTE = "paste"
 
 
@@ -66,14 +68,22 @@ def check_mixing_fill(owner: str, eraser, fill: str) -> None:
                          "channel")
 
 
+def default_fill(owner: str, eraser, fill: str | None) -> str:
+    """The fill an eraser gets: ``fill``, or by default ``paste`` for a mixing eraser and
+    ``zero`` for a mask eraser; a mixing eraser with another fill, or ``paste`` with a mask
+    eraser, is :func:`check_mixing_fill`'s one-line ``ValueError``."""
+    mixes = is_mixing(eraser)
+    fill = fill if fill is not None else (PASTE if mixes else "zero")
+    if mixes or fill == PASTE:
+        check_mixing_fill(owner, eraser, fill)
+    return fill
+
+
 def paste(images: torch.Tensor, mask: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
     """``where(mask, images[partner], images)``: image i gets image ``partner[i]``'s pixels
     inside its mask (the same coordinates). ``images`` (B, C, H, W) any dtype, ``mask`` bool
     (B, 1, H, W), ``partner`` long (B,); a new tensor in the images' memory format."""
-    out = torch.where(mask, images[partner], images)
-    if out.stride() != images.stride() and not (images.is_contiguous() and out.is_contiguous()):
-        out = torch.empty_like(images).copy_(out)
-    return out
+    return keep_layout(torch.where(mask, images[partner], images), images)
 
 
 def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor,

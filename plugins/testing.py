@@ -212,8 +212,6 @@ def check_transform(eraser: Eraser) -> None:
     / ``Video`` and a dict of two images: the output keeps type, shape, dtype and memory
     format; the input is not modified (values, ``_version``); the images of a sample share
     one draw; ``eval()`` returns the input itself; a pickled transform draws the same."""
-    from plugins.transform import Erase
-
     if "p" in eraser.params():  # erase every image, so the checks see erased pixels
         eraser = type(eraser)(**{**eraser.params(), "p": 1.0})
     if getattr(type(eraser), "mixes", False):
@@ -221,43 +219,77 @@ def check_transform(eraser: Eraser) -> None:
         return
     for fill in FILL_MODES:
         for dtype in DTYPES:
-            mean = (128 if dtype == torch.uint8 else 0.5) if fill == "mean" else None
             for kind, make in _kinds(dtype).items():
-                where = f"fill={fill!r}, {dtype}, {kind}"
-                sample = make()
-                inputs = _tensors(sample)
-                cam = _cam(_draw_lead(inputs[0])) if eraser.needs_cam else None
-                before = [(x.clone(), x._version) for x in inputs]
-                t = Erase(eraser, fill, mean=mean, generator=torch.Generator().manual_seed(0))
-                try:
-                    twin = pickle.loads(pickle.dumps(t))
-                except (pickle.PicklingError, AttributeError, TypeError) as error:
-                    _fail("check_transform", eraser, f"plugins.Erase(eraser) does not pickle "
-                          f"(DataLoader workers need it): {error}")
-                out = t(sample, cam=cam)
-                outputs = _tensors(out)
-                for x, y, (copy, version) in zip(inputs, outputs, before, strict=True):
-                    if x._version != version or not torch.equal(x, copy):
-                        _fail("check_transform", eraser, f"{where}: modified its input")
-                    if type(y) is not type(x) or y.shape != x.shape or y.dtype != x.dtype \
-                            or y.stride() != x.stride():
-                        _fail("check_transform", eraser,
-                              f"{where}: got {type(y).__name__} {tuple(y.shape)} {y.dtype} "
-                              f"strides {y.stride()} for strides {x.stride()}")
-                if isinstance(sample, dict) and out["label"] != 3:
-                    _fail("check_transform", eraser, f"{where}: a label did not pass through")
-                if fill == "zero" and isinstance(sample, dict):
-                    erased = [(y == 0).all(dim=-3) for y in outputs]
-                    if not torch.equal(erased[0], erased[1]):
-                        _fail("check_transform", eraser,
-                              f"{where}: the images of one sample got different draws")
-                again = twin(sample, cam=cam)
-                if not all(torch.equal(a, b) for a, b in zip(outputs, _tensors(again),
-                                                            strict=True)):
-                    _fail("check_transform", eraser,
-                          f"{where}: a pickled copy drew differently from the same state")
-                if t.eval()(sample, cam=cam) is not sample:
-                    _fail("check_transform", eraser, f"{where}: eval() is not the identity")
+                _check_transform_case(eraser, fill, dtype, f"fill={fill!r}, {dtype}, {kind}",
+                                      make())
+
+
+def _check_transform_case(eraser: Eraser, fill: str, dtype: torch.dtype, where: str,
+                          sample) -> None:
+    """One sample of `check_transform`: ``plugins.Erase(eraser, fill)`` on it, its twin
+    unpickled from the same state, and ``eval()``."""
+    from plugins.transform import Erase
+
+    mean = (128 if dtype == torch.uint8 else 0.5) if fill == "mean" else None
+    inputs = _tensors(sample)
+    cam = _cam(_draw_lead(inputs[0])) if eraser.needs_cam else None
+    before = [(x.clone(), x._version) for x in inputs]
+    t = Erase(eraser, fill, mean=mean, generator=torch.Generator().manual_seed(0))
+    twin = _pickled(t, eraser)
+    out = t(sample, cam=cam)
+    outputs = _tensors(out)
+    for x, y, (copy, version) in zip(inputs, outputs, before, strict=True):
+        _check_output(eraser, where, x, y, copy, version)
+    if isinstance(sample, dict) and out["label"] != 3:
+        _fail("check_transform", eraser, f"{where}: a label did not pass through")
+    if fill == "zero" and isinstance(sample, dict):
+        erased = [(y == 0).all(dim=-3) for y in outputs]
+        if not torch.equal(erased[0], erased[1]):
+            _fail("check_transform", eraser,
+                  f"{where}: the images of one sample got different draws")
+    again = twin(sample, cam=cam)
+    if not all(torch.equal(a, b) for a, b in zip(outputs, _tensors(again), strict=True)):
+        _fail("check_transform", eraser,
+              f"{where}: a pickled copy drew differently from the same state")
+    _check_eval_identity(eraser, where, t, sample, cam)
+
+
+def _pickled(t, eraser: Eraser):
+    """A copy of the transform ``t`` through pickle (DataLoader workers need one)."""
+    try:
+        return pickle.loads(pickle.dumps(t))
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        _fail("check_transform", eraser, f"plugins.Erase(eraser) does not pickle "
+              f"(DataLoader workers need it): {error}")
+
+
+def _check_output(eraser: Eraser, where: str, x: torch.Tensor, y: torch.Tensor,
+                  copy: torch.Tensor, version: int) -> None:
+    """The input ``x`` is unchanged (``copy``, ``version``) and the output ``y`` has its type,
+    shape, dtype and strides."""
+    if x._version != version or not torch.equal(x, copy):
+        _fail("check_transform", eraser, f"{where}: modified its input")
+    if type(y) is not type(x) or y.shape != x.shape or y.dtype != x.dtype \
+            or y.stride() != x.stride():
+        _fail("check_transform", eraser,
+              f"{where}: got {type(y).__name__} {tuple(y.shape)} {y.dtype} "
+              f"strides {y.stride()} for strides {x.stride()}")
+
+
+def _check_eval_identity(eraser: Eraser, where: str, t, sample, cam) -> None:
+    if t.eval()(sample, cam=cam) is not sample:
+        _fail("check_transform", eraser, f"{where}: eval() is not the identity")
+
+
+def _mixing_kinds(dtype: torch.dtype) -> dict[str, Callable[[], torch.Tensor]]:
+    from torchvision import tv_tensors
+
+    return {
+        "(B, C, H, W)": lambda: _images(BATCH, 3, SIZE, SIZE, dtype=dtype),
+        "channels_last (B, C, H, W)": lambda: _images(
+            BATCH, 3, SIZE, SIZE, dtype=dtype).to(memory_format=torch.channels_last),
+        "Image (B, C, H, W)": lambda: tv_tensors.Image(_images(BATCH, 3, SIZE, SIZE, dtype=dtype)),
+    }
 
 
 def _check_mixing_transform(eraser: Eraser) -> None:
@@ -266,39 +298,20 @@ def _check_mixing_transform(eraser: Eraser) -> None:
     channels_last and ``tv_tensors.Image`` batches keep type, shape, dtype and memory format,
     the input is not modified, the labels come back soft (float (B, classes), rows summing to
     1), a pickled transform draws the same, ``eval()`` returns the sample itself."""
-    from torchvision import tv_tensors
-
     from plugins.transform import Erase
 
     classes = 10
     labels = torch.arange(BATCH) % classes
     for dtype in DTYPES:
-        kinds = {
-            "(B, C, H, W)": lambda dtype=dtype: _images(BATCH, 3, SIZE, SIZE, dtype=dtype),
-            "channels_last (B, C, H, W)": lambda dtype=dtype: _images(
-                BATCH, 3, SIZE, SIZE, dtype=dtype).to(memory_format=torch.channels_last),
-            "Image (B, C, H, W)": lambda dtype=dtype: tv_tensors.Image(
-                _images(BATCH, 3, SIZE, SIZE, dtype=dtype)),
-        }
-        for kind, make in kinds.items():
+        for kind, make in _mixing_kinds(dtype).items():
             where = f"{dtype}, {kind}"
             x = make()
             cam = _cam((BATCH,)) if eraser.needs_cam else None
             copy, version = x.clone(), x._version
             t = Erase(eraser, num_classes=classes, generator=torch.Generator().manual_seed(0))
-            try:
-                twin = pickle.loads(pickle.dumps(t))
-            except (pickle.PicklingError, AttributeError, TypeError) as error:
-                _fail("check_transform", eraser, f"plugins.Erase(eraser) does not pickle "
-                      f"(DataLoader workers need it): {error}")
+            twin = _pickled(t, eraser)
             y, soft = t(x, labels, cam=cam)
-            if x._version != version or not torch.equal(x, copy):
-                _fail("check_transform", eraser, f"{where}: modified its input")
-            if type(y) is not type(x) or y.shape != x.shape or y.dtype != x.dtype \
-                    or y.stride() != x.stride():
-                _fail("check_transform", eraser,
-                      f"{where}: got {type(y).__name__} {tuple(y.shape)} {y.dtype} "
-                      f"strides {y.stride()} for strides {x.stride()}")
+            _check_output(eraser, where, x, y, copy, version)
             if soft.shape != (BATCH, classes) or not torch.allclose(soft.sum(1),
                                                                      torch.ones(BATCH)):
                 _fail("check_transform", eraser, f"{where}: the labels are not soft labels "
@@ -307,9 +320,7 @@ def _check_mixing_transform(eraser: Eraser) -> None:
             if not (torch.equal(y, y2) and torch.equal(soft, soft2)):
                 _fail("check_transform", eraser,
                       f"{where}: a pickled copy drew differently from the same state")
-            sample = (x, labels)
-            if t.eval()(sample, cam=cam) is not sample:
-                _fail("check_transform", eraser, f"{where}: eval() is not the identity")
+            _check_eval_identity(eraser, where, t, (x, labels), cam)
 
 
 CHECKS: dict[str, Callable[[Eraser], None]] = {

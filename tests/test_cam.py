@@ -9,6 +9,7 @@ from torch import nn
 
 import plugins
 from benchmark import cam as C
+from benchmark.cam import erasing, fast_path
 
 torch.set_num_threads(2)
 
@@ -440,7 +441,8 @@ def _model_state(model):
 def test_erase_in_your_own_loop_is_cam_erasing_with_the_models_cam():
     model = tiny()
     images, labels = torch.randn(8, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
-    got = C.erase(model, images, labels, b_h=1, generator=torch.Generator().manual_seed(0))
+    got = C.erase_with_model(model, images, labels, b_h=1,
+                             generator=torch.Generator().manual_seed(0))
     cam = C.LiveCam(model, input_size=(16, 16))(images, labels)
     eraser = plugins.build("cam_erasing", b_h=1)
     want = plugins.fill(images, eraser(images, cam=cam, generator=torch.Generator().manual_seed(0)))
@@ -459,7 +461,8 @@ def test_erase_leaves_the_model_and_the_images_bit_identical():
         images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
         kept, rng = images.clone(), torch.get_rng_state()
         for layer in (None, "block1"):              # the fast path and generic Grad-CAM
-            C.erase(model, images, labels, layer=layer, generator=torch.Generator().manual_seed(0))
+            C.erase_with_model(model, images, labels, layer=layer,
+                               generator=torch.Generator().manual_seed(0))
         after = _model_state(model)
         assert torch.equal(torch.get_rng_state(), rng) and torch.equal(images, kept)
         assert after[2] == before[2]
@@ -474,29 +477,31 @@ def test_erase_works_under_no_grad_and_for_predicted_targets_and_other_layers():
     images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
 
     def run(**kw):
-        return C.erase(model, images, labels, generator=torch.Generator().manual_seed(3), **kw)
+        return C.erase_with_model(model, images, labels,
+                                  generator=torch.Generator().manual_seed(3), **kw)
 
     with torch.no_grad():
         assert torch.equal(run(), run())
     assert not torch.equal(run(layer="block1", vertex="centre"), images)
     predicted = model.eval()(images).argmax(1)
     model.train()
-    by_prediction = C.erase(model, images, None, target="predicted",
-                            generator=torch.Generator().manual_seed(3))
-    by_label = C.erase(model, images, predicted, generator=torch.Generator().manual_seed(3))
+    by_prediction = C.erase_with_model(model, images, None, target="predicted",
+                                       generator=torch.Generator().manual_seed(3))
+    by_label = C.erase_with_model(model, images, predicted,
+                                  generator=torch.Generator().manual_seed(3))
     assert torch.equal(by_prediction, by_label)
 
 
 def test_erase_probes_the_fast_path_once_per_model_layer_and_image_size(monkeypatch):
     calls = []
     probe = C.fast_path_applies
-    monkeypatch.setattr(C, "fast_path_applies",
+    monkeypatch.setattr(fast_path, "fast_path_applies",
                         lambda *a, **k: calls.append(a[1:]) or probe(*a, **k))
     model, labels = tiny(), torch.tensor([0, 1])
     for _ in range(3):
-        C.erase(model, torch.randn(2, 3, 16, 16), labels)
-    C.erase(model, torch.randn(2, 3, 16, 16), labels, layer="block1")
-    C.erase(model, torch.randn(2, 3, 24, 24), labels)
+        C.erase_with_model(model, torch.randn(2, 3, 16, 16), labels)
+    C.erase_with_model(model, torch.randn(2, 3, 16, 16), labels, layer="block1")
+    C.erase_with_model(model, torch.randn(2, 3, 24, 24), labels)
     assert len(calls) == 3
     assert C.FAST_PATH_CACHE[model] == {(None, (16, 16)): True, ("block1", (16, 16)): False,
                                         (None, (24, 24)): True}
@@ -505,14 +510,25 @@ def test_erase_probes_the_fast_path_once_per_model_layer_and_image_size(monkeypa
 def test_erase_takes_an_eraser_instance_or_a_name_and_needs_no_cam_for_plain_erasers(monkeypatch):
     model, images, labels = tiny(), torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
     eraser = plugins.build("cam_erasing", b_h=0)
-    a = C.erase(model, images, labels, eraser, generator=torch.Generator().manual_seed(1))
-    b = C.erase(model, images, labels, b_h=0, generator=torch.Generator().manual_seed(1))
+    a = C.erase_with_model(model, images, labels, eraser,
+                           generator=torch.Generator().manual_seed(1))
+    b = C.erase_with_model(model, images, labels, b_h=0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="given with a built eraser"):
-        C.erase(model, images, labels, eraser, b_h=2)
-    monkeypatch.setattr(C, "LiveCam", lambda *a, **k: pytest.fail("no CAM for a plain eraser"))
-    out = C.erase(model, images, None, "cutout", size=8, fill="channel")
+        C.erase_with_model(model, images, labels, eraser, b_h=2)
+    monkeypatch.setattr(erasing, "LiveCam",
+                        lambda *a, **k: pytest.fail("no CAM for a plain eraser"))
+    out = C.erase_with_model(model, images, None, "cutout", size=8, fill="channel")
     assert out.shape == images.shape and not torch.equal(out, images)
+
+
+def test_the_old_name_cam_erase_still_works_and_warns_that_it_is_now_erase_with_model():
+    model, images, labels = tiny(), torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    with pytest.warns(DeprecationWarning, match="now benchmark.cam.erase_with_model"):
+        old = C.erase(model, images, labels, b_h=1, generator=torch.Generator().manual_seed(0))
+    new = C.erase_with_model(model, images, labels, b_h=1,
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.equal(old, new)
 
 
 # ----------------------------------------------------------------------------- ambient context
@@ -564,8 +580,9 @@ CAM_FUNCTIONS = {
                                                         input_size=(16, 16))(x),
     "LiveCam_generic": lambda m, x, y: C.LiveCam(m, layer="block1", input_size=(16, 16))(x, y),
     "FrozenCam": lambda m, x, y: C.FrozenCam(copy.deepcopy(m), input_size=(16, 16))(x, y),
-    "erase": lambda m, x, y: C.erase(m, x, y, b_h=1, generator=torch.Generator().manual_seed(0)),
-    "erase_generic": lambda m, x, y: C.erase(m, x, y, layer="block1", b_h=1,
+    "erase": lambda m, x, y: C.erase_with_model(m, x, y, b_h=1,
+                                                generator=torch.Generator().manual_seed(0)),
+    "erase_generic": lambda m, x, y: C.erase_with_model(m, x, y, layer="block1", b_h=1,
                                              generator=torch.Generator().manual_seed(0)),
 }
 _FEATS: dict = {}
@@ -613,8 +630,8 @@ class DictOut(TinyNet):
 
 FOREIGN_ENTRIES = {
     "grad_cam": lambda m, x, y, **k: C.grad_cam(m, x, y, **k),
-    "erase": lambda m, x, y, **k: C.erase(m, x, y, **k),
-    "erase_generic": lambda m, x, y, **k: C.erase(m, x, y, layer="block1", **k),
+    "erase": lambda m, x, y, **k: C.erase_with_model(m, x, y, **k),
+    "erase_generic": lambda m, x, y, **k: C.erase_with_model(m, x, y, layer="block1", **k),
     "fast_path_probe": lambda m, x, y, **k: C.fast_path_applies(m, input_size=(16, 16), **k),
     "LiveCam": lambda m, x, y, **k: C.LiveCam(m, layer="block1", input_size=(16, 16),
                                               **k)(x, y),
@@ -650,8 +667,8 @@ def test_logits_selects_a_foreign_models_logits_and_gives_the_plain_models_cam(c
     assert C.fast_path_applies(model, input_size=(16, 16), logits=selector)
     def gen():
         return torch.Generator().manual_seed(0)
-    assert torch.equal(C.erase(model, images, labels, logits=selector, generator=gen()),
-                       C.erase(plain, images, labels, generator=gen()))
+    assert torch.equal(C.erase_with_model(model, images, labels, logits=selector, generator=gen()),
+                       C.erase_with_model(plain, images, labels, generator=gen()))
 
 
 def test_a_wrong_logits_selector_is_one_line():
@@ -697,7 +714,8 @@ def test_float32_images_into_a_bfloat16_model_give_a_float32_cam_as_the_fast_pat
     expected = C.grad_cam(model, images.to(torch.bfloat16), labels, layer=layer)
     got = C.grad_cam(model, images, labels, layer=layer)
     assert got.dtype == torch.float32 and torch.equal(got, expected)
-    erased = C.erase(model, images, labels, layer=layer, generator=torch.Generator().manual_seed(0))
+    erased = C.erase_with_model(model, images, labels, layer=layer,
+                                generator=torch.Generator().manual_seed(0))
     assert erased.dtype == torch.float32 and erased.shape == images.shape
 
 

@@ -398,7 +398,7 @@ def test_fill_mean_writes_the_per_channel_values_given_by_the_caller():
 
 def test_fill_mean_without_mean_or_with_the_wrong_length_is_an_error():
     x, mask = images(2), torch.zeros(2, 1, SIZE, SIZE, dtype=torch.bool)
-    with pytest.raises(ValueError, match="mode='mean' needs mean="):
+    with pytest.raises(ValueError, match="fill=.mean. needs mean="):
         plugins.fill(x, mask, "mean")
     with pytest.raises(ValueError,
                        match=r"mean must have 1 value \(all channels\) or 3 \(one per channel\)"):
@@ -435,7 +435,8 @@ def test_fill_channel_is_computed_without_host_sync():
 
 def test_fill_rejects_unknown_modes_and_non_bool_masks():
     x = images(2)
-    with pytest.raises(ValueError, match="mode must be one of 'zero', 'mean', 'random', 'channel'"):
+    with pytest.raises(ValueError,
+                       match="the fill must be one of 'zero', 'mean', 'random', 'channel'"):
         plugins.fill(x, torch.zeros(2, 1, SIZE, SIZE, dtype=torch.bool), "noise")
     with pytest.raises(ValueError, match="mask must be bool"):
         plugins.fill(x, torch.zeros(2, 1, SIZE, SIZE))

@@ -1,5 +1,6 @@
-"""Mixing erasers outside training: plugins.Erase / transform.mix as torchvision's v2.CutMix
-(a batch and its labels in, mixed images and soft labels out) and benchmark.cam.erase."""
+"""Mixing erasers outside training: plugins.Erase / functional.mix as torchvision's v2.CutMix
+(a batch and its labels in, mixed images and soft labels out) and
+benchmark.cam.erase_with_model."""
 
 import pytest
 import torch
@@ -60,7 +61,8 @@ def test_erase_with_a_mixing_eraser_refuses_what_torchvisions_cutmix_refuses_in_
         (lambda: cutmix(num_classes=CLASSES)(images, labels[:4]), "8 images but 4 labels"),
         (lambda: plugins.Erase("cutmix", "zero"), "its fill must be 'paste'"),
         (lambda: plugins.Erase("cutout", "paste"), "fill 'paste' needs a mixing eraser"),
-        (lambda: plugins.transform.erase(images, plugins.build("cutmix")), "transform.mix"),
+        (lambda: plugins.functional.apply_eraser(images, plugins.build("cutmix")),
+         "functional.mix"),
     ]
     for call, says in cases:
         with pytest.raises(ValueError, match=None) as e:
@@ -100,7 +102,7 @@ def test_cam_erase_with_a_mixing_eraser_returns_the_mixed_images_partner_labels_
     torch.manual_seed(0)
     model = models.create("resnet20").train()
     images, labels = batch()
-    out = cam.erase(model, images, labels, "cam_cutmix", p=1.0,
+    out = cam.erase_with_model(model, images, labels, "cam_cutmix", p=1.0,
                     generator=torch.Generator().manual_seed(2))
     assert isinstance(out, cam.Mixed)
     g = torch.Generator().manual_seed(2)
@@ -113,6 +115,6 @@ def test_cam_erase_with_a_mixing_eraser_returns_the_mixed_images_partner_labels_
                                               out.lam).mean()
     assert torch.isfinite(loss)
     with pytest.raises(ValueError, match="needs the labels"):
-        cam.erase(model, images, None, "cutmix")
+        cam.erase_with_model(model, images, None, "cutmix")
     with pytest.raises(ValueError, match="its fill must be 'paste'"):
-        cam.erase(model, images, labels, "cutmix", fill="random")
+        cam.erase_with_model(model, images, labels, "cutmix", fill="random")

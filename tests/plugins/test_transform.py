@@ -10,7 +10,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 import plugins
-from plugins.transform import erase
+from plugins.functional import apply_eraser
 
 # The mask erasers: the mixing ones (cutmix, cam_cutmix) take (images, labels) batches and are
 # specified in tests/plugins/test_mixing_transform.py.
@@ -208,8 +208,9 @@ def test_channels_last_images_are_refused_with_the_permute_that_fixes_them(shape
         plugins.Erase("cutout")(torch.zeros(shape))
 
 
-def test_cam_eraser_without_a_cam_points_at_benchmark_cam_erase():
-    with pytest.raises(ValueError, match=r"CamErasing needs a CAM: .*benchmark\.cam\.erase"):
+def test_cam_eraser_without_a_cam_points_at_benchmark_cam_erase_with_model():
+    with pytest.raises(ValueError,
+                       match=r"CamErasing needs a CAM: .*benchmark\.cam\.erase_with_model"):
         plugins.Erase("cam_erasing")(data(2, 3, SIZE, SIZE))
 
 
@@ -239,8 +240,24 @@ def test_unknown_fill_and_mean_fill_without_mean_are_refused():
     assert ((out == -1.0).all(dim=1) == (out == 2.0).all(dim=1)).all()
 
 
-def test_functional_erase_is_the_transform_without_the_module():
+def test_apply_eraser_is_the_transform_without_the_module():
     x = data(4, 3, SIZE, SIZE)
-    a = erase(x, plugins.build("cutout"), generator=torch.Generator().manual_seed(0))
+    a = apply_eraser(x, plugins.build("cutout"), generator=torch.Generator().manual_seed(0))
     b = plugins.Erase("cutout", generator=torch.Generator().manual_seed(0))(x)
     assert torch.equal(a, b)
+
+
+def test_the_old_name_transform_erase_still_works_and_warns_that_it_is_now_apply_eraser():
+    x, eraser = data(4, 3, SIZE, SIZE), plugins.build("cutout")
+    with pytest.warns(DeprecationWarning, match="now plugins.functional.apply_eraser"):
+        old = plugins.transform.erase(x, eraser, "zero", generator=torch.Generator().manual_seed(0))
+    new = apply_eraser(x, eraser, "zero", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(old, new)
+
+
+def test_the_old_fill_keyword_mode_still_works_and_warns_that_it_is_now_fill():
+    x, mask = data(2, 3, SIZE, SIZE), torch.zeros(2, 1, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :, :4] = True
+    with pytest.warns(DeprecationWarning, match=r"plugins.fill\(..., fill=\)"):
+        old = plugins.fill(x, mask, mode="mean", mean=0.5)
+    assert torch.equal(old, plugins.fill(x, mask, fill="mean", mean=0.5))
