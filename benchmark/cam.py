@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import plugins
-from benchmark.models import eval_mode
+from benchmark.models import eval_mode, in_channels
 from benchmark.suites.config import CAM_SOURCES as SOURCES
 from benchmark.suites.config import CAM_TARGETS as TARGETS
 from plugins.geometry import mask_box, peaks
@@ -338,7 +338,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     except StopIteration:
         return False
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, *input_size, generator=gen).to(device=param.device, dtype=param.dtype)
+    x = torch.randn(2, in_channels(model), *input_size, generator=gen).to(device=param.device,
+                                                                         dtype=param.dtype)
     name = layer if layer is not None else default_layer(model, x)
     module = _module(model, name)
     captured: list[torch.Tensor] = []
