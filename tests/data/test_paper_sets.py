@@ -220,14 +220,14 @@ name: papers
 data: {{name: {name}}}
 train: {{epochs: 1, batch_size: 16, milestones: [1], eval_batch_size: 32}}
 models: [resnet20]
-seeds: [0, 1]
+seeds: [0]
 methods:
   - plain
-  - random_erasing
-  - {{name: cam_erasing, mode: replace}}
+  - {{name: cam_erasing, mode: replace}}  # the CAM probe and the mean fill see 1 channel
 """
 
 
+@pytest.mark.slow  # an end-to-end run: about 30 s a dataset on 2 shared cores
 @pytest.mark.parametrize("name", ["fashion_mnist", "svhn"])
 def test_a_suite_trains_one_epoch_on_the_tiny_set_and_measures_occlusion_robustness(
         tmp_path, name, capsys):
@@ -240,7 +240,7 @@ def test_a_suite_trains_one_epoch_on_the_tiny_set_and_measures_occlusion_robustn
     from benchmark import results
 
     recs = results.load_records(out / "results" / "papers")
-    assert len(recs) == 6 and all(r["status"] == "finished" for r in recs)
+    assert len(recs) == 2 and all(r["status"] == "finished" for r in recs)
     for r in recs:
         assert r["dataset"] == name and len(r["curves"]["test_error"]) == 1
         rb = r["robustness"]
