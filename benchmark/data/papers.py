@@ -79,11 +79,15 @@ def missing(name: str, data_dir: Path, split: str | None = None) -> list[str]:
 def absent_error(name: str, data_dir: Path, absent: list[str]) -> FileNotFoundError:
     """The one-line error for missing files: which files to put in which folder."""
     where = folder(name, data_dir)
-    extracted = " (or extracted, without .gz)" if name == "fashion_mnist" else ""
-    return FileNotFoundError(
-        f"{name}: {', '.join(absent)} not found in {where}/; put the published files "
-        f"{', '.join(_published(name))}{extracted} there, or pass --download / download=True "
-        "to fetch them")
+    files = ", ".join(_published(name)) + (" (or extracted, without .gz)"
+                                           if name == "fashion_mnist" else "")
+    if sorted(absent) == sorted(_published(name)):
+        return FileNotFoundError(f"{name}: not found in {where}/; put the published files {files} "
+                                 "there, or pass --download / download=True to fetch them")
+    it = "it" if len(absent) == 1 else "them"
+    return FileNotFoundError(f"{name}: {', '.join(absent)} not found in {where}/; put {it} there "
+                             f"(the published files: {files}), or pass --download / "
+                             f"download=True to fetch {it}")
 
 
 def load_paper_set(name: str, split: str, data_dir: Path, download: bool,

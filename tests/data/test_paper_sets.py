@@ -88,22 +88,24 @@ def test_svhn_mat_files_load_channel_first_with_label_10_read_as_the_digit_0(tmp
     assert len(data.load("svhn", "test", tmp_path)) == 20
 
 
-@pytest.mark.parametrize("name, where, files", [
+@pytest.mark.parametrize("name, where, files, train", [
     ("fashion_mnist", "FashionMNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or extracted, without .gz)"),
-    ("svhn", "", "train_32x32.mat, test_32x32.mat")])
+     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or extracted, without .gz)",
+     "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
+    ("svhn", "", "train_32x32.mat, test_32x32.mat", "train_32x32.mat")])
 def test_missing_files_are_one_line_naming_the_folder_the_files_and_the_download_flag(
-        tmp_path, name, where, files):
+        tmp_path, name, where, files, train):
     folder = tmp_path / where if where else tmp_path
-    for call in (lambda: data.check(name, tmp_path),
-                 lambda: data.load(name, "train", tmp_path)):
-        with pytest.raises(FileNotFoundError) as e:
-            call()
-        message = str(e.value)
-        assert "\n" not in message
-        assert message.startswith(f"{name}: ")
-        assert f" not found in {folder}/; put the published files {files} there, or pass " \
-               "--download" in message
+    with pytest.raises(FileNotFoundError) as e:
+        data.check(name, tmp_path)
+    assert str(e.value) == (f"{name}: not found in {folder}/; put the published files {files} "
+                            "there, or pass --download / download=True to fetch them")
+    with pytest.raises(FileNotFoundError) as e:
+        data.load(name, "train", tmp_path)
+    it = "it" if "," not in train else "them"
+    assert str(e.value) == (f"{name}: {train} not found in {folder}/; put {it} there (the "
+                            f"published files: {files}), or pass --download / download=True to "
+                            f"fetch {it}")
     assert not any(tmp_path.rglob("*.pt"))  # nothing cached, nothing written
 
 
@@ -112,7 +114,7 @@ def test_a_missing_file_of_one_split_is_named_alone(tmp_path):
     (tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
     assert len(data.load("fashion_mnist", "train", tmp_path)) == 40
     with pytest.raises(FileNotFoundError, match=r"^fashion_mnist: t10k-labels-idx1-ubyte.gz not "
-                                                "found in "):
+                                                "found in .*; put it there "):
         data.load("fashion_mnist", "test", tmp_path)
 
 
@@ -213,6 +215,31 @@ def test_a_cifar_resnet_takes_grey_images_with_one_input_channel():
     assert model.conv1.in_channels == 1 and models.in_channels(model) == 1
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert models.feature_map_sizes(model, 28)["layer3"] == (7, 7)
+
+
+def test_a_suite_on_absent_files_stops_before_training_with_one_line_and_exit_2(tmp_path, capsys):
+    suite = tmp_path / "papers.yaml"
+    suite.write_text(textwrap.dedent(SUITE.format(name="svhn")))
+    assert main(["--suite", str(suite), "--out", str(tmp_path / "out"), "--data-root",
+                 str(tmp_path / "d"), "--no-wandb", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {suite}: key 'data': svhn: not found in {tmp_path / 'd'}/; put the "
+                   "published files train_32x32.mat, test_32x32.mat there, or pass --download / "
+                   "download=True to fetch them"]
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_a_stack_of_grey_resnets_gives_each_run_its_own_logits():
+    from benchmark.training import stack
+
+    torch.manual_seed(0)
+    runs = [models.create("resnet20", in_chans=1).eval() for _ in range(2)]
+    stacked = stack.stack_models(runs).eval()
+    x = torch.randn(3, 2, 1, 28, 28)  # (B, K, C, H, W): each run's own batch
+    with torch.no_grad():
+        out = stacked(x.reshape(3, 2, 28, 28))
+        for k, m in enumerate(runs):
+            torch.testing.assert_close(out[:, k], m(x[:, k]), rtol=1e-4, atol=1e-5)
 
 
 SUITE = """
