@@ -76,7 +76,8 @@ RECIPES = {
 # The papers' eraser settings in the plugins' argument names (random_erasing: the code's
 # defaults with --p 0.5; cutout: one hole, always, the README's --length per dataset).
 SETTINGS = {
-    ("zhong2017", "random_erasing"): {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3},
+    ("zhong2017", "random_erasing"): {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3, "min_count": 1,
+                                     "max_count": 1},
     ("devries2017", "cutout", "cifar10"): {"size": 16, "holes": 1, "p": 1.0},
     ("devries2017", "cutout", "cifar100"): {"size": 8, "holes": 1, "p": 1.0},
 }
