@@ -147,7 +147,7 @@ def published_numbers(g: Grid) -> list[str]:
         runs = f", mean of {recipe.runs} runs" if recipe.runs else ""
         ours_epochs = ", ".join(sorted(str(e) for e in ours if e is not None)) or "unknown"
         differs = ("the same number of epochs as ours" if ours == {recipe.epochs}
-                   else f"ours trained {ours_epochs}")
+                   else f"ours trained {ours_epochs} epochs")
         selection = f"; {recipe.selection}" if recipe.selection else ""
         notes.append(f"- {published.SOURCES[source][1]}. Their recipe: {recipe.epochs} epochs, "
                      f"{recipe.text}{runs}; {differs}{selection}.")

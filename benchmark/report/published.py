@@ -64,9 +64,10 @@ RECIPES = {
     # zhunzhong07/Random-Erasing cifar.py / fashionmnist.py defaults and README commands
     "zhong2017": Recipe(300, "SGD lr 0.1 (x0.1 at epochs 150, 225), momentum 0.9, weight decay "
                              "5e-4, batch 128, crop (pad 4) and flip", None,
-                        "its code prints the best test accuracy over the epochs (cifar.py: "
-                        "best_acc), and the README does not say whether the paper's table is that "
-                        "or the last epoch's: see also the best-epoch table"),
+                        "its code prints the best test accuracy over the epochs (cifar.py and "
+                        "fashionmnist.py: best_acc), and the README does not say whether the "
+                        "paper's table is that or the last epoch's: see also the best-epoch "
+                        "table"),
     # uoguelph-mlrg/Cutout train.py defaults and README commands ("mean of 5 runs"); the code
     # logs the test accuracy of every epoch and reports no best
     "devries2017": Recipe(200, "SGD lr 0.1 nesterov (x0.2 at epochs 60, 120, 160), momentum 0.9, "

@@ -22,7 +22,7 @@ def test_the_random_erasing_papers_resnet20_numbers_stand_beside_our_resnet20_re
     assert rows["random_erasing"][3:] == ["6.73", "+0.28", "Zhong et al. 2017"]
     assert rows["cutout"][3:] == ["—", "—", "—"]  # no paper reports Cutout on this ResNet-20
     assert "github.com/zhunzhong07/Random-Erasing" in text
-    assert "Their recipe: 300 epochs" in text and "ours trained 4" in text
+    assert "Their recipe: 300 epochs" in text and "ours trained 4 epochs" in text
 
 
 def test_fashion_mnist_gets_the_papers_numbers_and_the_authors_note_on_its_release():
