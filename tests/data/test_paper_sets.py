@@ -280,3 +280,17 @@ def test_a_suite_trains_one_epoch_on_the_tiny_set_and_measures_occlusion_robustn
     model, ckpt = checkpoint.load(final)
     assert ckpt["in_chans"] == (1 if name == "fashion_mnist" else 3)
     assert models.in_channels(model) == ckpt["in_chans"]
+
+
+def test_the_cam_figure_draws_a_grey_image_grey(tmp_path):
+    from benchmark.report import cam_figure
+
+    image = torch.rand(1, 28, 28)
+    shown = cam_figure._rgb(image)
+    assert shown.shape == (28, 28, 3)
+    assert (shown[..., 0] == shown[..., 1]).all() and (shown[..., 1] == shown[..., 2]).all()
+    model = models.create("resnet20", in_chans=1).eval()
+    images = (torch.rand(4, 1, 28, 28) * 255).to(torch.uint8)
+    cam_figure.cam_examples(model, images, torch.arange(4), (0.5,), (0.25,), tmp_path / "c.png",
+                            n=4)
+    assert (tmp_path / "c.png").stat().st_size > 0
