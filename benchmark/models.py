@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["available", "create", "eval_mode", "feature_map_sizes", "head_layer", "stackable",
-           "CifarResNet"]
+__all__ = ["available", "create", "eval_mode", "feature_map_sizes", "head_layer", "in_channels",
+           "stackable", "CifarResNet"]
 
 # depth -> blocks per stage (depth = 6n + 2)
 _CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -204,7 +204,7 @@ def _timm_cam_layers(model: nn.Module, probe_size: int) -> list[str]:
              for n, m in model.named_modules() if n and not isinstance(m, nn.Identity)]
     try:
         with torch.no_grad(), eval_mode(model):
-            feats = model.forward_features(torch.zeros(1, _in_channels(model), probe_size,
+            feats = model.forward_features(torch.zeros(1, in_channels(model), probe_size,
                                                        probe_size))
     finally:
         for h in hooks:
@@ -316,7 +316,7 @@ def feature_map_sizes(model: nn.Module, image_size: int = 32, *, layers: list[st
         lambda _m, _i, out, n=n: shapes.__setitem__(n, tuple(out.shape))) for n in layers]
     param = next(model.parameters(), None)
     device = param.device if param is not None else "cpu"
-    chans = getattr(model, "in_chans", None) or _in_channels(model)
+    chans = getattr(model, "in_chans", None) or in_channels(model)
     try:
         with torch.no_grad(), eval_mode(model):
             model(torch.zeros(1, chans, image_size, image_size, device=device))
@@ -333,6 +333,7 @@ def feature_map_sizes(model: nn.Module, image_size: int = 32, *, layers: list[st
     return out
 
 
-def _in_channels(model: nn.Module) -> int:
+def in_channels(model: nn.Module) -> int:
+    """The number of input channels a model takes (its first conv's; 3 if it has none)."""
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return first.in_channels if first is not None else 3

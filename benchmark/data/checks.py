@@ -13,6 +13,7 @@ from benchmark.data import synthetic
 from benchmark.data.cifar import CIFAR, cifar_source
 from benchmark.data.dataset import Dataset, default_data_dir
 from benchmark.data.hf import check_hf
+from benchmark.data.papers import PAPER_SETS, absent_error, missing
 
 
 def check_splits(name: str, train: Dataset, test: Dataset) -> None:
@@ -59,8 +60,14 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
             archive, folder = CIFAR[name][:2]
             raise FileNotFoundError(f"{name}: not found in {data_dir}/; put {archive} (or its "
                                     f"extracted folder {folder}/) there, or pass --download")
+    elif name in PAPER_SETS:
+        if options:
+            raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")
+        absent = missing(name, data_dir)
+        if absent and not download:
+            raise absent_error(name, data_dir, absent)
     elif name.startswith("hf:"):
         check_hf(name, root, options)
     else:
         raise ValueError(f"unknown dataset {name!r}; known: synthetic, cifar10, cifar100, "
-                         "hf:<dataset id>[:<config>]")
+                         "fashion_mnist, svhn, hf:<dataset id>[:<config>]")

@@ -1,5 +1,5 @@
-"""`erasebench data`: see whether a dataset is where the runner looks, fetch CIFAR, preview the
-synthetic set.
+"""`erasebench data`: see whether a dataset is where the runner looks, fetch CIFAR-10/100,
+Fashion-MNIST or SVHN, preview the synthetic set.
 
     erasebench data check cifar10 [--data-root DIR]
     erasebench data download cifar10 [--data-root DIR]
@@ -36,10 +36,10 @@ def check(args) -> int:
 
 
 def download(args) -> int:
-    """Fetch a CIFAR archive (md5-checked) into the data folder and read it once."""
-    if args.name not in ("cifar10", "cifar100"):
-        raise ValueError(f"download: only cifar10 and cifar100 are fetched here, not {args.name!r}"
-                         " (hf: datasets download through Hugging Face's own cache)")
+    """Fetch a dataset's published files (md5-checked) into the data folder and read them once."""
+    if args.name not in data.FILE_DATASETS:
+        raise ValueError(f"download: only {', '.join(data.FILE_DATASETS)} are fetched here, not "
+                         f"{args.name!r} (hf: datasets download through Hugging Face's own cache)")
     root = _root(args)
     for split in ("train", "test"):
         ds = data.load(args.name, split, root, download=True)
@@ -72,13 +72,15 @@ def _root_options(parser) -> None:
 
 def _register(sub) -> None:
     c = sub.add_parser("check", help="is the dataset where the runner looks for it?")
-    c.add_argument("name", help="synthetic, cifar10, cifar100 or hf:<id>[:<config>]")
+    c.add_argument("name", help="synthetic, cifar10, cifar100, fashion_mnist, svhn or "
+                   "hf:<id>[:<config>]")
     _root_options(c)
     c.add_argument("--data-option", dest="option", action="append", type=_option,
                    metavar="KEY=VALUE")
     c.set_defaults(func=check)
-    d = sub.add_parser("download", help="fetch cifar10 or cifar100 (needs the network)")
-    d.add_argument("name", choices=["cifar10", "cifar100"])
+    d = sub.add_parser("download", help="fetch cifar10, cifar100, fashion_mnist or svhn (needs "
+                       "the network)")
+    d.add_argument("name", choices=list(data.FILE_DATASETS))
     _root_options(d)
     d.set_defaults(func=download)
     s = sub.add_parser("samples", help="a PNG grid of synthetic samples with their boxes")

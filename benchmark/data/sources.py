@@ -1,6 +1,7 @@
 """Datasets -> uint8 image tensors (N,3,H,W) + labels (+ boxes), with a processed cache.
 
-Sources: CIFAR-10/100 python-pickle archives (read with numpy: `data/cifar.py`), Hugging Face
+Sources: CIFAR-10/100 python-pickle archives (read with numpy: `data/cifar.py`), Fashion-MNIST's
+idx files and SVHN's .mat files (`data/papers.py`), Hugging Face
 datasets (`hf:<id>[:<config>]`, offline from the HF cache or local files: `data/hf.py`), and
 the embedded `synthetic` set (`data/synthetic.py`); the processed cache is `data/cache.py`, the
 checks `data/checks.py`. The training-time loader lives in `benchmark.data.augment`.
@@ -37,15 +38,20 @@ from benchmark.data.dataset import (
     default_data_dir,
 )
 from benchmark.data.hf import local_identity, read_hf
+from benchmark.data.papers import PAPER_SETS, load_paper_set
 
 __all__ = ["Dataset", "load", "load_checked", "default_data_dir", "channel_stats",
            "CACHE_VERSION", "DataUnavailableError", "check", "check_splits", "digest", "identity",
-           "known_sizes", "CifarUnpickler"]
+           "known_sizes", "CifarUnpickler", "FILE_DATASETS", "known_shape"]
+
+# The named datasets read from their published files under the data root (`--download` fetches).
+FILE_DATASETS = (*CIFAR, *PAPER_SETS)
 
 
 def load(name: str, split: str, root: str | os.PathLike | None = None, *,
          download: bool = False, **options) -> Dataset:
-    """Load `split` ("train" / "test") of `name`: cifar10, cifar100, synthetic, hf:<id>[:<config>].
+    """Load `split` ("train" / "test") of `name`: cifar10, cifar100, fashion_mnist, svhn,
+    synthetic, hf:<id>[:<config>].
 
     Options: synthetic: n_train, n_test, seed, size. hf: image_column, label_column,
     split_names (e.g. {"test": "validation"}), anything else goes to datasets.load_dataset
@@ -62,6 +68,9 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, *,
     if name in CIFAR:
         check(name, data_dir, download=True, **options)  # the options; presence: _load_cifar
         return load_cifar(name, split, data_dir, download, use_cache)
+    if name in PAPER_SETS:
+        check(name, data_dir, download=True, **options)  # the options; presence: load_paper_set
+        return load_paper_set(name, split, data_dir, download, use_cache)
     check(name, root, **options)
     key = {"name": name, "split": split, "options": jsonable(options),
            "files": file_identity_all(options.get("data_files")),
@@ -118,11 +127,27 @@ def digest(ds: Dataset) -> str:
 
 
 
+def known_shape(name: str, **options) -> tuple[int, int] | None:
+    """(channels, image side in pixels) of a dataset known without reading it: CIFAR-10/100 and
+    SVHN (3, 32), Fashion-MNIST (1, 28), synthetic (3, its `size` option); else None."""
+    if name in CIFAR or name == "svhn":
+        return 3, 32
+    if name == "fashion_mnist":
+        return 1, 28
+    if name == "synthetic":
+        size = options.get("size", synthetic.OPTIONS["size"])
+        return (3, size) if isinstance(size, int) and not isinstance(size, bool) else None
+    return None
+
+
 def known_sizes(name: str, **options) -> tuple[int, int, int, bool] | None:
     """(train images, test images, classes, has boxes) of a dataset known without reading it
-    (CIFAR's published sizes; the synthetic set's from its options), else None."""
+    (CIFAR's, Fashion-MNIST's and SVHN's published sizes; the synthetic set's from its
+    options), else None."""
     if name in CIFAR:
         return 50_000, 10_000, 10 if name == "cifar10" else 100, False
+    if name in PAPER_SETS:
+        return (*PAPER_SETS[name][2], False)
     if name == "synthetic":
         options = {k: v for k, v in options.items() if k != "cache"}
         synthetic.check_options(options)

@@ -55,8 +55,14 @@ def class_name(index: int, classes=None) -> str:
     return str(index)
 
 
+def _rgb(image):
+    """(C, H, W) in [0, 1] -> (H, W, 3) for imshow: a grey image (C = 1) is shown grey, not
+    through matplotlib's default colour map."""
+    return image.expand(3, -1, -1).permute(1, 2, 0).numpy()
+
+
 def _draw_row(axes, i: int, p: dict, label: int, truth, classes=None) -> None:
-    img = p["shown"][i].permute(1, 2, 0).numpy()
+    img = _rgb(p["shown"][i])
     axes[0].imshow(img, interpolation="nearest")
     predicted = int(p["predicted"][i])
     mark = "" if predicted == label else " (wrong)"
@@ -69,7 +75,7 @@ def _draw_row(axes, i: int, p: dict, label: int, truth, classes=None) -> None:
     _rect(axes[2], p["box"][i], "red", "-")
     if truth is not None:
         _rect(axes[2], truth, "lime", "--")
-    axes[3].imshow(p["erased"][i].permute(1, 2, 0).numpy(), interpolation="nearest")
+    axes[3].imshow(_rgb(p["erased"][i]), interpolation="nearest")
 
 
 def cam_examples(model, images, labels, mean, std, out, *, boxes=None, n: int = 8,

@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 from benchmark.fileio import atomic_write, slug, warn
-from benchmark.report import curves, robustness_figure, thesis
+from benchmark.report import curves, published, robustness_figure, thesis
 from benchmark.report.grid import FAILED, MISSING, SETUP_KEYS, Grid, build_grid, planned_run
+from benchmark.report.markdown import fmt_cell, fmt_delta, fmt_err, md_table
+from benchmark.report.stats import mean
 from benchmark.report.tables import (
     ROBUSTNESS_FIGURE,
     _distinct,
@@ -95,6 +97,7 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
               "shown · ") +
            f"epochs: {', '.join(epochs) or 'n/a'}.", ""]
     out += _table2_intro(g, epochs)
+    out += published_numbers(g)
     out += table1(g) + table3(g) + table4(g)
     out += ["## Best-epoch test error", "",
             "The same layout with the lowest test error over epochs: what the Random Erasing code "
@@ -109,6 +112,55 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
     out += reproducibility(g)
     out.append(_data_block(summary(g)))
     return "\n".join(out) + "\n"
+
+
+def published_numbers(g: Grid) -> list[str]:
+    """Other papers' numbers beside ours (report/published.py), for the models of which a paper
+    reports a cell with the same data, model and method: ours, theirs, the difference and the
+    source per method, `—` where no paper reports that cell; then each source in full with its
+    recipe and where ours differs. Nothing when no cell has a published number."""
+    if len(g.datasets) != 1:
+        return []
+    dataset = g.datasets[0]
+    refs = {(mo, m.label): published.lookup(dataset, mo, m.eraser, m.eraser_params,
+                                            m.setup.get("mode"))
+            for mo in g.models for m in g.methods if m.known and g.cell(mo, m).n}
+    models = [mo for mo in g.models if any(refs.get((mo, m.label)) for m in g.methods)]
+    if not models:
+        return []
+    rows, shown = [], {}
+    for mo in models:
+        for m in g.methods:
+            if (mo, m.label) not in refs:
+                continue
+            c, ref = g.cell(mo, m), refs[(mo, m.label)]
+            if ref is None:
+                rows.append([mo, m.label, fmt_cell(c), "—", "—", "—"])
+                continue
+            shown.setdefault(ref.source, set()).add(m.setup.get("epochs"))
+            rows.append([mo, m.label, fmt_cell(c), fmt_err(ref.error),
+                         fmt_delta(mean(c.values()) - ref.error),
+                         published.SOURCES[ref.source][0]])
+    notes = []
+    for source, ours in shown.items():
+        recipe = published.RECIPES[source]
+        runs = f", mean of {recipe.runs} runs" if recipe.runs else ""
+        ours_epochs = ", ".join(sorted(str(e) for e in ours if e is not None)) or "unknown"
+        differs = ("the same number of epochs as ours" if ours == {recipe.epochs}
+                   else f"ours trained {ours_epochs} epochs")
+        selection = f"; {recipe.selection}" if recipe.selection else ""
+        notes.append(f"- {published.SOURCES[source][1]}. Their recipe: {recipe.epochs} epochs, "
+                     f"{recipe.text}{runs}; {differs}{selection}.")
+        note = published.NOTES.get((source, dataset))
+        if note:
+            notes.append(f"  {note}")
+    return ["## Published numbers", "",
+            f"Final-epoch test error (%) on {dataset} beside the number a paper publishes for the "
+            "same model (the architecture its code builds) and method; `—` where no paper "
+            "reports that cell. Papers train with their own recipe (below), so a difference "
+            "is not ours alone.", "",
+            *md_table(["model", "method", "ours", "published", "ours − published", "source"],
+                      rows), "", *notes, ""]
 
 
 def _progress(g: Grid, planned: int, plan_source: str | None) -> str:

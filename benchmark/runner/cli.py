@@ -39,7 +39,8 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
     p.add_argument("--seeds", help="override seeds: 0,1,2 or 0-4")
     p.add_argument("--models", help="override models: comma-separated, e.g. resnet20,timm/resnet18")
     p.add_argument("--erasers", help="keep only these methods (names or labels), e.g. plain,cutout")
-    p.add_argument("--data", help="override the dataset: synthetic, cifar10, cifar100, hf:<id>")
+    p.add_argument("--data", help="override the dataset: synthetic, cifar10, cifar100, "
+                   "fashion_mnist, svhn, hf:<id>")
     p.add_argument("--data-root", help="where datasets live (default: $ERASEBENCH_DATA or ./data)")
     # --data-dir: --data-root's old name, still read
     p.add_argument("--data-dir", dest="data_dir_old", help=argparse.SUPPRESS)

@@ -18,14 +18,12 @@ PROBES = 256  # probe images per eraser
 
 def image_size(suite: SuiteConfig) -> int | None:
     """The side of the suite's images where it is known without reading the data: synthetic
-    (its `size` option, default 32) and CIFAR (32); None for hf: datasets."""
-    d = suite.data
-    if d.name == "synthetic":
-        size = d.options.get("size", 32)
-        return size if isinstance(size, int) and not isinstance(size, bool) else None
-    if d.name in ("cifar10", "cifar100"):
-        return 32
-    return None
+    (its `size` option, default 32), CIFAR and SVHN (32), Fashion-MNIST (28); None for hf:
+    datasets (`data.known_shape`)."""
+    from benchmark import data
+
+    shape = data.known_shape(suite.data.name, **suite.data.options)
+    return None if shape is None else shape[1]
 
 
 def _where(suite: SuiteConfig) -> dict:

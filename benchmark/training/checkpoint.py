@@ -30,9 +30,12 @@ _HINT = "delete it and rerun the run that wrote it (delete its result record too
 def save(path: str | os.PathLike, model: torch.nn.Module, *, model_name: str, num_classes: int,
          mean, std, extra: dict | None = None) -> Path:
     """Save weights plus what is needed to rebuild the model and normalise its input (atomic)."""
+    from benchmark import models
+
     state = {
         "model_name": model_name,
         "num_classes": int(num_classes),
+        "in_chans": models.in_channels(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
@@ -133,7 +136,9 @@ def load(path: str | os.PathLike,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     ckpt = read(path, required=("model_name", "num_classes", "state_dict"))
-    model = models.create(ckpt["model_name"], num_classes=ckpt["num_classes"])
+    # in_chans: 1 for grey data (fashion_mnist); checkpoints written before it was stored are RGB
+    model = models.create(ckpt["model_name"], num_classes=ckpt["num_classes"],
+                          in_chans=int(ckpt.get("in_chans", 3)))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 

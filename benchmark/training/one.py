@@ -56,7 +56,8 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     autocast = autocast_for(device, precision)
     # Model: the seed fixes the initial weights.
     torch.manual_seed(spec.seed)
-    model = models.create(spec.model, num_classes=rd.num_classes).to(device)
+    model = models.create(spec.model, num_classes=rd.num_classes,
+                          in_chans=rd.train_images.shape[1]).to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Optimiser: SGD with momentum and weight decay on every parameter, the lr a device tensor
@@ -87,7 +88,8 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     if needs_cam and not fast:
         cam_fn = cam.cam_source(m.cam.source, model=model, checkpoint=frozen_ckpt, device=device,
                                 layer=m.cam.layer, target=m.cam.target)
-    zero = torch.zeros(3, device=device)  # the `mean` fill: the data mean is 0 once normalised
+    # the `mean` fill, one value per channel: the data mean is 0 once normalised
+    zero = torch.zeros(rd.train_images.shape[1], device=device)
     # Checkpoints: resume where the run stopped, or start where its shared warm-up ended.
     p = resume.progress(spec, source, start, extra)
     if start is not None:

@@ -125,7 +125,8 @@ class PackTrainer:
         singles = []
         for s in specs:
             torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
-            singles.append(models.create(s.model, num_classes=rd.num_classes))
+            singles.append(models.create(s.model, num_classes=rd.num_classes,
+                                         in_chans=rd.train_images.shape[1]))
         self.fast_cam = cam.fast_path_applies(singles[0], specs[0].method.cam.layer)
         model = stack.stack_models(singles) if self.k > 1 else singles[0]
         self.model = model.to(self.device, dtype)
@@ -165,7 +166,8 @@ class PackTrainer:
         # `mean` fill: images are erased after normalisation, where the dataset mean is 0.
         return Lane(loader, gen, torch.empty(len(rd.train_labels), dtype=torch.long,
                                              device=self.device),
-                    eraser, m.fill, torch.zeros(3, device=self.device, dtype=self.dtype),
+                    eraser, m.fill,
+                    torch.zeros(rd.train_images.shape[1], device=self.device, dtype=self.dtype),
                     m.cam.target, cam_fn)
 
     def step_for(self, kind: str) -> Step:
@@ -251,7 +253,8 @@ class PackTrainer:
         """Run k's model as one ordinary network (the stack's group k, copied out)."""
         if self.k == 1:
             return self.model
-        m = models.create(self.specs[k].model, num_classes=self.rd.num_classes)
+        m = models.create(self.specs[k].model, num_classes=self.rd.num_classes,
+                          in_chans=self.rd.train_images.shape[1])
         m.load_state_dict(stack.split_state(self.model.state_dict(), k, self.k))
         return m.to(self.device, self.dtype).eval()
 

@@ -1,0 +1,296 @@
+"""fashion_mnist and svhn, the datasets of the Random Erasing and Cutout papers, read from tiny
+files in their published formats written by the tests (no network, nothing outside tmp_path)."""
+
+import gzip
+import struct
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import data, models
+from benchmark.data import commands
+from benchmark.fileio import DamagedFileError
+from benchmark.runner.main import main
+
+FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+           "t10k-labels-idx1-ubyte")
+
+
+def _idx(array: np.ndarray) -> bytes:
+    """LeCun's idx-ubyte format: 0, 0, 0x08 (uint8), the number of dimensions, big-endian sizes."""
+    return (bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            + array.astype(np.uint8).tobytes())
+
+
+def _fashion_arrays(n, seed):
+    g = np.random.default_rng(seed)
+    return g.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n, dtype=np.uint8) % 10
+
+
+def write_fashion(root: Path, n_train=40, n_test=20, gz=True) -> dict:
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    arrays = {"train": _fashion_arrays(n_train, 0), "test": _fashion_arrays(n_test, 1)}
+    blobs = [_idx(arrays["train"][0]), _idx(arrays["train"][1]), _idx(arrays["test"][0]),
+             _idx(arrays["test"][1])]
+    for name, blob in zip(FASHION, blobs, strict=True):
+        if gz:
+            (raw / f"{name}.gz").write_bytes(gzip.compress(blob))
+        else:
+            (raw / name).write_bytes(blob)
+    return arrays
+
+
+def write_svhn(root: Path, n_train=40, n_test=20) -> dict:
+    from scipy.io import savemat
+
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, n, seed in (("train", n_train, 2), ("test", n_test, 3)):
+        g = np.random.default_rng(seed)
+        x = g.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)  # SVHN's (H, W, C, N)
+        y = (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)  # 1..10, 10 = the digit 0
+        savemat(str(root / f"{split}_32x32.mat"), {"X": x, "y": y})
+        out[split] = (x, y)
+    return out
+
+
+def test_fashion_mnist_gz_files_load_as_grey_28x28_images_with_their_class_names(tmp_path):
+    arrays = write_fashion(tmp_path)
+    train = data.load("fashion_mnist", "train", tmp_path)
+    test = data.load("fashion_mnist", "test", tmp_path)
+    assert train.images.shape == (40, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert test.images.shape == (20, 1, 28, 28)
+    assert torch.equal(train.images[:, 0], torch.from_numpy(arrays["train"][0]))
+    assert train.labels.tolist() == [i % 10 for i in range(40)]
+    assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
+    assert len(train.mean) == len(train.std) == 1 and train.boxes is None
+    assert train.mean[0] == pytest.approx(arrays["train"][0].mean() / 255)
+
+
+def test_fashion_mnist_also_reads_the_extracted_files_torchvision_writes(tmp_path):
+    arrays = write_fashion(tmp_path, gz=False)
+    test = data.load("fashion_mnist", "test", tmp_path, cache=False)
+    assert torch.equal(test.images[:, 0], torch.from_numpy(arrays["test"][0]))
+
+
+def test_svhn_mat_files_load_channel_first_with_label_10_read_as_the_digit_0(tmp_path):
+    arrays = write_svhn(tmp_path)
+    train = data.load("svhn", "train", tmp_path)
+    x, y = arrays["train"]
+    assert train.images.shape == (40, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert torch.equal(train.images[5], torch.from_numpy(x[..., 5]).permute(2, 0, 1))
+    assert train.labels.tolist() == [(int(v) % 10) for v in y[:, 0]]
+    assert train.labels[9] == 0 and train.classes == [str(d) for d in range(10)]
+    assert len(data.load("svhn", "test", tmp_path)) == 20
+
+
+@pytest.mark.parametrize("name, where, files, train", [
+    ("fashion_mnist", "FashionMNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or extracted, without .gz)",
+     "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
+    ("svhn", "", "train_32x32.mat, test_32x32.mat", "train_32x32.mat")])
+def test_missing_files_are_one_line_naming_the_folder_the_files_and_the_download_flag(
+        tmp_path, name, where, files, train):
+    folder = tmp_path / where if where else tmp_path
+    with pytest.raises(FileNotFoundError) as e:
+        data.check(name, tmp_path)
+    assert str(e.value) == (f"{name}: not found in {folder}/; put the published files {files} "
+                            "there, or pass --download / download=True to fetch them")
+    with pytest.raises(FileNotFoundError) as e:
+        data.load(name, "train", tmp_path)
+    it = "it" if "," not in train else "them"
+    assert str(e.value) == (f"{name}: {train} not found in {folder}/; put {it} there (the "
+                            f"published files: {files}), or pass --download / download=True to "
+                            f"fetch {it}")
+    assert not any(tmp_path.rglob("*.pt"))  # nothing cached, nothing written
+
+
+def test_a_missing_file_of_one_split_is_named_alone(tmp_path):
+    write_fashion(tmp_path)
+    (tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert len(data.load("fashion_mnist", "train", tmp_path)) == 40
+    with pytest.raises(FileNotFoundError, match=r"^fashion_mnist: t10k-labels-idx1-ubyte.gz not "
+                                                "found in .*; put it there "):
+        data.load("fashion_mnist", "test", tmp_path)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.write_bytes(b"not gzip"), "damaged or truncated gzip file"),
+    (lambda p: p.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8))),
+     "not an idx3-ubyte file (starts 00000801, expected 00000803)"),
+    (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-5])),
+     "bytes of data for the sizes (40, 28, 28) in its header (truncated?)")])
+def test_a_damaged_idx_file_is_one_error_line_naming_it(tmp_path, damage, reason):
+    write_fashion(tmp_path)
+    path = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    damage(path)
+    with pytest.raises(DamagedFileError) as e:
+        data.load("fashion_mnist", "train", tmp_path)
+    assert str(e.value).startswith(f"{path}: ") and reason in str(e.value)
+    assert "\n" not in str(e.value) and e.value.path == path
+
+
+def test_a_damaged_svhn_file_is_one_error_line_naming_it(tmp_path):
+    write_svhn(tmp_path)
+    (tmp_path / "test_32x32.mat").write_bytes(b"MATLAB 5.0 but nothing else")
+    with pytest.raises(DamagedFileError, match=rf"^{tmp_path / 'test_32x32.mat'}: damaged svhn "
+                                               r"file \("):
+        data.load("svhn", "test", tmp_path)
+
+
+@pytest.fixture
+def fake_download(monkeypatch):
+    """torchvision's downloader, replaced: it writes the tiny files (no network)."""
+    from torchvision.datasets import utils
+
+    calls = []
+
+    def download_url(url, root, filename=None, md5=None, **kw):
+        calls.append((url, filename, md5))
+        tmp = Path(root) / "_made"
+        (write_fashion if filename.endswith(".gz") else write_svhn)(tmp)
+        made = next(p for p in tmp.rglob(filename))
+        Path(root).mkdir(parents=True, exist_ok=True)
+        made.rename(Path(root) / filename)
+
+    monkeypatch.setattr(utils, "download_url", download_url)
+    return calls
+
+
+def test_download_fetches_only_the_missing_files_with_torchvisions_urls_and_md5(tmp_path,
+                                                                               fake_download):
+    from torchvision.datasets import SVHN, FashionMNIST
+
+    write_fashion(tmp_path)
+    (tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    assert len(data.load("fashion_mnist", "test", tmp_path, download=True)) == 20
+    md5 = dict(FashionMNIST.resources)["t10k-images-idx3-ubyte.gz"]
+    assert fake_download == [(FashionMNIST.mirrors[0] + "t10k-images-idx3-ubyte.gz",
+                              "t10k-images-idx3-ubyte.gz", md5)]
+    fake_download.clear()
+    assert len(data.load("svhn", "test", tmp_path, download=True)) == 20
+    assert fake_download == [tuple(SVHN.split_list["test"])]
+
+
+def test_download_moves_a_damaged_file_aside_and_fetches_it_again(tmp_path, capsys,
+                                                                  fake_download):
+    write_svhn(tmp_path)
+    (tmp_path / "train_32x32.mat").write_bytes(b"broken")
+    assert len(data.load("svhn", "train", tmp_path, download=True)) == 40
+    assert (tmp_path / "train_32x32.mat.corrupt").read_bytes() == b"broken"
+    assert len(fake_download) == 1
+    assert capsys.readouterr().err.endswith("moved to train_32x32.mat.corrupt; downloading it "
+                                            "again\n")
+
+
+def test_the_data_commands_check_and_download_the_paper_sets(tmp_path, capsys, fake_download):
+    assert commands.main(["download", "svhn", "--data-root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "svhn train: 40 images\nsvhn test: 20 images\n"
+    assert commands.main(["check", "svhn", "--data-root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"svhn: found (looked in {tmp_path}/)\n"
+    assert commands.main(["download", "fashion_mnist", "--data-root", str(tmp_path)]) == 0
+    assert len(fake_download) == 2 + 4
+
+
+def test_known_sizes_and_shapes_need_no_files():
+    assert data.known_sizes("fashion_mnist") == (60_000, 10_000, 10, False)
+    assert data.known_sizes("svhn") == (73_257, 26_032, 10, False)
+    assert data.known_shape("fashion_mnist") == (1, 28)
+    assert data.known_shape("svhn") == data.known_shape("cifar10") == (3, 32)
+    assert "fashion_mnist" in data.FILE_DATASETS and "svhn" in data.FILE_DATASETS
+
+
+def test_unknown_options_of_a_paper_set_are_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"^dataset 'svhn': unknown options \['extra'\]; "
+                                         "allowed: cache$"):
+        data.load("svhn", "train", tmp_path, extra=True)
+
+
+def test_a_cifar_resnet_takes_grey_images_with_one_input_channel():
+    model = models.create("resnet20", in_chans=1)
+    assert model.conv1.in_channels == 1 and models.in_channels(model) == 1
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert models.feature_map_sizes(model, 28)["layer3"] == (7, 7)
+
+
+def test_a_suite_on_absent_files_stops_before_training_with_one_line_and_exit_2(tmp_path, capsys):
+    suite = tmp_path / "papers.yaml"
+    suite.write_text(textwrap.dedent(SUITE.format(name="svhn")))
+    assert main(["--suite", str(suite), "--out", str(tmp_path / "out"), "--data-root",
+                 str(tmp_path / "d"), "--no-wandb", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {suite}: key 'data': svhn: not found in {tmp_path / 'd'}/; put the "
+                   "published files train_32x32.mat, test_32x32.mat there, or pass --download / "
+                   "download=True to fetch them"]
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_a_stack_of_grey_resnets_gives_each_run_its_own_logits():
+    from benchmark.training import stack
+
+    torch.manual_seed(0)
+    runs = [models.create("resnet20", in_chans=1).eval() for _ in range(2)]
+    stacked = stack.stack_models(runs).eval()
+    x = torch.randn(3, 2, 1, 28, 28)  # (B, K, C, H, W): each run's own batch
+    with torch.no_grad():
+        out = stacked(x.reshape(3, 2, 28, 28))
+        for k, m in enumerate(runs):
+            torch.testing.assert_close(out[:, k], m(x[:, k]), rtol=1e-4, atol=1e-5)
+
+
+SUITE = """
+name: papers
+data: {{name: {name}}}
+train: {{epochs: 1, batch_size: 16, milestones: [1], eval_batch_size: 32}}
+models: [resnet20]
+seeds: [0]
+methods:
+  - plain
+  - {{name: cam_erasing, mode: replace}}  # the CAM probe and the mean fill see 1 channel
+"""
+
+
+@pytest.mark.slow  # an end-to-end run: about 30 s a dataset on 2 shared cores
+@pytest.mark.parametrize("name", ["fashion_mnist", "svhn"])
+def test_a_suite_trains_one_epoch_on_the_tiny_set_and_measures_occlusion_robustness(
+        tmp_path, name, capsys):
+    (write_fashion if name == "fashion_mnist" else write_svhn)(tmp_path / "d", 32, 16)
+    suite = tmp_path / "papers.yaml"
+    suite.write_text(textwrap.dedent(SUITE.format(name=name)))
+    out = tmp_path / "out"
+    assert main(["--suite", str(suite), "--out", str(out), "--data-root", str(tmp_path / "d"),
+                 "--no-wandb", "--no-progress"]) == 0
+    from benchmark import results
+
+    recs = results.load_records(out / "results" / "papers")
+    assert len(recs) == 2 and all(r["status"] == "finished" for r in recs)
+    for r in recs:
+        assert r["dataset"] == name and len(r["curves"]["test_error"]) == 1
+        rb = r["robustness"]
+        assert "box" not in rb and len(rb["random"]) == len(rb["cam_peak"]) == 5  # no boxes
+    board = (out / "leaderboards" / "papers.md").read_text()
+    assert "Robustness to occlusion" in board
+    from benchmark.training import checkpoint
+
+    final = next((out / "runs").rglob("*.final.pt"), None) or next(out.rglob("*.final.pt"))
+    model, ckpt = checkpoint.load(final)
+    assert ckpt["in_chans"] == (1 if name == "fashion_mnist" else 3)
+    assert models.in_channels(model) == ckpt["in_chans"]
+
+
+def test_the_cam_figure_draws_a_grey_image_grey(tmp_path):
+    from benchmark.report import cam_figure
+
+    image = torch.rand(1, 28, 28)
+    shown = cam_figure._rgb(image)
+    assert shown.shape == (28, 28, 3)
+    assert (shown[..., 0] == shown[..., 1]).all() and (shown[..., 1] == shown[..., 2]).all()
+    model = models.create("resnet20", in_chans=1).eval()
+    images = (torch.rand(4, 1, 28, 28) * 255).to(torch.uint8)
+    cam_figure.cam_examples(model, images, torch.arange(4), (0.5,), (0.25,), tmp_path / "c.png",
+                            n=4)
+    assert (tmp_path / "c.png").stat().st_size > 0
