@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None, prog: str = "erasebench evaluate") -> in
         raw = json.loads(path.read_text(encoding="utf-8"))  # the file as it is, not normalised
         raw["robustness"] = measured
         results.write_record(results_dir, raw)
-    from benchmark.report.leaderboard import find_plan, render_suite
+    from benchmark.report.leaderboard import render_suite
+    from benchmark.report.plan import find_plan
 
     lb = args.out / "leaderboards" / f"{args.suite}.md"
     plan, source = find_plan(args.suite, lb)

@@ -67,7 +67,7 @@ def make_record(suite, model, method, seed, err, *, dataset="cifar10", occlusion
 
 
 def planned(model, method, seed):
-    return {"run_id": f"{model}__{method}__s{seed}", "model": model, "method": method, "seed": seed}
+    return {"run_id": f"{model}__{method}__s{seed}", "model": model, "label": method, "seed": seed}
 
 
 BASE = {"plain": 8.0, "cam_erasing": 7.1, "random_erasing": 7.4, "cutout": 7.3,
@@ -596,7 +596,18 @@ def test_compare_with_nothing_comparable_is_a_one_line_error(tmp_path, capsys):
 
 def test_expected_runs_without_a_required_key_is_a_one_line_error():
     with pytest.raises(ValueError, match="expected_runs: an entry lacks key 'seed'"):
-        grid.build_grid([], suite="x", expected_runs=[{"run_id": "a", "model": "m", "method": "p"}])
+        grid.build_grid([], suite="x", expected_runs=[{"run_id": "a", "model": "m", "label": "p"}])
+
+
+@pytest.mark.parametrize("entry, key", [
+    ({"run_id": "a", "model": "m", "method": "p", "seed": 0}, "lacks key 'label'"),  # old name
+    ({"model": "m", "method": "p", "expected": 3}, "lacks key 'run_id'"),  # a data block's cell
+    ({"run_id": "a", "model": "m", "label": "p", "seed": 0, "eraser": "cutout"},
+     "entry 'a' has key 'eraser'"),  # what a run does is read from its record, not the plan
+])
+def test_the_report_takes_one_plan_shape_run_id_model_label_seed(entry, key):
+    with pytest.raises(ValueError, match=f"expected_runs: .*{key}.*run_id, model, label, seed"):
+        grid.build_grid([], suite="x", expected_runs=[entry])
 
 
 def test_a_record_without_a_needed_key_is_a_one_line_error():
