@@ -22,7 +22,8 @@ PLAN_SUFFIX = ".plan.json"
 
 
 def plan_path(leaderboard) -> Path:
-    """The runner's plan beside a leaderboard: <folder>/<suite>.plan.json for <folder>/<suite>.md."""
+    """The runner's plan beside a leaderboard: <folder>/<suite>.plan.json for <folder>/<suite>.md.
+    """
     lb = Path(leaderboard)
     return lb.with_name(lb.stem + PLAN_SUFFIX)
 
