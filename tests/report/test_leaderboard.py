@@ -2,7 +2,7 @@
 statistics, the grid of planned runs and `compare` are specified one by one.
 
 Regenerate the goldens after an intended change with
-    ERASEBENCH_REGEN_GOLDEN=1 python -m pytest tests/test_leaderboard.py
+    ERASEBENCH_REGEN_GOLDEN=1 python -m pytest tests/report
 and read the diff before committing it.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import stat
 from pathlib import Path
@@ -23,9 +22,6 @@ from benchmark.report import grid, markdown, tables, thesis
 from benchmark.report import leaderboard as lb
 from benchmark.report import stats as report_stats
 from benchmark.results import write_record
-
-FIXTURES = Path(__file__).parent / "fixtures" / "leaderboard"
-REGEN = os.environ.get("ERASEBENCH_REGEN_GOLDEN") == "1"
 
 # Per-seed offsets added to a cell's base error: deterministic, with a visible spread.
 OFFSETS = [0.00, 0.12, -0.08, 0.05, -0.10]
@@ -109,37 +105,28 @@ def single_seed_suite():
             for m in FIVE]
 
 
-def check_golden(name: str, text: str):
-    path = FIXTURES / name
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.is_file(), f"{path} missing: run with ERASEBENCH_REGEN_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} differs from its golden file"
-
-
 # ----------------------------------------------------------------------------- golden files
 
-def test_complete_suite_matches_golden():
+def test_complete_suite_matches_golden(golden):
     recs, plan = complete_suite()
     figs = [("test error by epoch, resnet20", "figures/thesis_curves_resnet20.png")]
-    check_golden("complete.md", lb.render(recs, suite="thesis", expected_runs=plan, figures=figs))
+    golden("complete.md", lb.render(recs, suite="thesis", expected_runs=plan, figures=figs))
 
 
-def test_incomplete_suite_matches_golden():
+def test_incomplete_suite_matches_golden(golden):
     recs, plan = incomplete_suite()
-    check_golden("incomplete.md", lb.render(recs, suite="synthetic_study", expected_runs=plan))
+    golden("incomplete.md", lb.render(recs, suite="synthetic_study", expected_runs=plan))
 
 
-def test_single_seed_suite_matches_golden():
-    check_golden("single_seed.md", lb.render(single_seed_suite(), suite="smoke"))
+def test_single_seed_suite_matches_golden(golden):
+    golden("single_seed.md", lb.render(single_seed_suite(), suite="smoke"))
 
 
-def test_compare_matches_golden():
+def test_compare_matches_golden(golden):
     recs, plan = complete_suite()
     a = lb.summary(grid.build_grid(recs, suite="thesis", expected_runs=plan))
     b = lb.summary(grid.build_grid(single_seed_suite(), suite="smoke"))
-    check_golden("compare.md", cmp.compare([a, b]))
+    golden("compare.md", cmp.compare([a, b]))
 
 
 # ----------------------------------------------------------------------------- the tables
