@@ -148,6 +148,11 @@ class Grid:
     def on_cifar10(self) -> bool:
         return self.datasets == [thesis.DATASET]
 
+    @property
+    def plain(self) -> Method | None:
+        """The column of plain training (no eraser; None when the suite has none)."""
+        return next((m for m in self.methods if m.known and m.eraser is None), None)
+
     def cell(self, model: str, method: Method) -> Cell:
         return self.cells.get((model, method.label), Cell([], 0))
 

@@ -17,18 +17,19 @@ from benchmark.report import curves, robustness_figure, thesis
 from benchmark.report.grid import FAILED, MISSING, SETUP_KEYS, Grid, build_grid
 from benchmark.report.markdown import shown_path
 from benchmark.report.plan import find_plan, plan_path
-from benchmark.report.tables import (
-    ROBUSTNESS_FIGURE,
-    _distinct,
+from benchmark.report.robustness_table import ROBUSTNESS_FIGURE, robustness
+from benchmark.report.run_lists import (
     chance_runs,
-    cost,
     failed_runs,
     missing_runs,
-    occlusion,
-    reproducibility,
     rising_loss,
     rising_loss_runs,
-    robustness,
+)
+from benchmark.report.tables import (
+    cost,
+    distinct_values,
+    occlusion,
+    reproducibility,
     significance,
     table1,
     table2,
@@ -92,7 +93,7 @@ def render(records: list[dict], *, suite: str, expected_runs: list[dict] | None 
     folder as the header names it (see generated_by)."""
     g = build_grid(records, suite=suite, expected_runs=expected_runs)
     planned = sum(c.expected for c in g.cells.values())
-    epochs = _distinct(records, lambda r: r.get("epochs"))
+    epochs = distinct_values(records, lambda r: r.get("epochs"))
     failed = f", {len(g.failed)} failed" if g.failed else ""
     rose = len(rising_loss(g))
     failed += f", {rose} with a rising training loss (see below)" if rose else ""
