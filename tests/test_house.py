@@ -17,7 +17,6 @@ NOT_YET_SPLIT = {
     "benchmark/training/one.py", "benchmark/training/graphs.py",
     "plugins/fill.py", "plugins/transform.py", "plugins/mixing.py", "plugins/cutmix.py",
     "plugins/cam_cutmix.py", "plugins/gridmask.py", "plugins/keep_cutout.py",
-    "benchmark/robustness.py", "benchmark/runner/evaluate.py",  # the robustness evaluation (new)
     "plugins/testing.py",  # check_transform, grown by the mixing erasers
 }
 
