@@ -161,6 +161,32 @@ def test_placement_uses_structured_fields_not_labels():
     assert rows["resnet20 · thesis"][1] == "6.40"  # label "mine", but eraser cam_erasing, b_h 2
 
 
+def test_a_label_is_only_a_column_name_and_never_read_as_the_eraser():
+    """Labels swapped on purpose: column `hide_and_seek` runs Cutout and `cutout` runs
+    Hide-and-Seek. Order, thesis numbers, Table 1, reproducibility and the data block follow the
+    eraser; the label only names the column."""
+    swap = {"cutout": "hide_and_seek", "hide_and_seek": "cutout"}
+    recs = [make_record("x", "resnet20", m, s, BASE[m] + OFFSETS[s])
+            for m in ("plain", "cutout", "hide_and_seek") for s in range(2)]
+    for r in recs:
+        label = swap.get(r["method"], r["method"])
+        r.update(method=label, run_id=f"resnet20__{label}__s{r['seed']}")
+    text = lb.render(recs, suite="x")
+    table = rows_of(text, "Final-epoch test error")
+    assert table[0][1:] == ["8.06 ± 0.08 (n=2)", "7.36 ± 0.08 (n=2)", "7.66 ± 0.08 (n=2)"]
+    header = text.split("## Final-epoch test error", 1)[1].split("\n| model |", 1)[1]
+    assert header.startswith(" plain | hide_and_seek | cutout |")  # Cutout's rank, then H&S's
+    thesis_row = {r[0]: r for r in table}["resnet20 · thesis"]
+    published = thesis.TABLE_2["resnet20"]
+    assert thesis_row[2:] == [f"{published['cutout']:.2f}", f"{published['hide_and_seek']:.2f}"]
+    assert {r[0]: r[1] for r in rows_of(text, "Table 1")} == {"hide_and_seek": "7.36 ± 0.08 (n=2)",
+                                                             "cutout": "7.66 ± 0.08 (n=2)"}
+    assert "| eraser: cutout |" in text and "| eraser: hide_and_seek |" in text
+    groups = {g["method"]: g["eraser"] for g in lb.summary(grid.build_grid(recs, suite="x"))
+              ["groups"]}
+    assert groups == {"plain": None, "hide_and_seek": "cutout", "cutout": "hide_and_seek"}
+
+
 def test_a_variant_with_other_settings_gets_no_thesis_number():
     recs = [dict(make_record("x", "resnet20", "random_erasing", s, 7.0 + OFFSETS[s]),
                  method="random_erasing(p=1)", eraser_params={"p": 1.0, "sl": 0.02})
