@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import plugins
+from benchmark import cli
 from benchmark.runner import claims
 from benchmark.suites.config import ConfigError, parse_suite
 from benchmark.suites.expand import expand
@@ -118,6 +119,32 @@ def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(
     assert records(out)["resnet20__cutout__s0"]["status"] == "finished"
     assert path.with_name(path.name + ".corrupt").is_file()
     assert "| resnet20 |" in (out / "leaderboards" / "tiny.md").read_text()
+
+
+def test_the_runner_keeps_its_plan_beside_the_leaderboard_for_a_render_by_hand(
+        suite_file, tmp_path, monkeypatch, capsys):
+    """The runner's plan (here with seeds the suite file does not have, as `--seeds 0,1` makes
+    it) is kept in <suite>.plan.json; a render by hand, with no suite file to read, counts it."""
+    import yaml
+
+    from benchmark.report import plan as report_plan
+    from benchmark.runner.render import render
+
+    monkeypatch.chdir(tmp_path)
+    suite = parse_suite({**yaml.safe_load(SUITE), "seeds": [0, 1]})
+    runs, out = expand(suite), Path("out")
+    lb = out / "leaderboards" / "tiny.md"
+    render(suite, runs, out / "results" / "tiny", out / "results" / "tiny" / "checkpoints", lb)
+    kept = report_plan.read_plan(lb.with_name("tiny.plan.json"), "tiny")[0]
+    assert [e["run_id"] for e in kept] == [r.run_id for r in runs] and len(kept) == 4
+    assert "0 of 4 planned runs finished ·" in lb.read_text()
+    (out / "results" / "tiny").mkdir(parents=True, exist_ok=True)
+    assert cli.main(["leaderboard", "--suite", "tiny", "--results", "out/results/tiny",
+                     "--out", str(lb)]) == 0
+    text = lb.read_text()
+    assert ("0 of 4 planned runs finished (plan: the runner's out/leaderboards/tiny.plan.json)"
+            in text)
+    assert "`erasebench leaderboard --suite tiny --results out/results/tiny`" in text
 
 
 def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path, capsys):
