@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-__all__ = ["EraserSpec", "add_import_option", "device_arg", "nonnegative_int", "one_line_errors",
-           "parse_spec", "positive_int", "resolve", "threads_arg"]
+__all__ = ["EraserSpec", "add_eraser_options", "add_import_option", "device_arg",
+           "nonnegative_int", "one_line_errors", "parse_spec", "positive_int", "resolve",
+           "threads_arg"]
 
 
 def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -124,6 +125,20 @@ def add_import_option(parser: argparse.ArgumentParser) -> None:
                         metavar="FILE.py|MODULE",
                         help="import a .py file or module that registers erasers (repeatable), "
                         "as `erasebench run --import`")
+
+
+def add_eraser_options(parser: argparse.ArgumentParser, *, threads: int,
+                       threads_help: str) -> None:
+    """The options of a command over several erasers (`figures erased-fraction`, `speed
+    erasers`): --erasers NAME[:key=value,...] (default: every registered eraser), --import, and
+    --threads (torch CPU threads, default `threads`; 0: torch's default); a bad option is one
+    line (one_line_errors)."""
+    parser.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
+                        help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
+                        "(default: every registered eraser, default parameters)")
+    add_import_option(parser)
+    one_line_errors(parser)
+    parser.add_argument("--threads", type=threads_arg, default=threads, help=threads_help)
 
 
 def _split_top(text: str) -> list[str]:

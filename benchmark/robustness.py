@@ -121,8 +121,7 @@ def measure(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     "cam_peak": [...], "seed", "n_test", "fill", "cam_target": "label", "cam_layer"}.
     """
     model.eval()
-    param = next(model.parameters())
-    device = param.device
+    device = next(model.parameters()).device
     n, _, h, w = images.shape
     size = (h, w)
     fractions = [float(f) for f in fractions]
@@ -135,31 +134,39 @@ def measure(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     noise = torch.Generator(device=device).manual_seed(seed)
     live = cams.LiveCam(model, layer=cam_layer, target="label", input_size=size)
     wrong = {p: torch.zeros(len(fractions), dtype=torch.long, device=device) for p in placements}
-    zero = torch.zeros(images.shape[1], device=device, dtype=dtype)
     start = 0
     for x, y in augment.eval_batches(images, labels, batch_size=batch_size, mean=mean, std=std,
                                      device=device):
         x, b = x.to(dtype), len(y)
-        where = {"random": None, "box": None, "cam_peak": None}
-        if boxes is not None:
-            where["box"] = boxes[start:start + b].to(device)
-        where["cam_peak"] = peaks(live(x, y))
-        for i, f in enumerate(fractions):
-            for p in placements:
-                mask = squares(p, f, size, uniform=uniform[i, start:start + b].to(device),
-                               boxes=where["box"], peak=where["cam_peak"])
-                occluded = fill_images(x, mask, fill, mean=zero, generator=noise)
-                with autocast():
-                    logits = model(occluded)
-                wrong[p][i] += (logits.argmax(1) != y).sum()
+        box = None if boxes is None else boxes[start:start + b].to(device)
+        _count_wrong(model, x, y, wrong, fractions, uniform=uniform[:, start:start + b].to(device),
+                     boxes=box, peak=peaks(live(x, y)), fill=fill, noise=noise, autocast=autocast)
         start += b
         if progress is not None:
             progress(b)
-    out = {"fractions": fractions}
-    for p in placements:
-        out[p] = [100.0 * c / n for c in wrong[p].tolist()]
+    out = {"fractions": fractions, **{p: [100.0 * c / n for c in wrong[p].tolist()]
+                                      for p in placements}}
     out.update(seed=int(seed), n_test=int(n), fill=fill, cam_target="label", cam_layer=cam_layer)
     return out
+
+
+def _count_wrong(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 wrong: dict[str, torch.Tensor], fractions: list[float], *, uniform: torch.Tensor,
+                 boxes: torch.Tensor | None, peak: torch.Tensor, fill: str,
+                 noise: torch.Generator, autocast) -> None:
+    """Add to wrong[placement][i] the misclassified images of one normalised batch x (B, C, H, W)
+    (labels y (B,)) occluded at fractions[i], for each placement in `wrong`. uniform: float
+    (len(fractions), B, 2), the batch's random positions; boxes long (B, 4) or None; peak long
+    (B, 2), the CAM peaks. Occluders are filled in the order fraction, then placement."""
+    size = (x.shape[-2], x.shape[-1])
+    zero = torch.zeros(x.shape[1], device=x.device, dtype=x.dtype)
+    for i, f in enumerate(fractions):
+        for p in wrong:
+            mask = squares(p, f, size, uniform=uniform[i], boxes=boxes, peak=peak)
+            occluded = fill_images(x, mask, fill, mean=zero, generator=noise)
+            with autocast():
+                logits = model(occluded)
+            wrong[p][i] += (logits.argmax(1) != y).sum()
 
 
 def occluder_fill(fill: str | None) -> str:

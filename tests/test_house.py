@@ -14,8 +14,6 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 50
 NOT_YET_SPLIT = {
     "benchmark/training/step.py", "benchmark/training/pack.py", "benchmark/training/train.py",
     "benchmark/training/one.py", "benchmark/training/graphs.py",
-    "benchmark/report/tables.py", "benchmark/report/leaderboard.py",
-    "benchmark/robustness.py", "benchmark/runner/evaluate.py",  # the robustness evaluation (new)
 }
 
 

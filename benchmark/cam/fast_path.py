@@ -10,7 +10,7 @@ from torch import nn
 
 from benchmark.cam.context import LogitsSelector, plain_context, select_logits
 from benchmark.cam.layers import default_layer, layer_module
-from benchmark.models import eval_mode
+from benchmark.models import eval_mode, in_channels
 
 __all__ = ["FAST_PATH_CACHE", "fast_path_applies", "fast_path_cached"]
 
@@ -40,7 +40,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     except StopIteration:
         return False
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, *input_size, generator=gen).to(device=param.device, dtype=param.dtype)
+    x = torch.randn(2, in_channels(model), *input_size, generator=gen).to(device=param.device,
+                                                                         dtype=param.dtype)
     name = layer if layer is not None else default_layer(model, x)
     module = layer_module(model, name)
     captured: list[torch.Tensor] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.eraser_cli import add_import_option, one_line_errors, positive_int, threads_arg
+from benchmark.eraser_cli import add_eraser_options, positive_int
 from benchmark.fileio import atomic_write, save_figure
 
 __all__ = ["count_true", "erased_fraction", "erased_fraction_stats", "register", "synthetic_cam"]
@@ -185,13 +185,8 @@ def register(sub) -> None:
     p.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
     p.add_argument("--chunk", type=positive_int, default=50_000, help="masks drawn per batch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
-                   help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
-                   "(default: every registered eraser, default parameters)")
-    add_import_option(p)
-    one_line_errors(p)
     # One thread by default: the chunks are memory-bound, and on a small shared machine
     # OpenMP threads that wait on each other made this 2x slower (measured on 2 busy cores).
-    p.add_argument("--threads", type=threads_arg, default=1,
-                   help="torch CPU threads (default 1; 0: torch's default)")
+    add_eraser_options(p, threads=1, threads_help="torch CPU threads (default 1; 0: torch's "
+                       "default)")
     p.set_defaults(func=erased_fraction)

@@ -148,6 +148,11 @@ class Grid:
     def on_cifar10(self) -> bool:
         return self.datasets == [thesis.DATASET]
 
+    @property
+    def plain(self) -> Method | None:
+        """The column of plain training (no eraser; None when the suite has none)."""
+        return next((m for m in self.methods if m.known and m.eraser is None), None)
+
     def cell(self, model: str, method: Method) -> Cell:
         return self.cells.get((model, method.label), Cell([], 0))
 
@@ -185,51 +190,38 @@ def _plan_inferred(records, methods) -> tuple[list[str], dict, list[str]]:
     return models, expected, missing
 
 
+PLAN_KEYS = ("run_id", "model", "label", "seed")
+
+
 def planned_run(r) -> dict:
     """A planned run as the report takes it, {"run_id", "model", "label", "seed"}, from a RunSpec
     (benchmark.suites.expand): everything else about the run is read from its record."""
     return {"run_id": r.run_id, "model": r.model, "label": r.label, "seed": r.seed}
 
 
-def _planned_cell(e: dict, records, methods, models, expected, missing) -> None:
-    """A planned cell without run ids (a previous leaderboard's data block group: model, method,
-    expected, and what the method does)."""
-    for key in ("model", "method"):
+def check_planned_run(e) -> None:
+    """The report's one plan shape: a dict with exactly the keys PLAN_KEYS (run_id, model, label,
+    seed; see planned_run). Anything else is a ValueError naming the key."""
+    if not isinstance(e, dict):
+        raise ValueError(f"expected_runs: an entry is {type(e).__name__}, not a dict of "
+                         f"{', '.join(PLAN_KEYS)}")
+    for key in PLAN_KEYS:
         if key not in e:
-            raise ValueError(f"expected_runs: a planned cell lacks key {key!r}")
-    label, k = e["method"], e["expected"]
-    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-        raise ValueError(f"expected_runs: cell {e['model']} / {label}: key 'expected' is {k!r}, "
-                         "not a count")
-    if e.get("eraser") is None and label != "plain":
-        planned = Method(label, known=False)
-    else:
-        planned = Method(label, e.get("eraser"), dict(e.get("eraser_params") or {}),
-                         e.get("cam"), setup={key: e.get(key) for key in SETUP_KEYS})
-    methods.setdefault(label, planned)
-    if e["model"] not in models:
-        models.append(e["model"])
-    key = (e["model"], label)
-    expected[key] = expected.get(key, 0) + k
-    have = sum((r["model"], r["label"]) == key for r in records)
-    if have < k:
-        missing.append(f"{e['model']} / {label}: {k - have} of {k} runs")
+            raise ValueError(f"expected_runs: an entry lacks key {key!r}; each has exactly "
+                             f"{', '.join(PLAN_KEYS)} (got {', '.join(sorted(map(str, e)))})")
+    extra = sorted(map(str, set(e) - set(PLAN_KEYS)))
+    if extra:
+        raise ValueError(f"expected_runs: entry {e['run_id']!r} has key {extra[0]!r}; each has "
+                         f"exactly {', '.join(PLAN_KEYS)} (the rest is read from its record)")
 
 
 def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[str]]:
-    """The runner's plan: (models, runs expected per cell, planned run ids without a record).
-    An entry with key `expected` is a planned cell without run ids (a previous leaderboard's)."""
+    """The plan (planned_run entries): (models, runs expected per cell, planned run ids without a
+    record)."""
     done = {r["run_id"] for r in records}
     models, expected, missing = [], {}, []
     for e in expected_runs:
-        if "expected" in e:
-            _planned_cell(e, records, methods, models, expected, missing)
-            continue
-        e = results.renamed(e)  # an entry's `method` (its old name) is its label
-        for key in ("run_id", "model", "label", "seed"):
-            if key not in e:
-                raise ValueError(f"expected_runs: an entry lacks key {key!r}; each needs "
-                                 f"run_id, model, label, seed (got {sorted(e)})")
+        check_planned_run(e)
         label = e["label"]
         methods.setdefault(label, Method(label, known=False))  # a record, if any, places it
         if e["model"] not in models:
@@ -243,7 +235,9 @@ def _plan_given(records, methods, expected_runs) -> tuple[list[str], dict, list[
 
 def build_grid(records: list[dict], *, suite: str, expected_runs: list[dict] | None = None) -> Grid:
     """Group records into (model, method) cells over the planned grid; unplanned extras are kept.
-    Failed records mark their cells and are listed, but never enter a mean."""
+    Failed records mark their cells and are listed, but never enter a mean.
+    expected_runs: the plan, a list of planned_run entries (None: unknown); ValueError for an
+    entry of any other shape."""
     records = [results.renamed(r) for r in records]  # a record's `method` is its `label`
     for r in records:
         check_record(r, suite)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from benchmark.report.grid import AT_CHANCE, FAILED, MISSING, Cell
 from benchmark.report.stats import mean, std
 
@@ -59,3 +62,15 @@ def _esc(text) -> str:
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(_esc(h) for h in header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(_esc(c) for c in row) + " |" for row in rows]
+
+
+def shown_path(path) -> str:
+    """`path` as a leaderboard prints it (posix): as given when relative, relative to the working
+    folder when inside it, else `…/` and its last two parts: never this machine's absolute path."""
+    p = Path(path)
+    if not p.is_absolute():
+        return Path(os.path.normpath(p)).as_posix()
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return "…/" + "/".join(p.parts[-2:])

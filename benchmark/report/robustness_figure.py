@@ -8,8 +8,8 @@ from pathlib import Path
 
 from benchmark.fileio import save_figure
 from benchmark.report.grid import Grid
+from benchmark.report.robustness_table import ROBUSTNESS_PLACEMENTS, evaluated_errors
 from benchmark.report.stats import mean
-from benchmark.report.tables import ROBUSTNESS_PLACEMENTS, robustness_errors
 
 
 def series(g: Grid, model: str) -> dict[str, dict[str, tuple[list[float], list[float], int]]]:
@@ -20,8 +20,7 @@ def series(g: Grid, model: str) -> dict[str, dict[str, tuple[list[float], list[f
         for m in g.methods:
             if (model, m.label) not in g.cells:
                 continue
-            errs = [(r, robustness_errors(r, placement)) for r in g.cell(model, m).records]
-            errs = [(r, e) for r, e in errs if e]
+            errs = evaluated_errors(g.cell(model, m).records, placement)
             if not errs:
                 continue
             fractions = sorted(set.intersection(*(set(e) for _, e in errs)))

@@ -1,11 +1,13 @@
-"""The sections of a leaderboard, one short function each: the thesis's Tables 1-4 beside its
-published numbers, best-epoch error, significance, occlusion, cost, failures, missing runs and
-reproducibility. Each takes the suite's grid and returns markdown lines."""
+"""The tables of a leaderboard, one short function each: the thesis's Tables 1-4 beside its
+published numbers (and the Table 2 layout for best-epoch error), significance, occlusion, cost and
+reproducibility. Each takes the suite's grid and returns markdown lines. The lists of runs
+(failed, rising loss, at chance, missing) are in run_lists.py; robustness to occlusion in
+robustness_table.py."""
 
 from __future__ import annotations
 
 from benchmark.report import thesis
-from benchmark.report.grid import AT_CHANCE, Cell, Grid, Method, at_chance, chance_error
+from benchmark.report.grid import Cell, Grid, Method
 from benchmark.report.markdown import (
     fmt_cell,
     fmt_delta,
@@ -15,7 +17,7 @@ from benchmark.report.markdown import (
     fmt_pct,
     md_table,
 )
-from benchmark.report.stats import mean, std, welch_p
+from benchmark.report.stats import mean, welch_p
 
 
 def _mean_or_none(c: Cell, key: str = "final_test_error") -> float | None:
@@ -130,7 +132,7 @@ def best_baseline(g: Grid, model: str) -> Method | None:
 
 
 def significance(g: Grid) -> list[str]:
-    plain = next((m for m in g.methods if m.known and m.eraser is None), None)
+    plain = g.plain
     rows, bests = [], []
     for mo in g.models:
         best = best_baseline(g, mo)
@@ -236,7 +238,7 @@ def cost(g: Grid) -> list[str]:
             *md_table(header, rows), ""]
 
 
-def _distinct(records: list[dict], get) -> list[str]:
+def distinct_values(records: list[dict], get) -> list[str]:
     return sorted({str(v) for v in (get(r) for r in records) if v not in (None, "")})
 
 
@@ -244,21 +246,25 @@ def reproducibility(g: Grid) -> list[str]:
     recs = g.records
     if not recs:
         return []
-    rows = [["command", "<br>".join(f"`{c}`" for c in _distinct(recs, lambda r: r.get("command")))],
-            ["git commit", ", ".join(_distinct(recs, lambda r: r.get("git_commit"))) or "n/a"],
-            ["device", ", ".join(_distinct(recs, lambda r: r.get("device")))],
+
+    def values(get, records=recs) -> str:
+        return ", ".join(distinct_values(records, get))
+
+    rows = [["command", "<br>".join(f"`{c}`" for c in distinct_values(recs,
+                                                                      lambda r: r.get("command")))],
+            ["git commit", values(lambda r: r.get("git_commit")) or "n/a"],
+            ["device", values(lambda r: r.get("device"))],
             ["dataset", ", ".join(g.datasets)],
-            ["epochs", ", ".join(_distinct(recs, lambda r: r.get("epochs")))]]
-    dates = _distinct(recs, lambda r: r.get("date"))
+            ["epochs", values(lambda r: r.get("epochs"))]]
+    dates = distinct_values(recs, lambda r: r.get("date"))
     rows.append(["date", "n/a" if not dates else dates[0] if len(dates) == 1
                  else f"{dates[0]} … {dates[-1]}"])
     for k in sorted({k for r in recs for k in (r.get("versions") or {})}):
-        rows.append([f"version: {k}",
-                     ", ".join(_distinct(recs, lambda r, k=k: (r.get("versions") or {}).get(k)))])
-    rows.append(["precision", ", ".join(_distinct(recs, lambda r: r.get("precision"))) or "n/a"])
+        rows.append([f"version: {k}", values(lambda r, k=k: (r.get("versions") or {}).get(k))])
+    rows.append(["precision", values(lambda r: r.get("precision")) or "n/a"])
     for eraser in sorted({r["eraser"] for r in recs if r.get("eraser")}):
-        rows.append([f"eraser: {eraser}", ", ".join(_distinct(
-            [r for r in recs if r.get("eraser") == eraser], _source)) or "n/a"])
+        rows.append([f"eraser: {eraser}",
+                     values(_source, [r for r in recs if r.get("eraser") == eraser]) or "n/a"])
     return ["## Reproducibility", "", "Distinct values over the suite's records.", "",
             *md_table(["field", "value(s)"], rows), ""]
 
@@ -271,169 +277,3 @@ def _source(rec: dict) -> str | None:
     if src.get("package"):
         return f"{src['package']} {src.get('version') or '?'} (module {src.get('module')})"
     return f"{src.get('file')} (sha256 {src.get('sha256')})"
-
-
-def missing_runs(g: Grid) -> list[str]:
-    if not g.missing:
-        return []
-    shown = g.missing[:30]
-    more = f" … and {len(g.missing) - len(shown)} more" if len(g.missing) > len(shown) else ""
-    return ["## Missing runs", "", f"{len(g.missing)} planned run(s) have no record yet: "
-            + ", ".join(f"`{x}`" for x in shown) + more + ".", ""]
-
-
-def _failed_epoch(r: dict) -> str:
-    epoch = _failure(r).get("epoch")
-    if epoch is None:
-        return "before epoch 1"
-    return f"{epoch} of {r['epochs']}" if isinstance(r.get("epochs"), int) else str(epoch)
-
-
-def _failure(r: dict) -> dict:
-    f = r.get("failure")
-    return f if isinstance(f, dict) else {}
-
-
-def rising_loss(g: Grid) -> list[dict]:
-    """Finished runs whose last training loss is above their first epoch's: training made them
-    worse (a finite divergence, e.g. too high a learning rate). They finish and are averaged like
-    any run, so the leaderboard names them instead of letting a chance-level cell pass as good."""
-    failed = {r["run_id"] for r in g.failed}
-
-    def rose(r: dict) -> bool:
-        loss = (r.get("curves") or {}).get("train_loss") or []
-        return len(loss) >= 2 and loss[-1] > loss[0]
-
-    return [r for r in g.records if r["run_id"] not in failed and rose(r)]
-
-
-def rising_loss_runs(g: Grid) -> list[str]:
-    runs = rising_loss(g)
-    if not runs:
-        return []
-    rows = [[f"`{r['run_id']}`", f"{r['curves']['train_loss'][0]:.4g}",
-             f"{r['curves']['train_loss'][-1]:.4g}", fmt_err(r["final_test_error"])] for r in runs]
-    return ["## Runs whose training loss rose", "",
-            f"{len(runs)} finished run(s) ended with a higher training loss than in their first "
-            "epoch: they did not train (diverged, or too short to start). Their errors are in the "
-            "cells above, in the means; read those cells with this in mind.", "",
-            *md_table(["run", "first-epoch loss", "last-epoch loss", "final error"], rows), ""]
-
-
-def chance_runs(g: Grid) -> list[str]:
-    """Finished runs whose final error is at the level of guessing: listed with the error of
-    guessing, since their cells' means include them."""
-    runs = [r for mo in g.models for m in g.methods for r in g.cell(mo, m).records
-            if at_chance(r)]
-    if not runs:
-        return []
-    rows = []
-    for r in sorted(runs, key=lambda r: r["run_id"]):
-        guess, floor = chance_error(r)
-        rows.append([f"`{r['run_id']}`", str(r.get("num_classes") or r.get("dataset")),
-                     f"{guess:.2f}", f"{floor:.2f}", fmt_err(r["final_test_error"])])
-    return ["## Runs at chance level", "",
-            f"{len(runs)} finished run(s) ended with a test error no better than guessing (within "
-            "two standard errors of 100 (1 - 1/classes) % on the test set's size): they did not "
-            f"learn. Their cells say `{AT_CHANCE}`; their errors are in those cells' means.", "",
-            *md_table(["run", "classes (or data)", "guessing error", "counted from",
-                       "final error"], rows), ""]
-
-
-def failed_runs(g: Grid) -> list[str]:
-    if not g.failed:
-        return []
-    rows = [[f"`{r['run_id']}`", _failed_epoch(r), str(_failure(r).get("reason") or "not recorded")]
-            for r in g.failed]
-    return ["## Failed runs", "",
-            f"{len(g.failed)} run(s) failed; they are left out of every mean, p-value and rank, "
-            "and a rerun keeps them as results (`--retry-failed` trains them again). Epoch: the "
-            "one running when it failed.", "", *md_table(["run", "epoch", "reason"], rows), ""]
-
-
-# --------------------------------------------------------------------------- robustness
-
-ROBUSTNESS_PLACEMENTS = {"random": "placed uniformly at random",
-                         "box": "centred on the object box",
-                         "cam_peak": "centred at the model's own CAM peak (true class)"}
-ROBUSTNESS_P_AT = 0.3  # the occluded fraction of the Welch test against plain
-ROBUSTNESS_FIGURE = "test error vs occluded fraction"  # the caption prefix of its figures
-
-
-def robustness_errors(rec: dict, placement: str) -> dict[float, float]:
-    """{fraction: test error %} of one record's occluded test sets at `placement` ({} when the
-    record has no robustness, or none at that placement, e.g. "box" on data without boxes)."""
-    rb = rec.get("robustness")
-    if not isinstance(rb, dict) or not isinstance(rb.get(placement), list):
-        return {}
-    return {float(f): float(e) for f, e in zip(rb.get("fractions") or [], rb[placement],
-                                               strict=False)
-            if isinstance(e, int | float) and not isinstance(e, bool)}
-
-
-def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[str]:
-    """'Robustness to occlusion': per placement, model x method, the mean ± std over seeds of the
-    test error on occluded test sets at each occluded fraction, and Welch's p against plain at
-    f = 0.3. Absent when no record has been evaluated (records trained before the measurement
-    existed: `erasebench evaluate` adds it)."""
-    recs = [r for mo in g.models for m in g.methods for r in g.cell(mo, m).records]
-    evaluated = [r for r in recs if isinstance(r.get("robustness"), dict)]
-    if not evaluated:
-        return []
-    fractions = sorted({float(f) for r in evaluated for f in r["robustness"].get("fractions", [])})
-    plain = next((m for m in g.methods if m.known and m.eraser is None), None)
-    out = ["## Robustness to occlusion", "",
-           "Top-1 test error (%) of each run's final model on occluded copies of its test set "
-           "(Zhong et al. 2017, the occlusion experiment of Random Erasing): one square per image "
-           "covering the fraction f of the image, filled with the run's fill value (`fill`; in "
-           "normalised space, where `zero` is the dataset's mean colour). The random placements "
-           "come from one fixed seed, so every method and seed sees the same occluded test set; "
-           "the CAM peak is each model's own. f = 0 is the clean final error. Mean ± sample std "
-           f"over the evaluated runs; `p vs plain`: Welch's two-sided t-test at f = "
-           f"{ROBUSTNESS_P_AT:g} (n < 2 on either side: n/a); `; j {AT_CHANCE}`: j of the "
-           "evaluated runs ended at the error of guessing (see Runs at chance level). How it is "
-           "measured: "
-           "benchmark/robustness.py.", ""]
-    missing = len(recs) - len(evaluated)
-    if missing:
-        out += [f"{missing} of {len(recs)} finished run(s) not evaluated (trained before this "
-                f"measurement existed: run `erasebench evaluate --suite {g.suite}`); their cells "
-                "count only the evaluated runs, `—` where none is.", ""]
-    for placement, what in ROBUSTNESS_PLACEMENTS.items():
-        if not any(robustness_errors(r, placement) for r in evaluated):
-            continue  # e.g. "box" on data without boxes: absent, not zero
-        header = ["model", "method", "fill", "evaluated", "f = 0 (clean)",
-                  *[f"f = {f:g}" for f in fractions], f"p vs plain (f = {ROBUSTNESS_P_AT:g})"]
-        rows = []
-        for mo in g.models:
-            ref = ([e[ROBUSTNESS_P_AT] for r in g.cell(mo, plain).records
-                    if ROBUSTNESS_P_AT in (e := robustness_errors(r, placement))]
-                   if plain is not None else [])
-            for m in g.methods:
-                if (mo, m.label) not in g.cells or not g.cell(mo, m).n:
-                    continue
-                c = g.cell(mo, m)
-                errs = [(r, robustness_errors(r, placement)) for r in c.records]
-                errs = [(r, e) for r, e in errs if e]
-                fills = sorted({str(r["robustness"].get("fill")) for r, _ in errs}) or ["—"]
-                chance = sum(at_chance(r) for r, _ in errs)
-                row = [mo, m.label, ", ".join(fills),
-                       f"{len(errs)} of {c.n}" + (f"; {chance} {AT_CHANCE}" if chance else ""),
-                       _mean_std([r["final_test_error"] for r, _ in errs])]
-                row += [_mean_std([e[f] for _, e in errs if f in e]) for f in fractions]
-                mine = [e[ROBUSTNESS_P_AT] for _, e in errs if ROBUSTNESS_P_AT in e]
-                same = plain is not None and m.label == plain.label
-                row.append("—" if same or plain is None or not mine or not ref
-                           else fmt_p(welch_p(mine, ref)))
-                rows.append(row)
-        out += [f"### Occluder {what}", "", *md_table(header, rows), ""]
-    out += [f"![{cap}]({path})" for cap, path in figures or []
-            if cap.startswith(ROBUSTNESS_FIGURE)]
-    return out + ([""] if figures and any(c.startswith(ROBUSTNESS_FIGURE) for c, _ in figures)
-                  else [])
-
-
-def _mean_std(xs: list[float]) -> str:
-    if not xs:
-        return "—"
-    return f"{mean(xs):.2f} ± {fmt_err(std(xs))}"

@@ -83,14 +83,7 @@ def evaluate_record(path: Path, rec: dict, ckpt_path: Path, *, device, cache: di
 def main(argv: list[str] | None = None, prog: str = "erasebench evaluate") -> int:
     """`erasebench evaluate --suite NAME`: add robustness to occlusion to a suite's finished
     records from their final checkpoints (no training), then re-render its leaderboard."""
-    p = argparse.ArgumentParser(prog=prog, description=main.__doc__.split(": ", 1)[1])
-    p.add_argument("--suite", required=True, help="the suite name (results/<suite>/ under --out)")
-    p.add_argument("--out", type=Path, default=Path("runs"),
-                   help="the folder holding results/ and leaderboards/, as `erasebench run "
-                   "--out` (default: runs); nothing is written outside it")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    args = _parser(prog, main.__doc__.split(": ", 1)[1]).parse_args(argv)
     from benchmark.suites.config import ConfigError, check_suite_name
 
     try:  # the name becomes results/<suite>/ and leaderboards/<suite>.md: never a path
@@ -104,21 +97,53 @@ def main(argv: list[str] | None = None, prog: str = "erasebench evaluate") -> in
               "--out)", file=sys.stderr)
         return 2
     import torch
-    from tqdm.auto import tqdm
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    todo, done = pending(results_dir, args.suite)
+    skipped = evaluate_all(todo, results_dir, device=device, suite=args.suite,
+                           progress=not args.no_progress)
+    lb = rerender(args.out, args.suite)
+    print(f"evaluate {args.suite}: {len(todo) - len(skipped)} record(s) given robustness, "
+          f"{done} already had it, {len(skipped)} skipped; wrote {lb}")
+    return 1 if skipped else 0
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--suite", required=True, help="the suite name (results/<suite>/ under --out)")
+    p.add_argument("--out", type=Path, default=Path("runs"),
+                   help="the folder holding results/ and leaderboards/, as `erasebench run "
+                   "--out` (default: runs); nothing is written outside it")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def pending(results_dir: Path, suite: str) -> tuple[list[tuple[Path, dict]], int]:
+    """([(path, record)] of the suite's finished records without robustness, how many have it).
+    A damaged record is one warning line and left where it is."""
     todo, done = [], 0
     for path in sorted(results_dir.glob("*.json")):
-        rec = results.read_record(path)  # a damaged record: one warning, left where it is
-        if rec is None or rec.get("status") != results.FINISHED or rec.get("suite") != args.suite:
+        rec = results.read_record(path)
+        if rec is None or rec.get("status") != results.FINISHED or rec.get("suite") != suite:
             continue
         if isinstance(rec.get("robustness"), dict):
             done += 1
             continue
         todo.append((path, rec))
+    return todo, done
+
+
+def evaluate_all(todo: list[tuple[Path, dict]], results_dir: Path, *, device, suite: str,
+                 progress: bool = True) -> list[str]:
+    """Measure each record of `todo` from its final checkpoint and rewrite it with the key
+    "robustness" (atomically; every other key as the file has it); the run ids skipped, each
+    with one line saying why (no checkpoint, a damaged or refused one, another model's)."""
+    from tqdm.auto import tqdm
+
     skipped, cache = [], {}
-    for path, rec in tqdm(todo, desc=f"evaluate {args.suite}", unit="run",
-                          disable=args.no_progress or not todo, dynamic_ncols=True):
+    for path, rec in tqdm(todo, desc=f"evaluate {suite}", unit="run",
+                          disable=not progress or not todo, dynamic_ncols=True):
         ckpt = results_dir / "checkpoints" / f"{rec['run_id']}.final.pt"
         try:
             measured = evaluate_record(path, rec, ckpt, device=device, cache=cache)
@@ -131,12 +156,16 @@ def main(argv: list[str] | None = None, prog: str = "erasebench evaluate") -> in
         raw = json.loads(path.read_text(encoding="utf-8"))  # the file as it is, not normalised
         raw["robustness"] = measured
         results.write_record(results_dir, raw)
-    from benchmark.report.leaderboard import find_plan, render_suite
+    return skipped
 
-    lb = args.out / "leaderboards" / f"{args.suite}.md"
-    plan, source = find_plan(args.suite, lb)
-    render_suite(args.suite, results_dir, lb, figures_dir=lb.parent / "figures",
-                 expected_runs=plan, plan_source=source)
-    print(f"evaluate {args.suite}: {len(todo) - len(skipped)} record(s) given robustness, "
-          f"{done} already had it, {len(skipped)} skipped; wrote {lb}")
-    return 1 if skipped else 0
+
+def rerender(out: Path, suite: str) -> Path:
+    """Render <out>/leaderboards/<suite>.md again from the records, with the plan a hand render
+    finds (report/plan.py: find_plan); its path."""
+    from benchmark.report.leaderboard import render_suite
+    from benchmark.report.plan import find_plan
+
+    lb = out / "leaderboards" / f"{suite}.md"
+    plan, source = find_plan(suite, lb)
+    return render_suite(suite, out / "results" / suite, lb, figures_dir=lb.parent / "figures",
+                        expected_runs=plan, plan_source=source)

@@ -7,19 +7,22 @@ from pathlib import Path
 
 from benchmark.fileio import warn
 from benchmark.report.grid import planned_run
+from benchmark.report.plan import write_plan
 
 
 def render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
-    """Draw the suite's CAM figure into <lb's folder>/figures/, then render the leaderboard `lb`
-    from the records in results_dir with the runner's plan. The figure comes first so that the
-    leaderboard, which lists the figures it finds, links it; a figure never costs the suite its
-    leaderboard (a failure is one warning line)."""
+    """Draw the suite's CAM figure into <lb's folder>/figures/, keep the runner's plan beside `lb`
+    (<suite>.plan.json), then render the leaderboard `lb` from the records in results_dir with
+    that plan. The figure comes first so that the leaderboard, which lists the figures it finds,
+    links it; a figure never costs the suite its leaderboard (a failure is one warning line)."""
     from benchmark.report import leaderboard
 
     figures_dir = lb.parent / "figures"
     cam_figure(suite.name, runs, work_dir, figures_dir)
+    plan = [planned_run(r) for r in runs]
+    write_plan(lb, suite.name, plan)  # for a render by hand after an interrupt (report/plan.py)
     leaderboard.render_suite(suite.name, results_dir, lb, figures_dir=figures_dir,
-                             expected_runs=[planned_run(r) for r in runs])
+                             expected_runs=plan)
 
 
 def cam_figure(suite: str, runs, work_dir: Path, figures_dir: Path) -> None:

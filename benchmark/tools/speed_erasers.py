@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.eraser_cli import (
-    add_import_option,
-    device_arg,
-    nonnegative_int,
-    one_line_errors,
-    positive_int,
-    threads_arg,
-)
+from benchmark.eraser_cli import add_eraser_options, device_arg, nonnegative_int, positive_int
 from benchmark.timing import per_call
 
 
@@ -94,13 +87,7 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=nonnegative_int, default=3)
     p.add_argument("--device", type=device_arg, default=None,
                    help="one device only (default: cpu, and cuda)")
-    p.add_argument("--erasers", nargs="+", default=None, metavar="NAME[:key=value,...]",
-                   help="erasers with optional parameters, e.g. cutout:size=8 gridmask "
-                   "(default: every registered eraser, default parameters)")
-    add_import_option(p)
-    one_line_errors(p)
     # 0 keeps torch's default. On a small shared machine, OpenMP threads of batched ops that
     # wait on each other can cost more than they bring; compare with --threads 1.
-    p.add_argument("--threads", type=threads_arg, default=0,
-                   help="torch CPU threads (0: torch's default)")
+    add_eraser_options(p, threads=0, threads_help="torch CPU threads (0: torch's default)")
     p.set_defaults(func=erasers)

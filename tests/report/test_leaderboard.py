@@ -2,7 +2,7 @@
 statistics, the grid of planned runs and `compare` are specified one by one.
 
 Regenerate the goldens after an intended change with
-    ERASEBENCH_REGEN_GOLDEN=1 python -m pytest tests/test_leaderboard.py
+    ERASEBENCH_REGEN_GOLDEN=1 python -m pytest tests/report
 and read the diff before committing it.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import stat
 from pathlib import Path
@@ -23,9 +22,6 @@ from benchmark.report import grid, markdown, tables, thesis
 from benchmark.report import leaderboard as lb
 from benchmark.report import stats as report_stats
 from benchmark.results import write_record
-
-FIXTURES = Path(__file__).parent / "fixtures" / "leaderboard"
-REGEN = os.environ.get("ERASEBENCH_REGEN_GOLDEN") == "1"
 
 # Per-seed offsets added to a cell's base error: deterministic, with a visible spread.
 OFFSETS = [0.00, 0.12, -0.08, 0.05, -0.10]
@@ -67,7 +63,7 @@ def make_record(suite, model, method, seed, err, *, dataset="cifar10", occlusion
 
 
 def planned(model, method, seed):
-    return {"run_id": f"{model}__{method}__s{seed}", "model": model, "method": method, "seed": seed}
+    return {"run_id": f"{model}__{method}__s{seed}", "model": model, "label": method, "seed": seed}
 
 
 BASE = {"plain": 8.0, "cam_erasing": 7.1, "random_erasing": 7.4, "cutout": 7.3,
@@ -109,37 +105,28 @@ def single_seed_suite():
             for m in FIVE]
 
 
-def check_golden(name: str, text: str):
-    path = FIXTURES / name
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.is_file(), f"{path} missing: run with ERASEBENCH_REGEN_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} differs from its golden file"
-
-
 # ----------------------------------------------------------------------------- golden files
 
-def test_complete_suite_matches_golden():
+def test_complete_suite_matches_golden(golden):
     recs, plan = complete_suite()
     figs = [("test error by epoch, resnet20", "figures/thesis_curves_resnet20.png")]
-    check_golden("complete.md", lb.render(recs, suite="thesis", expected_runs=plan, figures=figs))
+    golden("complete.md", lb.render(recs, suite="thesis", expected_runs=plan, figures=figs))
 
 
-def test_incomplete_suite_matches_golden():
+def test_incomplete_suite_matches_golden(golden):
     recs, plan = incomplete_suite()
-    check_golden("incomplete.md", lb.render(recs, suite="synthetic_study", expected_runs=plan))
+    golden("incomplete.md", lb.render(recs, suite="synthetic_study", expected_runs=plan))
 
 
-def test_single_seed_suite_matches_golden():
-    check_golden("single_seed.md", lb.render(single_seed_suite(), suite="smoke"))
+def test_single_seed_suite_matches_golden(golden):
+    golden("single_seed.md", lb.render(single_seed_suite(), suite="smoke"))
 
 
-def test_compare_matches_golden():
+def test_compare_matches_golden(golden):
     recs, plan = complete_suite()
     a = lb.summary(grid.build_grid(recs, suite="thesis", expected_runs=plan))
     b = lb.summary(grid.build_grid(single_seed_suite(), suite="smoke"))
-    check_golden("compare.md", cmp.compare([a, b]))
+    golden("compare.md", cmp.compare([a, b]))
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -172,6 +159,32 @@ def test_placement_uses_structured_fields_not_labels():
     text = lb.render(recs, suite="x")
     rows = {r[0]: r for r in rows_of(text, "Final-epoch test error")}
     assert rows["resnet20 · thesis"][1] == "6.40"  # label "mine", but eraser cam_erasing, b_h 2
+
+
+def test_a_label_is_only_a_column_name_and_never_read_as_the_eraser():
+    """Labels swapped on purpose: column `hide_and_seek` runs Cutout and `cutout` runs
+    Hide-and-Seek. Order, thesis numbers, Table 1, reproducibility and the data block follow the
+    eraser; the label only names the column."""
+    swap = {"cutout": "hide_and_seek", "hide_and_seek": "cutout"}
+    recs = [make_record("x", "resnet20", m, s, BASE[m] + OFFSETS[s])
+            for m in ("plain", "cutout", "hide_and_seek") for s in range(2)]
+    for r in recs:
+        label = swap.get(r["method"], r["method"])
+        r.update(method=label, run_id=f"resnet20__{label}__s{r['seed']}")
+    text = lb.render(recs, suite="x")
+    table = rows_of(text, "Final-epoch test error")
+    assert table[0][1:] == ["8.06 ± 0.08 (n=2)", "7.36 ± 0.08 (n=2)", "7.66 ± 0.08 (n=2)"]
+    header = text.split("## Final-epoch test error", 1)[1].split("\n| model |", 1)[1]
+    assert header.startswith(" plain | hide_and_seek | cutout |")  # Cutout's rank, then H&S's
+    thesis_row = {r[0]: r for r in table}["resnet20 · thesis"]
+    published = thesis.TABLE_2["resnet20"]
+    assert thesis_row[2:] == [f"{published['cutout']:.2f}", f"{published['hide_and_seek']:.2f}"]
+    assert {r[0]: r[1] for r in rows_of(text, "Table 1")} == {"hide_and_seek": "7.36 ± 0.08 (n=2)",
+                                                             "cutout": "7.66 ± 0.08 (n=2)"}
+    assert "| eraser: cutout |" in text and "| eraser: hide_and_seek |" in text
+    groups = {g["method"]: g["eraser"] for g in lb.summary(grid.build_grid(recs, suite="x"))
+              ["groups"]}
+    assert groups == {"plain": None, "hide_and_seek": "cutout", "cutout": "hide_and_seek"}
 
 
 def test_a_variant_with_other_settings_gets_no_thesis_number():
@@ -596,7 +609,18 @@ def test_compare_with_nothing_comparable_is_a_one_line_error(tmp_path, capsys):
 
 def test_expected_runs_without_a_required_key_is_a_one_line_error():
     with pytest.raises(ValueError, match="expected_runs: an entry lacks key 'seed'"):
-        grid.build_grid([], suite="x", expected_runs=[{"run_id": "a", "model": "m", "method": "p"}])
+        grid.build_grid([], suite="x", expected_runs=[{"run_id": "a", "model": "m", "label": "p"}])
+
+
+@pytest.mark.parametrize("entry, key", [
+    ({"run_id": "a", "model": "m", "method": "p", "seed": 0}, "lacks key 'label'"),  # old name
+    ({"model": "m", "method": "p", "expected": 3}, "lacks key 'run_id'"),  # a data block's cell
+    ({"run_id": "a", "model": "m", "label": "p", "seed": 0, "eraser": "cutout"},
+     "entry 'a' has key 'eraser'"),  # what a run does is read from its record, not the plan
+])
+def test_the_report_takes_one_plan_shape_run_id_model_label_seed(entry, key):
+    with pytest.raises(ValueError, match=f"expected_runs: .*{key}.*run_id, model, label, seed"):
+        grid.build_grid([], suite="x", expected_runs=[entry])
 
 
 def test_a_record_without_a_needed_key_is_a_one_line_error():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import cli
-from benchmark.report import grid
+from benchmark.report import grid, plan
 from benchmark.report import leaderboard as lb
 from benchmark.results import write_record
 
@@ -83,15 +83,27 @@ def test_a_hand_render_after_an_interrupt_keeps_the_runners_missing_cells(two, c
 
     runner_plan = [grid.planned_run(r) for r in expand(load_suite("two.yaml"))]
     out = two / "runs" / "leaderboards" / "two.md"
+    plan.write_plan(out, "two", runner_plan)  # as runner/render.py keeps it
     lb.render_suite("two", two / "runs" / "results" / "two", out, expected_runs=runner_plan)
     assert "1 of 2 planned runs finished ·" in header(out.read_text())
     for _ in range(2):  # by hand, twice: the plan survives its own renders
         assert cli.main(["leaderboard", "--suite", "two"]) == 0
         text = out.read_text()
-        previous = Path("runs/leaderboards/two.md")
-        assert f"1 of 2 planned runs finished (plan: the previous {previous})" in header(text)
+        kept = "runs/leaderboards/two.plan.json"
+        assert f"1 of 2 planned runs finished (plan: the runner's {kept})" in header(text)
         assert row(text, "Final-epoch test error", "resnet20")[2] == "missing (0 of 1)"
-        assert "`resnet20 / cutout: 1 of 1 runs`" in text
+        assert "`resnet20__cutout__s0`" in text.split("## Missing runs", 1)[1]
+
+
+def test_a_damaged_copy_of_the_runners_plan_is_one_warning_and_not_a_plan(two, capsys):
+    out = two / "runs" / "leaderboards" / "two.md"
+    out.parent.mkdir(parents=True)
+    plan.plan_path(out).write_text('{"suite": "two", "runs": [{"model": "resnet20", '
+                                   '"method": "cutout", "expected": 1}]}')
+    assert cli.main(["leaderboard", "--suite", "two"]) == 0
+    err = capsys.readouterr().err
+    assert "runs/leaderboards/two.plan.json: expected_runs: an entry lacks key 'run_id'" in err
+    assert "the plan is unknown" in header(out.read_text())
 
 
 def test_without_a_known_plan_the_header_says_the_plan_is_unknown(two, capsys):
@@ -247,3 +259,44 @@ def test_a_leaderboard_suite_name_that_is_not_a_plain_file_name_is_one_line(two,
     assert err.startswith(f"error: --suite is {name!r}; a suite name is a plain file name")
     assert err.count("\n") == 1
     assert sorted(p.relative_to(two) for p in two.rglob("*")) == before
+
+
+# --- the header names where the records were ----------------------------------------------------
+
+def generated_line(text: str) -> str:
+    return text.splitlines()[2]
+
+
+def test_the_header_names_the_results_folder_the_records_were_read_from(two, capsys):
+    assert cli.main(["leaderboard", "--suite", "two"]) == 0
+    text = (two / "runs" / "leaderboards" / "two.md").read_text()
+    assert generated_line(text) == lb.generated_by("two", "runs/results/two")
+    assert "`erasebench leaderboard --suite two --results runs/results/two`" in text
+    (two / "elsewhere").mkdir()
+    (two / "runs" / "results").rename(two / "elsewhere" / "results")
+    assert cli.main(["leaderboard", "--suite", "two", "--results", "elsewhere/results/two"]) == 0
+    text = (two / "runs" / "leaderboards" / "two.md").read_text()
+    assert "--results elsewhere/results/two`;" in generated_line(text)
+
+
+def test_the_header_never_shows_an_absolute_path_of_this_machine(two, tmp_path_factory):
+    inside = lb.render_suite("two", two / "runs" / "results" / "two", two / "in.md")
+    assert "--results runs/results/two`" in generated_line(inside.read_text())
+    other = tmp_path_factory.mktemp("other")  # a folder outside the working folder
+    (two / "runs" / "results").rename(other / "results")
+    text = lb.render_suite("two", other / "results" / "two", two / "out.md").read_text()
+    assert "--results …/results/two`" in generated_line(text)
+    assert str(other) not in text and str(two) not in text
+
+
+def test_every_committed_leaderboard_has_the_header_the_renderer_writes():
+    """They were rendered with `--out .` (records in results/<suite>/, not committed): the line
+    is the renderer's, so a new render differs from them only where the records do."""
+    found = 0
+    for path in sorted((Path(__file__).parents[2] / "leaderboards").glob("*.md")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if lines[0].startswith("# Leaderboard: "):
+            suite = lines[0].removeprefix("# Leaderboard: ")
+            assert lines[2] == lb.generated_by(suite, f"results/{suite}"), path.name
+            found += 1
+    assert found >= 3

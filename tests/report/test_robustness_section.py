@@ -102,3 +102,28 @@ def test_the_robustness_figure_is_written_and_linked_from_its_section(tmp_path):
     section = text.split("## Robustness to occlusion", 1)[1].split("\n## ", 1)[0]
     assert link in section
     assert text.count(link) == 1  # not repeated under Figures
+
+
+
+def test_the_robustness_section_renders_as_its_golden_file(golden):
+    """The whole leaderboard of a suite with every case of the section (two models, a model
+    without plain, runs not evaluated, a run at chance, data without boxes for one model, a fill
+    other than zero, its figure), pinned byte for byte: a refactor of the section cannot change a
+    character of it. Regenerate with ERASEBENCH_REGEN_GOLDEN=1 and read the diff."""
+    recs = [record("plain", s, 20.0 + s, robust=30.0 + 3 * s) for s in range(3)]
+    recs += [record("cutout", s, 19.0 + s, robust=25.0 + s) for s in range(3)]
+    recs += [record("random_erasing", 0, 90.0, robust=80.0), record("random_erasing", 1, 18.5)]
+    recs[-1]["run_id"] = "resnet20__random_erasing__s1"
+    other = [record(m, s, 22.0 + s, robust=31.0 + s, boxes=False)
+             for m in ("cutout", "random_erasing") for s in range(2)]
+    for r in other:
+        r["model"], r["run_id"] = "resnet32", r["run_id"].replace("resnet20", "resnet32")
+        r["robustness"]["fill"] = "random"
+    figures = [("test error vs occluded fraction, resnet20", "figures/occ_robustness_resnet20.png"),
+               ("test error by epoch, resnet20", "figures/occ_curves_resnet20.png")]
+    plan = [{"run_id": r["run_id"], "model": r["model"], "label": r["method"], "seed": r["seed"]}
+            for r in recs + other]
+    plan.append({"run_id": "resnet32__cutout__s2", "model": "resnet32", "label": "cutout",
+                 "seed": 2})
+    golden("robustness.md", lb.render(recs + other, suite="occ", expected_runs=plan,
+                                      figures=figures, results="runs/results/occ"))

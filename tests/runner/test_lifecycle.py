@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -20,11 +19,10 @@ import torch
 
 from benchmark import fileio, results
 from benchmark.runner import claims
-from benchmark.runner.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ONE = """
+SUITE = """
 name: tiny
 data: {name: synthetic, options: {n_train: 64, n_test: 32, seed: 0, size: 16}}
 train: {epochs: 2, batch_size: 32, milestones: [1], checkpoint_every: 1, eval_batch_size: 32}
@@ -33,23 +31,6 @@ seeds: [0]
 methods: [plain]
 """
 PLAIN = "resnet20__plain__s0"
-
-
-@pytest.fixture
-def suite_file(tmp_path):
-    def write(text=ONE, name="tiny.yaml"):
-        p = tmp_path / name
-        p.write_text(textwrap.dedent(text))
-        return p
-    return write
-
-
-def run(*args) -> int:
-    return main([*map(str, args), "--no-wandb", "--no-progress", "--threads", "1"])
-
-
-def records(out, suite="tiny"):
-    return {r["run_id"]: r for r in results.load_records(Path(out) / "results" / suite)}
 
 
 def dead_pid() -> int:
@@ -74,9 +55,9 @@ class Killed(BaseException):
 
 # B1 ---------------------------------------------------------------------------------------------
 
-def test_a_run_killed_after_its_last_epoch_before_its_record_is_not_trained_again(
+def test_a_run_killed_after_its_last_epoch_before_its_record_is_not_trained_again(run, records,
         suite_file, tmp_path, monkeypatch, capsys):
-    p = suite_file(ONE.replace("methods: [plain]", "methods: [plain, cutout]"))
+    p = suite_file(SUITE.replace("methods: [plain]", "methods: [plain, cutout]"))
     out = tmp_path / "out"
     real = results.write_record
     calls = []
@@ -140,14 +121,14 @@ def fill_disk_for(monkeypatch, target: str):
 
 
 def test_a_full_disk_while_drawing_a_figure_names_the_figure_and_says_the_records_are_safe(
-        suite_file, tmp_path, monkeypatch, capsys):
+        run, records, suite_file, tmp_path, monkeypatch, capsys):
     from matplotlib.figure import Figure
 
     def full(self, path, *a, **k):  # matplotlib's own error names no file
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Figure, "savefig", full)
-    p, out = suite_file(ONE.replace("epochs: 2", "epochs: 1").replace("milestones: [1]",
+    p, out = suite_file(SUITE.replace("epochs: 2", "epochs: 1").replace("milestones: [1]",
                                                                       "milestones: []")), \
         tmp_path / "out"
     assert run("--suite", p, "--out", out) == 1
@@ -160,7 +141,7 @@ def test_a_full_disk_while_drawing_a_figure_names_the_figure_and_says_the_record
 
 @pytest.mark.parametrize("target", [f"{PLAIN}.resume.pt", f"{PLAIN}.final.pt", f"{PLAIN}.json",
                                     "tiny.md"])
-def test_a_write_on_a_full_disk_is_one_line_no_result_and_the_same_command_resumes(
+def test_a_write_on_a_full_disk_is_one_line_no_result_and_the_same_command_resumes(run, records,
         target, suite_file, tmp_path, monkeypatch, capsys):
     p, out = suite_file(), tmp_path / "out"
     fill_disk_for(monkeypatch, target)
@@ -205,12 +186,12 @@ def test_an_empty_claim_is_taken_over_once_it_is_a_few_seconds_old(tmp_path):
 
 # B3 ---------------------------------------------------------------------------------------------
 
-AFTER = ONE.replace("methods: [plain]",
+AFTER = SUITE.replace("methods: [plain]",
                     "methods: [plain, {name: cam_erasing, cam: {source: after}}]")
 CAM = "resnet20__cam_erasing__s0"
 
 
-def test_a_cam_provider_whose_model_is_gone_is_trained_again_before_its_cam_run(
+def test_a_cam_provider_whose_model_is_gone_is_trained_again_before_its_cam_run(run, records,
         suite_file, tmp_path, capsys):
     p, out = suite_file(AFTER), tmp_path / "out"
     assert run("--suite", p, "--out", out, "--erasers", "plain") == 0
@@ -225,7 +206,8 @@ def test_a_cam_provider_whose_model_is_gone_is_trained_again_before_its_cam_run(
     assert (ckpts / f"{PLAIN}.final.pt").is_file()
 
 
-def test_retry_failed_retrains_the_missing_provider_of_a_failed_cam_run(suite_file, tmp_path):
+def test_retry_failed_retrains_the_missing_provider_of_a_failed_cam_run(
+        run, records, suite_file, tmp_path):
     p, out = suite_file(AFTER), tmp_path / "out"
     assert run("--suite", p, "--out", out, "--erasers", "plain") == 0
     (out / "results" / "tiny" / "checkpoints" / f"{PLAIN}.final.pt").unlink()
@@ -270,7 +252,7 @@ def test_the_temp_file_of_a_write_names_its_host_and_pid(tmp_path):
     assert seen[0].startswith(f".a.json.{socket.gethostname()}~{os.getpid()}~")
 
 
-def test_a_worker_cleans_its_folders_before_it_trains(suite_file, tmp_path, capsys):
+def test_a_worker_cleans_its_folders_before_it_trains(run, suite_file, tmp_path, capsys):
     out = tmp_path / "out"
     ckpts = out / "results" / "tiny" / "checkpoints"
     ckpts.mkdir(parents=True)
@@ -282,7 +264,7 @@ def test_a_worker_cleans_its_folders_before_it_trains(suite_file, tmp_path, caps
 
 # C1 ---------------------------------------------------------------------------------------------
 
-def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(suite_file, tmp_path,
+def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(run, suite_file, tmp_path,
                                                                      capsys):
     out = tmp_path / "out"
     pid = dead_pid()
@@ -295,8 +277,8 @@ def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(suite_file
             f"{pid} on this host is gone)") in err
 
 
-def test_a_live_claim_is_waited_for_in_one_line_and_taken_over_when_silent(suite_file, tmp_path,
-                                                                           capsys):
+def test_a_live_claim_is_waited_for_in_one_line_and_taken_over_when_silent(
+        run, suite_file, tmp_path, capsys):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -327,7 +309,7 @@ def _start(p, out, *extra):
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR2])
 def test_sighup_and_submitits_sigusr2_are_handled_like_sigterm(sig, suite_file, tmp_path):
-    p = suite_file(ONE.replace("epochs: 2, batch_size: 32, milestones: [1]",
+    p = suite_file(SUITE.replace("epochs: 2, batch_size: 32, milestones: [1]",
                                "epochs: 30, batch_size: 32, milestones: [20]"))
     out = tmp_path / "out"
     proc = _start(p, out)
@@ -365,7 +347,7 @@ def test_sigterm_while_waiting_on_a_claim_says_whose_claim(suite_file, tmp_path)
         f"{holder.pid}); 1 of 1 runs left; rerun the same command to resume")
 
 
-def test_a_signal_after_every_run_has_its_record_gives_no_rerun_hint(suite_file, tmp_path,
+def test_a_signal_after_every_run_has_its_record_gives_no_rerun_hint(run, suite_file, tmp_path,
                                                                       monkeypatch, capsys):
     from benchmark.runner import worker
 

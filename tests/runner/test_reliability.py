@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,15 +13,14 @@ import pytest
 import torch
 
 import plugins
-from benchmark import results
+from benchmark import cli
 from benchmark.runner import claims
-from benchmark.runner.main import main
 from benchmark.suites.config import ConfigError, parse_suite
 from benchmark.suites.expand import expand
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TINY = """
+SUITE = """
 name: tiny
 data: {name: synthetic, options: {n_train: 128, n_test: 64, seed: 0, size: 16}}
 train: {epochs: 2, batch_size: 32, milestones: [1], checkpoint_every: 1, eval_batch_size: 64}
@@ -32,26 +30,9 @@ methods: [plain, cutout]
 """
 
 
-@pytest.fixture
-def suite_file(tmp_path):
-    def write(text=TINY, name="tiny.yaml"):
-        p = tmp_path / name
-        p.write_text(textwrap.dedent(text))
-        return p
-    return write
-
-
-def run(*args) -> int:
-    return main([*map(str, args), "--no-wandb", "--no-progress"])
-
-
-def records(out, suite="tiny"):
-    return {r["run_id"]: r for r in results.load_records(Path(out) / "results" / suite)}
-
-
-def test_a_nan_run_is_recorded_as_failed_shown_as_failed_and_not_retried(suite_file, tmp_path,
-                                                                          capsys):
-    p = suite_file(TINY.replace("epochs: 2,", "epochs: 2, lr: 1.0e+30,"))
+def test_a_nan_run_is_recorded_as_failed_shown_as_failed_and_not_retried(
+        run, records, suite_file, tmp_path, capsys):
+    p = suite_file(SUITE.replace("epochs: 2,", "epochs: 2, lr: 1.0e+30,"))
     out = tmp_path / "out"
     assert run("--suite", p, "--out", out) == 1
     rec = records(out)["resnet20__plain__s0"]
@@ -74,14 +55,15 @@ def test_a_nan_run_is_recorded_as_failed_shown_as_failed_and_not_retried(suite_f
     assert "run resnet20__plain__s0 failed in epoch 1" in capsys.readouterr().err
 
 
-def test_an_exception_in_a_run_is_a_failed_record_with_its_reason(suite_file, tmp_path):
+def test_an_exception_in_a_run_is_a_failed_record_with_its_reason(
+        run, records, suite_file, tmp_path):
     @plugins.register("always_fails")
     class AlwaysFails(plugins.Eraser):
         def forward(self, images, *, cam=None, generator=None):
             raise RuntimeError("this eraser is broken")
 
     try:
-        p = suite_file(TINY.replace("methods: [plain, cutout]", "methods: [plain, always_fails]"))
+        p = suite_file(SUITE.replace("methods: [plain, cutout]", "methods: [plain, always_fails]"))
         out = tmp_path / "out"
         assert run("--suite", p, "--out", out) == 1
         recs = records(out)
@@ -93,8 +75,8 @@ def test_an_exception_in_a_run_is_a_failed_record_with_its_reason(suite_file, tm
         plugins.unregister("always_fails")
 
 
-def test_a_rerun_with_changed_epochs_stops_before_training_naming_the_key(suite_file, tmp_path,
-                                                                          capsys):
+def test_a_rerun_with_changed_epochs_stops_before_training_naming_the_key(
+        run, records, suite_file, tmp_path, capsys):
     p = suite_file()
     out = tmp_path / "out"
     assert run("--suite", p, "--out", out, "--erasers", "plain") == 0
@@ -109,23 +91,23 @@ def test_a_rerun_with_changed_epochs_stops_before_training_naming_the_key(suite_
     assert list((out / "results" / "tiny").glob("*.changed"))  # the old record is kept aside
 
 
-def test_changed_data_options_are_a_changed_config(suite_file, tmp_path, capsys):
+def test_changed_data_options_are_a_changed_config(run, suite_file, tmp_path, capsys):
     out = tmp_path / "out"
     assert run("--suite", suite_file(), "--out", out, "--erasers", "plain") == 0
-    other = suite_file(TINY.replace("seed: 0, size", "seed: 1, size"), "other.yaml")
+    other = suite_file(SUITE.replace("seed: 0, size", "seed: 1, size"), "other.yaml")
     assert run("--suite", other, "--out", out, "--erasers", "plain") == 2
     assert "data.options.seed: 0 -> 1" in capsys.readouterr().err
 
 
-def test_speed_options_do_not_change_the_fingerprint(suite_file, tmp_path):
+def test_speed_options_do_not_change_the_fingerprint(run, suite_file, tmp_path):
     out = tmp_path / "out"
     assert run("--suite", suite_file(), "--out", out, "--erasers", "plain") == 0
     assert run("--suite", suite_file(), "--out", out, "--erasers", "plain", "--pack", "4",
                "--graphs", "off") == 0
 
 
-def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(suite_file, tmp_path,
-                                                                            capsys):
+def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(
+        run, records, suite_file, tmp_path, capsys):
     p, out = suite_file(), tmp_path / "out"
     assert run("--suite", p, "--out", out) == 0
     path = out / "results" / "tiny" / "resnet20__cutout__s0.json"
@@ -137,6 +119,32 @@ def test_a_truncated_record_is_retrained_and_the_leaderboard_still_renders(suite
     assert records(out)["resnet20__cutout__s0"]["status"] == "finished"
     assert path.with_name(path.name + ".corrupt").is_file()
     assert "| resnet20 |" in (out / "leaderboards" / "tiny.md").read_text()
+
+
+def test_the_runner_keeps_its_plan_beside_the_leaderboard_for_a_render_by_hand(
+        suite_file, tmp_path, monkeypatch, capsys):
+    """The runner's plan (here with seeds the suite file does not have, as `--seeds 0,1` makes
+    it) is kept in <suite>.plan.json; a render by hand, with no suite file to read, counts it."""
+    import yaml
+
+    from benchmark.report import plan as report_plan
+    from benchmark.runner.render import render
+
+    monkeypatch.chdir(tmp_path)
+    suite = parse_suite({**yaml.safe_load(SUITE), "seeds": [0, 1]})
+    runs, out = expand(suite), Path("out")
+    lb = out / "leaderboards" / "tiny.md"
+    render(suite, runs, out / "results" / "tiny", out / "results" / "tiny" / "checkpoints", lb)
+    kept = report_plan.read_plan(lb.with_name("tiny.plan.json"), "tiny")[0]
+    assert [e["run_id"] for e in kept] == [r.run_id for r in runs] and len(kept) == 4
+    assert "0 of 4 planned runs finished ·" in lb.read_text()
+    (out / "results" / "tiny").mkdir(parents=True, exist_ok=True)
+    assert cli.main(["leaderboard", "--suite", "tiny", "--results", "out/results/tiny",
+                     "--out", str(lb)]) == 0
+    text = lb.read_text()
+    assert ("0 of 4 planned runs finished (plan: the runner's out/leaderboards/tiny.plan.json)"
+            in text)
+    assert "`erasebench leaderboard --suite tiny --results out/results/tiny`" in text
 
 
 def test_a_resume_checkpoint_of_another_config_is_set_aside(suite_file, tmp_path, capsys):
@@ -176,8 +184,8 @@ def test_labels_seeds_and_models_that_collide_even_in_case_are_rejected_when_the
 
 @pytest.mark.parametrize("case", ["out_is_a_file", "out_not_writable", "unknown_model",
                                   "unknown_dataset", "missing_cifar", "damaged_cifar"])
-def test_checks_before_training_are_one_line_each_and_exit_2(case, suite_file, tmp_path, capsys,
-                                                              monkeypatch):
+def test_checks_before_training_are_one_line_each_and_exit_2(
+        run, case, suite_file, tmp_path, capsys, monkeypatch):
     p, out = suite_file(), tmp_path / "out"
     args = ["--suite", p, "--out", out]
     expect = {"out_is_a_file": "is a file, not a folder", "out_not_writable": "not writable",
@@ -236,7 +244,7 @@ methods: [plain, cutout, {name: cam_erasing, warmup_epochs: 1}]
 """
 
 
-def test_two_workers_on_one_folder_train_each_run_exactly_once(suite_file, tmp_path):
+def test_two_workers_on_one_folder_train_each_run_exactly_once(records, suite_file, tmp_path):
     p, out = suite_file(FOUR, "four.yaml"), tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "benchmark" / "run.py"), "--suite", str(p), "--out",
            str(out), "--no-wandb", "--no-progress", "--threads", "1"]
@@ -252,8 +260,9 @@ def test_two_workers_on_one_folder_train_each_run_exactly_once(suite_file, tmp_p
     assert not list((out / "results" / "four" / "claims").glob("*.claim"))
 
 
-def test_sigterm_finishes_the_epoch_checkpoints_renders_and_exits_143(suite_file, tmp_path):
-    p = suite_file(TINY.replace("epochs: 2, batch_size: 32, milestones: [1]",
+def test_sigterm_finishes_the_epoch_checkpoints_renders_and_exits_143(
+        run, records, suite_file, tmp_path):
+    p = suite_file(SUITE.replace("epochs: 2, batch_size: 32, milestones: [1]",
                                 "epochs: 12, batch_size: 32, milestones: [6]")
                    .replace("methods: [plain, cutout]", "methods: [plain]"))
     out = tmp_path / "out"
@@ -277,7 +286,7 @@ def test_sigterm_finishes_the_epoch_checkpoints_renders_and_exits_143(suite_file
 
 
 def test_a_second_ctrl_c_stops_at_once_in_one_line_and_exits_130(suite_file, tmp_path):
-    p = suite_file(TINY.replace("n_train: 128", "n_train: 4096")  # epochs of a few seconds
+    p = suite_file(SUITE.replace("n_train: 128", "n_train: 4096")  # epochs of a few seconds
                    .replace("epochs: 2, batch_size: 32, milestones: [1]",
                             "epochs: 40, batch_size: 32, milestones: [30]")
                    .replace("methods: [plain, cutout]", "methods: [plain]"))

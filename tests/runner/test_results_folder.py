@@ -42,8 +42,8 @@ def test_dry_run_leaderboard_and_compare_never_rename_or_move_a_file_of_a_result
 
     assert main(["--suite", "one.yaml", "--dry-run",
                  "--rerun-changed"]) == 0
-    assert cli.main(["leaderboard", "--suite", "one", "--config", "one.yaml"]) == 0
     assert cli.main(["leaderboard", "--suite", "one"]) == 0
+    assert cli.main(["leaderboard", "--suite", "one", "--config", "one.yaml"]) == 0
     assert cli.main(["compare", str(folder)]) == 2  # nothing finished to compare: one line
     assert snapshot(folder) == before  # nothing renamed, moved or rewritten
     cap = capsys.readouterr()
