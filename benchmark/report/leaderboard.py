@@ -16,7 +16,6 @@ from benchmark.fileio import atomic_write, slug, warn
 from benchmark.report import curves, published, robustness_figure, thesis
 from benchmark.report.grid import FAILED, MISSING, SETUP_KEYS, Grid, build_grid
 from benchmark.report.markdown import fmt_cell, fmt_delta, fmt_err, md_table, shown_path
-from benchmark.report.stats import mean
 from benchmark.report.plan import find_plan, plan_path
 from benchmark.report.robustness_table import ROBUSTNESS_FIGURE, robustness
 from benchmark.report.run_lists import (
@@ -26,6 +25,7 @@ from benchmark.report.run_lists import (
     rising_loss,
     rising_loss_runs,
 )
+from benchmark.report.stats import mean
 from benchmark.report.tables import (
     cost,
     distinct_values,
