@@ -13,8 +13,8 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 50
 # this list, once that work has landed. The list only shrinks.
 NOT_YET_SPLIT = {
     "benchmark/cam.py",
-    "benchmark/training/step.py", "benchmark/training/pack.py", "benchmark/training/train.py",
-    "benchmark/training/one.py", "benchmark/training/graphs.py",
+    "benchmark/training/step.py", "benchmark/training/pack.py",
+    "benchmark/training/graphs.py",
     "plugins/fill.py", "plugins/transform.py", "plugins/mixing.py", "plugins/cutmix.py",
     "plugins/cam_cutmix.py", "plugins/gridmask.py", "plugins/keep_cutout.py",
     "benchmark/report/tables.py", "benchmark/report/leaderboard.py",

@@ -1,6 +1,7 @@
 """One run, start to end, read top to bottom like airbench's `main()`: `train_one` (data, model,
-optimiser and schedule, then each epoch: its phase, the steps, evaluation, checkpoints; last the
-outcome), then its helpers in that order: `build`, `train_epoch`, `step`, `erase`, `evaluate`.
+optimiser and schedule; then each epoch: its phase, the steps, evaluation, checkpoints; last the
+outcome), then `OneRun`'s parts in that order: `__init__`, `train_epoch`, `step`, `erase`,
+`evaluate`, `save`, `finish`.
 
 It is the reference: the pack executor (train.py, pack.py, step.py, graphs.py: K runs stacked,
 CUDA graphs, shared warm-ups) is held to it. A pack of one trains bit-identically on the CPU, for
@@ -26,7 +27,7 @@ from benchmark.training import resume
 from benchmark.training.pack import autocast_for, cam_in_box, load_run_data, step_kind
 from benchmark.training.step import SLOTS, batch_stats_only, occlusion_stats
 from benchmark.training.step import S as SLOT
-from benchmark.training.train import Hooks, outcome, save_final
+from benchmark.training.train import Hooks, failed, outcome, save_final
 from plugins import mixing
 
 
@@ -66,8 +67,7 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
                "erased_fraction": a[SLOT["erased_pix"]] / a[SLOT["masked"]]
                if a[SLOT["masked"]] else 0.0}
         if not math.isfinite(row["train_loss"]):
-            return {"status": "failed", "epoch": epoch + 1, "progress": p, "reason":
-                    f"non-finite training loss ({row['train_loss']}) in epoch {epoch + 1}"}
+            return failed(p, epoch + 1, row["train_loss"])
         resume.advance(p, row, a, dt)
         if p.epoch in spec.fork_epochs:  # the state its warm-up's other runs start from
             run.save(resume.fork_path(work_dir, spec.run_id, p.epoch), p, warm)

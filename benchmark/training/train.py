@@ -125,9 +125,7 @@ def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hoo
         for k in active:
             ep, p = eps[k], ps[k]
             if not math.isfinite(ep["train_loss"]):
-                outcome[k] = {"status": "failed", "epoch": epoch + 1, "progress": p,
-                              "reason": f"non-finite training loss ({ep['train_loss']}) in epoch "
-                                        f"{epoch + 1}"}
+                outcome[k] = failed(p, epoch + 1, ep["train_loss"])
                 continue
             row = {"epoch": epoch + 1, "test_error": errs[k],
                    **{c: ep[c] for c in CURVES if c in ep}}
@@ -154,6 +152,12 @@ def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hoo
             hooks.finished(k, outcome[k])
             resume_path(work_dir, specs[k].run_id).unlink(missing_ok=True)
     return [outcome[k] for k in k_all]
+
+
+def failed(p: Progress, epoch: int, loss: float) -> dict:
+    """The outcome of a run whose training loss was not finite in `epoch` (1-based)."""
+    return {"status": "failed", "epoch": epoch, "progress": p,
+            "reason": f"non-finite training loss ({loss}) in epoch {epoch}"}
 
 
 def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
