@@ -12,8 +12,8 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 50
 # robustness evaluation, the training path's own rewrite): they are measured again, and leave
 # this list, once that work has landed. The list only shrinks.
 NOT_YET_SPLIT = {
-    "benchmark/training/step.py", "benchmark/training/pack.py", "benchmark/training/train.py",
-    "benchmark/training/one.py", "benchmark/training/graphs.py",
+    "benchmark/training/step.py", "benchmark/training/pack.py",
+    "benchmark/training/graphs.py",
 }
 
 

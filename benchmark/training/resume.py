@@ -13,6 +13,7 @@ from benchmark.suites.config import RunSpec
 from benchmark.training import checkpoint
 from benchmark.training.pack import PackTrainer
 from benchmark.training.step import SLOTS
+from benchmark.training.step import S as SLOT
 
 RESUME_FORMAT = 2
 CURVES = ("epoch", "train_loss", "train_acc", "test_error", "lr", "erased_fraction")
@@ -48,6 +49,16 @@ def progress(spec: RunSpec, source: str, start: dict | None, extra: dict | None 
     else:
         p.forked_from = {"run_id": spec.fork_from, "epoch": start["epoch"]}
     return p
+
+
+def advance(p: Progress, row: dict, acc: list[float], seconds: float) -> None:
+    """Count one more epoch into `p`: its row of the curves (`row["epoch"]` the epoch done), its
+    training time and its sums (a step.SLOTS row: images seen, where the erasing landed)."""
+    p.epoch, p.train_time = row["epoch"], p.train_time + seconds
+    p.images += acc[SLOT["seen"]]
+    p.occ = [o + a for o, a in zip(p.occ, acc, strict=True)]
+    for c in CURVES:
+        p.curves[c].append(row[c])
 
 
 def state_of(model, opt, sched, lr, gen) -> dict:

@@ -22,7 +22,9 @@ from benchmark.training.pack import PackTrainer, load_run_data, step_kind
 from benchmark.training.resume import (
     CURVES,
     Progress,
+    advance,
     fork_path,
+    progress,
     resume_path,
     save,
     start_state,
@@ -92,28 +94,19 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
         return [out[i] for i in range(len(specs))]
     rd = load_run_data(specs[0], device, data_cache)
     tr = PackTrainer(specs, rd, device, precision=precision, frozen_ckpts=frozen_ckpts, log=log)
-    progress = [Progress(extra=dict((extra or [{}] * len(specs))[k])) for k in range(len(specs))]
+    ps = [progress(s, source, st, (extra or [{}] * len(specs))[k])
+          for k, (s, (source, st)) in enumerate(zip(specs, starts, strict=True))]
     if any(st is not None for _, st in starts):
         tr.load_run_states([st["trainer"] for _, st in starts])
-    for k, (source, st) in enumerate(starts):
-        p = progress[k]
-        if st is not None:
-            p.epoch, p.curves, p.occ = st["epoch"], st["curves"], st["occ"]
-            p.train_time, p.images = st["train_time"], st["images"]
-            p.forked_from = st.get("forked_from")
-            if source == "resume":
-                p.resumed_from = st["epoch"]
-                p.extra.update(st.get("extra") or {})
-            else:
-                p.forked_from = {"run_id": specs[k].fork_from, "epoch": st["epoch"]}
-        hooks.started(k, p, source)
+    for k, (source, _) in enumerate(starts):
+        hooks.started(k, ps[k], source)
     try:
-        return _loop(tr, specs, progress, work_dir, hooks, precision)
+        return _loop(tr, specs, ps, work_dir, hooks, precision)
     finally:
         tr.close()
 
 
-def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hooks: Hooks,
+def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hooks,
           precision: str):
     from benchmark.suites import fingerprint
 
@@ -121,7 +114,7 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
     fps = [fingerprint.of_run(s, precision) for s in specs]
     warm = [fingerprint.of_warmup(s, precision) for s in specs]
     outcome: dict[int, dict] = {}
-    for epoch in range(progress[0].epoch, t.epochs):
+    for epoch in range(ps[0].epoch, t.epochs):
         active = [k for k in k_all if k not in outcome]
         if not active:
             break
@@ -130,20 +123,13 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
         dt = time.perf_counter() - t0
         errs = tr.evaluate()
         for k in active:
-            ep, p = eps[k], progress[k]
+            ep, p = eps[k], ps[k]
             if not math.isfinite(ep["train_loss"]):
-                outcome[k] = {"status": "failed", "epoch": epoch + 1, "progress": p,
-                              "reason": f"non-finite training loss ({ep['train_loss']}) in epoch "
-                                        f"{epoch + 1}"}
+                outcome[k] = failed(p, epoch + 1, ep["train_loss"])
                 continue
-            p.train_time += dt / len(specs)  # the run's share of the pack's time
-            p.images += ep["images"]
-            p.occ = [o + a for o, a in zip(p.occ, ep.pop("_acc"), strict=True)]
-            p.epoch = epoch + 1
             row = {"epoch": epoch + 1, "test_error": errs[k],
                    **{c: ep[c] for c in CURVES if c in ep}}
-            for c in CURVES:
-                p.curves[c].append(row[c])
+            advance(p, row, ep.pop("_acc"), dt / len(specs))  # the run's share of the time
             s = specs[k]
             if s.fork_epochs and p.epoch in s.fork_epochs:
                 save(fork_path(work_dir, s.run_id, p.epoch), tr, k, p, warm[k])
@@ -156,30 +142,51 @@ def _loop(tr: PackTrainer, specs, progress: list[Progress], work_dir: Path, hook
         if hooks.should_stop() and epoch + 1 < t.epochs:
             for k in k_all:
                 if k not in outcome:
-                    save(resume_path(work_dir, specs[k].run_id), tr, k, progress[k], fps[k])
-                    outcome[k] = {"status": "interrupted", "epoch": progress[k].epoch,
-                                  "progress": progress[k]}
+                    save(resume_path(work_dir, specs[k].run_id), tr, k, ps[k], fps[k])
+                    outcome[k] = {"status": "interrupted", "epoch": ps[k].epoch,
+                                  "progress": ps[k]}
             break
     for k in k_all:  # each run's record as soon as it is finished, then its resume state goes
         if k not in outcome:
-            outcome[k] = _finish(tr, k, progress[k], work_dir)
+            outcome[k] = _finish(tr, k, ps[k], work_dir)
             hooks.finished(k, outcome[k])
             resume_path(work_dir, specs[k].run_id).unlink(missing_ok=True)
     return [outcome[k] for k in k_all]
 
 
+def failed(p: Progress, epoch: int, loss: float) -> dict:
+    """The outcome of a run whose training loss was not finite in `epoch` (1-based)."""
+    return {"status": "failed", "epoch": epoch, "progress": p,
+            "reason": f"non-finite training loss ({loss}) in epoch {epoch}"}
+
+
 def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
-    spec, rd = tr.specs[k], tr.rd
-    final = checkpoint.save(work_dir / f"{spec.run_id}.final.pt", tr.single_model(k),
-                            model_name=spec.model, num_classes=rd.num_classes, mean=rd.mean,
-                            std=rd.std, extra={"run_id": spec.run_id})
-    cam_in_box = tr.test_cam_in_box(k)
+    spec, lane = tr.specs[k], tr.lanes[k]
+    final = save_final(work_dir, spec, tr.single_model(k), tr.rd)
+    return outcome(spec, p, tr.rd, final, tr.test_cam_in_box(k), eraser=lane.eraser,
+                   cam_fn=lane.cam_fn, pack_size=tr.k, graphs=sorted(tr.runner.captured),
+                   robustness=robustness.for_pack_run(tr, k))
+
+
+def save_final(work_dir: Path, spec: RunSpec, model, rd) -> Path:
+    """A finished run's final checkpoint, `<run_id>.final.pt`: its weights and what rebuilds
+    the model and normalises its input (checkpoint.save)."""
+    return checkpoint.save(Path(work_dir) / f"{spec.run_id}.final.pt", model,
+                           model_name=spec.model, num_classes=rd.num_classes, mean=rd.mean,
+                           std=rd.std, extra={"run_id": spec.run_id})
+
+
+def outcome(spec: RunSpec, p: Progress, rd, final: Path, cam_in_box, *, eraser, cam_fn,
+            robustness: dict | None, pack_size: int = 1, graphs: list | None = None) -> dict:
+    """A finished run's outcome, as train_pack and train_one return it (results.make_record
+    turns it into the record): test errors (%) last and best, the curves, times, the final
+    checkpoint, where the erasing and the CAM landed (`cam_in_box`: pack.cam_in_box's pair or
+    None), which CAM path it took (`cam_fn` None: the free one), its robustness."""
     errs = p.curves["test_error"]
     best = min(range(len(errs)), key=errs.__getitem__)
-    lane = tr.lanes[k]
     cam_path = None
-    if lane.eraser is not None and lane.eraser.needs_cam:
-        cam_path = "fast" if lane.cam_fn is None or lane.cam_fn.fast else "generic"
+    if eraser is not None and eraser.needs_cam:
+        cam_path = "fast" if cam_fn is None or cam_fn.fast else "generic"
     return {
         "status": "finished", "progress": p,
         "final_test_error": errs[-1], "best_test_error": errs[best], "best_epoch": best + 1,
@@ -187,10 +194,10 @@ def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
         "train_time_s": p.train_time, "images_per_s": p.images / max(p.train_time, 1e-9),
         "resumed_from_epoch": p.resumed_from, "forked_from": p.forked_from,
         "checkpoint": str(final), "cam_path": cam_path,
-        "eraser_params": lane.eraser.params() if lane.eraser is not None else {},
-        "pack_size": tr.k, "graphs": sorted(tr.runner.captured),
+        "eraser_params": eraser.params() if eraser is not None else {},
+        "pack_size": pack_size, "graphs": graphs or [],
         "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
-        "robustness": robustness.for_pack_run(tr, k),
+        "robustness": robustness,
     }
 
 
