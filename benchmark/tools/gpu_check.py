@@ -249,7 +249,7 @@ def main(argv=None) -> int:
                   "benchmark/run.py", "--threads", "1"]
         speed = ["--models", "resnet20", "--batch", "8", "--steps", "1", "--warmup", "0",
                  "--workers", "0", "--stack", "4", "--device", "cpu", "--threads", "1"]
-        cap = {"gpu_tests": 0.15 * budget, "speed": 0.2 * budget, "smoke": 0.3 * budget,
+        cap = {"gpu_tests": 0.12 * budget, "speed": 0.15 * budget, "smoke": 0.3 * budget,
                "size_study": 0.15 * budget}
         grace, runner_grace, least = 5, 15, 10  # tiny epochs stop in seconds
         most_epochs = 4
