@@ -50,10 +50,10 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
     also = f", {failed} failed (--retry-failed trains them again)" if failed else ""
     cpu = cost.clock_of(device) == "cpu"
     unit = "CPU-hours: CPU time of all threads" if cpu else "device-hours"
+    if cpu:  # before the summary, which stays the last line
+        print(cost.projection(cost.counted_flops(runs, est)))
     print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
           f"{len(done) - failed} already done{also}; the rest estimated {cost.fmt_seconds(total)} "
           f"({total / 3600:.2f} {unit}) on {results.device_name(device)}, one process, "
           f"{'bf16' if precision == 'bf16' else 'fp32'}; each step kind timed here on the real "
           "step, the median of several steps")
-    if cpu:
-        print(cost.projection(cost.counted_flops(runs, est)))

@@ -229,9 +229,12 @@ def counted_flops(runs, est: dict) -> float:
 
 def projection(flops: float) -> str:
     """One line: the counted FLOPs and the floor they set on each GPU of STATED_BF16_TFLOPS."""
-    floors = ", ".join(f"{name} {fmt_seconds(flops / (tf * 1e12))}"
+    def secs(s):
+        return f"{s:.2g}s" if s < 10 else fmt_seconds(s)
+
+    floors = ", ".join(f"{name} {secs(flops / (tf * 1e12))}"
                        for name, tf in STATED_BF16_TFLOPS.items())
-    return (f"projection (not measured): {flops / 1e15:,.1f} PFLOP counted (FlopCounterMode); "
+    return (f"projection (not measured): {flops / 1e12:,.3g} TFLOP counted (FlopCounterMode); "
             f"at the stated bf16 peak that is at least {floors}; small ResNets reach a fraction "
             "of the peak, so expect several times longer: measure with `erasebench speed train` "
             "on that GPU")
