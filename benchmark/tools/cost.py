@@ -115,11 +115,14 @@ def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool =
         out = {}
         if kinds is None:
             kinds = {pack_kind(specs, e) for e in range(t.epochs)}
-        for kind in sorted(kinds):
-            step = tr.step_for(kind)
-            tr.pos.zero_()
-            out[kind] = _time(lambda kind=kind, step=step: tr.runner(kind, step), device,
-                              warm, timed_steps, clock)
+        if clock is None:  # the speed table: each kind's mean, one after the other
+            for kind in sorted(kinds):
+                step = tr.step_for(kind)
+                tr.pos.zero_()
+                out[kind] = _time(lambda kind=kind, step=step: tr.runner(kind, step), device,
+                                  warm, timed_steps, clock)
+        else:
+            out.update(_interleaved(tr, sorted(kinds), device, warm, timed_steps, clock))
         out["graphs"] = sorted(tr.runner.captured)
         if steps_only:
             return out
@@ -128,6 +131,26 @@ def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool =
         out["final"] = _time(lambda: [tr.test_cam_in_box(k) for k in range(len(specs))],
                              device, 0, 1, clock) * scale
     return out
+
+
+def _interleaved(tr, kinds: list[str], device, warm: int, timed_steps: int,
+                 clock: str) -> dict[str, float]:
+    """Each kind's median step, the kinds timed in turns (one step of each, `timed_steps`
+    rounds), so a burst of load on a shared machine falls on every kind alike instead of on
+    whichever kind was being timed."""
+    steps = {}
+    for kind in kinds:  # warm-up (and, where graphed, the capture) of every kind first
+        steps[kind] = tr.step_for(kind)
+        tr.pos.zero_()
+        for _ in range(warm):
+            tr.runner(kind, steps[kind])
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(max(1, timed_steps)):
+        for kind in kinds:
+            tr.pos.zero_()
+            times[kind].append(median_call(lambda kind=kind: tr.runner(kind, steps[kind]),
+                                           device, calls=1, clock=clock))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _time(fn, device, warmup: int, calls: int, clock: str | None) -> float:
