@@ -1,5 +1,6 @@
 """`erasebench run --dry-run`: the packs and runs of a suite with a time estimate measured on
-this device's real step; trains nothing, writes nothing."""
+this device's real step (wall time on CUDA, CPU time on the CPU), and off CUDA a projection
+for named GPUs from counted FLOPs; trains nothing, writes nothing."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from benchmark.suites.expand import RunSpec
 
 def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
             precision: str) -> None:
-    """Print the packs and runs with a time estimate measured on this device's real step;
-    finished runs show as done, failed ones (not retrained without --retry-failed) as failed,
-    and neither costs anything."""
+    """Print the packs and runs with a time estimate measured on this device's real step (one
+    timing per step kind and context, the median of several steps: `cost.estimate`); finished
+    runs show as done, failed ones (not retrained without --retry-failed) as failed, and
+    neither costs anything. On the CPU the estimate is CPU time (all threads), which a busy
+    machine barely changes; off CUDA a last line projects the suite onto named GPUs from its
+    counted FLOPs and their stated peaks (a floor, said so)."""
     from benchmark.tools import cost
 
     done = {i for i, st in states.items() if st is not None}
@@ -44,7 +48,12 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
     total = sum(est[r.run_id]["seconds"] for r in runs)
     failed = list(states.values()).count("failed")
     also = f", {failed} failed (--retry-failed trains them again)" if failed else ""
+    cpu = cost.clock_of(device) == "cpu"
+    unit = "CPU-hours: CPU time of all threads" if cpu else "device-hours"
+    if cpu:  # before the summary, which stays the last line
+        print(cost.projection(cost.counted_flops(runs, est)))
     print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
           f"{len(done) - failed} already done{also}; the rest estimated {cost.fmt_seconds(total)} "
-          f"({total / 3600:.2f} device-hours) on {results.device_name(device)}, one process, "
-          f"{'bf16' if precision == 'bf16' else 'fp32'}; rates measured here on the real step")
+          f"({total / 3600:.2f} {unit}) on {results.device_name(device)}, one process, "
+          f"{'bf16' if precision == 'bf16' else 'fp32'}; each step kind timed here on the real "
+          "step, the median of several steps")

@@ -26,6 +26,11 @@ class RunnerHooks(Hooks):
         self.bar = None
         self.last_beat = self.last_draw = time.monotonic()
         self.t0 = time.perf_counter()
+        # each run's wall time before this session (a resume: its earlier sessions; a fork: the
+        # warm-up's training time it inherits), and its progress.extra, which is saved in its
+        # resume checkpoint, so a record's wall_time_s sums every session
+        self.wall_before = [0.0] * len(mine)
+        self.kept = [None] * len(mine)
         self.epoch = 0
         if options.progress:
             from tqdm.auto import tqdm
@@ -42,6 +47,8 @@ class RunnerHooks(Hooks):
         options, r = self.worker.options, self.specs[k]
         # a random id per experiment, kept in the resume state: a resumed run continues its own
         wid = progress.extra.setdefault("wandb_id", tracking.new_run_id())
+        self.kept[k] = progress.extra
+        self.wall_before[k] = self.wall_before_of(progress, source)
         self.trackers[k] = tracking.start(enabled=options.wandb, project=options.wandb_project,
                                           group=r.suite, name=r.run_id, run_id=wid,
                                           config=self.worker.describe(r),
@@ -55,9 +62,27 @@ class RunnerHooks(Hooks):
             self.bar.n = progress.epoch
             self.bar.refresh()
 
+    @staticmethod
+    def wall_before_of(progress, source: str) -> float:
+        """Seconds a run had spent before this session: a resumed run's earlier sessions (kept
+        in its checkpoint; at least their training time), a forked run's inherited warm-up
+        training time, else 0."""
+        if source == "resume":
+            return max(float(progress.extra.get("wall_time_s") or 0.0), progress.train_time)
+        return float(progress.train_time)
+
+    def wall(self, k) -> float:
+        """Run k's wall time so far, every session: its share of this pack's time plus what
+        it had before this session (kept in its resume checkpoint)."""
+        wall = self.wall_before[k] + (time.perf_counter() - self.t0) / len(self.specs)
+        if self.kept[k] is not None:
+            self.kept[k]["wall_time_s"] = wall
+        return wall
+
     def epoch_end(self, k, row):
         from benchmark.runner import tracking
 
+        self.wall(k)
         self.trackers[k].log(tracking.metrics(row), step=row["epoch"])
         self.epoch = row["epoch"]
         if self.bar is None:  # --no-progress: one flushed line per run and epoch, for log files
@@ -89,11 +114,12 @@ class RunnerHooks(Hooks):
             self.last_beat = time.monotonic()
 
     def should_stop(self):
+        for k in range(len(self.specs)):  # before the checkpoints a stop writes
+            self.wall(k)
         return self.worker.stop.signum is not None or self.lost
 
     def finished(self, k, outcome):
-        wall = (time.perf_counter() - self.t0) / len(self.specs)
-        self.worker.record(self.specs[k], outcome, wall, self)
+        self.worker.record(self.specs[k], outcome, self.wall(k), self)
 
     def finish(self, run_id: str, rec: dict) -> None:
         k = [r.run_id for r in self.specs].index(run_id)

@@ -1,52 +1,99 @@
-"""The prepared GPU check: one command, a time budget, everything a GPU must confirm.
+"""The prepared GPU check: one command, a time budget, numbers back even when cut short.
 
     python -m benchmark.tools.gpu_check --budget 470 --out $OUT
+    python -m benchmark.tools.gpu_check --dry --out /tmp/check   # the same, on the CPU, tiny
 
-In order, each step given what is left of the budget:
+In order, each step given what is left of the budget after reserving every later step's
+minimum and every step's grace (the seconds a stopped step gets after SIGTERM to finish its
+epoch, write its checkpoint and render):
 1. the gpu-marked tests (graphed vs eager for every step kind and eraser, stacked vs separate,
    no host sync inside a step);
-2. `erasebench speed train` -> leaderboards/speed.md;
+2. `erasebench speed train`, its rows printed and its table written as each is measured;
 3. `--suite smoke` on the GPU (bf16);
-4. as much of `--suite synthetic_study --epochs 300` as the time allows, packed: at the
-   deadline the runner gets SIGTERM, finishes its epoch, checkpoints and renders what is done.
-Logs and leaderboards are packed into one tarball under --out (the device tool brings back
-at most 8 files). W&B is off: the GPU machine has no wandb and no network.
+4. the study's size: its real steps timed (`--dry-run`'s estimate) to choose `--epochs` so that
+   its runs finish inside what is left (records and a leaderboard come back);
+5. `--suite synthetic_study` at that many epochs, packed.
+Every child's output is echoed here line by line as it comes (and kept in its log); each step
+ends with one summary line. The tarball under --out holds only files this check wrote: the
+logs, summary.txt, its own speed table (never the committed leaderboards/speed.md), the
+records and leaderboards of its own runs. W&B is off: the GPU machine has no network.
+`--dry` runs the same orchestration on the CPU at tiny sizes (suites written from
+configs/smoke.yaml and synthetic_study.yaml with 16-image batches) within --budget (115 s by
+default; a loaded machine needs more to bring back records).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GRACE_S = 90  # after SIGTERM: the current epoch, the checkpoints and the leaderboard
+RUNNER_GRACE_S = 90  # after SIGTERM, a runner finishes its epoch, checkpoints and renders
+TAR_RESERVE_S = 10  # the summary and the tarball
+MAX_STUDY_EPOCHS = 300  # the thesis's schedule
+STUDY_SAFETY = 0.5  # plan the study to take half its time: launch, data, captures, noise
+STARTUP_S = 30  # a runner's launch, imports and data before its first step (planned, not timed)
 
 
-def _run(cmd: list[str], log: Path, seconds: float, env: dict) -> int | None:
-    """Run cmd with output to log; SIGTERM at the deadline, SIGKILL 60 s later. None: no time."""
-    if seconds < 20:
-        log.write_text(f"skipped: {seconds:.0f} s left\n")
-        return None
-    print(f"$ {' '.join(cmd)}  (up to {seconds:.0f} s)", flush=True)
+@dataclass
+class Step:
+    name: str
+    cmd: list[str] | None  # None: built when the step starts (the study's --epochs)
+    cap: float | None  # at most this many seconds (None: whatever is left)
+    grace: float  # seconds after SIGTERM before SIGKILL; reserved in the budget
+    least: float  # skipped when fewer seconds than this are left for it
+
+
+def _echo(pipe, log, name: str) -> None:
+    """Copy a child's output line by line to its log and to this process's stdout, flushed."""
+    for line in iter(pipe.readline, ""):
+        log.write(line)
+        log.flush()
+        print(f"[{name}] {line}", end="", flush=True)
+    pipe.close()
+
+
+def _run(step: Step, log: Path, seconds: float, env: dict) -> tuple[int | None, bool]:
+    """Run a step with its output to log and stdout; SIGTERM to its process group at the
+    deadline, SIGKILL `step.grace` s later. (exit code, stopped at the deadline)."""
+    print(f"$ {' '.join(step.cmd)}  (up to {seconds:.0f} s + {step.grace:.0f} s grace)",
+          flush=True)
     with log.open("w") as f:
         # A session of its own: the signal reaches the whole group (`accelerate launch` does not
         # forward SIGTERM to the worker it starts), as SLURM signals every process of a step.
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(step.cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env, text=True,
                                 start_new_session=True)
+        echo = threading.Thread(target=_echo, args=(proc.stdout, f, step.name), daemon=True)
+        echo.start()
+        stopped = False
         try:
-            return proc.wait(timeout=seconds)
+            code = proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
+            stopped = True
             os.killpg(proc.pid, signal.SIGTERM)
-            code = proc.wait()
-            if not _group_gone(proc.pid, GRACE_S):  # the worker finishes its epoch and renders
+            try:
+                code = proc.wait(timeout=step.grace)
+            except subprocess.TimeoutExpired:
+                code = None
+            if not _group_gone(proc.pid, 1 if code is None else step.grace / 2):
                 os.killpg(proc.pid, signal.SIGKILL)
-            return code
+            if code is None:
+                code = proc.wait()
+        echo.join(timeout=5)
+    return code, stopped
 
 
 def _group_gone(pgid: int, seconds: float) -> bool:
@@ -57,55 +104,226 @@ def _group_gone(pgid: int, seconds: float) -> bool:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return True
-        time.sleep(0.5)
+        time.sleep(0.2)
     return False
+
+
+def step_seconds(steps: list[Step], i: int, left: float) -> float:
+    """Seconds step i may run before its SIGTERM, given `left` in the budget: its cap, after
+    reserving its own grace and every later step's least time and grace (so a stopped step's
+    grace never eats the steps after it, and the budget holds even when every step is
+    stopped)."""
+    later = sum(s.least + s.grace for s in steps[i + 1:])
+    seconds = left - later - steps[i].grace
+    return seconds if steps[i].cap is None else min(steps[i].cap, seconds)
+
+
+def _gpu_test_files() -> list[str]:
+    """The test files that hold gpu-marked tests (collecting only them is seconds, not minutes)."""
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
+                  if "mark.gpu" in p.read_text(encoding="utf-8"))
+
+
+def _dry_suites(work: Path) -> dict[str, str]:
+    """The smoke and study suites at tiny sizes for `--dry`: same files, 16-image batches."""
+    import yaml
+
+    out = {}
+    for name, methods in (("smoke", ["plain", "cutout", {"name": "cam_erasing",
+                                                          "params": {"b_h": 2}}]),
+                          ("synthetic_study", ["plain", "cutout"])):
+        suite = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+        suite["data"]["options"].update(n_train=64, n_test=32)
+        suite["train"].update(epochs=2, batch_size=16, milestones=[1], checkpoint_every=1)
+        suite.update(seeds=[0], methods=methods)
+        path = work / f"{name}-dry.yaml"
+        path.write_text(yaml.safe_dump(suite, sort_keys=False))
+        out[name] = str(path)
+    return out
+
+
+def size_study(argv: list[str]) -> dict:
+    """`--size-study SUITE_ARGS...`: the study's cost per epoch from its real steps timed on
+    this device (cost.estimate, as --dry-run), and the fewest epochs its schedule allows.
+    Printed as one JSON line: {"per_epoch_s", "fixed_s", "min_epochs", "clock"}."""
+    import torch
+
+    from benchmark.runner.cli import build_suite, parse_args
+    from benchmark.suites import plan
+    from benchmark.suites.config import ConfigError
+    from benchmark.suites.expand import expand
+    from benchmark.tools import cost
+
+    args = parse_args(argv)
+    suite = build_suite(args)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = args.mixed_precision or ("bf16" if device.type == "cuda" else "no")
+    runs = expand(suite)
+    packs = plan.make_packs(runs, suite.train.pack, device.type)
+    est = cost.estimate(packs, device, precision=precision,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    total = sum(e["seconds"] for e in est.values())
+    fixed = sum(e["fixed_seconds"] for e in est.values())
+    least = suite.train.epochs
+    for e in range(1, suite.train.epochs + 1):
+        try:
+            build_suite(parse_args([*argv, "--epochs", str(e)]))
+        except ConfigError:
+            continue
+        least = e
+        break
+    return {"per_epoch_s": (total - fixed) / suite.train.epochs, "fixed_s": fixed,
+            "min_epochs": least, "clock": cost.clock_of(device)}
+
+
+def study_epochs(sized: dict | None, seconds: float, cap: int) -> int | None:
+    """The epochs whose runs finish in `seconds` with room to spare (STUDY_SAFETY, STARTUP_S):
+    None when not even the fewest allowed epochs fit or the sizing gave nothing."""
+    if not sized or sized["per_epoch_s"] <= 0:
+        return None
+    usable = seconds * STUDY_SAFETY - STARTUP_S - sized["fixed_s"]
+    epochs = min(cap, math.floor(usable / sized["per_epoch_s"]))
+    return epochs if epochs >= sized["min_epochs"] else None
+
+
+def _records(folder: Path) -> dict[str, int]:
+    counts = {"finished": 0, "failed": 0}
+    for p in folder.glob("results/*/*.json"):
+        try:
+            status = json.loads(p.read_text()).get("status")
+        except (OSError, ValueError):
+            continue
+        if status in counts:
+            counts[status] += 1
+    return counts
+
+
+def _yield_of(name: str, log: Path, work: Path) -> str:
+    """What a step brought back, in a few words (for its summary line)."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    if name == "gpu_tests":
+        last = [ln for ln in text.splitlines()
+                if re.search(r"\d+ (passed|failed|skipped|deselected|error)", ln)]
+        return last[-1].strip("= ") if last else "no pytest summary"
+    if name == "speed":
+        table = work / "speed.md"
+        rows = table.read_text().splitlines() if table.is_file() else []
+        measured = sum(1 for r in rows if re.match(r"\| \w+ \| [\w-]+ \| \(.\) .* \| [\d.]+ \|", r))
+        failed = sum(1 for r in rows if "| failed: " in r)
+        return f"{measured} rows measured, {failed} failed"
+    if name == "size_study":
+        return text.strip().splitlines()[-1] if text.strip() else "no output"
+    c = _records(work / name)
+    boards = sorted(p.name for p in (work / name / "leaderboards").glob("*"))
+    return (f"{c['finished']} records finished, {c['failed']} failed; leaderboards: "
+            f"{', '.join(boards) or 'none'}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.tools.gpu_check",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, default=470, help="seconds for the whole check")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds for the whole check (default: 470; --dry: 115)")
     p.add_argument("--out", default="gpu_check", help="where the logs and the tarball go")
+    p.add_argument("--dry", action="store_true",
+                   help="the same orchestration on the CPU at tiny sizes")
+    p.add_argument("--size-study", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.size_study is not None:  # the sizing step's child process
+        print(json.dumps(size_study(args.size_study)), flush=True)
+        return 0
+    budget = args.budget or (115 if args.dry else 470)
     t0 = time.monotonic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / "erasebench-gpu-check"
+    # A fresh folder per check: nothing from an earlier check (or the repository) is packed.
+    work = Path(tempfile.mkdtemp(prefix="erasebench-gpu-check-"))
     # The GPU machine runs a copy of the working tree without `pip install`: put it on the path.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
-    def left(reserve: float = 0) -> float:
-        return args.budget - (time.monotonic() - t0) - reserve
-
     py = sys.executable
-    launch = [py, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "bf16", "--dynamo_backend", "no", "benchmark/run.py"]
+    if args.dry:
+        suites = _dry_suites(work)
+        launch = [py, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "benchmark/run.py", "--threads", "1"]
+        speed = ["--models", "resnet20", "--batch", "8", "--steps", "1", "--warmup", "0",
+                 "--workers", "0", "--stack", "4", "--device", "cpu", "--threads", "1"]
+        cap = {"gpu_tests": 0.12 * budget, "speed": 0.15 * budget, "smoke": 0.3 * budget,
+               "size_study": 0.15 * budget}
+        grace, runner_grace, least = 5, 15, 10  # tiny epochs stop in seconds
+        most_epochs = 4
+    else:
+        suites = {"smoke": "smoke", "synthetic_study": "synthetic_study"}
+        launch = [py, "-m", "accelerate.commands.launch", "--num_processes", "1",
+                  "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
+                  "benchmark/run.py"]
+        speed = []
+        cap = {"gpu_tests": 150, "speed": 120, "smoke": 60, "size_study": 90}
+        grace, runner_grace, least = 10, RUNNER_GRACE_S, 20
+        most_epochs = MAX_STUDY_EPOCHS
+    run_args = ["--no-wandb", "--no-progress"]
+    study_args = ["--suite", suites["synthetic_study"], *(["--threads", "1"] if args.dry else [])]
     steps = [
-        ("gpu_tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"], 150),
-        ("speed", [py, "-m", "benchmark", "speed", "train", "--out", "leaderboards/speed.md"],
-         120),
-        ("smoke", [*launch, "--suite", "smoke", "--no-wandb", "--no-progress", "--out",
-                   str(work / "smoke")], 60),
-        ("synthetic_study", [*launch, "--suite", "synthetic_study", "--epochs", "300",
-                             "--no-wandb", "--no-progress", "--out", str(work / "study")], None),
+        Step("gpu_tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                           *_gpu_test_files()], cap["gpu_tests"], grace, least),
+        Step("speed", [py, "-m", "benchmark", "speed", "train", *speed, "--out",
+                       str(work / "speed.md")], cap["speed"], grace, least),
+        Step("smoke", [*launch, "--suite", suites["smoke"], *run_args, "--out",
+                       str(work / "smoke")], cap["smoke"], runner_grace, least),
+        Step("size_study", [py, "-m", "benchmark.tools.gpu_check", "--size-study",
+                            *study_args], cap["size_study"], grace, least),
+        Step("synthetic_study", None, None, runner_grace, least),
     ]
-    codes = {}
-    for name, cmd, cap in steps:
-        seconds = left(GRACE_S) if cap is None else min(cap, left(GRACE_S))
-        codes[name] = _run(cmd, out / f"{name}.log", seconds, env)
-        print(f"{name}: exit {codes[name]} after {time.monotonic() - t0:.0f} s", flush=True)
+
+    def left() -> float:
+        return budget - (time.monotonic() - t0) - TAR_RESERVE_S
+
+    summary, codes, sized = [], {}, None
+    for i, step in enumerate(steps):
+        seconds = step_seconds(steps, i, left())
+        log = out / f"{step.name}.log"
+        if step.cmd is None:  # the study, at the epochs its measured steps allow
+            epochs = study_epochs(sized, seconds, most_epochs)
+            if epochs is None:
+                why = ("no sizing" if not sized else
+                       f"{seconds:.0f} s fit fewer than {sized['min_epochs']} epochs")
+                seconds = -1.0
+            else:
+                step.cmd = [*launch, *study_args, "--epochs", str(epochs), *run_args,
+                            "--out", str(work / step.name)]
+        else:
+            why = f"{seconds:.0f} s left"
+        if seconds < step.least:
+            log.write_text(f"skipped: {why}\n")
+            codes[step.name] = None
+            line = f"step {step.name}: skipped ({why})"
+        else:
+            start = time.monotonic()
+            codes[step.name], stopped = _run(step, log, seconds, env)
+            took = time.monotonic() - start
+            if step.name == "size_study" and codes[step.name] == 0:
+                sized = json.loads(log.read_text().strip().splitlines()[-1])
+            line = (f"step {step.name}: exit {codes[step.name]}, {took:.0f} s of {seconds:.0f}"
+                    f"{' (stopped at the deadline)' if stopped else ''}; "
+                    f"{_yield_of(step.name, log, work)}")
+        summary.append(line)
+        print(line, flush=True)
+    (out / "summary.txt").write_text("\n".join(summary) + "\n")
     with tarfile.open(out / "gpu_check.tar.gz", "w:gz") as tar:
-        for f in sorted(out.glob("*.log")):
+        for f in [*sorted(out.glob("*.log")), out / "summary.txt"]:
             tar.add(f, arcname=f"logs/{f.name}")
-        speed = ROOT / "leaderboards" / "speed.md"
-        if speed.is_file():
-            tar.add(speed, arcname="leaderboards/speed.md")
-        for name in ("smoke", "study"):
+        if (work / "speed.md").is_file():  # this check's own table, never the committed one
+            tar.add(work / "speed.md", arcname="leaderboards/speed.md")
+        for name in ("smoke", "synthetic_study"):
+            for rec in sorted((work / name).glob("results/*/*.json")):
+                tar.add(rec, arcname=f"{name}/{rec.relative_to(work / name)}")
             lb = work / name / "leaderboards"
             if lb.is_dir():
-                tar.add(lb, arcname=f"leaderboards-{name}")
-    print(f"codes: {codes}; wrote {out / 'gpu_check.tar.gz'} in {time.monotonic() - t0:.0f} s")
+                tar.add(lb, arcname=f"{name}/leaderboards")
+    print(f"codes: {codes}; wrote {out / 'gpu_check.tar.gz'} in {time.monotonic() - t0:.0f} s",
+          flush=True)
     return 0 if all(c == 0 for c in codes.values()) else 1
 
 

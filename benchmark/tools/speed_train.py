@@ -3,13 +3,15 @@
 runner's eager step with the data on the device, (c) that step as a CUDA graph, (d) graphed
 and stacked K = 4, 8, 16; for resnet20 and resnet44, the plain and CAM-append steps; then the
 append step with one BatchNorm batch of 256 vs two of 128. Writes leaderboards/speed.md with
-the device, the versions and the command."""
+the device, the versions and the command, rewritten after every measured row: a SIGTERM or a
+failed path leaves the rows measured so far, and a failed path is a row saying why."""
 
 from __future__ import annotations
 
 import os
 import platform
 import shlex
+import signal
 
 import torch
 
@@ -104,58 +106,141 @@ def _pack_seconds(model_name: str, kind: str, k: int, graphs: str, device, args,
     return rates["plain" if kind == "plain" else "append"]
 
 
-def _paths(model_name: str, kind: str, device, args) -> list[tuple[str, int, float | None]]:
-    """(path, K, seconds per step) of one model and step kind; None where CUDA is missing."""
+def _paths(model_name: str, kind: str, device, args) -> list[tuple[str, int, object]]:
+    """(path, K, measure) of one model and step kind: `measure()` returns seconds per step;
+    None where CUDA is missing. Nothing is measured until `measure` is called."""
+    def pack(k, graphs):
+        return lambda: _pack_seconds(model_name, kind, k, graphs, device, args)
+
     cuda = device.type == "cuda"
     paths = [("(a) classic DataLoader, per-image transforms, fp32", 1,
-              _classic_seconds(model_name, kind, device, args)),
-             ("(b) eager, on the device", 1, _pack_seconds(model_name, kind, 1, "off", device,
-                                                           args))]
-    paths.append(("(c) graphed", 1, _pack_seconds(model_name, kind, 1, "on", device, args)
-                  if cuda else None))
-    for k in args.stack:
-        paths.append((f"(d) graphed + stacked, K = {k}", k,
-                      _pack_seconds(model_name, kind, k, "on", device, args) if cuda else None))
+              lambda: _classic_seconds(model_name, kind, device, args)),
+             ("(b) eager, on the device", 1, pack(1, "off")),
+             ("(c) graphed", 1, pack(1, "on") if cuda else None)]
+    paths += [(f"(d) graphed + stacked, K = {k}", k, pack(k, "on") if cuda else None)
+              for k in args.stack]
     return paths
 
 
-def train(args) -> list[dict]:
+class _Stopped(Exception):
+    """SIGTERM arrived (gpu_check's deadline, SLURM): write what is measured and stop."""
+
+
+def _raise_stopped(signum, frame):
+    raise _Stopped(signal.Signals(signum).name)
+
+
+class _Table:
+    """The speed table, rewritten (atomically) after every measured row, so a SIGTERM or a row
+    that fails leaves a table with every row measured so far."""
+
+    def __init__(self, device, args):
+        self.device, self.args = device, args
+        self.rows: list[dict] = []
+        self.bn_rows: list[dict] = []
+        self.note = ""
+
+    def text(self) -> str:
+        return (_train_table(self.rows, self.device, self.args, self.note)
+                + _append_bn_table(self.bn_rows))
+
+    def write(self) -> None:
+        if self.args.out:
+            atomic_write(self.args.out, self.text())
+
+
+def _measure(measure) -> tuple[float | None, str | None]:
+    """(seconds per step, None) or (None, the one-line reason it failed)."""
+    from benchmark.results import one_line
+
+    try:
+        return measure(), None
+    except (_Stopped, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - one failed path (a capture) must not lose the rest
+        return None, one_line(e, 200)
+
+
+def _step_rows(model_name: str, kind: str, device, args, table: _Table) -> None:
+    """Measure one model and step kind path by path; each row printed, flushed and written as
+    soon as it is measured."""
+    images = args.batch * (1 if kind == "plain" else 2)
+    base = None
+    for path, k, measure in _paths(model_name, kind, device, args):
+        sec, error = (None, None) if measure is None else _measure(measure)
+        if path.startswith("(a)"):
+            base = sec
+        row = {"model": model_name, "step": kind, "path": path, "k": k, "error": error,
+               "ms_per_step": None if sec is None else 1e3 * sec,
+               "images_per_s": None if sec is None else k * images / sec,
+               "x_classic": None if sec is None or base is None else k * base / sec}
+        table.rows.append(row)
+        table.write()
+        print(f"row: {_row_line(row)}", flush=True)
+
+
+def train(args) -> int:
     """`train`: images/s of one training step along the paths (a) to (d), for resnet20/44 and
-    the plain and CAM-append steps, as ratios to (a), all in this one process."""
+    the plain and CAM-append steps, as ratios to (a), all in this one process. Each row is
+    printed and the table (`--out`) rewritten as soon as it is measured; a path that fails is a
+    row saying so and the others continue; SIGTERM stops it with the rows so far written.
+    Returns 0, 1 when a row failed, 143 when stopped by SIGTERM."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.steps = args.steps or (20 if device.type == "cuda" else 3)
-    rows = []
-    for model_name in args.models:
-        for kind in ("plain", "cam-append"):
-            images = args.batch * (1 if kind == "plain" else 2)
-            paths = _paths(model_name, kind, device, args)
-            base = paths[0][2]
-            for path, k, sec in paths:
-                rows.append({"model": model_name, "step": kind, "path": path, "k": k,
-                             "ms_per_step": None if sec is None else 1e3 * sec,
-                             "images_per_s": None if sec is None else k * images / sec,
-                             "x_classic": None if sec is None else k * base / sec})
-            print(f"measured {model_name} {kind}", flush=True)
-    bn_rows = [_append_bn_row(m, device, args) for m in args.models]
-    text = _train_table(rows, device, args) + _append_bn_table(bn_rows)
-    print(text)
+    table = _Table(device, args)
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    code = 0
+    try:
+        for model_name in args.models:
+            for kind in ("plain", "cam-append"):
+                _step_rows(model_name, kind, device, args, table)
+        for model_name in args.models:
+            table.bn_rows.append(_append_bn_row(model_name, device, args))
+            table.write()
+    except _Stopped as e:
+        table.note = (f"Stopped by {e} after {len(table.rows) + len(table.bn_rows)} rows: the "
+                      "rows below are the ones measured before it.")
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    table.write()
+    print(table.text(), flush=True)
     if args.out:
-        atomic_write(args.out, text)
-        print(f"wrote {args.out}")
-    return rows
+        print(f"wrote {args.out}", flush=True)
+    failed = any(r.get("error") for r in table.rows + table.bn_rows)
+    return code or (1 if failed else 0)
+
+
+def _row_line(r: dict) -> str:
+    what = f"{r['model']} {r['step']} {r['path']}"
+    if r.get("error"):
+        return f"{what}: failed: {r['error']}"
+    if r["ms_per_step"] is None:
+        return f"{what}: not measured (no CUDA device)"
+    return f"{what}: {r['ms_per_step']:.2f} ms/step, {r['images_per_s']:,.0f} images/s"
 
 
 def _append_bn_row(model_name: str, device, args) -> dict:
     """The append step with one BatchNorm batch of 2B (joint, the default) and two of B (split),
     timed back to back on the fastest single-run path of this device."""
     graphs = "on" if device.type == "cuda" else "off"
-    sec = {bn: _pack_seconds(model_name, "cam-append", 1, graphs, device, args, append_bn=bn)
-           for bn in ("joint", "split")}
-    print(f"measured {model_name} cam-append joint vs split", flush=True)
-    return {"model": model_name, "path": "(c) graphed" if graphs == "on" else "(b) eager",
-            "joint_ms": 1e3 * sec["joint"], "split_ms": 1e3 * sec["split"]}
+    sec, errors = {}, []
+    for bn in ("joint", "split"):
+        sec[bn], error = _measure(lambda bn=bn: _pack_seconds(
+            model_name, "cam-append", 1, graphs, device, args, append_bn=bn))
+        if error:
+            errors.append(f"{bn}: {error}")
+    row = {"model": model_name, "path": "(c) graphed" if graphs == "on" else "(b) eager",
+           "joint_ms": sec["joint"] and 1e3 * sec["joint"],
+           "split_ms": sec["split"] and 1e3 * sec["split"], "error": "; ".join(errors) or None}
+    if row["error"]:
+        print(f"row: {model_name} cam-append joint vs split: failed: {row['error']}", flush=True)
+    else:
+        print(f"row: {model_name} cam-append joint {row['joint_ms']:.2f} vs split "
+              f"{row['split_ms']:.2f} ms/step", flush=True)
+    return row
 
 
 def _append_bn_table(rows) -> str:
@@ -166,12 +251,18 @@ def _append_bn_table(rows) -> str:
            "copies as a second batch.", "",
            "| model | path | joint ms / step | split ms / step | joint / split |",
            "|---|---|---|---|---|"]
-    out += [f"| {r['model']} | {r['path']} | {r['joint_ms']:.2f} | {r['split_ms']:.2f} | "
-            f"{r['joint_ms'] / r['split_ms']:.2f}x |" for r in rows]
+    if not rows:
+        out.append("| (not measured) | | | | |")
+    for r in rows:
+        if r.get("error"):
+            out.append(f"| {r['model']} | {r['path']} | failed: {r['error']} | | |")
+        else:
+            out.append(f"| {r['model']} | {r['path']} | {r['joint_ms']:.2f} | "
+                       f"{r['split_ms']:.2f} | {r['joint_ms'] / r['split_ms']:.2f}x |")
     return "\n".join(out) + "\n"
 
 
-def _train_table(rows, device, args) -> str:
+def _train_table(rows, device, args, note: str = "") -> str:
     import torchvision
 
     cuda = device.type == "cuda"
@@ -190,13 +281,18 @@ def _train_table(rows, device, args) -> str:
            "data on the device. (c) captures the whole step in one CUDA graph. (d) stacks K "
            "runs in one grouped network, graphed; its images/s are the K runs' total. The "
            "CAM-append step trains 128 originals + 128 CAM-erased copies.", "",
+           *([note, ""] if note else []),
            "| model | step | path | ms / step | images/s | x (a) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        if r["ms_per_step"] is None:
+        if r.get("error"):
+            out.append(f"| {r['model']} | {r['step']} | {r['path']} | failed: {r['error']} "
+                       "| — | — |")
+        elif r["ms_per_step"] is None:
             out.append(f"| {r['model']} | {r['step']} | {r['path']} | — | — | — |")
         else:
+            x = "—" if r["x_classic"] is None else f"{r['x_classic']:.1f}x"
             out.append(f"| {r['model']} | {r['step']} | {r['path']} | {r['ms_per_step']:.2f} "
-                       f"| {r['images_per_s']:,.0f} | {r['x_classic']:.1f}x |")
+                       f"| {r['images_per_s']:,.0f} | {x} |")
     if not cuda:
         out += ["", "Paths (c) and (d) are empty: CUDA graphs need a GPU, and this device is a "
                 "CPU (where stacking gains nothing either)."]
@@ -215,9 +311,10 @@ def _targets(rows) -> list[str]:
     lines = ["## Targets (ResNet20, batch 128)", ""]
     g = ms("resnet20", "plain", "(c)")
     s16 = ms("resnet20", "plain", "(d) graphed + stacked, K = 16")
-    if g and g["ms_per_step"] is not None:
-        lines.append(f"- graphed vs (a): {g['x_classic']:.1f}x (target: at least 5x)")
-        if s16 and s16["ms_per_step"] is not None:
+    if g and g.get("ms_per_step") is not None:
+        if g["x_classic"] is not None:
+            lines.append(f"- graphed vs (a): {g['x_classic']:.1f}x (target: at least 5x)")
+        if s16 and s16.get("ms_per_step") is not None:
             lines.append(f"- stacked K = 16 vs one graphed run: "
                          f"{s16['images_per_s'] / g['images_per_s']:.2f}x (target: at least 2.5x)")
         path = "(c)"
@@ -225,7 +322,7 @@ def _targets(rows) -> list[str]:
         lines.append("- graphed and stacked targets: not measured (no CUDA device)")
         path = "(b)"
     p, a = ms("resnet20", "plain", path), ms("resnet20", "cam-append", path)
-    if p and a and p["ms_per_step"] and a["ms_per_step"]:
+    if p and a and p.get("ms_per_step") and a.get("ms_per_step"):
         lines.append(f"- a CAM-append step costs {a['ms_per_step'] / p['ms_per_step']:.2f}x "
                      f"a plain step on path {path} (target: at most 2.3x)")
     return lines

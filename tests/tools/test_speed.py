@@ -1,5 +1,12 @@
 """The speed command runs on the CPU and says why the GPU-only paths are empty."""
 
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
 from benchmark import cli
 
 
@@ -13,3 +20,53 @@ def test_speed_train_runs_on_the_cpu_and_writes_its_table(tmp_path):
     assert "| resnet20 | cam-append | (c) graphed | — | — | — |" in text
     assert "CUDA graphs need a GPU" in text and "## Targets" in text
     assert "| resnet20 | (b) eager | " in text  # the append step, joint vs split BN batches
+
+
+def _speed_cmd(out, *extra):
+    return [sys.executable, "-m", "benchmark", "speed", "train", "--models", "resnet20",
+            "--batch", "8", "--steps", "1", "--warmup", "0", "--workers", "0", "--stack", "4",
+            "--device", "cpu", "--threads", "1", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_the_speed_table_survives_sigterm_with_the_rows_measured_so_far(tmp_path):
+    out = tmp_path / "speed.md"
+    proc = subprocess.Popen(_speed_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:  # the first row is printed (flushed) as soon as it is measured
+            if line.startswith("row: "):
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert line.startswith("row: resnet20 plain (a) classic"), line
+    assert code == 143, rest
+    text = out.read_text()
+    assert "Stopped by SIGTERM after" in text
+    assert "| resnet20 | plain | (a) classic DataLoader, per-image transforms, fp32 | " in text
+    assert "| resnet20 | cam-append |" not in text  # never measured: not shown as a number
+
+
+def test_a_failed_path_is_a_row_saying_so_and_the_others_continue(tmp_path, monkeypatch):
+    from benchmark.tools import speed_train
+
+    def fail_eager_append(model_name, kind, k, graphs, device, args, append_bn="joint"):
+        if kind == "cam-append" and graphs == "off" and append_bn == "joint":
+            raise RuntimeError("capture invalidated")
+        return 0.01  # the timing itself is not what this test checks
+
+    monkeypatch.setattr(speed_train, "_pack_seconds", fail_eager_append)
+    monkeypatch.setattr(speed_train, "_classic_seconds", lambda *a: 0.02)
+    out = tmp_path / "speed.md"
+    assert cli.main(["speed", "train", "--models", "resnet20", "--batch", "8", "--steps", "1",
+                     "--warmup", "0", "--workers", "0", "--stack", "4", "--device", "cpu",
+                     "--out", str(out)]) == 1
+    text = out.read_text()
+    assert ("| resnet20 | cam-append | (b) eager, on the device | failed: RuntimeError: capture "
+            "invalidated | — | — |") in text
+    assert "| resnet20 | plain | (b) eager, on the device | " in text  # measured before it
+    assert "| resnet20 | cam-append | (a) classic" in text
+    assert "| resnet20 | (b) eager | failed: joint: RuntimeError" in text

@@ -1,0 +1,106 @@
+"""Costs a user can plan with: records that sum every session of a run, and estimates that
+count forked warm-ups and appended images right and give the same step kind the same cost."""
+
+import textwrap
+import time
+
+from benchmark import results
+from benchmark.runner import hooks as runner_hooks
+from benchmark.suites import plan
+from benchmark.suites.config import load_suite
+from benchmark.suites.expand import expand
+from benchmark.tools import cost
+
+TINY = """
+name: tiny
+data: {name: synthetic, options: {n_train: 64, n_test: 32, seed: 0, size: 16}}
+train: {epochs: 4, batch_size: 32, milestones: [2], checkpoint_every: 1, eval_batch_size: 32}
+models: [resnet20]
+seeds: [0]
+methods: [plain]
+"""
+
+
+def _hooks(n: int):
+    """RunnerHooks of a pack of n runs, without a worker (only the cost bookkeeping is used)."""
+    h = object.__new__(runner_hooks.RunnerHooks)
+    h.specs, h.t0 = [None] * n, time.perf_counter()
+    h.wall_before, h.kept = [0.0] * n, [None] * n
+    return h
+
+
+def test_a_resumed_runs_wall_time_sums_every_session_and_is_kept_for_the_next():
+    from benchmark.training.resume import Progress
+
+    resumed = Progress(epoch=2, train_time=40.0, extra={"wall_time_s": 55.0})
+    forked = Progress(epoch=1, train_time=12.0)  # the warm-up it inherits
+    h = _hooks(2)
+    for k, (p, source) in enumerate([(resumed, "resume"), (forked, "fork")]):
+        h.kept[k] = p.extra
+        h.wall_before[k] = runner_hooks.RunnerHooks.wall_before_of(p, source)
+    assert h.wall(0) >= 55.0 and resumed.extra["wall_time_s"] >= 55.0  # saved at the next ckpt
+    assert h.wall(1) >= 12.0
+
+
+def test_wall_time_is_never_below_train_time_in_a_record():
+    assert results.build.run_costs(74.0, 78.7) == 78.7
+    assert results.build.run_costs(80.0, 78.7) == 80.0
+    assert results.build.run_costs(None, 78.7) is None
+
+
+FIVE = TINY.replace(
+    "methods: [plain]", "methods: [plain, random_erasing, cutout, hide_and_seek,\n"
+    "          {name: cam_erasing, warmup_epochs: 2}]")
+
+
+def _estimate(tmp_path, monkeypatch, text):
+    suite = tmp_path / "five.yaml"
+    suite.write_text(textwrap.dedent(text))
+    runs = expand(load_suite(str(suite)))
+    packs = plan.make_packs(runs, "off", "cpu")
+    calls, timed = [], {}
+    noise = iter(range(1, 100))
+
+    def noisy_calibrate(specs, device, sizes, precision="no", *, kinds=None, steps_only=False,
+                        **kw):  # each timing differs, as on a busy machine
+        calls.append((specs[0].run_id, tuple(kinds)))
+        rates = {k: 0.01 * next(noise) for k in kinds}
+        timed.update(rates)
+        return rates if steps_only else {**rates, "eval": 0.5, "final": 0.25}
+
+    monkeypatch.setattr(cost, "calibrate", noisy_calibrate)
+    return runs, cost.estimate(packs, "cpu"), calls, timed
+
+
+def test_methods_doing_the_same_step_kind_get_the_same_estimate(tmp_path, monkeypatch):
+    runs, est, calls, _ = _estimate(tmp_path, monkeypatch, FIVE)
+    seconds = {r.method.name: est[r.run_id]["seconds"] for r in runs}
+    assert seconds["random_erasing"] == seconds["cutout"] == seconds["hide_and_seek"]
+    timed = [k for _, kinds in calls for k in kinds]
+    assert sorted(timed) == sorted(set(timed))  # each step kind timed once, not per eraser
+
+
+def test_a_forked_run_counts_only_the_epochs_after_its_warm_up_at_2b_images(tmp_path,
+                                                                            monkeypatch):
+    runs, est, _, rate = _estimate(tmp_path, monkeypatch, FIVE)
+    cam = next(r for r in runs if r.method.name == "cam_erasing")
+    plain = next(r for r in runs if r.method.is_plain)
+    assert cam.fork_from == plain.run_id
+    per_epoch = (64 // 32) * 32
+    assert est[plain.run_id]["images"] == 4 * per_epoch
+    assert est[cam.run_id]["images"] == 2 * (2 * per_epoch)  # 2 append epochs of 2B per step
+    # its time: 2 epochs of 2 append steps and evaluations, not the 2 warm-up epochs again
+    assert abs(est[cam.run_id]["seconds"] - (2 * 2 * rate["append"] + 2 * 0.5 + 0.25)) < 1e-9
+
+
+def test_an_estimate_off_cuda_projects_onto_named_gpus_from_counted_flops(tmp_path,
+                                                                         monkeypatch):
+    runs, est, _, _ = _estimate(tmp_path, monkeypatch, FIVE)
+    flops = cost.counted_flops(runs, est)
+    f = cost.forward_flops_per_image("resnet20", 10)
+    assert 8e7 < f < 1e9  # ResNet20 on 32x32: about 41M multiply-adds, 2 FLOPs each
+    images = sum(e["images"] for e in est.values())
+    assert flops >= 3 * f * images
+    line = cost.projection(flops)
+    assert line.startswith("projection (not measured): ") and "H100 SXM" in line
+    assert "TFLOP counted (FlopCounterMode)" in line
