@@ -219,7 +219,7 @@ def _yield_of(name: str, log: Path, work: Path) -> str:
             f"{', '.join(boards) or 'none'}")
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmark.tools.gpu_check",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=None,
@@ -228,22 +228,23 @@ def main(argv=None) -> int:
     p.add_argument("--dry", action="store_true",
                    help="the same orchestration on the CPU at tiny sizes")
     p.add_argument("--size-study", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.size_study is not None:  # the sizing step's child process
-        print(json.dumps(size_study(args.size_study)), flush=True)
-        return 0
-    budget = args.budget or (115 if args.dry else 470)
-    t0 = time.monotonic()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # A fresh folder per check: nothing from an earlier check (or the repository) is packed.
-    work = Path(tempfile.mkdtemp(prefix="erasebench-gpu-check-"))
-    # The GPU machine runs a copy of the working tree without `pip install`: put it on the path.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return p
 
+
+@dataclass
+class _Plan:
+    """The check's steps and what the study step is launched with once it is sized."""
+    steps: list[Step]
+    launch: list[str]
+    study_args: list[str]
+    run_args: list[str]
+    most_epochs: int
+
+
+def _plan(dry: bool, budget: float, work: Path) -> _Plan:
+    """The five steps: on a GPU at the real sizes, or (`--dry`) on the CPU at tiny ones."""
     py = sys.executable
-    if args.dry:
+    if dry:
         suites = _dry_suites(work)
         launch = [py, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
         grace, runner_grace, least = 10, RUNNER_GRACE_S, 20
         most_epochs = MAX_STUDY_EPOCHS
     run_args = ["--no-wandb", "--no-progress"]
-    study_args = ["--suite", suites["synthetic_study"], *(["--threads", "1"] if args.dry else [])]
+    study_args = ["--suite", suites["synthetic_study"], *(["--threads", "1"] if dry else [])]
     steps = [
         Step("gpu_tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                            *_gpu_test_files()], cap["gpu_tests"], grace, least),
@@ -276,25 +277,26 @@ def main(argv=None) -> int:
                             *study_args], cap["size_study"], grace, least),
         Step("synthetic_study", None, None, runner_grace, least),
     ]
+    return _Plan(steps, launch, study_args, run_args, most_epochs)
 
-    def left() -> float:
-        return budget - (time.monotonic() - t0) - TAR_RESERVE_S
 
+def _run_steps(plan: _Plan, left, out: Path, work: Path, env: dict) -> tuple[list, dict]:
+    """Run each step inside its share of what is `left()`; one summary line per step, printed
+    as it ends. The study step is sized from the sizing step's measured steps."""
     summary, codes, sized = [], {}, None
-    for i, step in enumerate(steps):
-        seconds = step_seconds(steps, i, left())
+    for i, step in enumerate(plan.steps):
+        seconds = step_seconds(plan.steps, i, left())
         log = out / f"{step.name}.log"
+        why = f"{seconds:.0f} s left"
         if step.cmd is None:  # the study, at the epochs its measured steps allow
-            epochs = study_epochs(sized, seconds, most_epochs)
+            epochs = study_epochs(sized, seconds, plan.most_epochs)
             if epochs is None:
                 why = ("no sizing" if not sized else
                        f"{seconds:.0f} s fit fewer than {sized['min_epochs']} epochs")
                 seconds = -1.0
             else:
-                step.cmd = [*launch, *study_args, "--epochs", str(epochs), *run_args,
-                            "--out", str(work / step.name)]
-        else:
-            why = f"{seconds:.0f} s left"
+                step.cmd = [*plan.launch, *plan.study_args, "--epochs", str(epochs),
+                            *plan.run_args, "--out", str(work / step.name)]
         if seconds < step.least:
             log.write_text(f"skipped: {why}\n")
             codes[step.name] = None
@@ -310,6 +312,11 @@ def main(argv=None) -> int:
                     f"{_yield_of(step.name, log, work)}")
         summary.append(line)
         print(line, flush=True)
+    return summary, codes
+
+
+def _pack(out: Path, work: Path, summary: list[str]) -> Path:
+    """The tarball: this check's logs, summary, speed table, records and leaderboards only."""
     (out / "summary.txt").write_text("\n".join(summary) + "\n")
     with tarfile.open(out / "gpu_check.tar.gz", "w:gz") as tar:
         for f in [*sorted(out.glob("*.log")), out / "summary.txt"]:
@@ -322,8 +329,28 @@ def main(argv=None) -> int:
             lb = work / name / "leaderboards"
             if lb.is_dir():
                 tar.add(lb, arcname=f"{name}/leaderboards")
-    print(f"codes: {codes}; wrote {out / 'gpu_check.tar.gz'} in {time.monotonic() - t0:.0f} s",
-          flush=True)
+    return out / "gpu_check.tar.gz"
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.size_study is not None:  # the sizing step's child process
+        print(json.dumps(size_study(args.size_study)), flush=True)
+        return 0
+    budget = args.budget or (115 if args.dry else 470)
+    t0 = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # A fresh folder per check: nothing from an earlier check (or the repository) is packed.
+    work = Path(tempfile.mkdtemp(prefix="erasebench-gpu-check-"))
+    # The GPU machine runs a copy of the working tree without `pip install`: put it on the path.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    plan = _plan(args.dry, budget, work)
+    summary, codes = _run_steps(plan, lambda: budget - (time.monotonic() - t0) - TAR_RESERVE_S,
+                                out, work, env)
+    tarball = _pack(out, work, summary)
+    print(f"codes: {codes}; wrote {tarball} in {time.monotonic() - t0:.0f} s", flush=True)
     return 0 if all(c == 0 for c in codes.values()) else 1
 
 
