@@ -6,6 +6,12 @@ CAM. Everything is tensor ops on the device with no host synchronisation, readin
 static buffers (the epoch's permutation, a step counter, the lr tensor), so on CUDA the
 whole step is captured once in a CUDA graph (training/graphs.py) and replayed.
 
+Batched across runs: the K lanes' images are one run-major batch of K x B, gathered, cropped,
+flipped, normalised, erased (one call per group of lanes with equal erasers) and accounted
+once, while each lane's random numbers still come from its own generator, in its own order
+(`SplitDraws`); so a K = 16 step issues about as many ops as a few runs, not sixteen
+(`benchmark/tools/op_count.py`), and every lane computes exactly what it would alone.
+
 Step kinds (one CUDA graph each):
 - "plain": no lane erases.
 - "replace": lanes with an eraser erase their images in place (the baselines); the others
