@@ -1,0 +1,111 @@
+"""How many top-level aten ops one training step issues: the number of kernels a CUDA graph of
+the step replays (about), counted on the CPU.
+
+`count_ops(fn)` counts the aten ops that reach the dispatcher's Python mode while `fn` runs
+(forward, backward and optimiser alike): an op's own internal calls are not counted, so these
+are top-level aten ops. Two numbers: `kernels`, the ops that can launch a kernel (all but the
+views: `view`, `detach`, `select`, `t`, ..., which only make a new tensor header over the same
+memory), the number the goal is about; and `all`, every op, views included (a profiler's
+top-level count, though a profiler files the backward's ops under autograd events).
+`count_step_ops(kind, k, batch)` builds a CPU pack of `k` runs on a tiny synthetic set and
+counts one step of `kind`:
+
+- "plain": k plain runs;
+- "replace": in-place erasers, a different one in neighbouring lanes (cutout, random_erasing,
+  hide_and_seek, plain, in turn);
+- "append": CAM erasing (cam_erasing) on originals + erased copies, one BatchNorm batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ["GOAL_K16", "KINDS", "OpCount", "count_ops", "count_step_ops", "goal_line"]
+
+KINDS = ("plain", "replace", "append")
+GOAL_K16 = 600  # the most kernel-launching aten ops a K = 16 erasing step may issue (issue 18)
+_REPLACE = ("cutout", "random_erasing", "hide_and_seek", "plain")
+
+
+class OpCount(NamedTuple):
+    """Top-level aten ops: `kernels` (all but views, which launch nothing) and `all`."""
+
+    kernels: int
+    all: int
+
+
+class _Counter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.all = self.kernels = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.all += 1
+        self.kernels += func.namespace == "aten" and not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(fn: Callable[[], object]) -> OpCount:
+    """The top-level aten ops `fn()` issues (their own nested calls are not counted)."""
+    counter = _Counter()
+    with counter:
+        fn()
+    return OpCount(counter.kernels, counter.all)
+
+
+def _methods(kind: str, k: int) -> list:
+    if kind == "plain":
+        return ["plain"] * k
+    if kind == "replace":
+        return [_REPLACE[i % len(_REPLACE)] for i in range(k)]
+    if kind == "append":
+        return [{"name": "cam_erasing", "params": {"b_h": 2}, "warmup_epochs": 0}] * k
+    raise ValueError(f"op count: step kind {kind!r}; allowed: {', '.join(KINDS)}")
+
+
+def count_step_ops(kind: str, k: int, batch: int = 8, *, size: int = 16) -> OpCount:
+    """Top-level aten ops of one `kind` step of a CPU pack of `k` resnet20 runs, batch `batch`,
+    `size` x `size` synthetic images (the count does not depend on the image size). The first
+    step is taken uncounted (lazy state: the optimiser's buffers), the second is counted."""
+    from benchmark.suites.config import parse_suite
+    from benchmark.suites.expand import expand
+    from benchmark.training.pack import PackTrainer, load_run_data
+
+    methods = _methods(kind, k)
+    names = [m["name"] if isinstance(m, dict) else m for m in methods]
+    runs = expand(parse_suite({
+        "name": "op_count", "data": {"name": "synthetic",
+                                     "options": {"n_train": 4 * batch, "n_test": 8,
+                                                 "size": size}},
+        "train": {"epochs": 1, "batch_size": batch, "milestones": [1], "channels_last": False,
+                  "graphs": "off"},
+        "models": ["resnet20"], "seeds": list(range(k)),
+        "methods": list({n: m for n, m in zip(names, methods, strict=True)}.values())}))
+    # one run a lane: lane i gets seed i and method i
+    specs = [next(r for r in runs if r.seed == i and r.method.name == names[i])
+             for i in range(k)]
+    tr = PackTrainer(specs, load_run_data(specs[0], "cpu"), "cpu")
+    tr.model.train()
+    for lane in tr.lanes:
+        lane.perm.copy_(torch.randperm(lane.perm.shape[0], generator=lane.generator))
+    step = tr.step_for(kind)
+
+    def one():
+        tr.opt.zero_grad(set_to_none=True)
+        step()
+
+    one()
+    n = count_ops(one)
+    tr.close()
+    return n
+
+
+def goal_line(k: int = 16, batch: int = 8) -> str:
+    """One line for `erasebench speed train`: the K-run in-place erasing step's op count."""
+    n = count_step_ops("replace", k, batch)
+    return (f"K={k} replace step: {n.kernels} top-level aten ops that can launch a kernel "
+            f"({n.all} with views; goal <= {GOAL_K16}; counted on the CPU, batch {batch})")

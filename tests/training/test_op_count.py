@@ -1,0 +1,102 @@
+"""The step batched across runs: a K = 16 erasing step issues a bounded number of ops, each run's
+random numbers still come from its own generator, and an eraser that cannot batch exactly is
+called run by run."""
+
+import pytest
+import torch
+
+import plugins
+from benchmark.data.augment import DeviceLoader
+from benchmark.tools.op_count import GOAL_K16, count_ops, count_step_ops
+from benchmark.training import step as step_mod
+from benchmark.training.step import SENTINEL_SEED, SplitDraws, Unsplittable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["plain", "replace", "append"])
+def test_a_k16_step_issues_a_bounded_number_of_ops_not_a_multiple_of_one_runs(kind):
+    one, sixteen = count_step_ops(kind, 1, batch=2), count_step_ops(kind, 16, batch=2)
+    print(f"{kind}: K=1 {one.kernels} kernel ops ({one.all} all), "
+          f"K=16 {sixteen.kernels} ({sixteen.all} all)")
+    # Per run, only the few small draws from its own generator are added (and their joins).
+    assert sixteen.kernels <= one.kernels + 16 * 12
+    if kind == "replace":
+        assert sixteen.kernels <= GOAL_K16
+
+
+def test_each_run_added_to_an_erasing_step_adds_only_its_own_few_draws():
+    """K = 1 against K = 5 (cutout, random_erasing, hide_and_seek, plain, cutout): the lanes'
+    crop/flip draws and their erasers' draws, not a copy of one run's step."""
+    one, five = count_step_ops("replace", 1, batch=2), count_step_ops("replace", 5, batch=2)
+    assert five.kernels - one.kernels <= 4 * 12 + 3 * 40  # + 3 more eraser kinds, once each
+
+
+def test_the_op_counter_counts_top_level_ops_and_leaves_views_out_of_the_kernels():
+    x = torch.ones(4, 4)
+    got = count_ops(lambda: (x.view(16) + 1).sum())
+    assert got.all == 3 and got.kernels == 2
+
+
+def _gens(n, seed=0):
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
+def test_a_batched_call_draws_each_runs_numbers_from_its_own_generator_in_its_order():
+    lead = torch.Generator().manual_seed(SENTINEL_SEED)
+    alone, joint = _gens(3), _gens(3)
+    want = torch.cat([torch.cat([torch.rand(4, 2, generator=g).flatten(),
+                                 torch.randint(0, 9, (4,), generator=g).float()]) for g in alone])
+    with SplitDraws(lead, joint, 4):
+        u = torch.rand(12, 2, generator=lead)
+        r = torch.randint(0, 9, (12,), generator=lead).float()
+    got = torch.cat([torch.cat([u[i * 4:(i + 1) * 4].flatten(), r[i * 4:(i + 1) * 4]])
+                     for i in range(3)])
+    assert torch.equal(got, want)
+    assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(alone, joint,
+                                                                            strict=True))
+
+
+def test_a_draw_that_cannot_be_split_by_run_raises_before_drawing():
+    lead = torch.Generator().manual_seed(SENTINEL_SEED)
+    gens = _gens(2)
+    before = [g.get_state() for g in gens]
+    with SplitDraws(lead, gens, 4), pytest.raises(Unsplittable, match="dimensions"):
+        torch.rand(1, generator=lead)  # a batch-wide coin
+    with SplitDraws(lead, gens, 4), pytest.raises(Unsplittable, match="dimensions"):
+        torch.rand(8, 8, generator=lead)  # which dimension is the runs'?
+    assert all(torch.equal(g.get_state(), s) for g, s in zip(gens, before, strict=True))
+
+
+def test_the_batched_crop_flip_and_normalise_equal_each_runs_own_batch():
+    images = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(20)
+    boxes = torch.tensor([[1, 1, 6, 7]] * 20)
+    loaders = [DeviceLoader(images, labels, boxes, batch_size=4, mean=(0.5,) * 3,
+                            std=(0.25,) * 3, generator=g) for g in _gens(3)]
+    index = torch.stack([torch.randperm(20, generator=torch.Generator().manual_seed(9 + k))[:4]
+                         for k in range(3)])
+    want = [torch.cat(t) for t in zip(*(ld.batch(index[k]) for k, ld in enumerate(loaders)),
+                                      strict=True)]
+    for ld, g in zip(loaders, _gens(3), strict=True):
+        ld.generator = g
+    lead = torch.Generator().manual_seed(SENTINEL_SEED)
+    with SplitDraws(lead, [ld.generator for ld in loaders], 4):
+        one = DeviceLoader(images, labels, boxes, batch_size=12, mean=(0.5,) * 3,
+                           std=(0.25,) * 3, generator=lead)
+        got = one.batch(index.reshape(-1))
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+class SortedCutout(plugins.Eraser):
+    """Cutout whose squares are handed out in the order of the images' means: a batch-wide
+    computation, so its masks depend on which images share the call."""
+
+    def forward(self, images, *, cam=None, generator=None):
+        mask = plugins.build("cutout", size=4)(images, generator=generator)
+        return mask[images.mean((1, 2, 3)).argsort()]
+
+
+def test_an_eraser_that_mixes_images_across_the_batch_is_called_run_by_run():
+    assert step_mod._probe(plugins.build("cutout", size=4), "zero", 3, 4, (3, 8, 8))
+    assert step_mod._probe(plugins.build("random_erasing"), "random", 3, 4, (3, 8, 8))
+    assert not step_mod._probe(SortedCutout(), "zero", 3, 4, (3, 8, 8))
