@@ -5,6 +5,8 @@ the epoch: the step replayed as a CUDA graph where it can be, evaluation, per-ru
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,110 @@ def pack_kind(specs: list[RunSpec], epoch: int) -> str:
     return kinds.pop()
 
 
+# The self-check (training/graphs.py: the graphed step against one eager step; `check_stack`:
+# a stacked step against its runs trained alone): "auto" runs it on CUDA, True everywhere
+# (tests force it on the CPU), False never. Per run, the step's loss and parameter update must
+# agree within bf16 tolerance.
+SELF_CHECK: bool | str = "auto"
+LOSS_RTOL, UPDATE_RTOL = 2e-2, 5e-2
+
+
+def self_check_on(device) -> bool:
+    return SELF_CHECK is True or (SELF_CHECK == "auto" and torch.device(device).type == "cuda")
+
+
+def tune_cudnn(device) -> bool:
+    """On CUDA, set `torch.backends.cudnn.benchmark`: cuDNN times its convolution algorithms
+    once per input shape and keeps the fastest, instead of its heuristics' pick (unmeasured for
+    bf16 NHWC grouped convolutions of 3-64 channels per group). A pack's shapes are fixed (one
+    batch per step kind, the evaluation's), so the search runs once per shape, in the first
+    eager warm-up step of a kind (which the graphs' sync check exempts: training/graphs.py),
+    never inside a capture; the choice may differ between processes, like GPU atomics' order.
+    Not on the CPU: the flag concerns cuDNN only and changes no CPU result. Returns whether it
+    was set here (process-wide, as cuDNN's setting is)."""
+    if torch.device(device).type != "cuda":
+        return False
+    torch.backends.cudnn.benchmark = True
+    return True
+
+
+class TrainState:
+    """A pack's training state as the self-check sees it (graphs.Probe): parameters, buffers,
+    momentum, the runs' generators, the step counter and the accumulators. It holds no
+    reference to the trainer (the runner keeps it: no cycle)."""
+
+    def __init__(self, model, opt, lanes, acc, pos, names: list[str]):
+        self.model, self.opt, self.lanes, self.acc, self.pos, self.names = (
+            model, opt, lanes, acc, pos, names)
+
+    def save(self) -> dict:
+        params = list(self.model.parameters())
+        return {"params": [p.detach().clone() for p in params],
+                "buffers": [b.clone() for b in self.model.buffers()],
+                "momentum": [None if (m := self.opt.state.get(p, {}).get("momentum_buffer"))
+                             is None else m.clone() for p in params],
+                "gens": [lane.generator.get_state() for lane in self.lanes],
+                "acc": self.acc.clone(), "pos": self.pos.clone()}
+
+    @torch.no_grad()
+    def load(self, s: dict) -> None:
+        params = list(self.model.parameters())
+        for p, v in zip(params, s["params"], strict=True):
+            p.copy_(v)
+        for b, v in zip(self.model.buffers(), s["buffers"], strict=True):
+            b.copy_(v)
+        for p, m in zip(params, s["momentum"], strict=True):
+            state = self.opt.state.get(p)
+            if m is None:
+                if state:
+                    state.pop("momentum_buffer", None)
+            elif state is not None and "momentum_buffer" in state:
+                state["momentum_buffer"].copy_(m)
+            else:
+                self.opt.state[p]["momentum_buffer"] = m.clone()
+        for lane, g in zip(self.lanes, s["gens"], strict=True):
+            lane.generator.set_state(g)
+        self.acc.copy_(s["acc"])
+        self.pos.copy_(s["pos"])
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=False)
+
+    def results(self, before: dict, after: dict) -> list[tuple[float, torch.Tensor]]:
+        """Per run: (the step's mean loss, its parameter update as one flat float64 vector)."""
+        k = len(self.lanes)
+        acc = (after["acc"] - before["acc"]).tolist()
+        out = []
+        for i in range(k):
+            seen = acc[i][SLOT["seen"]]
+            loss = acc[i][SLOT["loss"]] / seen if seen else 0.0
+            upd = torch.cat([(a.chunk(k)[i] - b.chunk(k)[i]).double().flatten()
+                             for a, b in zip(after["params"], before["params"], strict=True)])
+            out.append((loss, upd))
+        return out
+
+    def differ(self, before: dict, graphed: dict, eager: dict) -> str | None:
+        return compare_runs(self.names, self.results(before, graphed),
+                            self.results(before, eager), ("graphed", "eager"))
+
+
+def compare_runs(names, got, want, what: tuple[str, str]) -> str | None:
+    """None if every run's (loss, update) in `got` matches `want` within LOSS_RTOL and
+    UPDATE_RTOL; else one line on the first run that does not."""
+    for name, (lg, ug), (lw, uw) in zip(names, got, want, strict=True):
+        dl = abs(lg - lw) / max(abs(lw), 1e-6)
+        du = ((ug - uw.to(ug.device)).norm() / uw.norm().clamp_min(1e-12)).item()
+        if dl > LOSS_RTOL or du > UPDATE_RTOL or not (dl == dl and du == du):
+            return (f"{name}: loss {lg:.6g} {what[0]} vs {lw:.6g} {what[1]}, parameter update "
+                    f"differs by {100 * du:.3g}% (tolerance {100 * LOSS_RTOL:g}% / "
+                    f"{100 * UPDATE_RTOL:g}%)")
+    return None
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
 class PackTrainer:
     """K runs' model (stacked when K > 1), optimiser, schedule and lanes; `train_epoch` runs the
     step for one epoch, eagerly or as a replayed CUDA graph."""
@@ -122,6 +228,7 @@ class PackTrainer:
                              "train it alone")
         self.specs, self.rd, self.device = specs, rd, torch.device(device)
         self.autocast = autocast_for(self.device, precision)
+        tune_cudnn(self.device)
         singles = []
         for s in specs:
             torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
@@ -133,18 +240,29 @@ class PackTrainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         # lr is a device tensor: the scheduler rewrites it in place, outside the captured step.
         # Fused SGD reads it without a host sync. The recipe decays every parameter, BN included.
-        self.lr = torch.tensor(float(t.lr), device=self.device, dtype=dtype)
+        # float32 whatever the model's dtype: CUDA's fused SGD reads a tensor lr as float (a
+        # float64 lr raises at the first step); fp32 and bf16 runs had a float32 lr already.
+        self.lr = torch.tensor(float(t.lr), device=self.device, dtype=torch.float32)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=t.momentum,
                                    weight_decay=t.weight_decay, nesterov=t.nesterov, fused=True)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, t.milestones, t.gamma)
         self.lanes = [self._lane(s, (frozen_ckpts or {}).get(s.run_id)) for s in specs]
         self.acc = torch.zeros(self.k, len(SLOTS), device=self.device, dtype=torch.float64)
         self.pos = torch.zeros((), device=self.device, dtype=torch.long)
+        self.log = log or _stderr
+        self.train_state = TrainState(self.model, self.opt, self.lanes, self.acc, self.pos,
+                                [s.run_id for s in specs])
+        # No reference back to the trainer (a bound method of the optimiser, the state above):
+        # a closed or dropped trainer, its runner and its graphs' memory pools are freed at
+        # once by reference counting, not by a later run of the cycle collector.
         self.runner = StepRunner(t.graphs, self.device, [lane.generator for lane in self.lanes],
-                                 lambda: self.opt.zero_grad(set_to_none=True),
+                                 functools.partial(self.opt.zero_grad, set_to_none=True),
                                  label=specs[0].run_id if self.k == 1 else f"pack of {self.k}",
-                                 log=log)
+                                 log=self.log, probe=self.train_state,
+                                 self_check=self_check_on(self.device))
         self._steps: dict[str, Step] = {}
+        self.unstacked: str | None = None  # why this run trains alone (the stack self-check)
+        self.precision, self.frozen_ckpts = precision, frozen_ckpts
 
     def _lane(self, s: RunSpec, frozen: Path | None) -> Lane:
         t, m, rd = s.train, s.method, self.rd
@@ -198,6 +316,52 @@ class PackTrainer:
         lr = float(self.lr)
         self.sched.step()
         return [self._metrics(row, lr) for row in self.acc.tolist()]
+
+    def check_stack(self, epoch: int) -> dict[int, str]:
+        """The stack's self-check (`SELF_CHECK`; on CUDA by default), before the first step of
+        `epoch`: one eager step of the stacked pack against each run's own step trained alone
+        from the same state (a fresh single-run trainer loaded with `run_state`). Returns
+        {run index: why} for the runs that differ (loss or parameter update beyond bf16
+        tolerance), each also said in one line; they should train alone. Leaves the pack, its
+        generators and the process's RNG as they were, so a passing check changes no number.
+        {} for a single run."""
+        if self.k == 1 or not self_check_on(self.device):
+            return {}
+        before = self.train_state.save()
+        alone_states = [self.run_state(k) for k in range(self.k)]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            stacked = self.train_state.results(before, self._one_eager_step(self, epoch))
+            bad = {}
+            for k, spec in enumerate(self.specs):
+                alone = PackTrainer([spec], self.rd, self.device,
+                                    precision=self.precision, dtype=self.dtype, log=self.log,
+                                    frozen_ckpts=self.frozen_ckpts)
+                alone.load_run_states([alone_states[k]])
+                start = alone.train_state.save()
+                got = alone.train_state.results(start, self._one_eager_step(alone, epoch))[0]
+                alone.close()
+                diff = compare_runs([spec.run_id], [stacked[k]], [got], ("stacked", "alone"))
+                if diff is not None:
+                    bad[k] = f"self-check: its stacked step differs from its own ({diff})"
+                    self.log(f"note: pack of {self.k}: {spec.run_id} trains alone, not stacked: "
+                             f"{bad[k]}")
+        self.train_state.load(before)
+        return bad
+
+    @staticmethod
+    def _one_eager_step(tr: PackTrainer, epoch: int) -> dict:
+        """The first step of `epoch` as `train_epoch` takes it, eagerly; the state after it."""
+        tr.model.train()
+        tr.acc.zero_()
+        tr.pos.zero_()
+        for lane in tr.lanes:
+            lane.perm.copy_(torch.randperm(lane.perm.shape[0], device=tr.device,
+                                           generator=lane.generator))
+        tr.at_epoch(epoch)
+        tr.opt.zero_grad(set_to_none=True)
+        tr.step_for(tr.kind(epoch))()
+        return tr.train_state.save()
 
     def at_epoch(self, epoch: int) -> None:
         """Give each lane whose eraser depends on the epoch (``at_epoch``, e.g. GridMask's
@@ -261,9 +425,16 @@ class PackTrainer:
                           self.specs[k].train.eval_batch_size, self.dtype)
 
     def close(self) -> None:
-        """Free the captured graphs now (their memory pools), not when a GC cycle finds them."""
-        self.runner.graph = None
+        """Free the captured graphs now (their memory pools). Dropping the last reference to
+        the trainer does the same (it holds no reference cycle)."""
+        self.runner.close()
         self._steps.clear()
+
+    def execution(self) -> dict:
+        """How the pack ran, for each run's record: `graphs` (the step kinds captured as CUDA
+        graphs), `graphs_eager` ({kind: why it ran eagerly}; empty where graphs were off or
+        everything was captured) and `unstacked` (why a run left its stacked pack, else None)."""
+        return {**self.runner.report(), "unstacked": self.unstacked}
 
     # -- per-run resumable state (the layout of one ordinary model) ------------------------
     def run_state(self, k: int) -> dict:

@@ -71,7 +71,8 @@ def occlusion_summary(a: list[float], cam_in_box) -> dict | None:
 
 def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict | None = None,
                precision: str = "no", frozen_ckpts: dict | None = None, hooks: Hooks | None = None,
-               extra: list[dict] | None = None, log=None) -> list[dict]:
+               extra: list[dict] | None = None, log=None,
+               unstacked: str | None = None) -> list[dict]:
     """Train K runs together to the end (each from its resume checkpoint or fork if any); return
     one outcome per run: {"status": "finished"|"failed"|"interrupted", ...}. Runs whose start
     epochs differ are trained as separate packs, one after another."""
@@ -95,6 +96,19 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
     progress = [Progress(extra=dict((extra or [{}] * len(specs))[k])) for k in range(len(specs))]
     if any(st is not None for _, st in starts):
         tr.load_run_states([st["trainer"] for _, st in starts])
+    tr.unstacked = unstacked
+    alone = tr.check_stack(epochs[0])  # the stack's self-check (training/pack.py)
+    if alone:  # those runs train alone, the others stacked; each record says why
+        tr.close()
+        out = {}
+        stacked = [i for i in range(len(specs)) if i not in alone]
+        for idx in ([stacked] if stacked else []) + [[i] for i in alone]:
+            out.update(zip(idx, train_pack(
+                [specs[i] for i in idx], device=device, work_dir=work_dir, data_cache=data_cache,
+                precision=precision, frozen_ckpts=frozen_ckpts, hooks=_Sub(hooks, idx),
+                extra=[(extra or [{}] * len(specs))[i] for i in idx], log=log,
+                unstacked=alone.get(idx[0]) if len(idx) == 1 else None), strict=True))
+        return [out[i] for i in range(len(specs))]
     for k, (source, st) in enumerate(starts):
         p = progress[k]
         if st is not None:
@@ -188,7 +202,7 @@ def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
         "resumed_from_epoch": p.resumed_from, "forked_from": p.forked_from,
         "checkpoint": str(final), "cam_path": cam_path,
         "eraser_params": lane.eraser.params() if lane.eraser is not None else {},
-        "pack_size": tr.k, "graphs": sorted(tr.runner.captured),
+        "pack_size": tr.k, **tr.execution(),
         "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
         "robustness": robustness.for_pack_run(tr, k),
     }
