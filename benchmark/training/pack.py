@@ -432,8 +432,8 @@ class PackTrainer:
 
     def execution(self) -> dict:
         """How the pack ran, for each run's record: `graphs` (the step kinds captured as CUDA
-        graphs), `graphs_eager` ({kind: why it ran eagerly}; empty where graphs were off or
-        everything was captured) and `unstacked` (why a run left its stacked pack, else None)."""
+        graphs), `graphs_eager` ({kind: why it ran eagerly}, for every kind not captured) and
+        `unstacked` (why a run left its stacked pack, else None)."""
         return {**self.runner.report(), "unstacked": self.unstacked}
 
     # -- per-run resumable state (the layout of one ordinary model) ------------------------

@@ -108,6 +108,9 @@ def test_a_stacked_run_whose_step_differs_from_its_own_trains_alone(tmp_path, st
     assert [o["pack_size"] for o in out] == [1, 1]
     assert out[0]["unstacked"].startswith("self-check: its stacked step differs from its own")
     assert out[1]["unstacked"] is None
+    # and on the CPU, why no step was graphed
+    assert out[0]["graphs"] == [] and out[0]["graphs_eager"] == {
+        "replace": "CUDA graphs need a CUDA device, not cpu"}
 
 
 def test_a_passing_stack_self_check_changes_no_number(monkeypatch):
