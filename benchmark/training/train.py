@@ -97,7 +97,7 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
     if any(st is not None for _, st in starts):
         tr.load_run_states([st["trainer"] for _, st in starts])
     tr.unstacked = unstacked
-    alone = tr.check_stack(epochs[0])  # the stack's self-check (training/pack.py)
+    alone = tr.check_stack(epochs[0])  # the stack's self-check (training/selfcheck.py)
     if alone:  # those runs train alone, the others stacked; each record says why
         tr.close()
         out = {}

@@ -4,13 +4,13 @@ the lr tensor's dtype (CUDA's fused SGD reads it as float) and cuDNN's benchmark
 import pytest
 import torch
 
-from benchmark.training import pack, stack
+from benchmark.training import pack, selfcheck, stack
 from benchmark.training.pack import PackTrainer, load_run_data
 from tests.training.test_graphs import specs_for
 
 
 def test_a_float64_packs_lr_tensor_is_float32_and_it_trains_like_its_runs_alone(monkeypatch):
-    monkeypatch.setattr(pack, "SELF_CHECK", False)
+    monkeypatch.setattr(selfcheck, "SELF_CHECK", False)
     specs = specs_for(["random_erasing", "cutout"], n_train=32)
     rd = load_run_data(specs[0], "cpu")
     packed = PackTrainer(specs, rd, "cpu", dtype=torch.float64)

@@ -1,6 +1,6 @@
-"""The runtime self-check (training/graphs.py, training/pack.py: check_stack): untested hardware
-or a plugin that breaks the contract can cost speed, never correctness. On CUDA it runs by
-default; here `pack.SELF_CHECK = True` switches it on for the CPU, `FakeCuda` stands in for the
+"""The runtime self-check (training/selfcheck.py, training/graphs.py): untested hardware or a
+plugin that breaks the contract can cost speed, never correctness. On CUDA it runs by default;
+here `selfcheck.SELF_CHECK = True` switches it on for the CPU, `FakeCuda` stands in for the
 graphs, and a deliberately stateful eraser (one that keeps a Python counter, against the plugin
 contract) forces a mismatch."""
 
@@ -9,7 +9,7 @@ import torch
 
 import plugins
 from benchmark.results.build import make_record
-from benchmark.training import pack
+from benchmark.training import selfcheck
 from benchmark.training.pack import PackTrainer, load_run_data
 from benchmark.training.train import train_pack
 from tests.training.test_graphs import FakeCuda, specs_for, state_of
@@ -45,7 +45,7 @@ class SharedCounter(plugins.Eraser):
 def stateful(monkeypatch):
     plugins.register("alternating_test")(Alternating)
     plugins.register("shared_counter_test")(SharedCounter)
-    monkeypatch.setattr(pack, "SELF_CHECK", True)
+    monkeypatch.setattr(selfcheck, "SELF_CHECK", True)
     yield
     plugins.unregister("alternating_test")
     plugins.unregister("shared_counter_test")
@@ -83,7 +83,7 @@ def test_a_passing_graph_self_check_changes_no_number(monkeypatch):
     rd = load_run_data(specs[0], "cpu")
     got = {}
     for check in (False, True):
-        monkeypatch.setattr(pack, "SELF_CHECK", check)
+        monkeypatch.setattr(selfcheck, "SELF_CHECK", check)
         tr = PackTrainer(specs, rd, "cpu")
         assert tr.runner.self_check is check
         got[check] = (tr.train_epoch(0)[0], state_of(tr), tr.lanes[0].generator.get_state(),
@@ -118,7 +118,7 @@ def test_a_passing_stack_self_check_changes_no_number(monkeypatch):
     rd = load_run_data(specs[0], "cpu")
     got = {}
     for check in (False, True):
-        monkeypatch.setattr(pack, "SELF_CHECK", check)
+        monkeypatch.setattr(selfcheck, "SELF_CHECK", check)
         tr = PackTrainer(specs, rd, "cpu")
         cpu_rng = torch.get_rng_state()
         assert tr.check_stack(0) == {}
