@@ -132,8 +132,6 @@ class StepRunner:
                  label: str = "", warmup_steps: int = WARMUP_STEPS, log=None,
                  probe: Probe | None = None, self_check: bool = True):
         self.enabled = use_graphs(mode, device)
-        self.off = None if self.enabled else (  # why no step of this runner is graphed
-            "graphs: off" if mode == "off" else f"CUDA graphs need a CUDA device, not {device}")
         self.mode, self.device, self.generators, self.zero_grad, self.label = (
             mode, torch.device(device), list(generators), zero_grad, label)
         self.warmup_steps = warmup_steps
@@ -153,8 +151,6 @@ class StepRunner:
         if self.graph is not None:
             self.graph.replay()
         elif not self.enabled or kind in self.eager_kinds:
-            if self.off is not None:
-                self.eager_kinds.setdefault(kind, self.off)
             self.zero_grad()
             step()
         elif self.eager_left > 0:
@@ -177,8 +173,9 @@ class StepRunner:
 
     def report(self) -> dict:
         """What a record says about graphs: `graphs`, the kinds captured, and `graphs_eager`,
-        {kind: why it ran eagerly} for every other kind run (`graphs: off`, not a CUDA device,
-        a host sync, a failed capture, a failed self-check)."""
+        {kind: why it ran eagerly although graphs were on} (a host sync, a failed capture, a
+        failed self-check). Where graphs were off (`graphs: off`, not a CUDA device: the
+        record's config and device say so), `graphs_eager` is empty."""
         return {"graphs": sorted(self.captured), "graphs_eager": dict(self.eager_kinds)}
 
     def _stream(self):

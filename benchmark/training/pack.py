@@ -307,9 +307,16 @@ class PackTrainer:
 
     def execution(self) -> dict:
         """How the pack ran, for each run's record: `graphs` (the step kinds captured as CUDA
-        graphs), `graphs_eager` ({kind: why it ran eagerly}, for every kind not captured) and
-        `unstacked` (why a run left its stacked pack, else None)."""
-        return {**self.runner.report(), "unstacked": self.unstacked}
+        graphs), and only where there is something to say, `graphs_eager` ({kind: why it ran
+        eagerly although graphs were on}) and `unstacked` (why the run left its stacked pack).
+        An eager CPU run's outcome is then exactly `train_one`'s (tests/training/test_one.py)."""
+        report = self.runner.report()
+        out = {"graphs": report["graphs"]}
+        if report["graphs_eager"]:
+            out["graphs_eager"] = report["graphs_eager"]
+        if self.unstacked is not None:
+            out["unstacked"] = self.unstacked
+        return out
 
     # -- per-run resumable state (the layout of one ordinary model) ------------------------
     def run_state(self, k: int) -> dict:
