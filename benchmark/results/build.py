@@ -54,8 +54,8 @@ def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str
         **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
                                    "occlusion", "images_per_s", "train_time_s",
                                    "resumed_from_epoch")},
-        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs", "num_classes",
-                                       "n_test")},
+        **{k: metrics.get(k) for k in ("forked_from", "pack_size", "graphs", "graphs_eager",
+                                       "unstacked", "num_classes", "n_test")},
         **({"robustness": metrics["robustness"]} if metrics.get("robustness") else {}),
     }
 

@@ -5,6 +5,8 @@ the epoch: the step replayed as a CUDA graph where it can be, evaluation, per-ru
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +17,9 @@ from benchmark import cam, models
 from benchmark.data import augment
 from benchmark.suites import plan
 from benchmark.suites.config import PRECISIONS, RunSpec
-from benchmark.training import stack
+from benchmark.training import selfcheck, stack
 from benchmark.training.graphs import StepRunner
+from benchmark.training.selfcheck import TrainState, self_check_on
 from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step
 from benchmark.training.step import S as SLOT
 from plugins.geometry import peak_in_box
@@ -109,6 +112,25 @@ def pack_kind(specs: list[RunSpec], epoch: int) -> str:
     return kinds.pop()
 
 
+def tune_cudnn(device) -> bool:
+    """On CUDA, set `torch.backends.cudnn.benchmark`: cuDNN times its convolution algorithms
+    once per input shape and keeps the fastest, instead of its heuristics' pick (unmeasured for
+    bf16 NHWC grouped convolutions of 3-64 channels per group). A pack's shapes are fixed (one
+    batch per step kind, the evaluation's), so the search runs once per shape, in the first
+    eager warm-up step of a kind (which the graphs' sync check exempts: training/graphs.py),
+    never inside a capture; the choice may differ between processes, like GPU atomics' order.
+    Not on the CPU: the flag concerns cuDNN only and changes no CPU result. Returns whether it
+    was set here (process-wide, as cuDNN's setting is)."""
+    if torch.device(device).type != "cuda":
+        return False
+    torch.backends.cudnn.benchmark = True
+    return True
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
 class PackTrainer:
     """K runs' model (stacked when K > 1), optimiser, schedule and lanes; `train_epoch` runs the
     step for one epoch, eagerly or as a replayed CUDA graph."""
@@ -122,6 +144,7 @@ class PackTrainer:
                              "train it alone")
         self.specs, self.rd, self.device = specs, rd, torch.device(device)
         self.autocast = autocast_for(self.device, precision)
+        tune_cudnn(self.device)
         singles = []
         for s in specs:
             torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
@@ -134,18 +157,29 @@ class PackTrainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         # lr is a device tensor: the scheduler rewrites it in place, outside the captured step.
         # Fused SGD reads it without a host sync. The recipe decays every parameter, BN included.
-        self.lr = torch.tensor(float(t.lr), device=self.device, dtype=dtype)
+        # float32 whatever the model's dtype: CUDA's fused SGD reads a tensor lr as float (a
+        # float64 lr raises at the first step); fp32 and bf16 runs had a float32 lr already.
+        self.lr = torch.tensor(float(t.lr), device=self.device, dtype=torch.float32)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=t.momentum,
                                    weight_decay=t.weight_decay, nesterov=t.nesterov, fused=True)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, t.milestones, t.gamma)
         self.lanes = [self._lane(s, (frozen_ckpts or {}).get(s.run_id)) for s in specs]
         self.acc = torch.zeros(self.k, len(SLOTS), device=self.device, dtype=torch.float64)
         self.pos = torch.zeros((), device=self.device, dtype=torch.long)
+        self.log = log or _stderr
+        self.train_state = TrainState(self.model, self.opt, self.lanes, self.acc, self.pos,
+                                [s.run_id for s in specs])
+        # No reference back to the trainer (a bound method of the optimiser, the state above):
+        # a closed or dropped trainer, its runner and its graphs' memory pools are freed at
+        # once by reference counting, not by a later run of the cycle collector.
         self.runner = StepRunner(t.graphs, self.device, [lane.generator for lane in self.lanes],
-                                 lambda: self.opt.zero_grad(set_to_none=True),
+                                 functools.partial(self.opt.zero_grad, set_to_none=True),
                                  label=specs[0].run_id if self.k == 1 else f"pack of {self.k}",
-                                 log=log)
+                                 log=self.log, probe=self.train_state,
+                                 self_check=self_check_on(self.device))
         self._steps: dict[str, Step] = {}
+        self.unstacked: str | None = None  # why this run trains alone (the stack self-check)
+        self.precision, self.frozen_ckpts = precision, frozen_ckpts
 
     def _lane(self, s: RunSpec, frozen: Path | None) -> Lane:
         t, m, rd = s.train, s.method, self.rd
@@ -200,6 +234,11 @@ class PackTrainer:
         lr = float(self.lr)
         self.sched.step()
         return [self._metrics(row, lr) for row in self.acc.tolist()]
+
+    def check_stack(self, epoch: int) -> dict[int, str]:
+        """{run index: why} for the runs whose stacked step differs from their own
+        (selfcheck.check_stack); they should train alone. {} for a single run."""
+        return selfcheck.check_stack(self, epoch)
 
     def at_epoch(self, epoch: int) -> None:
         """Give each lane whose eraser depends on the epoch (``at_epoch``, e.g. GridMask's
@@ -264,9 +303,23 @@ class PackTrainer:
                           self.specs[k].train.eval_batch_size, self.dtype)
 
     def close(self) -> None:
-        """Free the captured graphs now (their memory pools), not when a GC cycle finds them."""
-        self.runner.graph = None
+        """Free the captured graphs now (their memory pools). Dropping the last reference to
+        the trainer does the same (it holds no reference cycle)."""
+        self.runner.close()
         self._steps.clear()
+
+    def execution(self) -> dict:
+        """How the pack ran, for each run's record: `graphs` (the step kinds captured as CUDA
+        graphs), and only where there is something to say, `graphs_eager` ({kind: why it ran
+        eagerly although graphs were on}) and `unstacked` (why the run left its stacked pack).
+        An eager CPU run's outcome is then exactly `train_one`'s (tests/training/test_one.py)."""
+        report = self.runner.report()
+        out = {"graphs": report["graphs"]}
+        if report["graphs_eager"]:
+            out["graphs_eager"] = report["graphs_eager"]
+        if self.unstacked is not None:
+            out["unstacked"] = self.unstacked
+        return out
 
     # -- per-run resumable state (the layout of one ordinary model) ------------------------
     def run_state(self, k: int) -> dict:

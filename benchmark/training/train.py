@@ -73,7 +73,8 @@ def occlusion_summary(a: list[float], cam_in_box) -> dict | None:
 
 def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict | None = None,
                precision: str = "no", frozen_ckpts: dict | None = None, hooks: Hooks | None = None,
-               extra: list[dict] | None = None, log=None) -> list[dict]:
+               extra: list[dict] | None = None, log=None,
+               unstacked: str | None = None) -> list[dict]:
     """Train K runs together to the end (each from its resume checkpoint or fork if any); return
     one outcome per run: {"status": "finished"|"failed"|"interrupted", ...}. Runs whose start
     epochs differ are trained as separate packs, one after another."""
@@ -98,6 +99,13 @@ def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict
           for k, (s, (source, st)) in enumerate(zip(specs, starts, strict=True))]
     if any(st is not None for _, st in starts):
         tr.load_run_states([st["trainer"] for _, st in starts])
+    tr.unstacked = unstacked
+    alone = tr.check_stack(epochs[0])  # the stack's self-check (training/selfcheck.py)
+    if alone:  # those runs train alone, the others stacked; each record says why
+        tr.close()
+        return _train_apart(specs, alone, device=device, work_dir=work_dir,
+                            data_cache=data_cache, precision=precision,
+                            frozen_ckpts=frozen_ckpts, hooks=hooks, extra=extra, log=log)
     for k, (source, _) in enumerate(starts):
         hooks.started(k, ps[k], source)
     try:
@@ -164,7 +172,7 @@ def _finish(tr: PackTrainer, k: int, p: Progress, work_dir: Path) -> dict:
     spec, lane = tr.specs[k], tr.lanes[k]
     final = save_final(work_dir, spec, tr.single_model(k), tr.rd)
     return outcome(spec, p, tr.rd, final, tr.test_cam_in_box(k), eraser=lane.eraser,
-                   cam_fn=lane.cam_fn, pack_size=tr.k, graphs=sorted(tr.runner.captured),
+                   cam_fn=lane.cam_fn, pack_size=tr.k, execution=tr.execution(),
                    robustness=robustness.for_pack_run(tr, k))
 
 
@@ -177,7 +185,7 @@ def save_final(work_dir: Path, spec: RunSpec, model, rd) -> Path:
 
 
 def outcome(spec: RunSpec, p: Progress, rd, final: Path, cam_in_box, *, eraser, cam_fn,
-            robustness: dict | None, pack_size: int = 1, graphs: list | None = None) -> dict:
+            robustness: dict | None, pack_size: int = 1, execution: dict | None = None) -> dict:
     """A finished run's outcome, as train_pack and train_one return it (results.make_record
     turns it into the record): test errors (%) last and best, the curves, times, the final
     checkpoint, where the erasing and the CAM landed (`cam_in_box`: pack.cam_in_box's pair or
@@ -195,10 +203,23 @@ def outcome(spec: RunSpec, p: Progress, rd, final: Path, cam_in_box, *, eraser, 
         "resumed_from_epoch": p.resumed_from, "forked_from": p.forked_from,
         "checkpoint": str(final), "cam_path": cam_path,
         "eraser_params": eraser.params() if eraser is not None else {},
-        "pack_size": pack_size, "graphs": graphs or [],
+        "pack_size": pack_size, **(execution or {"graphs": []}),
         "num_classes": rd.num_classes, "n_test": int(rd.test_labels.shape[0]),
         "robustness": robustness,
     }
+
+
+def _train_apart(specs, alone: dict, *, hooks, extra, **kw) -> list[dict]:
+    """The runs whose stack self-check failed (`alone`: index -> why) train alone, the others
+    stacked without them; each record says why (`unstacked`)."""
+    out: dict[int, dict] = {}
+    stacked = [i for i in range(len(specs)) if i not in alone]
+    for idx in ([stacked] if stacked else []) + [[i] for i in alone]:
+        out.update(zip(idx, train_pack(
+            [specs[i] for i in idx], hooks=_Sub(hooks, idx),
+            extra=[(extra or [{}] * len(specs))[i] for i in idx],
+            unstacked=alone.get(idx[0]) if len(idx) == 1 else None, **kw), strict=True))
+    return [out[i] for i in range(len(specs))]
 
 
 class _Sub(Hooks):

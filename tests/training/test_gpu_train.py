@@ -98,3 +98,81 @@ def test_no_step_synchronises_with_the_host(method):
         step()
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_a_failed_capture_leaves_usable_generators_on_the_gpu():
+    """A capture invalidated by a host sync (`.item()` inside the capture: "operation not
+    permitted when stream is capturing") falls back to eager; the runs' generators and the
+    device's default one still draw, and draw what an eager run draws."""
+    from benchmark.training import graphs
+
+    gen, ref = (torch.Generator(device="cuda").manual_seed(0) for _ in range(2))
+    lines, calls = [], []
+    r = graphs.StepRunner("auto", "cuda", [gen], lambda: None, warmup_steps=2,
+                          log=lines.append)
+    x = torch.zeros(64, device="cuda")
+
+    def step():
+        x.uniform_(generator=gen)
+        if len(calls) == 2:  # the capture (warm-up steps 1 and 2 are plain)
+            x.sum().item()
+        calls.append(1)
+
+    for _ in range(4):
+        r("replace", step)
+    assert len(lines) == 1 and "capture failed" in lines[0] and r.eager_kinds
+    for _ in range(3):  # 2 warm-up steps, the eager fallback, the 4th step: 4 eager draws
+        torch.empty(64, device="cuda").uniform_(generator=ref)
+    ref_next = torch.empty(64, device="cuda").uniform_(generator=ref)
+    assert torch.equal(x, ref_next)
+    torch.rand(4, device="cuda", generator=gen)
+    torch.rand(4, device="cuda")  # the default generator (registered implicitly, torch < 2.13)
+
+
+@pytest.mark.parametrize("method", BUILTIN)
+def test_every_builtin_step_passes_the_graph_self_check(method):
+    specs = specs_for([method])
+    tr = PackTrainer(specs, load_run_data(specs[0], "cuda"), "cuda", precision="bf16")
+    tr.train_epoch(0)
+    kind = tr.kind(0)
+    assert tr.runner.captured == tr.runner.checked == {kind}, tr.runner.eager_kinds
+
+
+def test_a_stateful_eraser_fails_the_graph_self_check_on_the_gpu(monkeypatch):
+    from tests.training.test_self_check import Alternating
+
+    plugins.register("alternating_gpu")(Alternating)
+    try:
+        specs = specs_for(["alternating_gpu"])
+        lines = []
+        tr = PackTrainer(specs, load_run_data(specs[0], "cuda"), "cuda", precision="bf16",
+                         log=lines.append)
+        tr.train_epoch(0)
+        assert "self-check" in tr.runner.eager_kinds.get("replace", ""), lines
+        assert len(lines) == 1 and "self-check" in lines[0]
+    finally:
+        plugins.unregister("alternating_gpu")
+
+
+def test_trainers_in_a_row_do_not_pile_up_gpu_memory():
+    """A dropped trainer frees its graph's memory pool at once (no reference cycle keeps it
+    until the cycle collector runs), and one side stream per runner keeps the warm-up from
+    holding a step's activations per stream."""
+    import gc
+
+    specs = specs_for(["cutout"])
+    rd = load_run_data(specs[0], "cuda")
+    after = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            tr = PackTrainer(specs, rd, "cuda", precision="bf16")
+            tr.train_epoch(0)
+            assert tr.runner.captured
+            del tr
+            torch.cuda.synchronize()
+            after.append(torch.cuda.memory_allocated())
+    finally:
+        gc.enable()
+    assert after[2] <= after[0] + 16 * 2**20, after

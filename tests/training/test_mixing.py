@@ -171,7 +171,7 @@ def test_gridmask_probability_follows_the_ramp_per_epoch_in_training():
 
 
 def test_a_recapture_warms_up_and_captures_the_step_again(monkeypatch):
-    from tests.training.test_train import FakeCuda
+    from tests.training.test_graphs import FakeCuda
 
     fake = FakeCuda(monkeypatch)
     r = graphs.StepRunner("auto", "cpu", [], lambda: None, warmup_steps=2, log=lambda m: None)

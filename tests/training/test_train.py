@@ -2,7 +2,6 @@
 planning."""
 
 import textwrap
-import warnings
 
 import pytest
 import torch
@@ -121,89 +120,6 @@ def test_graphs_are_off_on_the_cpu_and_on_is_an_error_there():
         graphs.use_graphs("on", "cpu")
     with pytest.raises(ValueError, match="allowed: auto, on, off"):
         graphs.use_graphs("maybe", "cpu")
-
-
-class FakeCuda:
-    """Just enough of torch.cuda for StepRunner's logic to run on the CPU."""
-
-    def __init__(self, monkeypatch, *, capture_raises=None):
-        self.captures = 0
-        outer = self
-
-        class Graph:
-            def replay(self):
-                outer.replays += 1
-
-        class Capture:
-            def __init__(self, graph):
-                pass
-
-            def __enter__(self):
-                outer.captures += 1
-                if capture_raises:
-                    raise capture_raises
-
-            def __exit__(self, *a):
-                return False
-
-        self.replays = 0
-        for name, value in {
-            "Stream": lambda: type("S", (), {"wait_stream": lambda *a: None})(),
-            "current_stream": lambda: type("S", (), {"wait_stream": lambda *a: None})(),
-            "stream": lambda s: torch.autograd.grad_mode.no_grad().__class__(),
-            "get_sync_debug_mode": lambda: 0, "CUDAGraph": Graph, "graph": Capture,
-        }.items():
-            monkeypatch.setattr(torch.cuda, name, value)
-
-        monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
-        monkeypatch.setattr(graphs, "use_graphs", lambda mode, device: mode != "off")
-
-
-def runner(mode="auto"):
-    lines = []
-    r = graphs.StepRunner(mode, "cpu", [], lambda: None, label="run-x", warmup_steps=2,
-                          log=lines.append)
-    return r, lines
-
-
-def test_a_step_is_warmed_up_eagerly_then_captured_once_and_replayed(monkeypatch):
-    fake = FakeCuda(monkeypatch)
-    r, lines = runner()
-    calls = []
-    for _ in range(6):
-        r("plain", lambda: calls.append(1))
-    # 2 eager warm-up steps; the capture records the step (a fake graph runs nothing) and is
-    # replayed at once; every later step is a replay
-    assert fake.captures == 1 and fake.replays == 4 and r.captured == {"plain"} and not lines
-
-
-def test_a_step_that_cannot_be_captured_runs_eagerly_and_says_why_once(monkeypatch):
-    FakeCuda(monkeypatch, capture_raises=RuntimeError("operation not permitted when stream is "
-                                                      "capturing"))
-    r, lines = runner()
-    calls = []
-    for _ in range(6):
-        r("replace", lambda: calls.append(1))
-    assert len(calls) == 6  # every step ran, eagerly (the failed capture ran nothing)
-    assert len(lines) == 1 and "run-x" in lines[0] and "capture failed" in lines[0]
-    assert r.eager_kinds == {"replace"}
-
-
-def syncing_step():
-    """What torch says (in sync debug mode "warn") when a step calls .item() on CUDA."""
-    warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
-
-
-@pytest.mark.filterwarnings("ignore:called a synchronizing")  # the later, eager steps warn too
-def test_a_step_that_synchronises_is_caught_in_warm_up(monkeypatch):
-    fake = FakeCuda(monkeypatch)
-    r, lines = runner()
-    for _ in range(4):
-        r("append", syncing_step)
-    assert len(lines) == 1 and "synchronises with the host" in lines[0] and fake.captures == 0
-    r_on, _ = runner("on")
-    with pytest.raises(graphs.CaptureError, match="graphs: auto"):
-        r_on("append", syncing_step)
 
 
 def test_the_planner_stacks_each_models_plain_and_baseline_runs_then_its_forked_cam_runs():

@@ -1,0 +1,128 @@
+"""The runtime self-check (training/selfcheck.py, training/graphs.py): untested hardware or a
+plugin that breaks the contract can cost speed, never correctness. On CUDA it runs by default;
+here `selfcheck.SELF_CHECK = True` switches it on for the CPU, `FakeCuda` stands in for the
+graphs, and a deliberately stateful eraser (one that keeps a Python counter, against the plugin
+contract) forces a mismatch."""
+
+import pytest
+import torch
+
+import plugins
+from benchmark.results.build import make_record
+from benchmark.training import selfcheck
+from benchmark.training.pack import PackTrainer, load_run_data
+from benchmark.training.train import train_pack
+from tests.training.test_graphs import FakeCuda, specs_for, state_of
+
+
+class Alternating(plugins.Eraser):
+    """Erases every image on odd calls, none on even ones: its mask depends on a Python
+    counter, not on its tensors and generator. A CUDA graph freezes the mask of the call made
+    at capture; the eager step makes another."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def forward(self, images, *, cam=None, generator=None):
+        self.calls += 1
+        b, _, h, w = images.shape
+        return torch.full((b, 1, h, w), self.calls % 2 == 1, device=images.device)
+
+
+class SharedCounter(plugins.Eraser):
+    """The same, with the counter shared by every instance (a class attribute): a run stacked
+    in a pack and the same run alone see different counts."""
+
+    calls = 0
+
+    def forward(self, images, *, cam=None, generator=None):
+        SharedCounter.calls += 1
+        b, _, h, w = images.shape
+        return torch.full((b, 1, h, w), SharedCounter.calls % 2 == 1, device=images.device)
+
+
+@pytest.fixture
+def stateful(monkeypatch):
+    plugins.register("alternating_test")(Alternating)
+    plugins.register("shared_counter_test")(SharedCounter)
+    monkeypatch.setattr(selfcheck, "SELF_CHECK", True)
+    yield
+    plugins.unregister("alternating_test")
+    plugins.unregister("shared_counter_test")
+
+
+def outcomes(specs, tmp_path, name="out"):
+    lines = []
+    out = train_pack(specs, device="cpu", work_dir=tmp_path / name, log=lines.append)
+    return out, lines
+
+
+def test_a_stateful_eraser_fails_the_graph_self_check_and_its_run_continues_eagerly(
+        monkeypatch, tmp_path, stateful):
+    fake = FakeCuda(monkeypatch)
+    specs = specs_for(["alternating_test"], n_train=48)  # 6 steps: 3 warm-up, capture, 2 more
+    (out,), lines = outcomes(specs, tmp_path)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"note: {specs[0].run_id}: the 'replace' step runs eagerly, not "
+                               "as a CUDA graph: self-check: the graphed step differs from the "
+                               "eager step (")
+    assert "loss" in lines[0] and "parameter update differs by" in lines[0]
+    print(lines[0])
+    # one replay (the check's), then every step eagerly, to the end of the run
+    assert fake.captures == 1 and fake.replays == 1
+    assert out["status"] == "finished" and out["graphs"] == []
+    assert out["graphs_eager"]["replace"].startswith("self-check: the graphed step differs")
+    rec = make_record(specs[0], out, wall_time_s=1.0, device="cpu", command="test")
+    assert rec["graphs"] == [] and rec["graphs_eager"] == out["graphs_eager"]
+    assert rec["unstacked"] is None and "unstacked" not in out
+
+
+def test_a_passing_graph_self_check_changes_no_number(monkeypatch):
+    FakeCuda(monkeypatch)
+    specs = specs_for(["random_erasing"], n_train=48)
+    rd = load_run_data(specs[0], "cpu")
+    got = {}
+    for check in (False, True):
+        monkeypatch.setattr(selfcheck, "SELF_CHECK", check)
+        tr = PackTrainer(specs, rd, "cpu")
+        assert tr.runner.self_check is check
+        got[check] = (tr.train_epoch(0)[0], state_of(tr), tr.lanes[0].generator.get_state(),
+                      tr.runner)
+    (m0, s0, g0, r0), (m1, s1, g1, r1) = got[False], got[True]
+    assert r1.checked == {"replace"} and r1.captured == r0.captured == {"replace"}
+    assert not r1.eager_kinds
+    assert {k: v for k, v in m1.items() if k != "_acc"} == {
+        k: v for k, v in m0.items() if k != "_acc"}
+    assert all(torch.equal(s1[n], s0[n]) for n in s0) and torch.equal(g1, g0)
+
+
+def test_a_stacked_run_whose_step_differs_from_its_own_trains_alone(tmp_path, stateful):
+    specs = specs_for(["shared_counter_test", "cutout"], n_train=24)
+    out, lines = outcomes(specs, tmp_path)
+    stateful_run = specs[0].run_id
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"note: pack of 2: {stateful_run} trains alone, not stacked: "
+                               "self-check: its stacked step differs from its own (")
+    print(lines[0])
+    assert [o["status"] for o in out] == ["finished", "finished"]
+    assert [o["pack_size"] for o in out] == [1, 1]
+    assert out[0]["unstacked"].startswith("self-check: its stacked step differs from its own")
+    assert "unstacked" not in out[1]  # it trained alone because the other left
+    rec = make_record(specs[0], out[0], wall_time_s=1.0, device="cpu", command="test")
+    assert rec["unstacked"] == out[0]["unstacked"] and rec["pack_size"] == 1
+
+
+def test_a_passing_stack_self_check_changes_no_number(monkeypatch):
+    specs = specs_for(["random_erasing", "cutout"], n_train=24)
+    rd = load_run_data(specs[0], "cpu")
+    got = {}
+    for check in (False, True):
+        monkeypatch.setattr(selfcheck, "SELF_CHECK", check)
+        tr = PackTrainer(specs, rd, "cpu")
+        cpu_rng = torch.get_rng_state()
+        assert tr.check_stack(0) == {}
+        assert torch.equal(torch.get_rng_state(), cpu_rng)
+        got[check] = ([{k: v for k, v in m.items() if k != "_acc"} for m in tr.train_epoch(0)],
+                      state_of(tr))
+    assert got[True][0] == got[False][0]
+    assert all(torch.equal(got[True][1][n], got[False][1][n]) for n in got[False][1])
