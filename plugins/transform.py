@@ -49,6 +49,10 @@ def erase(*args, **kwargs) -> torch.Tensor:
     """Deprecated name of :func:`plugins.functional.apply_eraser` (same arguments)."""
     warnings.warn("plugins.transform.erase is now plugins.functional.apply_eraser",
                   DeprecationWarning, stacklevel=2)
+    if "fill_mode" in kwargs:  # the old keyword, read as the new one
+        if "fill" in kwargs:
+            raise TypeError("erase: give fill= (fill_mode= is its old name), not both")
+        kwargs["fill"] = kwargs.pop("fill_mode")
     return apply_eraser(*args, **kwargs)
 
 

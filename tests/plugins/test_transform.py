@@ -255,6 +255,15 @@ def test_the_old_name_transform_erase_still_works_and_warns_that_it_is_now_apply
     assert torch.equal(old, new)
 
 
+def test_the_old_name_transform_erase_still_reads_its_old_keyword_fill_mode():
+    x, eraser = data(4, 3, SIZE, SIZE), plugins.build("cutout")
+    with pytest.warns(DeprecationWarning, match="now plugins.functional.apply_eraser"):
+        old = plugins.transform.erase(x, eraser, fill_mode="random",
+                                      generator=torch.Generator().manual_seed(0))
+    new = apply_eraser(x, eraser, fill="random", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(old, new)
+
+
 def test_the_old_fill_keyword_mode_still_works_and_warns_that_it_is_now_fill():
     x, mask = data(2, 3, SIZE, SIZE), torch.zeros(2, 1, SIZE, SIZE, dtype=torch.bool)
     mask[:, :, :4] = True
