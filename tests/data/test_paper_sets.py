@@ -424,3 +424,10 @@ def test_run_download_without_network_stops_before_training_with_one_line(tmp_pa
     assert "fashion_mnist: downloading http" in err and "by hand" in err
     assert not (tmp_path / "d").exists()
     assert not list(tmp_path.rglob("*.json"))  # nothing recorded as a result
+
+
+def test_the_cam_figure_names_a_truth_box_only_for_data_with_boxes():
+    from benchmark.report.cam_figure import column_titles
+
+    assert column_titles("label", 0.4, False, "cutout")[2] == "CAM >= 0.4 max (red)"
+    assert column_titles("label", 0.4, True, "cutout")[2] == "CAM >= 0.4 max (red), truth (green)"
