@@ -1,5 +1,5 @@
-"""`erasebench data`: see whether a dataset is where the runner looks, fetch CIFAR-10/100,
-Fashion-MNIST or SVHN, preview the synthetic set.
+"""`erasebench data`: see whether a dataset is where the runner looks and reads as a run reads
+it, fetch CIFAR-10/100, Fashion-MNIST or SVHN, preview the synthetic set.
 
     erasebench data check cifar10 [--data-root DIR]
     erasebench data download cifar10 [--data-root DIR]
@@ -43,7 +43,8 @@ def check(args) -> int:
         print(f"{args.name}: options and local folders found (the data is read and checked when "
               "a run loads it)")
         return 0
-    train, test = data.load_checked(args.name, root, **options)
+    # the files themselves, not the processed cache: nothing is written, every file is read
+    train, test = data.load_checked(args.name, root, **{**options, "cache": False})
     print(f"{args.name}: found and read in {where}/: {len(train)} train and {len(test)} test "
           f"images {tuple(train.images.shape[1:])}, {len(train.classes)} classes")
     return 0
