@@ -51,7 +51,8 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    help="import a module or .py file that registers erasers (repeatable); "
                    "it runs as Python code, even with --dry-run")
     p.add_argument("--download", action="store_true",
-                   help="download CIFAR with torchvision if absent")
+                   help="fetch the named file dataset (cifar10, cifar100, "
+                   "fashion_mnist, svhn) with torchvision if absent")
     p.add_argument("--out", default="runs",
                    help="put results/, leaderboards/ and wandb/ under this folder (default: runs, "
                         "untracked; `--out .` writes the repository's committed leaderboards/)")
