@@ -57,6 +57,21 @@ SLOTS = ("loss", "correct", "seen", "masked", "erased_img", "erased_pix", "hit",
 S = {name: i for i, name in enumerate(SLOTS)}
 
 
+def epoch_row(a: list[float], lr: float, *, boxes: bool) -> dict:
+    """One run's epoch in the curves' units from its SLOTS sums `a` and the epoch's `lr`:
+    train_loss (mean per image), train_acc (%), lr, erased_fraction (mean erased area of the
+    erased images, 0 when none), and where there is something to say, object_hit_rate (of the
+    erased images, with object `boxes`) and cam_peak_in_box."""
+    seen = max(a[S["seen"]], 1)
+    row = {"train_loss": a[S["loss"]] / seen, "train_acc": 100 * a[S["correct"]] / seen, "lr": lr,
+           "erased_fraction": a[S["erased_pix"]] / a[S["masked"]] if a[S["masked"]] else 0.0}
+    if a[S["erased_img"]] and boxes:
+        row["object_hit_rate"] = a[S["hit"]] / a[S["erased_img"]]
+    if a[S["peaks"]]:
+        row["cam_peak_in_box"] = a[S["peak_in_box"]] / a[S["peaks"]]
+    return row
+
+
 @dataclass
 class Lane:
     """One run's part of the step."""
