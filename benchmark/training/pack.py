@@ -116,7 +116,8 @@ def eraser_and_cam(spec: RunSpec, model, device, *, fast: bool, frozen: Path | N
 
 
 def step_kind(spec: RunSpec, epoch: int) -> str:
-    """The step a run takes in `epoch`: plain before its warm-up ends, then its mode: replace or append."""
+    """The step a run takes in `epoch`: plain before its warm-up ends, then its mode (replace
+    or append)."""
     m = spec.method
     if m.is_plain or epoch < m.warmup_epochs:
         return "plain"
