@@ -48,7 +48,7 @@ def read_summary(source: str) -> dict:
         problem = block_problem(data)
         if problem:
             raise NotALeaderboard(f"{p}: data block {problem}")
-        return {**data, "source": source}
+        return data
     if p.is_file():
         raise NotALeaderboard(f"{p}: not a leaderboard .md file")
     folder = p if p.is_dir() else Path("runs", "results", source)
@@ -60,8 +60,7 @@ def read_summary(source: str) -> dict:
         raise ValueError(f"{folder}: holds records of {len(suites)} suites ({', '.join(suites)}); "
                          "compare a folder of one suite, or their leaderboard .md files")
     suite = folder.name if folder.name in suites or not suites else suites[0]
-    return {**summary(build_grid(load_records(folder, suite=suite), suite=suite)),
-            "source": str(folder)}
+    return summary(build_grid(load_records(folder, suite=suite), suite=suite))
 
 
 def _canon(v):
@@ -287,7 +286,9 @@ def _compare_inputs(args) -> int:
         if not any(gr["final"] for gr in s["groups"]):
             warn(f"{source}: no finished runs; skipped")
             continue
-        summaries.append(s)
+        where = source if Path(source).suffix == ".md" or Path(source).is_dir() \
+            else str(Path("runs", "results", source))
+        summaries.append({**s, "source": where})  # named in a column that would read the same
     if not summaries:
         raise ValueError(f"nothing to compare: none of the {len(args.inputs)} input(s) is a "
                          "leaderboard or results folder with finished runs")

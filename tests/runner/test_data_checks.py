@@ -371,8 +371,9 @@ def test_download_without_network_is_one_line_exit_2_and_never_a_result(tmp_path
                tmp_path / "d", "--download") == 2
     line = one_line(capsys)
     assert line.startswith(f"error: {p}: key 'data': cifar10: downloading https://")
-    assert line.endswith("failed (URLError: <urlopen error [Errno -3] Temporary failure in name "
-                         "resolution>)")
+    assert ("failed (URLError: <urlopen error [Errno -3] Temporary failure in name resolution>); "
+            "without the network, place cifar-10-python.tar.gz") in line
+    assert line.endswith(f"in {tmp_path / 'd'}/ by hand")
     assert not (tmp_path / "out" / "results").exists()
 
 
