@@ -227,9 +227,10 @@ def cost(g: Grid) -> list[str]:
     return ["## Cost: wall-clock device-hours per run", "",
             "Wall-clock device-hours per finished run (CPU-h on a CPU, GPU-h on a GPU): the mean "
             "over the cell's runs of the record's `wall_time_s`, the wall-clock time of the "
-            "session that trained the run to its end, evaluation and checkpoints included (a "
-            "resumed run counts its last session; a run forked from a shared warm-up starts at the "
-            "fork). "
+            "sessions that trained the run, evaluation and checkpoints included (a resumed run "
+            "counts every session; records written before sessions were summed, the last one only; "
+            "a run forked from a shared warm-up counts the warm-up's training time it inherits, so the "
+            "total counts a shared warm-up once per run forked from it). "
             "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
             "where records say), each run is charged 1/K of the pack's wall-clock time, so the "
             "hours add up to the device time used. images/s: "

@@ -135,6 +135,14 @@ _REQUIRED = {"name": "it names the results folder: a plain file name, e.g. name:
 def _method(entry, i: int, src: str) -> MethodConfig:
     if isinstance(entry, str):
         entry = {"name": entry}
+    cam = entry.get("cam") if isinstance(entry, dict) else None
+    if isinstance(cam, dict) and isinstance(cam.get("target"), str) \
+            and cam["target"] in RENAMED_VALUES["cam.target"]:
+        old = cam["target"]
+        new = RENAMED_VALUES["cam.target"][old]
+        entry = {**entry, "cam": {**cam, "target": new}}
+        _note_once(f"cam.target={old}", f"note: {src}: key 'methods[{i}].cam.target': {old!r} "
+                   f"is now called {new!r}; the old name is still read")
     return _from_dict(MethodConfig, entry, f"methods[{i}]", src)
 
 
@@ -164,7 +172,15 @@ def parse_suite(data: dict, source: str = "<dict>",
 # A suite key's old name -> its name now (dotted: section.key). The old name is still read, with
 # a one-line note once per process and key; giving both is an error.
 RENAMED_KEYS = {"data.data_dir": "data.root"}
+# A value's old name -> its name now, per key (the CAM target 'pred' became 'predicted').
+RENAMED_VALUES = {"cam.target": {"pred": "predicted"}}
 _noted: set[str] = set()
+
+
+def _note_once(what: str, line: str) -> None:
+    if what not in _noted:
+        _noted.add(what)
+        print(line, file=sys.stderr, flush=True)
 
 
 def renamed_keys(data: dict, source: str) -> dict:
@@ -180,10 +196,8 @@ def renamed_keys(data: dict, source: str) -> dict:
             raise ConfigError(f"{source}: keys {old!r} and {new!r} are one key ({old!r} is its "
                               f"old name); give {new!r} only")
         data[section] = {(new_key if k == old_key else k): v for k, v in part.items()}
-        if old not in _noted:
-            _noted.add(old)
-            print(f"note: {source}: key {old!r} is now called {new!r}; the old name is still "
-                  "read", file=sys.stderr, flush=True)
+        _note_once(old, f"note: {source}: key {old!r} is now called {new!r}; the old name is "
+                   "still read")
     return data
 
 

@@ -64,3 +64,14 @@ def test_a_new_record_holds_its_label_under_label_and_under_method():
     rec = results.failed_record(spec, epoch=None, reason="stopped")
     assert rec["label"] == rec["method"] == spec.label
     assert results.record_problem(rec) is None
+
+
+def test_the_old_cam_target_pred_is_read_as_predicted_with_one_note(capsys, monkeypatch):
+    monkeypatch.setattr(config, "_noted", set())
+    suite = parse_suite({**suite_with({}), "methods": [
+        {"name": "cam_erasing", "cam": {"target": "pred"}},
+        {"name": "cam_erasing", "label": "again", "cam": {"target": "pred"}}]}, source="old.yaml")
+    assert [m.cam.target for m in suite.methods] == ["predicted", "predicted"]
+    assert capsys.readouterr().err.splitlines() == [
+        "note: old.yaml: key 'methods[0].cam.target': 'pred' is now called 'predicted'; the old "
+        "name is still read"]
