@@ -84,11 +84,16 @@ ALIASES = {
     "leaderboard": lambda argv: (
         ["leaderboard" if argv[0] == "render" else "compare", *argv[1:]]
         if argv[:1] in (["render"], ["compare"]) else ["leaderboard", *(argv or ["--help"])]),
+    "cam_figures": lambda argv: ["figures", *argv],  # `cam_figures cam ...` = `figures cam ...`
 }
+# Old entry points that became modules of their own rather than `erasebench` commands.
+MODULE_ALIASES = {"gpu_check": "benchmark.tools.gpu_check"}
 
 
 def alias(name: str, argv: list[str]) -> int:
-    """Run the old `python -m benchmark.<name> ARGV` as the `erasebench` command it became."""
+    """Run the old `python -m benchmark.<name> ARGV` as the command or module it became."""
+    if name in MODULE_ALIASES:
+        return int(importlib.import_module(MODULE_ALIASES[name]).main(list(argv)) or 0)
     return main(ALIASES[name](list(argv)))
 
 
@@ -99,7 +104,7 @@ class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
 
     def find_spec(self, fullname, path=None, target=None):
         package, _, name = fullname.rpartition(".")
-        if package != "benchmark" or name not in ALIASES:
+        if package != "benchmark" or name not in {*ALIASES, *MODULE_ALIASES}:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 

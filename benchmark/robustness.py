@@ -6,7 +6,8 @@ test image and plot the test error against the occluded share. Here the occluder
 per image of area fraction f of the image (f in `FRACTIONS`), side round(sqrt(f H W)) pixels
 (at most min(H, W): a larger square is clipped to the image's shorter side), filled like the
 run's erasers fill (`plugins.fill`, in normalised space, where "zero" is the dataset's mean
-colour) and placed three ways:
+colour; a mixing eraser's "paste" fill has no colour and occludes with "zero", see
+`occluder_fill`) and placed three ways:
 
 - ``random``: uniformly at random with the whole square inside the image (Zhong et al.);
 - ``box``: centred on the object box (data with boxes only, e.g. the synthetic set; absent,

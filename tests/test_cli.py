@@ -41,6 +41,8 @@ def test_the_installed_script_and_python_m_benchmark_are_the_same_command():
     (["-m", "benchmark.speed", "erasers", "--help"], "erasebench speed erasers"),
     (["-m", "benchmark.synthetic", "--help"], "erasebench data samples"),
     (["-m", "benchmark.leaderboard", "compare", "--help"], "erasebench compare"),
+    (["-m", "benchmark.cam_figures", "cam", "--help"], "erasebench figures cam"),
+    (["-m", "benchmark.gpu_check", "--help"], "python -m benchmark.tools.gpu_check"),
 ])
 def test_the_older_commands_are_aliases(old, new):
     out = subprocess.run([sys.executable, *old], capture_output=True, text=True, cwd=ROOT)
@@ -48,8 +50,9 @@ def test_the_older_commands_are_aliases(old, new):
 
 
 def test_the_older_commands_come_from_one_table_not_from_module_files():
-    assert set(cli.ALIASES) == {"figures", "speed", "synthetic", "leaderboard"}
-    for name in cli.ALIASES:
+    assert set(cli.ALIASES) == {"figures", "speed", "synthetic", "leaderboard", "cam_figures"}
+    assert set(cli.MODULE_ALIASES) == {"gpu_check"}
+    for name in {*cli.ALIASES, *cli.MODULE_ALIASES}:
         assert not (ROOT / "benchmark" / f"{name}.py").exists(), name
     assert (ROOT / "benchmark" / "run.py").exists()  # `accelerate launch` needs a file path
 

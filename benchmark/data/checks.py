@@ -19,8 +19,20 @@ from benchmark.data.papers import PAPER_SETS, absent_error, missing
 def check_splits(name: str, train: Dataset, test: Dataset) -> None:
     """Raise a one-line ValueError naming the split and the label column when a classifier could
     not learn from (or be tested on) the data: an empty split, a label outside
-    0..num_classes-1 (the training split's classes), or one class only in a split."""
+    0..num_classes-1 (the training split's classes), one class only in a split, train and test
+    images of different (C, H, W), or a channel constant over the training split (std 0: its
+    normalisation would divide by 0 and train on NaN)."""
     c = len(train.classes)
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise ValueError(f"dataset {name!r}: the train images are {tuple(train.images.shape[1:])} "
+                         f"(C, H, W) but the test images {tuple(test.images.shape[1:])}; both "
+                         "splits must have the same channels and side")
+    flat = [i for i, s in enumerate(train.std) if not s > 0]
+    if flat and len(train):
+        raise ValueError(f"dataset {name!r}: split 'train', channel {flat[0]}: every pixel is "
+                         f"{round(train.mean[flat[0]] * 255)} (standard deviation 0), so "
+                         "normalising by the training split's statistics divides by 0; "
+                         "constant images cannot be trained on")
     for split, ds in (("train", train), ("test", test)):
         where = f"dataset {name!r}: split {split!r}, column {ds.label_column!r}"
         if len(ds) == 0:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from benchmark.data.cache import cached, file_identity
-from benchmark.data.dataset import Dataset, DataUnavailableError
+from benchmark.data.dataset import Dataset, download
 from benchmark.fileio import DamagedFileError, describe, move_aside, warn
 
 CIFAR = {
@@ -65,17 +65,14 @@ def cifar_source(name: str, data_dir: Path) -> Path | None:
 
 
 def _fetch_cifar(name: str, data_dir: Path) -> Path:
-    """Download the archive with torchvision (md5-checked; not extracted: it is read as is)."""
+    """Download the archive with torchvision (md5-checked; not extracted: it is read as is); a
+    failure is one DataUnavailableError line saying where to place the archive by hand."""
     import torchvision
-    from torchvision.datasets import utils
 
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     path = data_dir / cls.filename
-    try:
-        utils.download_url(cls.url, str(data_dir), cls.filename, cls.tgz_md5)
-    except Exception as e:  # noqa: BLE001 - network and md5 errors name neither file nor url
-        raise DataUnavailableError(f"{name}: downloading {cls.url} to {path} failed "
-                                   f"({describe(e)})") from e
+    download(name, [(cls.url, path, cls.tgz_md5)],
+             f"place {cls.filename} (from {cls.url}) in {data_dir}/ by hand")
     return path
 
 

@@ -1,5 +1,5 @@
-"""`erasebench data`: see whether a dataset is where the runner looks, fetch CIFAR-10/100,
-Fashion-MNIST or SVHN, preview the synthetic set.
+"""`erasebench data`: see whether a dataset is where the runner looks and reads as a run reads
+it, fetch CIFAR-10/100, Fashion-MNIST or SVHN, preview the synthetic set.
 
     erasebench data check cifar10 [--data-root DIR]
     erasebench data download cifar10 [--data-root DIR]
@@ -27,22 +27,42 @@ def _root(args) -> str | None:
 
 
 def check(args) -> int:
-    """Is the dataset there? One line either way (loads nothing but the sizes it reports)."""
+    """Is the dataset there and readable? A file dataset (cifar10, cifar100, fashion_mnist, svhn)
+    is read and checked as a run reads it (headers, sizes, shapes, labels): a bad file is the
+    one-line error `run` would give (exit 2). synthetic is built in; hf: is checked for its
+    options and local folders only (reading it may download)."""
     root = _root(args)
-    data.check(args.name, root, **dict(args.option or []))
+    options = dict(args.option or [])
     where = data.default_data_dir() if root is None else root
-    print(f"{args.name}: found (looked in {where}/)")
+    if args.name == "synthetic":
+        data.check(args.name, root, **options)
+        print("synthetic: built in (generated on the fly; no files to look for)")
+        return 0
+    data.check(args.name, root, **options)
+    if args.name not in data.FILE_DATASETS:
+        print(f"{args.name}: options and local folders found (the data is read and checked when "
+              "a run loads it)")
+        return 0
+    # the files themselves, not the processed cache: nothing is written, every file is read
+    train, test = data.load_checked(args.name, root, **{**options, "cache": False})
+    print(f"{args.name}: found and read in {where}/: {len(train)} train and {len(test)} test "
+          f"images {tuple(train.images.shape[1:])}, {len(train.classes)} classes")
     return 0
 
 
 def download(args) -> int:
-    """Fetch a dataset's published files (md5-checked) into the data folder and read them once."""
+    """Fetch a dataset's published files (md5-checked) into the data folder and read them once.
+    No network: one line naming the URL, the file and where to place the files by hand, exit 2."""
     if args.name not in data.FILE_DATASETS:
         raise ValueError(f"download: only {', '.join(data.FILE_DATASETS)} are fetched here, not "
                          f"{args.name!r} (hf: datasets download through Hugging Face's own cache)")
     root = _root(args)
     for split in ("train", "test"):
-        ds = data.load(args.name, split, root, download=True)
+        try:
+            ds = data.load(args.name, split, root, download=True)
+        except data.DataUnavailableError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"{args.name} {split}: {len(ds)} images")
     return 0
 

@@ -55,3 +55,30 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple
     std = (squares / count - mean * mean).clamp(min=0).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
 
+
+
+def download(name: str, files: list[tuple[str, Path, str | None]], by_hand: str) -> None:
+    """Fetch `files` [(url, path, md5)] with torchvision's `download_url` (md5-checked). A failure
+    (no network, a wrong md5) is one DataUnavailableError line naming the URL, the file and
+    `by_hand` (where to place the published files without network); the folders this call
+    created and that stayed empty are removed."""
+    from torchvision.datasets import utils
+
+    from benchmark.fileio import describe
+
+    for url, path, md5 in files:
+        created = []
+        for parent in (path.parent, *path.parent.parents):
+            if parent.exists():
+                break
+            created.append(parent)
+        try:
+            utils.download_url(url, str(path.parent), path.name, md5)
+        except Exception as e:  # noqa: BLE001 - network and md5 errors name neither file nor url
+            for folder in created:  # deepest first
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (a partial file kept for a look) or already gone
+                    break
+            raise DataUnavailableError(f"{name}: downloading {url} to {path} failed "
+                                       f"({describe(e)}); without the network, {by_hand}") from None

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.data.cache import cached, file_identity
-from benchmark.data.dataset import DataUnavailableError
+from benchmark.data.dataset import download
 from benchmark.fileio import DamagedFileError, describe, move_aside, warn
 
 _FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -65,7 +65,9 @@ def _find(name: str, data_dir: Path, stem: str) -> Path | None:
     """The file `stem` of `name` (for Fashion-MNIST the extracted file, else its .gz), or None."""
     where = folder(name, data_dir)
     candidates = [where / stem] + ([where / (stem + ".gz")] if name == "fashion_mnist" else [])
-    return next((p for p in candidates if p.is_file()), None)
+    # a file first; a folder of that name is found too, and refused by name when read
+    return next((p for p in candidates if p.is_file()),
+                next((p for p in candidates if p.exists()), None))
 
 
 def missing(name: str, data_dir: Path, split: str | None = None) -> list[str]:
@@ -117,8 +119,9 @@ def load_paper_set(name: str, split: str, data_dir: Path, download: bool,
 
 
 def _fetch(name: str, data_dir: Path, split: str) -> None:
-    """Download the split's missing files with torchvision (md5-checked), as published."""
-    from torchvision.datasets import SVHN, FashionMNIST, utils
+    """Download the split's missing files with torchvision (md5-checked), as published; a
+    failure is one DataUnavailableError line saying where to place the files by hand."""
+    from torchvision.datasets import SVHN, FashionMNIST
 
     if name == "fashion_mnist":
         md5 = dict(FashionMNIST.resources)
@@ -127,17 +130,19 @@ def _fetch(name: str, data_dir: Path, split: str) -> None:
         url, filename, checksum = SVHN.split_list[split]
         urls = {filename: (url, checksum)} if missing(name, data_dir, split) else {}
     where = folder(name, data_dir)
-    for filename, (url, checksum) in urls.items():
-        try:
-            utils.download_url(url, str(where), filename, checksum)
-        except Exception as e:  # noqa: BLE001 - network and md5 errors name neither file nor url
-            raise DataUnavailableError(f"{name}: downloading {url} to {where / filename} failed "
-                                       f"({describe(e)})") from e
+    download(name, [(url, where / f, checksum) for f, (url, checksum) in urls.items()],
+             f"place the published files {', '.join(_published(name))} in {where}/ by hand")
 
 
 def _read(name: str, paths: list[Path]):
+    for path in paths:
+        if path.is_dir():
+            raise DamagedFileError(path, "is a folder, expected a file", _HINT)
     if name == "fashion_mnist":
         images = _read_idx(paths[0], 3)
+        if images.shape[1:] != (28, 28):
+            raise DamagedFileError(paths[0], f"images of {images.shape[1]}x{images.shape[2]} "
+                                   "pixels in its header; Fashion-MNIST's are 28x28", _HINT)
         labels = _read_idx(paths[1], 1)
         if len(images) != len(labels):
             raise DamagedFileError(paths[1], f"{len(labels)} labels for the {len(images)} images "
@@ -151,24 +156,34 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """An idx-ubyte file (LeCun's MNIST format, gzipped or not) as a uint8 array of `ndim`
     dimensions; anything else is a DamagedFileError naming the file."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = path.read_bytes()
+        empty = not raw
+        raw = gzip.decompress(raw) if path.suffix == ".gz" and raw else raw
     except (MemoryError, PermissionError):
         raise
     except Exception as e:  # noqa: BLE001 - gzip raises several types
         raise DamagedFileError(path, f"damaged or truncated gzip file ({describe(e)})",
                                _HINT) from e
+    if empty or not raw:
+        raise DamagedFileError(path, "empty file" + ("" if empty else " (inside the gzip)"),
+                               _HINT)
     header = 4 + 4 * ndim
     if len(raw) < header or raw[:4] != bytes([0, 0, 0x08, ndim]):
         raise DamagedFileError(path, f"not an idx{ndim}-ubyte file (starts {raw[:4].hex()}, "
                                f"expected 000008{ndim:02x})", _HINT)
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    if len(raw) - header != math.prod(dims):
-        raise DamagedFileError(path, f"{len(raw) - header} bytes of data for the sizes {dims} "
-                               "in its header (truncated?)", _HINT)
+    extra = len(raw) - header - math.prod(dims)
+    if extra > 0:
+        raise DamagedFileError(path, f"{extra} bytes more than the header's sizes {dims} "
+                               "(too long)", _HINT)
+    if extra < 0:
+        raise DamagedFileError(path, f"{-extra} bytes fewer than the header's sizes {dims} "
+                               "(truncated)", _HINT)
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _read_svhn(path: Path):
+    """SVHN's .mat: 'X' uint8 (32, 32, 3, N), 'y' N integer labels 1..10 (10 = the digit 0)."""
     try:
         from scipy.io import loadmat
     except ImportError as e:
@@ -176,14 +191,29 @@ def _read_svhn(path: Path):
                           "pip install 'erasebench[svhn]')") from e
     try:
         mat = loadmat(str(path), variable_names=("X", "y"))
-        x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != len(y):
-            raise ValueError(f"'X' is {x.dtype} {x.shape}, 'y' {y.shape}; expected uint8 "
+        x, y_raw = np.asarray(mat["X"]), np.asarray(mat["y"])
+        n = x.shape[-1] if x.ndim else 0
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or \
+                y_raw.shape not in ((n,), (n, 1), (1, n)):
+            raise ValueError(f"'X' is {x.dtype} {x.shape}, 'y' {y_raw.shape}; expected uint8 "
                              "(H, W, 3, N) and N labels")
     except (MemoryError, PermissionError):
         raise
     except Exception as e:  # noqa: BLE001 - scipy raises many types for a damaged .mat
         raise DamagedFileError(path, f"damaged svhn file ({describe(e)})", _HINT) from e
+    if x.shape[:2] != (32, 32):
+        raise DamagedFileError(path, f"'X' holds {x.shape[0]}x{x.shape[1]} images; SVHN's are "
+                               "32x32x3 ('X' of shape (32, 32, 3, N))", _HINT)
+    y = y_raw.reshape(-1)
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(y == np.round(y))):
+        bad = y[np.flatnonzero(y != np.round(y))[0]] if y.dtype.kind == "f" else y.dtype
+        raise DamagedFileError(path, f"'y' holds non-integer labels (e.g. {bad}); SVHN's are "
+                               "integers 1..10 (10 means the digit 0)", _HINT)
+    outside = (y < 1) | (y > 10)
+    if outside.any():
+        raise DamagedFileError(path, f"'y' holds label {y[outside][0]:g} ({int(outside.sum())} "
+                               f"of {len(y)}); SVHN's labels are 1..10 (10 means the digit 0; "
+                               "0 is not a label in the published files)", _HINT)
     labels = y.astype(np.int64)
     labels[labels == 10] = 0  # SVHN writes the digit 0 as 10 (torchvision maps it the same way)
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)

@@ -78,12 +78,20 @@ def _draw_row(axes, i: int, p: dict, label: int, truth, classes=None) -> None:
     axes[3].imshow(_rgb(p["erased"][i]), interpolation="nearest")
 
 
+def column_titles(target: str, threshold: float, has_truth: bool, eraser_label: str) -> tuple:
+    """The four column titles; the truth box (green) is named only for data with boxes."""
+    return ("image", f"Grad-CAM ({target})",
+            f"CAM >= {threshold:g} max (red)" + (", truth (green)" if has_truth else ""),
+            eraser_label)
+
+
 def cam_examples(model, images, labels, mean, std, out, *, boxes=None, n: int = 8,
                  layer: str | None = None, target: str = "label", threshold: float = 0.4,
                  seed: int = 0, eraser=None, eraser_label: str | None = None,
                  source: str | None = None, classes=None, logits=None):
     """CAM figure (thesis Figs. 7, 9) for any model: one row per image; columns image, CAM
-    overlay, CAM box (pixels >= threshold x max, green dashed: ground truth), erased image.
+    overlay, CAM box (pixels >= threshold x max; green dashed: the ground truth box, only
+    where `boxes` is given), erased image.
 
     images: uint8 (N, 3, H, W); the model sees them normalised with mean/std. eraser: a built
     eraser for the last column (default cam_erasing, b_h=2), titled `eraser_label`. source:
@@ -101,9 +109,9 @@ def cam_examples(model, images, labels, mean, std, out, *, boxes=None, n: int = 
                threshold=threshold, seed=seed, eraser=eraser, logits=logits)
     rows = images.shape[0]
     fig, axes = plt.subplots(rows, 4, figsize=(6.4, 1.7 * rows), dpi=120, squeeze=False)
-    titles = ("image", f"Grad-CAM ({target})", f"CAM >= {threshold:g} max (red), truth (green)",
-              eraser_label or ("cam_erasing (b_h=2)" if eraser is None
-                               else type(eraser).__name__))
+    titles = column_titles(target, threshold, boxes is not None,
+                           eraser_label or ("cam_erasing (b_h=2)" if eraser is None
+                                            else type(eraser).__name__))
     for i in range(rows):
         for j, ax in enumerate(axes[i]):
             ax.set_xticks([])

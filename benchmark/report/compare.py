@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmark.fileio import atomic_write, warn
 from benchmark.report.grid import Method, build_grid
 from benchmark.report.leaderboard import DATA_TAG, READABLE_DATA_SCHEMAS, block_problem, summary
-from benchmark.report.markdown import fmt_stats, md_table
+from benchmark.report.markdown import fmt_stats, md_table, shown_path
 from benchmark.report.stats import mean
 from benchmark.results import load_records
 
@@ -48,7 +48,7 @@ def read_summary(source: str) -> dict:
         problem = block_problem(data)
         if problem:
             raise NotALeaderboard(f"{p}: data block {problem}")
-        return data
+        return {**data, "source": source}
     if p.is_file():
         raise NotALeaderboard(f"{p}: not a leaderboard .md file")
     folder = p if p.is_dir() else Path("runs", "results", source)
@@ -60,7 +60,8 @@ def read_summary(source: str) -> dict:
         raise ValueError(f"{folder}: holds records of {len(suites)} suites ({', '.join(suites)}); "
                          "compare a folder of one suite, or their leaderboard .md files")
     suite = folder.name if folder.name in suites or not suites else suites[0]
-    return summary(build_grid(load_records(folder, suite=suite), suite=suite))
+    return {**summary(build_grid(load_records(folder, suite=suite), suite=suite)),
+            "source": str(folder)}
 
 
 def _canon(v):
@@ -197,6 +198,16 @@ def _sharing_a_label(rows: list[_Row]) -> list[list[_Row]]:
     return [g for g in out.values() if len(g) > 1]
 
 
+def _column_names(summaries: list[dict], columns) -> list[str]:
+    """'model (suite)'; where two columns would read the same (a suite compared with another
+    copy of itself: yours beside the committed one), 'model (suite, where it was read from)'."""
+    names = [f"{mo} ({suite})" for suite, mo, _ in columns]
+    where = [s.get("source", "?") for s in summaries for mo in s["models"]
+             if any(gr["model"] == mo and gr["final"] for gr in s["groups"])]
+    return [f"{mo} ({suite}, {shown_path(src)})" if names.count(n) > 1 else n
+            for n, src, (suite, mo, _) in zip(names, where, columns, strict=True)]
+
+
 def _columns(summaries: list[dict]) -> list[tuple[str, str, list[dict]]]:
     """(suite, model, groups with finished runs) for every model of every suite."""
     columns = []
@@ -245,7 +256,7 @@ def compare(summaries: list[dict]) -> str:
     mean_rank = {j: mean([ranks[(j, i)] for i in shared]) for j in range(len(rows))} \
         if shared else {}
     order = sorted(range(len(rows)), key=lambda j: (mean_rank.get(j, 0), rows[j].sort_key()))
-    names = [f"{mo} ({suite})" for suite, mo, _ in columns]
+    names = _column_names(summaries, columns)
     header = ["method"] + names + ([f"mean rank ({len(shared)} of {len(columns)})"]
                                    if shared else [])
     body = []

@@ -53,7 +53,8 @@ SOURCES = {
     "zhong2017": ("Zhong et al. 2017",
                   "Zhong et al. 2017, Random Erasing Data Augmentation (arXiv:1708.04896, AAAI "
                   "2020): the test errors its authors list as the paper's in "
-                  "github.com/zhunzhong07/Random-Erasing (README, \"Our results\")"),
+                  "github.com/zhunzhong07/Random-Erasing (README, the table after \"You can "
+                  "reproduce the results in our paper:\")"),
     "devries2017": ("DeVries & Taylor 2017",
                     "DeVries & Taylor 2017, Improved Regularization of Convolutional Neural "
                     "Networks with Cutout (arXiv:1708.04552): the test errors its authors list "
@@ -83,7 +84,8 @@ SETTINGS = {
     ("devries2017", "cutout", "cifar100"): {"size": 8, "holes": 1, "p": 1.0},
 }
 
-# Random Erasing README, "Our results": (baseline, +RE) per model and dataset.
+# Random Erasing README, the table after "You can reproduce the results in our paper:":
+# (baseline, +RE) per model and dataset; every ResNet depth is a model here (resnetN_re).
 _ZHONG = {
     20: {"cifar10": (7.21, 6.73), "cifar100": (30.84, 29.97), "fashion_mnist": (4.39, 4.02)},
     32: {"cifar10": (6.41, 5.66), "cifar100": (28.50, 27.18), "fashion_mnist": (4.16, 3.80)},

@@ -16,7 +16,8 @@ ROBUSTNESS_FIGURE = "test error vs occluded fraction"  # the caption prefix of i
 INTRO = (
     "Top-1 test error (%) of each run's final model on occluded copies of its test set "
     "(Zhong et al. 2017, the occlusion experiment of Random Erasing): one square per image "
-    "covering the fraction f of the image, filled with the run's fill value (`fill`; in "
+    "covering the fraction f of the image, filled with the run's fill value (`fill`; a "
+    "mixing eraser's `paste` fill, which has no colour, occludes with `zero`; in "
     "normalised space, where `zero` is the dataset's mean colour). The random placements "
     "come from one fixed seed, so every method and seed sees the same occluded test set; "
     "the CAM peak is each model's own. f = 0 is the clean final error. Mean ± sample std "

@@ -51,7 +51,8 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
                    help="import a module or .py file that registers erasers (repeatable); "
                    "it runs as Python code, even with --dry-run")
     p.add_argument("--download", action="store_true",
-                   help="download CIFAR with torchvision if absent")
+                   help="fetch the named file dataset (cifar10, cifar100, "
+                   "fashion_mnist, svhn) with torchvision if absent")
     p.add_argument("--out", default="runs",
                    help="put results/, leaderboards/ and wandb/ under this folder (default: runs, "
                         "untracked; `--out .` writes the repository's committed leaderboards/)")
@@ -65,8 +66,7 @@ def parse_args(argv=None, prog: str = "erasebench run") -> argparse.Namespace:
     p.add_argument("--runs-per-device", type=int, default=1, metavar="N",
                    help="N worker processes share each device (for runs that do not stack)")
     p.add_argument("--claim-timeout", type=float, default=claims.DEFAULT_TIMEOUT_S, metavar="S",
-                   help="a claim whose heartbeat is older than S seconds is taken over "
-                   "(default: 600)")
+                   help="take over a claim whose heartbeat is older than S s (default: 600)")
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
     p.add_argument("--wandb-project", default="erasebench",
                    help="W&B project (default: erasebench)")

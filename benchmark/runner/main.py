@@ -82,9 +82,22 @@ def main(argv=None, prog: str = "erasebench run") -> int:
     except Exception as e:
         return _environment_failure(e)
     except KeyboardInterrupt:
-        print(f"stopped at once; rerun the same command to resume {suite.name} from the last "
-              "checkpoints", file=sys.stderr)
+        print(_stopped_at_once(suite, runs, results_dir), file=sys.stderr)
         return 130
+
+
+def _stopped_at_once(suite, runs, results_dir: Path) -> str:
+    """What a second Ctrl-C leaves: the unfinished runs' resume checkpoints, or none yet."""
+    from benchmark.training.resume import resume_path
+
+    saved = sum(resume_path(results_dir / "checkpoints", r.run_id).is_file() for r in runs)
+    if not saved:
+        return (f"stopped at once, before any run of {suite.name} had a checkpoint (one every "
+                f"{suite.train.checkpoint_every} epochs): rerun the same command to train them "
+                "from the start")
+    return (f"stopped at once; rerun the same command to resume {suite.name}: {saved} run(s) "
+            "from their last checkpoint (the epochs after it are trained again), the others "
+            "from the start")
 
 
 def _problems(args, suite, runs, results_dir: Path, precision: str, index: int) -> list[str]:

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import sys
 import types
 import typing
 from pathlib import Path
 
 import yaml
 
+from benchmark.suites.renamed import (  # noqa: F401 - RENAMED_KEYS named here too
+    RENAMED_KEYS,
+    RENAMED_VALUES,
+    note_once,
+    renamed_keys,
+)
 from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named here too
     APPEND_BN,
     CAM_SOURCES,
@@ -141,7 +146,7 @@ def _method(entry, i: int, src: str) -> MethodConfig:
         old = cam["target"]
         new = RENAMED_VALUES["cam.target"][old]
         entry = {**entry, "cam": {**cam, "target": new}}
-        _note_once(f"cam.target={old}", f"note: {src}: key 'methods[{i}].cam.target': {old!r} "
+        note_once(f"cam.target={old}", f"note: {src}: key 'methods[{i}].cam.target': {old!r} "
                    f"is now called {new!r}; the old name is still read")
     return _from_dict(MethodConfig, entry, f"methods[{i}]", src)
 
@@ -167,38 +172,6 @@ def parse_suite(data: dict, source: str = "<dict>",
     validate(suite, milestones_in_range=given or suite.train.epochs >= max(
         TrainConfig().milestones))
     return suite
-
-
-# A suite key's old name -> its name now (dotted: section.key). The old name is still read, with
-# a one-line note once per process and key; giving both is an error.
-RENAMED_KEYS = {"data.data_dir": "data.root"}
-# A value's old name -> its name now, per key (the CAM target 'pred' became 'predicted').
-RENAMED_VALUES = {"cam.target": {"pred": "predicted"}}
-_noted: set[str] = set()
-
-
-def _note_once(what: str, line: str) -> None:
-    if what not in _noted:
-        _noted.add(what)
-        print(line, file=sys.stderr, flush=True)
-
-
-def renamed_keys(data: dict, source: str) -> dict:
-    """A copy of a suite mapping with every old key name in RENAMED_KEYS under its new name."""
-    data = dict(data)
-    for old, new in RENAMED_KEYS.items():
-        section, old_key = old.split(".")
-        new_key = new.split(".")[1]
-        part = data.get(section)
-        if not isinstance(part, dict) or old_key not in part:
-            continue
-        if new_key in part:
-            raise ConfigError(f"{source}: keys {old!r} and {new!r} are one key ({old!r} is its "
-                              f"old name); give {new!r} only")
-        data[section] = {(new_key if k == old_key else k): v for k, v in part.items()}
-        _note_once(old, f"note: {source}: key {old!r} is now called {new!r}; the old name is "
-                   "still read")
-    return data
 
 
 def import_user_erasers(suite: SuiteConfig, extra: list[str] | None = None) -> None:

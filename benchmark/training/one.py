@@ -23,9 +23,8 @@ from benchmark import cam, models, robustness
 from benchmark.data import augment
 from benchmark.suites import fingerprint
 from benchmark.suites.config import RunSpec
-from benchmark.training import resume
-from benchmark.training.pack import autocast_for, cam_in_box, load_run_data, step_kind
-from benchmark.training.step import SLOTS, batch_stats_only, occlusion_stats
+from benchmark.training import pack, resume
+from benchmark.training.step import SLOTS, batch_stats_only, epoch_row, occlusion_stats
 from benchmark.training.step import S as SLOT
 from benchmark.training.train import Hooks, failed, outcome, save_final
 from plugins import mixing
@@ -44,7 +43,7 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     work_dir.mkdir(parents=True, exist_ok=True)
     source, start = resume.start_state(spec, work_dir, precision)
     # Data: both splits resident on the device as uint8; crop, flip, normalise per batch.
-    rd = load_run_data(spec, device, data_cache)
+    rd = pack.load_run_data(spec, device, data_cache)
     # Model, optimiser, schedule, the run's generator and loader, the eraser and its CAM.
     run = OneRun(spec, rd, device, precision, frozen_ckpt)
     # Checkpoints: resume where the run stopped, or start where its shared warm-up ended.
@@ -55,17 +54,14 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     fp, warm = fingerprint.of_run(spec, precision), fingerprint.of_warmup(spec, precision)
     for epoch in range(p.epoch, t.epochs):
         # The two-phase schedule: plain for the warm-up epochs, then the method's step.
-        kind = step_kind(spec, epoch)
+        kind = pack.step_kind(spec, epoch)
         t0 = time.perf_counter()
         acc = run.train_epoch(kind, epoch, hooks)
         lr = float(run.lr)
         run.sched.step()
         dt, err, a = time.perf_counter() - t0, run.evaluate(), acc.tolist()
-        seen = max(a[SLOT["seen"]], 1)
-        row = {"epoch": epoch + 1, "train_loss": a[SLOT["loss"]] / seen,
-               "train_acc": 100 * a[SLOT["correct"]] / seen, "test_error": err, "lr": lr,
-               "erased_fraction": a[SLOT["erased_pix"]] / a[SLOT["masked"]]
-               if a[SLOT["masked"]] else 0.0}
+        row = {"epoch": epoch + 1, "test_error": err,
+               **epoch_row(a, lr, boxes=rd.train_boxes is not None)}  # train_loss, lr, ...
         if not math.isfinite(row["train_loss"]):
             return failed(p, epoch + 1, row["train_loss"])
         resume.advance(p, row, a, dt)
@@ -85,7 +81,7 @@ class OneRun:
 
     def __init__(self, spec: RunSpec, rd, device, precision: str, frozen_ckpt: Path | None):
         t, m, self.spec, self.rd = spec.train, spec.method, spec, rd
-        self.autocast = autocast_for(device, precision)  # bf16 autocast or nothing
+        self.autocast = pack.autocast_for(device, precision)  # bf16 autocast or nothing
         torch.manual_seed(spec.seed)  # the seed fixes the initial weights
         self.model = models.create(spec.model, num_classes=rd.num_classes,
                                    in_chans=rd.train_images.shape[1]).to(device)
@@ -104,16 +100,12 @@ class OneRun:
                                            pad=t.pad, flip=t.flip, generator=self.gen)
         # The eraser (`now`: this epoch's, e.g. GridMask's ramp). Its CAM, if it needs one, comes
         # free from the training forward where the layer feeds a GAP + linear head (`fast`, a
-        # probe checks), else from Grad-CAM of the live or the frozen plain model ("after").
-        self.eraser = self.now = None if m.is_plain else plugins.build(m.name, **m.params)
-        if self.eraser is not None:
-            mixing.check_mixing_fill(f"{spec.run_id}: method.fill", self.eraser, m.fill)
-        needs_cam = self.eraser is not None and self.eraser.needs_cam
-        self.fast = needs_cam and m.cam.source == "during" and cam.fast_path_applies(
-            self.model, m.cam.layer)
-        self.cam_fn = None if not needs_cam or self.fast else cam.cam_source(
-            m.cam.source, model=self.model, checkpoint=frozen_ckpt, device=device,
-            layer=m.cam.layer, target=m.cam.target)
+        # probe checks), else from Grad-CAM of the live or the frozen plain model (`cam_fn`).
+        self.eraser, self.cam_fn = pack.eraser_and_cam(
+            spec, self.model, device, fast=cam.fast_path_applies(self.model, m.cam.layer),
+            frozen=frozen_ckpt)
+        self.now = self.eraser
+        self.fast = self.eraser is not None and self.eraser.needs_cam and self.cam_fn is None
 
     def train_epoch(self, kind: str, epoch: int, hooks: Hooks) -> torch.Tensor:
         """One pass over the train set in a fresh order, every step of `kind`; the epoch's sums
@@ -229,7 +221,7 @@ class OneRun:
         """The outcome: final weights, test error curves, where the erasing and the CAM landed."""
         s, rd, model = self.spec, self.rd, self.model
         final = save_final(work_dir, s, model, rd)
-        in_box = cam_in_box(model, rd, s.method.cam.layer, s.train.eval_batch_size)
+        in_box = pack.cam_in_box(model, rd, s.method.cam.layer, s.train.eval_batch_size)
         resume.resume_path(work_dir, s.run_id).unlink(missing_ok=True)
         return outcome(s, p, rd, final, in_box, eraser=self.eraser, cam_fn=self.cam_fn,
                        robustness=robustness.for_run(s, model, rd, autocast=self.autocast))

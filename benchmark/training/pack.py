@@ -20,7 +20,7 @@ from benchmark.suites.config import PRECISIONS, RunSpec
 from benchmark.training import selfcheck, stack
 from benchmark.training.graphs import StepRunner
 from benchmark.training.selfcheck import TrainState, self_check_on
-from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step
+from benchmark.training.step import APPEND_BN, SLOTS, Lane, Step, epoch_row
 from benchmark.training.step import S as SLOT
 from plugins.geometry import peak_in_box
 from plugins.mixing import check_mixing_fill
@@ -94,8 +94,30 @@ def autocast_for(device, precision: str):
     return lambda: torch.autocast(dev, dtype=torch.bfloat16, cache_enabled=False)
 
 
+def eraser_and_cam(spec: RunSpec, model, device, *, fast: bool, frozen: Path | None = None,
+                   packed: bool = False) -> tuple[plugins.Eraser | None, object | None]:
+    """The run's eraser (None for a plain run; a mixing eraser's fill checked) and its CAM source:
+    None when the eraser needs no CAM or takes it free from the training forward of `model`
+    (`fast`: `cam.fast_path_applies` at the run's layer, and the CAM taken "during" training),
+    else `cam.cam_source` (Grad-CAM of the live `model`, or of the frozen plain model saved at
+    `frozen` for a CAM "after"). ValueError for a run of a stacked pack (`packed`) that would
+    need a CAM source: only the free path packs."""
+    m = spec.method
+    if m.is_plain:
+        return None, None
+    eraser = plugins.build(m.name, **m.params)
+    check_mixing_fill(f"{spec.run_id}: method.fill", eraser, m.fill)
+    if not eraser.needs_cam or (fast and m.cam.source == "during"):
+        return eraser, None
+    if packed:
+        raise ValueError(f"{spec.run_id}: only the free CAM path of the live model packs")
+    return eraser, cam.cam_source(m.cam.source, model=model, checkpoint=frozen, device=device,
+                                  layer=m.cam.layer, target=m.cam.target)
+
+
 def step_kind(spec: RunSpec, epoch: int) -> str:
-    """The step a run takes in `epoch`: plain before its warm-up ends, then erase or append."""
+    """The step a run takes in `epoch`: plain before its warm-up ends, then its mode (replace
+    or append)."""
     m = spec.method
     if m.is_plain or epoch < m.warmup_epochs:
         return "plain"
@@ -187,16 +209,8 @@ class PackTrainer:
         loader = augment.DeviceLoader(rd.train_images, rd.train_labels, rd.train_boxes,
                                       batch_size=t.batch_size, mean=rd.mean, std=rd.std,
                                       pad=t.pad, flip=t.flip, generator=gen, dtype=self.dtype)
-        eraser = None if m.is_plain else plugins.build(m.name, **m.params)
-        if eraser is not None:
-            check_mixing_fill(f"{s.run_id}: method.fill", eraser, m.fill)
-        cam_fn = None
-        if eraser is not None and eraser.needs_cam:
-            if m.cam.source == "after" or not self.fast_cam:
-                if self.k > 1:
-                    raise ValueError(f"{s.run_id}: only the free CAM path of the live model packs")
-                cam_fn = cam.cam_source(m.cam.source, model=self.model, checkpoint=frozen,
-                                        device=self.device, layer=m.cam.layer, target=m.cam.target)
+        eraser, cam_fn = eraser_and_cam(s, self.model, self.device, fast=self.fast_cam,
+                                        frozen=frozen, packed=self.k > 1)
         # `mean` fill: images are erased after normalisation, where the dataset mean is 0.
         return Lane(loader, gen, torch.empty(len(rd.train_labels), dtype=torch.long,
                                              device=self.device),
@@ -259,17 +273,8 @@ class PackTrainer:
             self.runner.recapture()
 
     def _metrics(self, a: list[float], lr: float) -> dict:
-        seen = max(a[SLOT["seen"]], 1)
-        out = {"train_loss": a[SLOT["loss"]] / seen, "train_acc": 100 * a[SLOT["correct"]] / seen,
-               "lr": lr, "images": a[SLOT["seen"]],
-               "erased_fraction": a[SLOT["erased_pix"]] / a[SLOT["masked"]] if a[SLOT["masked"]]
-               else 0.0}
-        if a[SLOT["erased_img"]] and self.rd.train_boxes is not None:
-            out["object_hit_rate"] = a[SLOT["hit"]] / a[SLOT["erased_img"]]
-        if a[SLOT["peaks"]]:
-            out["cam_peak_in_box"] = a[SLOT["peak_in_box"]] / a[SLOT["peaks"]]
-        out["_acc"] = a
-        return out
+        row = epoch_row(a, lr, boxes=self.rd.train_boxes is not None)
+        return {**row, "images": a[SLOT["seen"]], "_acc": a}
 
     @torch.no_grad()
     def evaluate(self) -> list[float]:

@@ -9,8 +9,9 @@ whole step is captured once in a CUDA graph (training/graphs.py) and replayed.
 Batched across runs: the K lanes' images are one run-major batch of K x B, gathered, cropped,
 flipped, normalised, erased (one call per group of lanes with equal erasers) and accounted
 once, while each lane's random numbers still come from its own generator, in its own order
-(`SplitDraws`); so a K = 16 step issues about as many ops as a few runs, not sixteen
-(`benchmark/tools/op_count.py`), and every lane computes exactly what it would alone.
+(`SplitDraws`, training/draws.py; the lanes' erasing: training/erasing.py); so a K = 16 step
+issues about as many ops as a few runs, not sixteen (`benchmark/tools/op_count.py`), and every
+lane computes exactly what it would alone.
 
 Step kinds (one CUDA graph each):
 - "plain": no lane erases.
@@ -40,20 +41,35 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import plugins
-from benchmark import cam
 from benchmark.data.augment import DeviceLoader, normalize, random_crop_flip
 from benchmark.suites.config import APPEND_BN
 from benchmark.suites.config import STEP_KINDS as KINDS
+from benchmark.training.draws import SENTINEL_SEED, SplitDraws, Unsplittable, _probe  # noqa: F401
+from benchmark.training.erasing import LaneErasing
 from plugins.geometry import peak_in_box, peaks, xyxy_mask
-from plugins.mixing import is_mixing, lam_from_mask, mixed_cross_entropy, partner_permutation, paste
+from plugins.mixing import is_mixing, mixed_cross_entropy
 
 # Per-run accumulator slots (a (K, len(SLOTS)) float64 device tensor, read once per epoch).
 SLOTS = ("loss", "correct", "seen", "masked", "erased_img", "erased_pix", "hit", "covered",
          "peak_in_box", "peaks")
 S = {name: i for i, name in enumerate(SLOTS)}
+
+
+def epoch_row(a: list[float], lr: float, *, boxes: bool) -> dict:
+    """One run's epoch in the curves' units from its SLOTS sums `a` and the epoch's `lr`:
+    train_loss (mean per image), train_acc (%), lr, erased_fraction (mean erased area of the
+    erased images, 0 when none), and where there is something to say, object_hit_rate (of the
+    erased images, with object `boxes`) and cam_peak_in_box."""
+    seen = max(a[S["seen"]], 1)
+    row = {"train_loss": a[S["loss"]] / seen, "train_acc": 100 * a[S["correct"]] / seen, "lr": lr,
+           "erased_fraction": a[S["erased_pix"]] / a[S["masked"]] if a[S["masked"]] else 0.0}
+    if a[S["erased_img"]] and boxes:
+        row["object_hit_rate"] = a[S["hit"]] / a[S["erased_img"]]
+    if a[S["peaks"]]:
+        row["cam_peak_in_box"] = a[S["peak_in_box"]] / a[S["peaks"]]
+    return row
 
 
 @dataclass
@@ -116,117 +132,7 @@ def occlusion_stats(mask, boxes, cmap, device) -> torch.Tensor:
     return torch.cat([torch.stack(vals).to(torch.float64), out[len(vals):]])
 
 
-class Unsplittable(RuntimeError):
-    """A random draw of a call over several runs' images that cannot be split into per-run
-    draws (no dimension, or more than one, of the runs' total size; a draw of another kind)."""
-
-
-# The seed of the sentinel generator that stands for "each run's own generator" in a call over
-# several runs' images (`SplitDraws`); no run is seeded with it (seeds are small integers).
-SENTINEL_SEED = 0x5EED_0F_0E_1A_4E_50
-
-
-class SplitDraws(TorchDispatchMode):
-    """Draw each run's random numbers from its own generator inside one call over the runs' images.
-
-    Inside this mode, a random op given the sentinel generator `lead` (one made with
-    `SENTINEL_SEED`, never drawn from) whose size has exactly one dimension of
-    ``len(generators) * per`` (the runs' images, run-major) is made as ``len(generators)`` ops of
-    ``per`` along that dimension, the k-th from ``generators[k]``, joined there. Each generator
-    so makes exactly the draws, in the same order and of the same shapes, as the same code
-    called on run k's ``per`` images alone: per-image arithmetic on the joined draws then gives
-    bit-identical results (what `_probe` checks for an eraser). Factory draws (rand, randn,
-    randint, ...) and in-place ones (uniform_, normal_, ...) are split; any other use of `lead`
-    raises `Unsplittable` before anything is drawn from a run's generator. Ops without `lead`
-    run unchanged."""
-
-    def __init__(self, lead: torch.Generator, generators, per: int):
-        super().__init__()
-        self.device, self.gens, self.per = lead.device, list(generators), per
-        self.total = per * len(self.gens)
-
-    def _is_lead(self, g) -> bool:
-        return (isinstance(g, torch.Generator) and g.device == self.device
-                and g.initial_seed() == SENTINEL_SEED)
-
-    def _dim(self, func, shape) -> int:
-        dims = [d for d, n in enumerate(shape) if n == self.total]
-        if len(dims) != 1:
-            raise Unsplittable(f"{func}: a draw of shape {tuple(shape)} over {len(self.gens)} "
-                               f"runs of {self.per} images has {len(dims)} dimensions of "
-                               f"{self.total}, not one")
-        return dims[0]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if not self._is_lead(kwargs.get("generator")):
-            if any(self._is_lead(a) for a in args):
-                raise Unsplittable(f"{func}: the generator passed positionally")
-            return func(*args, **kwargs)
-        if args and isinstance(args[0], torch.Tensor):  # in place: uniform_, normal_, ...
-            if not func.overloadpacket.__name__.endswith("_"):
-                raise Unsplittable(f"{func}: only in-place and factory draws split")
-            out = args[0]
-            d = self._dim(func, out.shape)
-            for k, g in enumerate(self.gens):
-                func(out.narrow(d, k * self.per, self.per), *args[1:], **{**kwargs,
-                                                                          "generator": g})
-            return out
-        sizes = [i for i, a in enumerate(args) if isinstance(a, (list, tuple))]
-        if len(sizes) != 1:
-            raise Unsplittable(f"{func}: no size argument to split")
-        i = sizes[0]
-        d = self._dim(func, args[i])
-        size = list(args[i])
-        size[d] = self.per
-        parts = [func(*args[:i], size, *args[i + 1:], **{**kwargs, "generator": g})
-                 for g in self.gens]
-        return torch.cat(parts, dim=d)
-
-
-_PROBED: dict[tuple, bool] = {}
-
-
-def _probe(eraser, fill: str, n: int, per: int, shape: tuple[int, int, int]) -> bool:
-    """Whether `eraser` (then `fill`, unless it mixes) over n runs' images at once, each run's
-    numbers drawn from its own generator (`SplitDraws`), gives exactly the masks and images of
-    n separate calls. Tried once per eraser, fill and shape, on the CPU with float32 images of
-    the step's shape: an eraser that mixes images across the batch (a sort, a batch-wide coin)
-    or draws in a way that cannot be split is called run by run instead."""
-    key = (type(eraser), repr(eraser), fill, n, per, shape)
-    if key in _PROBED:
-        return _PROBED[key]
-    c, h, w = shape
-    src = torch.Generator().manual_seed(0)
-    x = torch.randn(n * per, c, h, w, generator=src)
-    cmap = torch.rand(n * per, h, w, generator=src) if eraser.needs_cam else None
-    mean = torch.zeros(c)
-
-    def run(rows, cam_rows, g):
-        mask = eraser(rows, cam=cam_rows, generator=g)
-        if is_mixing(eraser):
-            return mask, rows
-        return mask, plugins.fill(rows, mask, fill, mean=mean, generator=g)
-
-    alone = [torch.Generator().manual_seed(1 + i) for i in range(n)]
-    sep = [run(x[i * per:(i + 1) * per], None if cmap is None else cmap[i * per:(i + 1) * per],
-               g) for i, g in enumerate(alone)]
-    joint = [torch.Generator().manual_seed(1 + i) for i in range(n)]
-    lead = torch.Generator().manual_seed(SENTINEL_SEED)
-    try:
-        with SplitDraws(lead, joint, per):
-            mask, out = run(x, cmap, lead)
-        ok = (torch.equal(mask, torch.cat([m for m, _ in sep]))
-              and torch.equal(out, torch.cat([o for _, o in sep]))
-              and all(torch.equal(a.get_state(), b.get_state())
-                      for a, b in zip(alone, joint, strict=True)))
-    except Exception:  # noqa: BLE001 - unsplittable, or the eraser's own error: run by run
-        ok = False
-    _PROBED[key] = ok
-    return ok
-
-
-class Step:
+class Step(LaneErasing):
     """One optimiser step of every lane; call it, or let graphs.StepRunner capture it.
 
     The K lanes' images travel as one run-major batch of K x B (run k's images are rows
@@ -350,142 +256,6 @@ class Step:
             logits = self.model.forward_head(feats) if self.want_logits else None
         return feats, logits
 
-    def _cam(self, k, x, y, feats, logits):
-        lane = self.lanes[k]
-        if lane.cam_fn is not None:  # generic Grad-CAM of the live model, or a frozen model
-            return lane.cam_fn(x, y)
-        c = feats.shape[1] // self.k
-        weight = self.model.get_classifier().weight
-        weight = weight.view(self.k, -1, c)[k]
-        target = y if lane.target == "label" else logits.view(len(y), self.k, -1)[:, k].argmax(-1)
-        return cam.cam_from_features(feats[:, k * c:(k + 1) * c], weight, target,
-                                     size=x.shape[-2:])
-
-    def _cams(self, group, idx, x, y, feats, logits):
-        """The CAMs of a group's lanes, run-major (n B, H, W): `cam.cam_from_features` for all
-        of them at once (the free path), or lane by lane."""
-        n = len(group)
-        if n == 1 or not all(self.fast[k] for k in group):
-            rows = [self._cam(k, x[i * self.b:(i + 1) * self.b], y[i * self.b:(i + 1) * self.b],
-                              feats, logits) for i, k in enumerate(group)]
-            return rows[0] if n == 1 else torch.cat(rows)
-        b, kc, h, w = feats.shape
-        c = kc // self.k
-        fs = feats.view(b, self.k, c, h, w)
-        weight = self.model.get_classifier().weight.view(self.k, -1, c)
-        if idx is not None:
-            fs, weight = fs[:, idx], weight[idx]
-        if self.lanes[group[0]].target == "label":
-            target = y.view(n, b).t()
-        else:
-            target = logits.view(b, self.k, -1).argmax(-1)
-            target = target if idx is None else target[:, idx]
-        with torch.no_grad(), torch.autocast(feats.device.type, enabled=False):
-            rows = weight.detach().float()[torch.arange(n, device=feats.device), target]
-            rows = rows / (h * w)  # (B, n, C): as cam_from_features, lane by lane
-            maps = torch.einsum("bnc,bnchw->nbhw", rows, fs.detach().float()).relu_()
-            return F.interpolate(maps.reshape(n * b, 1, h, w), size=tuple(x.shape[-2:]),
-                                 mode="bilinear", align_corners=False)[:, 0]
-
-    # -- erasing -----------------------------------------------------------------------------
-    def _key(self, k):
-        lane = self.lanes[k]
-        e = lane.current
-        return type(e), repr(e), lane.fill, self._means[k], lane.target, lane.cam_fn is None
-
-    def _groups(self) -> list[tuple[tuple[int, ...], torch.Tensor | None]]:
-        """Lanes erasing alike, each group with the index tensor of its lanes (None: all lanes,
-        in order). A group whose eraser does not batch exactly (`_probe`) is split into lanes."""
-        if not self.erasing:
-            return []
-        keys: dict[tuple, list[int]] = {}
-        for k, lane in enumerate(self.lanes):
-            if lane.current is not None:
-                keys.setdefault(self._key(k), []).append(k)
-        shape = tuple(self.lanes[0].loader.images.shape[1:])
-        groups = []
-        for members in keys.values():
-            lane = self.lanes[members[0]]
-            if len(members) > 1 and (self.lead is None or not _probe(
-                    lane.current, lane.fill, len(members), self.b, shape)):
-                groups += [(k,) for k in members]
-            else:
-                groups.append(tuple(members))
-        out = []
-        for g in groups:
-            if g == tuple(range(self.k)):
-                out.append((g, None))
-                continue
-            if g not in self._index:
-                self._index[g] = torch.tensor(g, device=self.device, dtype=torch.long)
-            out.append((g, self._index[g]))
-        return out
-
-    def _erase_group(self, group, rows, y, cmap):
-        """One group's (erased, mask, partner labels or None, lam or None), run-major."""
-        lanes = [self.lanes[k] for k in group]
-        lane, n = lanes[0], len(group)
-        eraser = lane.current
-        gen = lane.generator
-        split = contextlib.nullcontext()
-        if n > 1:
-            gen = self.lead
-            split = SplitDraws(self.lead, [ln.generator for ln in lanes], self.b)
-        with split:
-            if lane.mixes:  # the partner first, then the eraser's own draws
-                if n == 1:
-                    partner = partner_permutation(rows.shape[0], rows.device, generator=gen)
-                else:  # partner_permutation's draw, sorted within each lane
-                    keys = torch.rand(rows.shape[0], device=rows.device, generator=gen)
-                    partner = (keys.view(n, -1).argsort()
-                               + torch.arange(0, rows.shape[0], self.b,
-                                              device=rows.device)[:, None]).view(-1)
-                mask = eraser(rows, cam=None if cmap is None else cmap[partner], generator=gen)
-                return paste(rows, mask, partner), mask, y[partner], lam_from_mask(mask)
-            mask = eraser(rows, cam=cmap, generator=gen)
-            return (plugins.fill(rows, mask, lane.fill, mean=lane.fill_mean, generator=gen),
-                    mask, None, None)
-
-    def _erase(self, x, y, feats, logits):
-        """Every lane's eraser over the run-major batch x (K B, C, H, W), labels y (K B,): CAM if
-        its eraser needs one, mask, fill (or paste from the partner). Returns (erased, mask or
-        None, CAMs or None, partner labels, lams): run-major; the last two (B, K) when the
-        step mixes (a lane that does not mix: its own labels, lam 1), else None. Rows of lanes
-        without an eraser: their images, an empty mask, a zero CAM."""
-        kb = x.shape[0]
-        erased, mask, cams = x, None, None
-        y2 = lam = None
-        if self.mixing:
-            y2, lam = y, torch.ones(kb, device=x.device)
-        for group, idx in self._groups():
-            first = self.lanes[group[0]]
-            rows, labels = x, y
-            if idx is not None:
-                rows = x.view(self.k, -1)[idx].view(-1, *x.shape[1:])
-                if first.mixes or first.current.needs_cam:  # only these read the labels
-                    labels = y.view(self.k, -1)[idx].view(-1)
-            cmap = None
-            if first.current.needs_cam:
-                cmap = self._cams(group, idx, rows, labels, feats, logits)
-            out, m, y2g, lamg = self._erase_group(group, rows, labels, cmap)
-            if idx is None:
-                erased, mask, cams = out, m, cmap
-                if y2g is not None:
-                    y2, lam = y2g, lamg
-                continue
-            erased = _put(erased, idx, out, self.k)
-            mask = _put(torch.zeros((kb, *m.shape[1:]), dtype=m.dtype, device=m.device)
-                        if mask is None else mask, idx, m, self.k)
-            if cmap is not None:
-                cams = _put(torch.zeros((kb, *cmap.shape[1:]), dtype=cmap.dtype,
-                                        device=cmap.device) if cams is None else cams,
-                            idx, cmap, self.k)
-            if y2g is not None:
-                y2, lam = _put(y2, idx, y2g, self.k), _put(lam, idx, lamg, self.k)
-        if not self.mixing:
-            return erased, mask, cams, None, None
-        return erased, mask, cams, self._lanes_major(y2), self._lanes_major(lam)
-
     # -- the step ----------------------------------------------------------------------------
     def __call__(self) -> None:
         idx = self.pos + self.offsets
@@ -566,7 +336,3 @@ class Step:
                                               dtype=torch.float64)], dim=1)
         return occ if self.on is None else occ * self.on
 
-
-def _put(t, idx, rows, k):
-    """t (K B', ...) with lanes idx's rows replaced by rows (n B', ...): a new tensor."""
-    return t.reshape(k, -1).index_copy(0, idx, rows.reshape(len(idx), -1)).view(t.shape)

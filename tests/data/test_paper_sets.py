@@ -123,7 +123,14 @@ def test_a_missing_file_of_one_split_is_named_alone(tmp_path):
     (lambda p: p.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8))),
      "not an idx3-ubyte file (starts 00000801, expected 00000803)"),
     (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-5])),
-     "bytes of data for the sizes (40, 28, 28) in its header (truncated?)")])
+     "5 bytes fewer than the header's sizes (40, 28, 28) (truncated)"),
+    (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes()) + bytes(7))),
+     "7 bytes more than the header's sizes (40, 28, 28) (too long)"),
+    (lambda p: p.write_bytes(b""), "empty file"),
+    (lambda p: p.write_bytes(gzip.compress(b"")), "empty file (inside the gzip)"),
+    (lambda p: (p.unlink(), p.mkdir()), "is a folder, expected a file"),
+    (lambda p: p.write_bytes(gzip.compress(_idx(np.zeros((40, 32, 32), np.uint8)))),
+     "images of 32x32 pixels in its header; Fashion-MNIST's are 28x28")])
 def test_a_damaged_idx_file_is_one_error_line_naming_it(tmp_path, damage, reason):
     write_fashion(tmp_path)
     path = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
@@ -191,7 +198,8 @@ def test_the_data_commands_check_and_download_the_paper_sets(tmp_path, capsys, f
     assert commands.main(["download", "svhn", "--data-root", str(tmp_path)]) == 0
     assert capsys.readouterr().out == "svhn train: 40 images\nsvhn test: 20 images\n"
     assert commands.main(["check", "svhn", "--data-root", str(tmp_path)]) == 0
-    assert capsys.readouterr().out == f"svhn: found (looked in {tmp_path}/)\n"
+    assert capsys.readouterr().out == (f"svhn: found and read in {tmp_path}/: 40 train and 20 "
+                                       "test images (3, 32, 32), 10 classes\n")
     assert commands.main(["download", "fashion_mnist", "--data-root", str(tmp_path)]) == 0
     assert len(fake_download) == 2 + 4
 
@@ -294,3 +302,132 @@ def test_the_cam_figure_draws_a_grey_image_grey(tmp_path):
     cam_figure.cam_examples(model, images, torch.arange(4), (0.5,), (0.25,), tmp_path / "c.png",
                             n=4)
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def _svhn_with(root: Path, split: str, x=None, y=None):
+    from scipy.io import savemat
+
+    write_svhn(root)
+    n = 40 if split == "train" else 20
+    x = np.zeros((32, 32, 3, n), np.uint8) + 7 if x is None else x
+    y = (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8) if y is None else y
+    savemat(str(root / f"{split}_32x32.mat"), {"X": x, "y": y})
+    return root / f"{split}_32x32.mat"
+
+
+@pytest.mark.parametrize("x, y, reason", [
+    (np.zeros((28, 28, 3, 40), np.uint8), None,
+     "'X' holds 28x28 images; SVHN's are 32x32x3 ('X' of shape (32, 32, 3, N))"),
+    (None, np.full((40, 1), 2.5), "'y' holds non-integer labels (e.g. 2.5); SVHN's are "
+     "integers 1..10 (10 means the digit 0)"),
+    (None, np.zeros((40, 1), np.uint8), "'y' holds label 0 (40 of 40); SVHN's labels are 1..10 "
+     "(10 means the digit 0; 0 is not a label in the published files)"),
+    (None, np.full((40, 1), 11, np.uint8), "'y' holds label 11 (40 of 40)"),
+    (None, np.ones((40, 2), np.uint8), "'y' (40, 2); expected uint8 (H, W, 3, N) and N labels")])
+def test_svhn_refuses_other_sides_and_labels_outside_1_to_10_naming_the_file(tmp_path, x, y,
+                                                                            reason):
+    path = _svhn_with(tmp_path, "train", x, y)
+    with pytest.raises(DamagedFileError) as e:
+        data.load("svhn", "train", tmp_path, cache=False)
+    assert str(e.value).startswith(f"{path}: ") and reason in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_svhn_accepts_integer_valued_float_labels_as_matlab_writes_them(tmp_path):
+    _svhn_with(tmp_path, "test", x=np.random.default_rng(0).integers(0, 256, (32, 32, 3, 20),
+                                                                     dtype=np.uint8),
+               y=(np.arange(20) % 10 + 1).reshape(20, 1).astype(np.float64))
+    assert data.load("svhn", "test", tmp_path, cache=False).labels.tolist()[:10] == \
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
+
+
+def test_a_constant_training_channel_is_refused_before_training_not_trained_to_nan(tmp_path):
+    _svhn_with(tmp_path, "train")  # every pixel 7: std 0 in every channel
+    with pytest.raises(ValueError, match=r"^dataset 'svhn': split 'train', channel 0: every "
+                                         r"pixel is 7 \(standard deviation 0\)"):
+        data.load_checked("svhn", tmp_path, cache=False)
+
+
+def test_train_and_test_images_of_different_sides_are_refused_for_every_dataset():
+    from benchmark.data.checks import check_splits
+
+    def ds(side):
+        images = torch.randint(0, 256, (12, 3, side, side), dtype=torch.uint8)
+        mean, std = data.channel_stats(images)
+        return data.Dataset("x", images, torch.arange(12) % 3, ["a", "b", "c"], None, mean, std)
+
+    with pytest.raises(ValueError, match=r"the train images are \(3, 32, 32\) \(C, H, W\) but "
+                                         r"the test images \(3, 28, 28\)"):
+        check_splits("hf:some/set", ds(32), ds(28))
+
+
+def test_data_check_reads_the_files_and_reports_a_bad_one_in_one_line_exit_2(tmp_path, capsys):
+    write_fashion(tmp_path)
+    path = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8)))
+    assert commands.main(["check", "fashion_mnist", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {path}: not an idx3-ubyte file (starts 00000801, expected 00000803); "
+                   "delete it and rerun with --download, or place a good copy there\n")
+    (tmp_path / "train_32x32.mat").write_bytes(b"garbage")
+    (tmp_path / "test_32x32.mat").write_bytes(b"garbage")
+    assert commands.main(["check", "svhn", "--data-root", str(tmp_path)]) == 2
+    assert "damaged svhn file" in capsys.readouterr().err
+
+
+def test_data_check_says_synthetic_is_built_in(capsys):
+    assert commands.main(["check", "synthetic"]) == 0
+    assert capsys.readouterr().out == "synthetic: built in (generated on the fly; no files to " \
+                                      "look for)\n"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """torchvision's downloader, failing as it does without the network."""
+    from urllib.error import URLError
+
+    from torchvision.datasets import utils
+
+    def download_url(url, root, filename=None, md5=None, **kw):
+        Path(root).mkdir(parents=True, exist_ok=True)  # as torchvision does before fetching
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(utils, "download_url", download_url)
+
+
+@pytest.mark.parametrize("name, url_part, folder, files", [
+    ("fashion_mnist", "train-images-idx3-ubyte.gz", "FashionMNIST/raw",
+     "place the published files train-images-idx3-ubyte.gz, "),
+    ("svhn", "train_32x32.mat", "", "place the published files train_32x32.mat, test_32x32.mat"),
+    ("cifar10", "cifar-10-python.tar.gz", "", "place cifar-10-python.tar.gz (from ")])
+def test_a_download_without_network_is_one_line_naming_url_file_and_where_to_place_it(
+        tmp_path, capsys, no_network, name, url_part, folder, files):
+    root = tmp_path / "new" / "data"
+    assert commands.main(["download", name, "--data-root", str(root)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "Traceback" not in out.err
+    where = root / folder if folder else root
+    assert out.err.startswith(f"error: {name}: downloading http") and url_part in out.err
+    assert f" to {where / url_part} failed (URLError: " in out.err
+    assert f"; without the network, {files}" in out.err and f"in {where}/ by hand\n" in out.err
+    assert not (tmp_path / "new").exists()  # the folders it made, empty, are removed
+
+
+def test_run_download_without_network_stops_before_training_with_one_line(tmp_path, capsys,
+                                                                         no_network):
+    suite = tmp_path / "fm.yaml"
+    suite.write_text(textwrap.dedent(SUITE.format(name="fashion_mnist")))
+    rc = main(["--suite", str(suite), "--out", str(tmp_path / "out"), "--data-root",
+               str(tmp_path / "d"), "--download", "--no-progress", "--no-wandb"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "fashion_mnist: downloading http" in err and "by hand" in err
+    assert not (tmp_path / "d").exists()
+    assert not list(tmp_path.rglob("*.json"))  # nothing recorded as a result
+
+
+def test_the_cam_figure_names_a_truth_box_only_for_data_with_boxes():
+    from benchmark.report.cam_figure import column_titles
+
+    assert column_titles("label", 0.4, False, "cutout")[2] == "CAM >= 0.4 max (red)"
+    assert column_titles("label", 0.4, True, "cutout")[2] == "CAM >= 0.4 max (red), truth (green)"

@@ -129,6 +129,16 @@ def test_compare_matches_golden(golden):
     golden("compare.md", cmp.compare([a, b]))
 
 
+def test_compare_names_where_each_column_came_from_when_a_suite_meets_a_copy_of_itself():
+    mine = {**lb.summary(grid.build_grid(single_seed_suite(), suite="smoke")),
+            "source": "runs/leaderboards/smoke.md"}
+    committed = {**mine, "source": "leaderboards/smoke.md"}
+    header = next(ln for ln in cmp.compare([mine, committed]).splitlines()
+                  if ln.startswith("| method"))
+    assert "resnet20 (smoke, runs/leaderboards/smoke.md)" in header
+    assert "resnet20 (smoke, leaderboards/smoke.md)" in header
+
+
 # ----------------------------------------------------------------------------- the tables
 
 def rows_of(text: str, heading: str) -> list[list[str]]:
@@ -573,7 +583,9 @@ def test_cli_render_and_compare_read_and_write_the_untracked_runs_folder_by_defa
     capsys.readouterr()
     assert cli.main(["compare", str(md), "smoke"]) == 0
     header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| method"))
-    assert header.count("resnet20 (smoke)") == 2  # one column from the .md, one from the records
+    # one column from the .md, one from the records, each saying where it was read from
+    assert "resnet20 (smoke, runs/leaderboards/smoke.md)" in header
+    assert "resnet20 (smoke, runs/results/smoke)" in header
 
 
 def test_compare_skips_a_file_without_a_data_block_with_one_warning(tmp_path, capsys):

@@ -61,3 +61,11 @@ def test_the_published_numbers_module_is_a_leaf_without_torch():
     code = ("import sys; import benchmark.report.published; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_random_erasing_source_names_the_readme_table_it_is_copied_from():
+    from benchmark.report.published import SOURCES
+
+    cite = SOURCES["zhong2017"][1]
+    assert "the table after \"You can reproduce the results in our paper:\"" in cite
+    assert "Our results" not in cite

@@ -312,3 +312,20 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line_and_exits_130(suite_file, tmp
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("stopped at once; rerun the same command")
     assert not list((out / "results" / "tiny" / "claims").glob("*.claim"))  # released
+
+
+def test_a_second_ctrl_c_before_any_checkpoint_says_the_runs_start_again(tmp_path):
+    from benchmark.runner.main import _stopped_at_once
+    from benchmark.suites.config import parse_suite
+    from benchmark.suites.expand import expand
+
+    suite = parse_suite({"name": "tiny", "data": {"name": "synthetic"},
+                         "train": {"epochs": 4, "milestones": [3], "checkpoint_every": 2},
+                         "methods": ["plain", "cutout"]})
+    runs = expand(suite)
+    line = _stopped_at_once(suite, runs, tmp_path)
+    assert "before any run of tiny had a checkpoint (one every 2 epochs)" in line
+    assert "from the start" in line and "resume" not in line
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / f"{runs[0].run_id}.resume.pt").write_bytes(b"")
+    assert "1 run(s) from their last checkpoint" in _stopped_at_once(suite, runs, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from benchmark import results
 from benchmark.report import grid
 from benchmark.runner.cli import build_suite, parse_args
-from benchmark.suites import config
+from benchmark.suites import renamed
 from benchmark.suites.config import ConfigError, parse_suite
 
 
@@ -18,7 +18,7 @@ def suite_with(data: dict, name="renamed"):
 
 
 def test_a_suites_old_key_data_dir_is_read_as_root_with_one_note_once(capsys, monkeypatch):
-    monkeypatch.setattr(config, "_noted", set())
+    monkeypatch.setattr(renamed, "_noted", set())
     first = parse_suite(suite_with({"data_dir": "/datasets"}), source="old.yaml")
     second = parse_suite(suite_with({"data_dir": "/elsewhere"}), source="old2.yaml")
     assert (first.data.root, second.data.root) == ("/datasets", "/elsewhere")
@@ -67,7 +67,7 @@ def test_a_new_record_holds_its_label_under_label_and_under_method():
 
 
 def test_the_old_cam_target_pred_is_read_as_predicted_with_one_note(capsys, monkeypatch):
-    monkeypatch.setattr(config, "_noted", set())
+    monkeypatch.setattr(renamed, "_noted", set())
     suite = parse_suite({**suite_with({}), "methods": [
         {"name": "cam_erasing", "cam": {"target": "pred"}},
         {"name": "cam_erasing", "label": "again", "cam": {"target": "pred"}}]}, source="old.yaml")
