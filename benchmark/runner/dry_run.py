@@ -47,6 +47,13 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
         saved = sum(r.method.warmup_epochs for r in forked)
         print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked "
               f"({saved} epochs saved)")
+    _summary(runs, packs, device, states, precision, est, done)
+
+
+def _summary(runs, packs, device, states: dict, precision: str, est: dict, done: set) -> None:
+    """The last lines: off CUDA the GPU projection, then the runs, packs and total estimate."""
+    from benchmark.tools import cost
+
     sizes = [len(p.runs) for p in packs]
     total = sum(est[r.run_id]["seconds"] for r in runs)
     failed = list(states.values()).count("failed")
