@@ -16,12 +16,15 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
     """Print the packs and runs with a time estimate measured on this device's real step (one
     timing per step kind and context, the median of several steps: `cost.estimate`); finished
     runs show as done, failed ones (not retrained without --retry-failed) as failed, and
-    neither costs anything. On the CPU the estimate is CPU time (all threads), which a busy
-    machine barely changes; off CUDA a last line projects the suite onto named GPUs from its
+    neither costs anything. On the CPU the estimate is CPU-seconds of work, timed on one torch
+    thread (which a busy machine barely changes), with the wall time it takes at best on the
+    threads the run will use; off CUDA a last line projects the suite onto named GPUs from its
     counted FLOPs and their stated peaks (a floor, said so)."""
     from benchmark.tools import cost
 
     done = {i for i, st in states.items() if st is not None}
+    print(f"estimating {len(runs) - len(done)} runs in {len(packs)} packs: each step kind is "
+          f"timed once on {device} (a line before each) ...", file=sys.stderr, flush=True)
     est = cost.estimate(packs, device, precision=precision, done=done,
                         log=lambda m: print(m, file=sys.stderr, flush=True))
     width = max(len(r.run_id) for r in runs)
@@ -44,12 +47,25 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
         saved = sum(r.method.warmup_epochs for r in forked)
         print(f"shared warm-up: {len(forked)} of {len(warm)} warm-ups forked "
               f"({saved} epochs saved)")
+    _summary(runs, packs, device, states, precision, est, done)
+
+
+def _summary(runs, packs, device, states: dict, precision: str, est: dict, done: set) -> None:
+    """The last lines: off CUDA the GPU projection, then the runs, packs and total estimate."""
+    from benchmark.tools import cost
+
     sizes = [len(p.runs) for p in packs]
     total = sum(est[r.run_id]["seconds"] for r in runs)
     failed = list(states.values()).count("failed")
     also = f", {failed} failed (--retry-failed trains them again)" if failed else ""
     cpu = cost.clock_of(device) == "cpu"
-    unit = "CPU-hours: CPU time of all threads" if cpu else "device-hours"
+    unit = "device-hours"
+    if cpu:
+        import torch
+
+        n = torch.get_num_threads()
+        unit = (f"CPU-hours of work, timed on one torch thread; on {n} thread"
+                f"{'s' if n > 1 else ''}, at best {cost.fmt_seconds(total / n)} wall")
     if cpu:  # before the summary, which stays the last line
         print(cost.projection(cost.counted_flops(runs, est)))
     print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "

@@ -5,9 +5,11 @@ A pack's time is, per epoch, its steps times the measured time of that epoch's s
 be stacked), plus the measured evaluation, plus the end-of-run CAM check. A step kind is timed
 once per context (model, pack size, CAM source, schedule, data size; not per eraser), so
 methods doing the same work cost the same. Each rate is the median of several timed steps:
-wall time on CUDA (device synchronised), this process's CPU time on the CPU, where wall time
-measures the machine's load more than the step. The data are random images of the dataset's
-shape, so no dataset file is read.
+wall time on CUDA (device synchronised); on the CPU, the CPU time of the calling thread with
+torch held to one intra-op thread while calibrating: the step's work in CPU-seconds, which a
+busy machine barely changes (wall time measures the load, and the CPU time of all threads
+counts OpenMP threads spin-waiting for each other under contention). The data are random
+images of the dataset's shape, so no dataset file is read.
 """
 
 from __future__ import annotations
@@ -70,16 +72,33 @@ def _stand_in_frozen(specs, classes: int, rd: RunData, tmp: str) -> dict:
 
 
 def clock_of(device) -> str:
-    """"wall" on CUDA; "cpu" (this process's CPU time, all threads) on the CPU."""
+    """"wall" on CUDA; "cpu" on the CPU: CPU-seconds of work, timed on one thread
+    (`one_thread`, `median_call`)."""
     return "wall" if torch.device(device).type == "cuda" else "cpu"
+
+
+@contextlib.contextmanager
+def one_thread(clock: str | None):
+    """While timing on the "cpu" clock: torch on one intra-op thread, so the calling thread's
+    CPU time is the step's whole work (no spin-waiting threads counted); restored after."""
+    if clock != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def median_call(fn, device, *, warmup: int = 0, calls: int = TIMED_STEPS,
                 clock: str = "wall") -> float:
     """Median seconds of one call of `fn` over `calls` calls, each timed alone after `warmup`
-    calls, device synchronised. clock "wall": time.perf_counter; "cpu": time.process_time (the
-    CPU time of every thread of this process: a busy machine barely changes it)."""
-    tick = time.process_time if clock == "cpu" else time.perf_counter
+    calls, device synchronised. clock "wall": time.perf_counter; "cpu": time.thread_time (the
+    calling thread's CPU time: with torch on one thread (`one_thread`) the step's work, which a
+    busy machine barely changes)."""
+    tick = time.thread_time if clock == "cpu" else time.perf_counter
     for _ in range(warmup):
         fn()
     times = []
@@ -93,11 +112,13 @@ def median_call(fn, device, *, warmup: int = 0, calls: int = TIMED_STEPS,
 
 
 def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool = False,
-              timed_steps: int = TIMED_STEPS, kinds=None, clock: str | None = None) -> dict:
+              timed_steps: int = TIMED_STEPS, kinds=None, clock: str | None = None,
+              log=None) -> dict:
     """Seconds per step of each step kind the pack takes (`kinds`: only these), per evaluation
     pass and per CAM check (`steps_only`: the steps alone). clock None: the mean wall time of
     `timed_steps` steps (speed tables); "wall" or "cpu": the median of `timed_steps` steps
-    timed one by one on that clock (`median_call`)."""
+    timed one by one on that clock (`median_call`; "cpu": on one torch thread). `log`: told
+    one line before each step kind (and the evaluation) is timed."""
     from benchmark.training.graphs import WARMUP_STEPS, use_graphs
 
     n_train, n_test, classes, boxes = sizes
@@ -109,9 +130,11 @@ def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool =
     rd = _fake_data(n_fake, n_eval, classes, boxes, device)
     # closing: the trainer's graphs (memory pools) go at the end, even on an error; a `speed
     # train` calibrates ~24 packs in a row (the trainer holds no cycle: nothing waits for gc)
-    with tempfile.TemporaryDirectory() as tmp, contextlib.closing(PackTrainer(
-            specs, rd, device, precision=precision,
-            frozen_ckpts=_stand_in_frozen(specs, classes, rd, tmp))) as tr:
+    say = log or (lambda m: None)
+    what = f"of a pack of {len(specs)} ({specs[0].model}) on {device}"
+    with one_thread(clock), tempfile.TemporaryDirectory() as tmp, contextlib.closing(
+            PackTrainer(specs, rd, device, precision=precision,
+                        frozen_ckpts=_stand_in_frozen(specs, classes, rd, tmp))) as tr:
         for lane in tr.lanes:
             lane.perm.copy_(torch.randperm(n_fake, device=device))
         tr.model.train()
@@ -125,11 +148,15 @@ def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool =
                 out[kind] = _time(lambda kind=kind, step=step: tr.runner(kind, step), device,
                                   warm, timed_steps, clock)
         else:
+            for kind in sorted(kinds):
+                say(f"timing the {kind} step {what}: {warm} warm-up + {max(1, timed_steps)} "
+                    f"timed steps of batch {t.batch_size} ...")
             out.update(_interleaved(tr, sorted(kinds), device, warm, timed_steps, clock))
         out["graphs"] = sorted(tr.runner.captured)
         if steps_only:
             return out
         scale = n_test / n_eval  # timed on part of the test set
+        say(f"timing the evaluation and the end-of-run CAM check {what}: {n_eval} images ...")
         out["eval"] = _time(tr.evaluate, device, 0, 1, clock) * scale
         out["final"] = _time(lambda: [tr.test_cam_in_box(k) for k in range(len(specs))],
                              device, 0, 1, clock) * scale
@@ -178,10 +205,10 @@ def context(pack, sizes) -> tuple:
 def estimate(packs, device, *, precision: str = "no", done=frozenset(),
              log=None) -> dict[str, dict]:
     """{run_id: {"images": n, "seconds": s, "fixed_seconds": f}}: seconds on `clock_of(device)`
-    (wall on CUDA, CPU time on the CPU). A pack's time is shared by its runs; a run forked from
-    a shared warm-up trains (and counts images) only from the fork epoch; an append epoch
-    counts 2B images per step; runs in `done` cost nothing. fixed_seconds: the part that does
-    not scale with the epochs (the end-of-run CAM check)."""
+    (wall on CUDA; on the CPU, CPU-seconds of work timed on one thread). A pack's time is
+    shared by its runs; a run forked from a shared warm-up trains (and counts images) only from
+    the fork epoch; an append epoch counts 2B images per step; runs in `done` cost nothing.
+    fixed_seconds: the part that does not scale with the epochs (the end-of-run CAM check)."""
     device = torch.device(device)
     clock = clock_of(device)
     rates: dict = {}  # context -> {kind: seconds per step, "eval": ..., "final": ...}
@@ -201,11 +228,8 @@ def estimate(packs, device, *, precision: str = "no", done=frozenset(),
         rate = rates.setdefault(key, {})
         missing = sorted(set(kinds) - set(rate))
         if missing:
-            if log is not None:
-                log(f"timing the {', '.join(missing)} step of a pack of {len(pack.runs)} "
-                    f"({pack.runs[0].model}) on {device} ...")
             rate.update(calibrate(pack.runs, device, sizes, precision, kinds=missing,
-                                  steps_only="eval" in rate, clock=clock))
+                                  steps_only="eval" in rate, clock=clock, log=log))
         n_steps = steps_per_epoch(sizes[0], t.batch_size)
         seconds = sum(n_steps * rate[kind] for kind in kinds) + len(kinds) * rate["eval"]
         for r in todo:

@@ -29,83 +29,22 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmark.tools.child import ROOT, Step, _raise_terminated, _run, _Terminated
+
 RUNNER_GRACE_S = 90  # after SIGTERM, a runner finishes its epoch, checkpoints and renders
 TAR_RESERVE_S = 10  # the summary and the tarball
 MAX_STUDY_EPOCHS = 300  # the thesis's schedule
 STUDY_SAFETY = 0.5  # plan the study to take half its time: launch, data, captures, noise
 STARTUP_S = 30  # a runner's launch, imports and data before its first step (planned, not timed)
-
-
-@dataclass
-class Step:
-    name: str
-    cmd: list[str] | None  # None: built when the step starts (the study's --epochs)
-    cap: float | None  # at most this many seconds (None: whatever is left)
-    grace: float  # seconds after SIGTERM before SIGKILL; reserved in the budget
-    least: float  # skipped when fewer seconds than this are left for it
-
-
-def _echo(pipe, log, name: str) -> None:
-    """Copy a child's output line by line to its log and to this process's stdout, flushed."""
-    for line in iter(pipe.readline, ""):
-        log.write(line)
-        log.flush()
-        print(f"[{name}] {line}", end="", flush=True)
-    pipe.close()
-
-
-def _run(step: Step, log: Path, seconds: float, env: dict) -> tuple[int | None, bool]:
-    """Run a step with its output to log and stdout; SIGTERM to its process group at the
-    deadline, SIGKILL `step.grace` s later. (exit code, stopped at the deadline)."""
-    print(f"$ {' '.join(step.cmd)}  (up to {seconds:.0f} s + {step.grace:.0f} s grace)",
-          flush=True)
-    with log.open("w") as f:
-        # A session of its own: the signal reaches the whole group (`accelerate launch` does not
-        # forward SIGTERM to the worker it starts), as SLURM signals every process of a step.
-        proc = subprocess.Popen(step.cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=env, text=True,
-                                start_new_session=True)
-        echo = threading.Thread(target=_echo, args=(proc.stdout, f, step.name), daemon=True)
-        echo.start()
-        stopped = False
-        try:
-            code = proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            stopped = True
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=step.grace)
-            except subprocess.TimeoutExpired:
-                code = None
-            if not _group_gone(proc.pid, 1 if code is None else step.grace / 2):
-                os.killpg(proc.pid, signal.SIGKILL)
-            if code is None:
-                code = proc.wait()
-        echo.join(timeout=5)
-    return code, stopped
-
-
-def _group_gone(pgid: int, seconds: float) -> bool:
-    """Wait up to `seconds` for every process of the group to exit."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def step_seconds(steps: list[Step], i: int, left: float) -> float:
@@ -145,7 +84,9 @@ def _dry_suites(work: Path) -> dict[str, str]:
 def size_study(argv: list[str]) -> dict:
     """`--size-study SUITE_ARGS...`: the study's cost per epoch from its real steps timed on
     this device (cost.estimate, as --dry-run), and the fewest epochs its schedule allows.
-    Printed as one JSON line: {"per_epoch_s", "fixed_s", "min_epochs", "clock"}."""
+    Printed as JSON lines: first {"min_epochs"} (before any timing, so a sizing stopped at its
+    deadline still lets the study run at its fewest epochs), then
+    {"per_epoch_s", "fixed_s", "min_epochs", "clock"}."""
     import torch
 
     from benchmark.runner.cli import build_suite, parse_args
@@ -158,12 +99,6 @@ def size_study(argv: list[str]) -> dict:
     suite = build_suite(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.mixed_precision or ("bf16" if device.type == "cuda" else "no")
-    runs = expand(suite)
-    packs = plan.make_packs(runs, suite.train.pack, device.type)
-    est = cost.estimate(packs, device, precision=precision,
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
-    total = sum(e["seconds"] for e in est.values())
-    fixed = sum(e["fixed_seconds"] for e in est.values())
     least = suite.train.epochs
     for e in range(1, suite.train.epochs + 1):
         try:
@@ -172,6 +107,13 @@ def size_study(argv: list[str]) -> dict:
             continue
         least = e
         break
+    print(json.dumps({"min_epochs": least}), flush=True)
+    runs = expand(suite)
+    packs = plan.make_packs(runs, suite.train.pack, device.type)
+    est = cost.estimate(packs, device, precision=precision,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    total = sum(e["seconds"] for e in est.values())
+    fixed = sum(e["fixed_seconds"] for e in est.values())
     return {"per_epoch_s": (total - fixed) / suite.train.epochs, "fixed_s": fixed,
             "min_epochs": least, "clock": cost.clock_of(device)}
 
@@ -184,6 +126,37 @@ def study_epochs(sized: dict | None, seconds: float, cap: int) -> int | None:
     usable = seconds * STUDY_SAFETY - STARTUP_S - sized["fixed_s"]
     epochs = min(cap, math.floor(usable / sized["per_epoch_s"]))
     return epochs if epochs >= sized["min_epochs"] else None
+
+
+def _sizing_lines(log: Path) -> list[dict]:
+    """The JSON lines the sizing step printed (its fewest epochs first, then its sizing)."""
+    found = []
+    for line in (log.read_text(errors="replace").splitlines() if log.is_file() else []):
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                pass
+    return found
+
+
+def finished_work(name: str, log: Path) -> bool | None:
+    """Whether a step stopped at its deadline had already done its work (its process was only
+    slow to exit): True when done and good, False when done with failures (pytest's summary
+    counts failures or errors), None when not done."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    if name == "gpu_tests":
+        summary = r"\d+ (passed|failed|skipped|deselected|errors?)\b.* in [\d.]+s"
+        done = [ln for ln in text.splitlines() if re.search(summary, ln)]
+        if not done:
+            return None
+        return not re.search(r"\d+ (failed|errors?)\b", done[-1])
+    if name == "speed":
+        whole = re.search(r"^wrote ", text, re.M) and "Stopped by SIGTERM" not in text
+        return True if whole else None
+    if name == "size_study":
+        return True if any("per_epoch_s" in d for d in _sizing_lines(log)) else None
+    return True if "SIGTERM arrived after every run of" in text else None
 
 
 def _records(folder: Path) -> dict[str, int]:
@@ -213,6 +186,8 @@ def _yield_of(name: str, log: Path, work: Path) -> str:
         return f"{measured} rows measured, {failed} failed"
     if name == "size_study":
         return text.strip().splitlines()[-1] if text.strip() else "no output"
+    if name == "synthetic_study" and text.startswith("skipped"):
+        return "no records"
     c = _records(work / name)
     boards = sorted(p.name for p in (work / name / "leaderboards").glob("*"))
     return (f"{c['finished']} records finished, {c['failed']} failed; leaderboards: "
@@ -224,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
                                 description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for the whole check (default: 470; --dry: 115)")
-    p.add_argument("--out", default="gpu_check", help="where the logs and the tarball go")
+    p.add_argument("--out", default="runs/gpu_check",
+                   help="where the logs and the tarball go (default: %(default)s, untracked)")
     p.add_argument("--dry", action="store_true",
                    help="the same orchestration on the CPU at tiny sizes")
     p.add_argument("--size-study", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -252,7 +228,7 @@ def _plan(dry: bool, budget: float, work: Path) -> _Plan:
         speed = ["--models", "resnet20", "--batch", "8", "--steps", "1", "--warmup", "0",
                  "--workers", "0", "--stack", "4", "--device", "cpu", "--threads", "1"]
         cap = {"gpu_tests": 0.12 * budget, "speed": 0.15 * budget, "smoke": 0.3 * budget,
-               "size_study": 0.15 * budget}
+               "size_study": 0.25 * budget}
         grace, runner_grace, least = 5, 15, 10  # tiny epochs stop in seconds
         most_epochs = 4
     else:
@@ -280,39 +256,76 @@ def _plan(dry: bool, budget: float, work: Path) -> _Plan:
     return _Plan(steps, launch, study_args, run_args, most_epochs)
 
 
-def _run_steps(plan: _Plan, left, out: Path, work: Path, env: dict) -> tuple[list, dict]:
+def _run_steps(plan: _Plan, left, out: Path, work: Path, env: dict) -> tuple[list, dict, bool]:
     """Run each step inside its share of what is `left()`; one summary line per step, printed
-    as it ends. The study step is sized from the sizing step's measured steps."""
-    summary, codes, sized = [], {}, None
+    as it ends. The study step is sized from the sizing step's measured steps; when the sizing
+    was stopped or failed, it runs at its fewest epochs if they were printed and time is left.
+    A step stopped at its deadline after finishing its work counts as done (code 0). SIGTERM
+    to this process stops the running step (with its grace) and ends the steps: (summary,
+    codes, terminated)."""
+    summary, codes, sized, least_epochs = [], {}, None, None
     for i, step in enumerate(plan.steps):
-        seconds = step_seconds(plan.steps, i, left())
-        log = out / f"{step.name}.log"
-        why = f"{seconds:.0f} s left"
-        if step.cmd is None:  # the study, at the epochs its measured steps allow
-            epochs = study_epochs(sized, seconds, plan.most_epochs)
-            if epochs is None:
-                why = ("no sizing" if not sized else
-                       f"{seconds:.0f} s fit fewer than {sized['min_epochs']} epochs")
-                seconds = -1.0
-            else:
-                step.cmd = [*plan.launch, *plan.study_args, "--epochs", str(epochs),
-                            *plan.run_args, "--out", str(work / step.name)]
-        if seconds < step.least:
-            log.write_text(f"skipped: {why}\n")
-            codes[step.name] = None
-            line = f"step {step.name}: skipped ({why})"
-        else:
-            start = time.monotonic()
-            codes[step.name], stopped = _run(step, log, seconds, env)
-            took = time.monotonic() - start
-            if step.name == "size_study" and codes[step.name] == 0:
-                sized = json.loads(log.read_text().strip().splitlines()[-1])
-            line = (f"step {step.name}: exit {codes[step.name]}, {took:.0f} s of {seconds:.0f}"
-                    f"{' (stopped at the deadline)' if stopped else ''}; "
-                    f"{_yield_of(step.name, log, work)}")
+        try:
+            line = _one_step(plan, i, left, out, work, env, codes, sized, least_epochs)
+        except _Terminated as e:
+            code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+            codes[step.name] = code if code is not None else -15
+            line = (f"step {step.name}: stopped by SIGTERM to gpu_check (exit {code}); "
+                    f"{_yield_of(step.name, out / f'{step.name}.log', work)}")
+            summary.append(line)
+            print(line, flush=True)
+            for later in plan.steps[i + 1:]:
+                codes[later.name] = None
+                summary.append(f"step {later.name}: not run (gpu_check got SIGTERM)")
+                print(summary[-1], flush=True)
+            return summary, codes, True
+        if step.name == "size_study":
+            found = _sizing_lines(out / f"{step.name}.log")
+            sized = next((d for d in reversed(found) if "per_epoch_s" in d), None)
+            least_epochs = next((d["min_epochs"] for d in found if "min_epochs" in d), None)
         summary.append(line)
         print(line, flush=True)
-    return summary, codes
+    return summary, codes, False
+
+
+def _one_step(plan: _Plan, i: int, left, out: Path, work: Path, env: dict, codes: dict,
+              sized: dict | None, least_epochs: int | None) -> str:
+    """Run (or skip) step i; its code into `codes`; its summary line."""
+    step = plan.steps[i]
+    seconds = step_seconds(plan.steps, i, left())
+    log = out / f"{step.name}.log"
+    why, how = f"{seconds:.0f} s left", ""
+    if step.cmd is None:  # the study, at the epochs its measured steps allow
+        epochs = study_epochs(sized, seconds, plan.most_epochs)
+        if epochs is None and not sized and least_epochs is not None:
+            epochs = least_epochs  # the sizing was stopped or failed: the fewest epochs
+            how = f" (at its fewest epochs, {epochs}: the sizing gave no cost)"
+        if epochs is None:
+            why = ("no sizing" if not sized else
+                   f"{seconds:.0f} s fit fewer than {sized['min_epochs']} epochs")
+            seconds = -1.0
+        else:
+            step.cmd = [*plan.launch, *plan.study_args, "--epochs", str(epochs),
+                        *plan.run_args, "--out", str(work / step.name)]
+    if seconds < step.least:
+        log.write_text(f"skipped: {why}\n")
+        codes[step.name] = None
+        return f"step {step.name}: skipped ({why})"
+    start = time.monotonic()
+    code, stopped = _run(step, log, seconds, env)
+    took = time.monotonic() - start
+    note = " (stopped at the deadline)" if stopped else ""
+    if stopped and code != 0:
+        done = finished_work(step.name, log)
+        if done is True:
+            note = " (stopped at the deadline after finishing its work)"
+            code = 0
+        elif done is False:
+            note = " (stopped at the deadline after finishing its work, which failed)"
+            code = 1
+    codes[step.name] = code
+    return (f"step {step.name}{how}: exit {code}, {took:.0f} s of {seconds:.0f}{note}; "
+            f"{_yield_of(step.name, log, work)}")
 
 
 def _pack(out: Path, work: Path, summary: list[str]) -> Path:
@@ -346,11 +359,24 @@ def main(argv=None) -> int:
     # The GPU machine runs a copy of the working tree without `pip install`: put it on the path.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    plan = _plan(args.dry, budget, work)
-    summary, codes = _run_steps(plan, lambda: budget - (time.monotonic() - t0) - TAR_RESERVE_S,
-                                out, work, env)
-    tarball = _pack(out, work, summary)
-    print(f"codes: {codes}; wrote {tarball} in {time.monotonic() - t0:.0f} s", flush=True)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    terminated = False
+    try:
+        plan = _plan(args.dry, budget, work)
+        summary, codes, terminated = _run_steps(
+            plan, lambda: budget - (time.monotonic() - t0) - TAR_RESERVE_S, out, work, env)
+    except _Terminated:  # before any step ran
+        summary, codes, terminated = ["gpu_check got SIGTERM before its first step"], {}, True
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the summary and tarball come first
+        tarball = _pack(out, work, summary)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in the tarball
+    print(f"codes: {codes}; wrote {tarball} in {time.monotonic() - t0:.0f} s"
+          f"{' (stopped by SIGTERM)' if terminated else ''}", flush=True)
+    if terminated:
+        return 143
     return 0 if all(c == 0 for c in codes.values()) else 1
 
 

@@ -104,3 +104,31 @@ def test_an_estimate_off_cuda_projects_onto_named_gpus_from_counted_flops(tmp_pa
     line = cost.projection(flops)
     assert line.startswith("projection (not measured): ") and "H100 SXM" in line
     assert "TFLOP counted (FlopCounterMode)" in line
+
+
+def test_the_calibration_says_what_it_times_before_timing_it_on_one_torch_thread(tmp_path,
+                                                                               monkeypatch):
+    import torch
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY.replace("epochs: 4", "epochs: 2").replace("milestones: [2]",
+                                                                      "milestones: [1]"))
+    runs = expand(load_suite(str(suite)))
+    packs = plan.make_packs(runs, "off", "cpu")
+    said, threads = [], []
+    real = cost.median_call
+
+    def watched(fn, device, **kw):  # every timed call: how many torch threads, after the line
+        threads.append((torch.get_num_threads(), len(said)))
+        return real(fn, device, **kw)
+
+    monkeypatch.setattr(cost, "median_call", watched)
+    before = torch.get_num_threads()
+    est = cost.estimate(packs, "cpu", log=said.append)
+    assert said[0] == ("timing the plain step of a pack of 1 (resnet20) on cpu: 1 warm-up + "
+                       f"{cost.TIMED_STEPS} timed steps of batch 32 ...")
+    assert said[1].startswith("timing the evaluation and the end-of-run CAM check")
+    assert threads and all(n == 1 for n, _ in threads)  # the step's work, no spinning threads
+    assert threads[0][1] == 1  # the first line came before the first timed step
+    assert torch.get_num_threads() == before  # restored
+    assert est[runs[0].run_id]["seconds"] > 0

@@ -48,3 +48,77 @@ def test_the_dry_check_brings_back_a_speed_table_smoke_records_and_a_leaderboard
         f"step {s}" for s in ("gpu_tests", "speed", "smoke", "size_study", "synthetic_study")]
     assert not any(n.startswith("leaderboards/") and n != "leaderboards/speed.md"
                    for n in names)  # only this check's own files
+
+
+def test_a_step_stopped_after_finishing_its_work_is_not_a_failure(tmp_path):
+    from benchmark.tools.gpu_check import finished_work
+
+    log = tmp_path / "step.log"
+    log.write_text("...\n61 skipped, 224 deselected in 4.25s\n")
+    assert finished_work("gpu_tests", log) is True
+    log.write_text("...\n1 failed, 60 passed in 4.25s\n")
+    assert finished_work("gpu_tests", log) is False  # a real failure stays a failure
+    log.write_text("tests/x.py ..\n")
+    assert finished_work("gpu_tests", log) is None  # cut short: not done
+    log.write_text("SIGTERM arrived after every run of smoke had its record\n")
+    assert finished_work("smoke", log) is True
+    log.write_text("epoch 1 ...\n")
+    assert finished_work("synthetic_study", log) is None
+    log.write_text("row: ...\nStopped by SIGTERM after 2 rows\nwrote /x/speed.md\n")
+    assert finished_work("speed", log) is None
+    log.write_text('{"min_epochs": 1}\ntiming the plain step ...\n')
+    assert finished_work("size_study", log) is None
+
+
+def test_the_study_runs_at_its_fewest_epochs_when_the_sizing_was_stopped(tmp_path,
+                                                                        monkeypatch):
+    ran = {}
+
+    def fake_run(step, log, seconds, env):
+        log.write_text('{"min_epochs": 2}\ntiming the plain step ...\n'
+                       if step.name == "size_study" else "")
+        ran[step.name] = step.cmd
+        return (-15, True) if step.name == "size_study" else (0, False)
+
+    monkeypatch.setattr(gpu_check, "_run", fake_run)
+    steps = [Step("size_study", ["x"], 50, 5, 10), Step("synthetic_study", None, None, 15, 10)]
+    plan = gpu_check._Plan(steps, ["launch"], ["--suite", "s"], ["--no-wandb"], 300)
+    summary, codes, terminated = gpu_check._run_steps(plan, lambda: 200.0, tmp_path, tmp_path,
+                                                      {})
+    assert ran["synthetic_study"][ran["synthetic_study"].index("--epochs") + 1] == "2"
+    assert "at its fewest epochs, 2" in summary[1], summary
+    assert codes["size_study"] == -15 and not terminated
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_check_still_writes_its_summary_and_tarball(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "check"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark.tools.gpu_check", "--dry",
+                             "--budget", "120", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("$ "):  # the first step is running
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert code == 143, rest
+    summary = (out / "summary.txt").read_text()
+    assert summary.startswith("step gpu_tests: stopped by SIGTERM to gpu_check"), summary
+    assert "step synthetic_study: not run (gpu_check got SIGTERM)" in summary
+    with tarfile.open(out / "gpu_check.tar.gz") as tar:
+        assert "logs/summary.txt" in tar.getnames()
+    assert not list(tmp_path.glob("erasebench-gpu-check-*"))  # its work folder is removed
+
+
+def test_the_check_writes_into_the_untracked_runs_folder_by_default():
+    assert gpu_check._parser().parse_args([]).out == "runs/gpu_check"

@@ -70,3 +70,32 @@ def test_a_failed_path_is_a_row_saying_so_and_the_others_continue(tmp_path, monk
     assert "| resnet20 | plain | (b) eager, on the device | " in text  # measured before it
     assert "| resnet20 | cam-append | (a) classic" in text
     assert "| resnet20 | (b) eager | failed: joint: RuntimeError" in text
+
+
+def test_speed_train_writes_into_the_untracked_runs_folder_unless_out_is_named(capsys):
+    import argparse
+
+    from benchmark.tools import speed_train
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    speed_train.register(sub)
+    parser = sub.choices["train"]
+    assert parser.parse_args([]).out == "runs/speed.md"  # never the committed table by default
+    help_text = " ".join(parser.format_help().split())
+    assert "(default: runs/speed.md, untracked;" in help_text
+    assert "(default: 128)" in help_text and "(default: [4, 8, 16])" in help_text
+
+
+def test_the_speed_table_names_the_batch_it_measured(tmp_path, monkeypatch):
+    from benchmark.tools import speed_train
+
+    monkeypatch.setattr(speed_train, "_pack_seconds", lambda *a, **k: 0.01)
+    monkeypatch.setattr(speed_train, "_classic_seconds", lambda *a: 0.02)
+    out = tmp_path / "speed.md"
+    assert cli.main(["speed", "train", "--models", "resnet20", "--batch", "8", "--steps", "1",
+                     "--warmup", "0", "--workers", "0", "--stack", "4", "--device", "cpu",
+                     "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## Targets (ResNet20, measured at batch 8; the targets are for batch 128)" in text
+    assert "trains 8 originals + 8 CAM-erased copies" in text
+    assert "batch 128)" not in text.replace("the targets are for batch 128)", "")
