@@ -231,16 +231,27 @@ def _validate_train(src: str, t: TrainConfig, milestones_in_range: bool = True) 
                           "or a pack size >= 1")
 
 
+def _check_settings(src: str, where: str, m: MethodConfig) -> None:
+    """The method's settings against their allowed values (`where` names the key: the method's
+    own, or `...sweep.KEY` for one point of its sweep)."""
+    def key(name):
+        return f"{where}.{name}" if where.endswith("]") else where
+
+    _choice(src, key("mode"), m.mode, (None, *MODES))
+    _choice(src, key("fill"), m.fill, (None, *FILL_MODES, PASTE))
+    _choice(src, key("append_bn"), m.append_bn, APPEND_BN)
+    _choice(src, key("cam.source"), m.cam.source, CAM_SOURCES)
+    _choice(src, key("cam.target"), m.cam.target, CAM_TARGETS)
+    w = m.warmup_epochs
+    if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+        raise ConfigError(f"{src}: key '{key('warmup_epochs')}' is {w!r}; allowed: an integer "
+                          ">= 0 (epochs of plain training first)")
+
+
 def _validate_method(src: str, where: str, m: MethodConfig) -> None:
     import plugins
 
-    _choice(src, f"{where}.mode", m.mode, (None, *MODES))
-    _choice(src, f"{where}.fill", m.fill, (None, *FILL_MODES, PASTE))
-    _choice(src, f"{where}.append_bn", m.append_bn, APPEND_BN)
-    _choice(src, f"{where}.cam.source", m.cam.source, CAM_SOURCES)
-    _choice(src, f"{where}.cam.target", m.cam.target, CAM_TARGETS)
-    if m.warmup_epochs is not None and m.warmup_epochs < 0:
-        raise ConfigError(f"{src}: key '{where}.warmup_epochs' must be >= 0")
+    _check_settings(src, where, m)
     for key, values in m.sweep.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{src}: key '{where}.sweep.{key}' must be a non-empty list")
@@ -253,6 +264,13 @@ def _validate_method(src: str, where: str, m: MethodConfig) -> None:
     except ValueError as e:
         raise ConfigError(f"{src}: key '{where}.name': {e}") from None
     for variant, _ in expand_method(m, src=src, where=where):
+        for k in (k for k in m.sweep if k in SWEEP_FIELDS):  # checked like the method's own
+            point = dataclasses.replace(m, cam=dataclasses.replace(m.cam))
+            if k.startswith("cam."):
+                setattr(point.cam, k[4:], getattr(variant.cam, k[4:]))
+            else:
+                setattr(point, k, getattr(variant, k))
+            _check_settings(src, f"{where}.sweep.{k}", point)
         try:
             plugins.build(variant.name, **variant.params)
         except Exception as e:  # noqa: BLE001 - the eraser's own one-line message
@@ -337,6 +355,11 @@ def expand_method(m: MethodConfig, *, src: str = "<dict>",
                 if attr not in ("source", "layer", "target"):
                     raise ConfigError(f"{src}: key '{where}.sweep.{key}' is unknown; allowed: "
                                       f"an eraser parameter or {', '.join(SWEEP_FIELDS)}")
+                if attr == "target" and value in RENAMED_VALUES["cam.target"]:
+                    new = RENAMED_VALUES["cam.target"][value]
+                    note_once(f"cam.target={value}", f"note: {src}: key '{where}.sweep.{key}': "
+                              f"{value!r} is now called {new!r}; the old name is still read")
+                    value = new
                 setattr(v.cam, attr, value)
             elif key in ("mode", "fill", "warmup_epochs", "append_bn"):
                 setattr(v, key, value)
