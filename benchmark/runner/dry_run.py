@@ -23,7 +23,7 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
     from benchmark.tools import cost
 
     done = {i for i, st in states.items() if st is not None}
-    print(f"estimating {len(runs) - len(done)} runs in {len(packs)} packs: each step kind is "
+    print(f"estimating {len(runs) - len(done)} run(s) in {len(packs)} pack(s): each step kind is "
           f"timed once on {device} (a line before each) ...", file=sys.stderr, flush=True)
     est = cost.estimate(packs, device, precision=precision, done=done,
                         log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -46,7 +46,7 @@ import plugins
 from benchmark.data.augment import DeviceLoader, normalize, random_crop_flip
 from benchmark.suites.config import APPEND_BN
 from benchmark.suites.config import STEP_KINDS as KINDS
-from benchmark.training.draws import SENTINEL_SEED, SplitDraws, Unsplittable, _probe  # noqa: F401
+from benchmark.training.draws import SENTINEL_SEED, SplitDraws
 from benchmark.training.erasing import LaneErasing
 from plugins.geometry import peak_in_box, peaks, xyxy_mask
 from plugins.mixing import is_mixing, mixed_cross_entropy

@@ -10,7 +10,7 @@ erased draws, so their bound is wider). To show the test has power, wrong sample
 (torchvision's log-uniform aspect, another area range, no border clipping, ...) must give a
 statistic above their stated floor.
 
-Print the statistics with ``python tests/test_fidelity.py`` (or ``pytest -s``).
+Print the statistics with ``python tests/plugins/test_fidelity.py`` (or ``pytest -s``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import torch
 import plugins
 from benchmark.data.augment import DeviceLoader
 from benchmark.tools.op_count import GOAL_K16, count_ops, count_step_ops
-from benchmark.training import step as step_mod
-from benchmark.training.step import SENTINEL_SEED, SplitDraws, Unsplittable
+from benchmark.training import draws as step_mod
+from benchmark.training.draws import SENTINEL_SEED, SplitDraws, Unsplittable
 
 
 @pytest.mark.slow
