@@ -199,12 +199,17 @@ def _sharing_a_label(rows: list[_Row]) -> list[list[_Row]]:
 
 def _column_names(summaries: list[dict], columns) -> list[str]:
     """'model (suite)'; where two columns would read the same (a suite compared with another
-    copy of itself: yours beside the committed one), 'model (suite, where it was read from)'."""
+    copy of itself: yours beside the committed one), 'model (suite, where it was read from)';
+    where even that is the same (one file given twice), '... [input i]', i its place in the
+    command line."""
     names = [f"{mo} ({suite})" for suite, mo, _ in columns]
-    where = [s.get("source", "?") for s in summaries for mo in s["models"]
-             if any(gr["model"] == mo and gr["final"] for gr in s["groups"])]
-    return [f"{mo} ({suite}, {shown_path(src)})" if names.count(n) > 1 else n
-            for n, src, (suite, mo, _) in zip(names, where, columns, strict=True)]
+    origin = [(s.get("input", i + 1), s.get("source", "?")) for i, s in enumerate(summaries)
+              for mo in s["models"]
+              if any(gr["model"] == mo and gr["final"] for gr in s["groups"])]
+    names = [f"{mo} ({suite}, {shown_path(src)})" if names.count(n) > 1 else n
+             for n, (_, src), (suite, mo, _) in zip(names, origin, columns, strict=True)]
+    return [f"{n} [input {i}]" if names.count(n) > 1 else n
+            for n, (i, _) in zip(names, origin, strict=True)]
 
 
 def _columns(summaries: list[dict]) -> list[tuple[str, str, list[dict]]]:
@@ -277,7 +282,7 @@ def compare(summaries: list[dict]) -> str:
 
 def _compare_inputs(args) -> int:
     summaries = []
-    for source in args.inputs:
+    for position, source in enumerate(args.inputs, 1):
         try:
             s = read_summary(source)
         except NotALeaderboard as e:
@@ -288,7 +293,8 @@ def _compare_inputs(args) -> int:
             continue
         where = source if Path(source).suffix == ".md" or Path(source).is_dir() \
             else str(Path("runs", "results", source))
-        summaries.append({**s, "source": where})  # named in a column that would read the same
+        # named in a column that would otherwise read the same as another
+        summaries.append({**s, "source": where, "input": position})
     if not summaries:
         raise ValueError(f"nothing to compare: none of the {len(args.inputs)} input(s) is a "
                          "leaderboard or results folder with finished runs")

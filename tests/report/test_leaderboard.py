@@ -139,6 +139,15 @@ def test_compare_names_where_each_column_came_from_when_a_suite_meets_a_copy_of_
     assert "resnet20 (smoke, leaderboards/smoke.md)" in header
 
 
+def test_compare_numbers_columns_that_still_read_the_same_in_input_order():
+    board = {**lb.summary(grid.build_grid(single_seed_suite(), suite="smoke")),
+             "source": "leaderboards/smoke.md"}
+    header = next(ln for ln in cmp.compare([board, board]).splitlines()
+                  if ln.startswith("| method"))
+    assert "resnet20 (smoke, leaderboards/smoke.md) [input 1]" in header
+    assert "resnet20 (smoke, leaderboards/smoke.md) [input 2]" in header
+
+
 # ----------------------------------------------------------------------------- the tables
 
 def rows_of(text: str, heading: str) -> list[list[str]]:
