@@ -132,3 +132,38 @@ def test_the_calibration_says_what_it_times_before_timing_it_on_one_torch_thread
     assert threads[0][1] == 1  # the first line came before the first timed step
     assert torch.get_num_threads() == before  # restored
     assert est[runs[0].run_id]["seconds"] > 0
+
+
+def test_a_resumed_runs_cpu_time_sums_every_session_and_the_record_keeps_it(tmp_path,
+                                                                            monkeypatch):
+    import torch
+
+    from benchmark.training import train
+    from benchmark.training.resume import progress
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY.replace("epochs: 4", "epochs: 2").replace("milestones: [2]",
+                                                                    "milestones: [1]"))
+    spec = expand(load_suite(str(suite)))[0]
+    ticks = iter(range(10_000))  # the process's CPU clock: 1.5 s more at each reading
+    monkeypatch.setattr(train.time, "process_time", lambda: 1.5 * next(ticks))
+
+    class StopAfterOneEpoch(train.Hooks):
+        def should_stop(self):
+            return True
+
+    torch.manual_seed(0)
+    first = train.train_pack([spec], device="cpu", work_dir=tmp_path / "w",
+                             hooks=StopAfterOneEpoch())[0]
+    assert first["status"] == "interrupted" and first["progress"].cpu_time == 1.5
+    out = train.train_pack([spec], device="cpu", work_dir=tmp_path / "w")[0]
+    assert out["status"] == "finished" and out["resumed_from_epoch"] == 1
+    assert out["cpu_time_s"] == 3.0  # both sessions, not the last one's 1.5
+    rec = results.make_record(spec, out, wall_time_s=9.0, device="cpu", command="test")
+    assert rec["cpu_time_s"] == 3.0 and results.schema.value_problem(rec) is None
+    # on a GPU the cost is its wall-clock time: the host's CPU time is not kept
+    assert results.build.cpu_cost("NVIDIA H100 80GB HBM3", 3.0) is None
+    # a checkpoint written before CPU time was kept: unknown (the leaderboard falls back to
+    # wall-clock time, labelled), never the last session's alone
+    assert progress(spec, "resume", {"epoch": 1, "curves": {}, "occ": [], "train_time": 4.0,
+                                     "images": 64.0}).cpu_time is None
