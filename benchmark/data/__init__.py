@@ -17,8 +17,9 @@ from benchmark.data.sources import (
     known_sizes,
     load,
     load_checked,
+    local_sizes,
 )
 
 __all__ = ["CACHE_VERSION", "FILE_DATASETS", "DataUnavailableError", "Dataset", "channel_stats",
            "check", "check_splits", "default_data_dir", "digest", "identity", "known_shape",
-           "known_sizes", "load", "load_checked"]
+           "known_sizes", "load", "load_checked", "local_sizes"]

@@ -219,3 +219,35 @@ def _read_svhn(path: Path):
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
     return (torch.from_numpy(images), torch.from_numpy(labels), [str(d) for d in range(10)],
             None)
+
+
+def header_sizes(name: str, data_dir: Path) -> tuple[int, int] | None:
+    """(train images, test images) of the local files of fashion_mnist or svhn, read from their
+    headers only, without loading the images: an idx file's first 16 bytes (through gzip for a
+    .gz, which decompresses only those), a .mat file's table of variables
+    (`scipy.io.whosmat`). None when a file is absent, or its header unreadable (a damaged file,
+    no scipy for svhn): the caller then plans with the published sizes and says so."""
+    if missing(name, data_dir):
+        return None
+    counts = []
+    try:
+        for split in ("train", "test"):
+            path = _find(name, data_dir, PAPER_SETS[name][1][split][0])
+            if name == "fashion_mnist":
+                opener = gzip.open if path.suffix == ".gz" else open
+                with opener(path, "rb") as f:
+                    head = f.read(16)
+                if len(head) < 16 or head[:4] != bytes([0, 0, 0x08, 3]):
+                    return None
+                counts.append(struct.unpack(">I", head[4:8])[0])
+            else:
+                from scipy.io import whosmat
+
+                shapes = {v[0]: v[1] for v in whosmat(str(path))}
+                x = shapes.get("X")
+                if x is None or len(x) != 4:
+                    return None
+                counts.append(int(x[3]))
+    except (ImportError, OSError, ValueError, EOFError, TypeError):
+        return None
+    return counts[0], counts[1]

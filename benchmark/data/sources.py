@@ -38,11 +38,11 @@ from benchmark.data.dataset import (
     default_data_dir,
 )
 from benchmark.data.hf import local_identity, read_hf
-from benchmark.data.papers import PAPER_SETS, load_paper_set
+from benchmark.data.papers import PAPER_SETS, header_sizes, load_paper_set
 
 __all__ = ["Dataset", "load", "load_checked", "default_data_dir", "channel_stats",
            "CACHE_VERSION", "DataUnavailableError", "check", "check_splits", "digest", "identity",
-           "known_sizes", "CifarUnpickler", "FILE_DATASETS", "known_shape"]
+           "known_sizes", "CifarUnpickler", "FILE_DATASETS", "known_shape", "local_sizes"]
 
 # The named datasets read from their published files under the data root (`--download` fetches).
 FILE_DATASETS = (*CIFAR, *PAPER_SETS)
@@ -154,3 +154,33 @@ def known_sizes(name: str, **options) -> tuple[int, int, int, bool] | None:
         opts = {**synthetic.OPTIONS, **options}
         return opts["n_train"], opts["n_test"], len(synthetic.CLASSES), True
     return None
+
+
+def local_sizes(name: str, root: str | os.PathLike | None = None, **options
+                ) -> tuple[int | None, int | None, str]:
+    """(train images, test images, where from) of the local files of a named dataset, without
+    loading its images where a header tells: any dataset this process has loaded already (the
+    runner's data check: `identity`) from those arrays; Fashion-MNIST's and SVHN's from their
+    headers (`papers.header_sizes`). (None, None, why not) otherwise: files absent, a header
+    unreadable, a CIFAR archive not loaded (its pickled batches have no header to count from):
+    then plan with `known_sizes`."""
+    from benchmark.data.cifar import cifar_source
+    from benchmark.data.papers import missing
+
+    loaded = identity(name, root, load=False, **options)
+    if loaded is not None:
+        return loaded["train"]["images"], loaded["test"]["images"], "the local files, as loaded"
+    data_dir = Path(root) if root is not None else default_data_dir()
+    if name in PAPER_SETS:
+        if missing(name, data_dir):
+            return None, None, f"its files are not in {data_dir}"
+        sizes = header_sizes(name, data_dir)
+        if sizes is not None:
+            return (*sizes, f"the headers of its files in {data_dir}")
+        return None, None, f"a header of its files in {data_dir} is unreadable"
+    if name in CIFAR:
+        if cifar_source(name, data_dir) is None:
+            return None, None, f"its files are not in {data_dir}"
+        return None, None, (f"its files in {data_dir} have no header to count from without "
+                            "unpickling them")
+    return None, None, "no local files"

@@ -196,46 +196,80 @@ def _pack_sizes(recs: list[dict]) -> str:
     return ", ".join(map(str, sizes)) or "—"
 
 
+def _cost_basis(recs: list[dict]) -> str:
+    """How a cell's runs are charged: "cpu" (all on a CPU, each with the CPU time its training
+    consumed: what other jobs on the machine barely change), "wall" (CPU records from before
+    `cpu_time_s` existed: wall-clock time, which load inflates) or "gpu" (wall-clock GPU time;
+    any GPU record in the cell)."""
+    if any(_is_gpu(r.get("device", "cpu")) for r in recs):
+        return "gpu"
+    if all(isinstance(r.get("cpu_time_s"), int | float) and r["cpu_time_s"] > 0 for r in recs):
+        return "cpu"
+    return "wall"
+
+
+def _run_cost(r: dict, basis: str) -> tuple[float, float | None]:
+    """(hours, training images per second of them) of one record on `basis` (_cost_basis)."""
+    if basis != "cpu":
+        return r["wall_time_s"] / 3600, r.get("images_per_s") or None
+    images = (r.get("images_per_s") or 0) * (r.get("train_time_s") or 0)  # the run's images
+    return r["cpu_time_s"] / 3600, images / r["cpu_time_s"] if images else None
+
+
+_BASIS = {"cpu": ("CPU-h", " per CPU-s", "CPU-hours"),
+          "wall": ("CPU-h wall-clock", " per s wall-clock", "CPU-hours (wall-clock)"),
+          "gpu": ("GPU-h", " per GPU-s", "GPU-hours")}
+
+
 def cost(g: Grid) -> list[str]:
-    """Wall-clock device-hours per run (its share of the pack when runs were stacked), with the
-    pack size where records have one, and throughput."""
+    """Device-hours per run (its share of the pack when runs were stacked), with the pack size
+    where records have one, and throughput: on a CPU the CPU time the run's training consumed
+    (`cpu_time_s`), so two runs of the same work cost the same however busy the machine was;
+    on a GPU, and in CPU records from before `cpu_time_s`, wall-clock time (labelled so)."""
     packed = any(isinstance(r.get("pack_size"), int) for r in g.records)
-    rows, totals = [], {"CPU": 0.0, "GPU": 0.0}
+    rows, totals = [], {b: 0.0 for b in _BASIS}
     for mo in g.models:
         for m in g.methods:
             recs = g.cell(mo, m).records
-            if not recs:
-                continue
             recs = [r for r in recs if isinstance(r.get("wall_time_s"), int | float)]
             if not recs:
                 continue
-            hours = [r["wall_time_s"] / 3600 for r in recs]
-            kinds = sorted({"GPU" if _is_gpu(r.get("device", "cpu")) else "CPU" for r in recs})
-            for r, h in zip(recs, hours, strict=True):
-                totals["GPU" if _is_gpu(r.get("device", "cpu")) else "CPU"] += h
-            ips = [r["images_per_s"] for r in recs if r.get("images_per_s")]
+            basis = _cost_basis(recs)
+            costs = [_run_cost(r, basis) for r in recs]
+            hours = [h for h, _ in costs]
+            totals[basis] += sum(hours)
+            ips = [x for _, x in costs if x]
+            unit, per, _ = _BASIS[basis]
             rows.append([mo, m.label, str(len(recs)),
                          ", ".join(sorted({str(r.get("device", "?")) for r in recs})),
                          *([_pack_sizes(recs)] if packed else []),
-                         f"{fmt_hours(mean(hours))} {'/'.join(kinds)}-h",
-                         f"{mean(ips):,.0f}" if ips else "n/a"])
+                         f"{fmt_hours(mean(hours))} {unit}",
+                         f"{mean(ips):,.0f}{per}" if ips else "n/a"])
     if not rows:
         return []
-    total = "; ".join(f"{fmt_hours(h)} {k}-hours" for k, h in totals.items() if h > 0)
+    total = "; ".join(f"{fmt_hours(h)} {_BASIS[b][2]}" for b, h in totals.items() if h > 0)
     header = ["model", "method", "runs", "device", *(["pack"] if packed else []),
-              "wall-clock device-h per run", "images/s"]
-    return ["## Cost: wall-clock device-hours per run", "",
-            "Wall-clock device-hours per finished run (CPU-h on a CPU, GPU-h on a GPU): the mean "
-            "over the cell's runs of the record's `wall_time_s`, the wall-clock time of the "
-            "sessions that trained the run, evaluation and checkpoints included (a resumed run "
-            "counts every session; records written before sessions were summed, the last one only; "
-            "a run forked from a shared warm-up counts the warm-up's training time it inherits, "
-            "so the total counts a shared warm-up once per run forked from it). "
+              "device-h per run", "training images per device-s"]
+    return ["## Cost: device-hours per run", "",
+            "Device-hours per finished run, the mean over the cell's runs. On a CPU: CPU-h, the "
+            "CPU time the run's training consumed (the record's `cpu_time_s`: the process's CPU "
+            "time in its training epochs, every thread, evaluation and checkpoints not counted), "
+            "which other jobs competing for the cores barely change where wall-clock time grows "
+            "with them (a run on one torch thread costs the same on a busy machine; on several, "
+            "threads spin-waiting for a descheduled sibling count too, so heavy contention "
+            "still adds some). On a GPU: GPU-h, "
+            "the record's `wall_time_s`, the wall-clock time of the sessions that trained the "
+            "run, evaluation and checkpoints included. A CPU cell with a record from before "
+            "`cpu_time_s` existed shows wall-clock time instead, marked `wall-clock` (load "
+            "inflates it: compare such cells with care). A resumed run counts every session "
+            "(wall-clock records written before sessions were summed, the last one only); a run "
+            "forked from a shared warm-up counts the warm-up's training it inherits, so the "
+            "total counts a shared warm-up once per run forked from it. "
             "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
-            "where records say), each run is charged 1/K of the pack's wall-clock time, so the "
-            "hours add up to the device time used. images/s: "
-            "training images (erased copies included) per second of that share, which for a pack "
-            f"is the whole pack's throughput. Total: {total}.", "",
+            "where records say), each run is charged 1/K of the pack's time, so the hours add "
+            "up to the device time used. Throughput: training images (erased copies included) "
+            "per second of that share (a CPU-second on a CPU), which for a pack is the whole "
+            f"pack's throughput. Total: {total}.", "",
             *md_table(header, rows), ""]
 
 

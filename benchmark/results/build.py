@@ -20,6 +20,15 @@ def run_costs(wall_time_s: float | None, train_time_s: float | None) -> float | 
     return max(float(wall_time_s), float(train_time_s))
 
 
+def cpu_cost(device_name: str | None, cpu_time_s: float | None) -> float | None:
+    """A record's cpu_time_s: the CPU time the run's training consumed (every session, its share
+    of a pack), kept on a CPU only: on a GPU the cost is the wall-clock GPU time, and the host's
+    CPU time says nothing about it (None)."""
+    if cpu_time_s is None or device_name != "cpu":
+        return None
+    return float(cpu_time_s)
+
+
 def _run_fields(spec, *, eraser_params: dict, cam: dict | None, wall_time_s, device, command,
                 process: tuple[int, int]) -> dict:
     """The keys every record has, finished or failed: what places it in the leaderboard's grid
@@ -46,11 +55,13 @@ def make_record(spec, metrics: dict, *, wall_time_s: float, device, command: str
     if metrics.get("cam_path"):
         cam = {"source": m.cam.source, "layer": m.cam.layer, "target": m.cam.target,
                "path": metrics["cam_path"]}
+    dev = device_name(device)
     return {
         **_run_fields(spec, eraser_params=metrics.get("eraser_params", dict(m.params)), cam=cam,
                       wall_time_s=run_costs(wall_time_s, metrics.get("train_time_s")),
-                      device=device_name(device), command=command, process=process),
+                      device=dev, command=command, process=process),
         "status": FINISHED, "failure": None,
+        "cpu_time_s": cpu_cost(dev, metrics.get("cpu_time_s")),
         **{k: metrics[k] for k in ("final_test_error", "best_test_error", "best_epoch", "curves",
                                    "occlusion", "images_per_s", "train_time_s",
                                    "resumed_from_epoch")},
@@ -71,7 +82,7 @@ def failed_record(spec, *, epoch: int | None, reason: str | BaseException,
                   curves: dict | None = None, wall_time_s: float | None = None, device=None,
                   command: str | None = None, process: tuple[int, int] = (0, 1),
                   eraser_params: dict | None = None, resumed_from_epoch: int | None = None,
-                  train_time_s: float | None = None) -> dict:
+                  train_time_s: float | None = None, cpu_time_s: float | None = None) -> dict:
     """A failed run's record: call it with what the runner has when a run fails, then
     `write_record` it. It places the cell like a finished record and says why it failed.
 
@@ -100,7 +111,8 @@ def failed_record(spec, *, epoch: int | None, reason: str | BaseException,
         "failure": {"epoch": None if epoch is None else int(epoch), "reason": one_line(reason)},
         "final_test_error": None, "best_test_error": None, "best_epoch": None,
         "curves": curves or {}, "occlusion": None, "images_per_s": None,
-        "train_time_s": train_time_s, "resumed_from_epoch": resumed_from_epoch,
+        "train_time_s": train_time_s, "cpu_time_s": cpu_cost(dev, cpu_time_s),
+        "resumed_from_epoch": resumed_from_epoch,
     }
 
 

@@ -54,6 +54,10 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s:
                     training images per second, erased copies included; resumed_from_epoch: int
                     or None (each None when a failed run did not get that far)
+    cpu_time_s      float: the process's CPU time in the training epochs (every session summed;
+                    a pack's shared by its K runs like its wall time), on a CPU only: the
+                    leaderboard's cost there, which other jobs on the machine barely change. None
+                    on a GPU, or when a session's checkpoint predates it; absent in older records
     process         {"index", "count"}: which Accelerate process trained it
     environment     how the process that wrote it ran (CPU results depend on it: the thread
                     count changes the order of float reductions): {"threads":
@@ -161,6 +165,7 @@ def record_problem(rec) -> str | None:
 PERCENT, FRACTION, COUNT = (0.0, 100.0), (0.0, 1.0), (0.0, math.inf)
 RANGES = {"final_test_error": PERCENT, "best_test_error": PERCENT,
           "epochs": (1, math.inf), "wall_time_s": COUNT, "train_time_s": COUNT,
+          "cpu_time_s": COUNT,
           "images_per_s": COUNT, "pack_size": (1, math.inf), "num_classes": (2, math.inf),
           "n_test": (1, math.inf),
           "curves.epoch": COUNT, "curves.train_loss": COUNT, "curves.train_acc": PERCENT,

@@ -19,7 +19,9 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
     neither costs anything. On the CPU the estimate is CPU-seconds of work, timed on one torch
     thread (which a busy machine barely changes), with the wall time it takes at best on the
     threads the run will use; off CUDA a last line projects the suite onto named GPUs from its
-    counted FLOPs and their stated peaks (a floor, said so)."""
+    counted FLOPs and their stated peaks (a floor, said so). A line names the dataset planned
+    with: its image shape and sizes, counted from the local files where they are present (a
+    header where one tells, `cost.dataset_facts`), else the published sizes, saying why."""
     from benchmark.tools import cost
 
     done = {i for i, st in states.items() if st is not None}
@@ -27,6 +29,8 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
           f"timed once on {device} (a line before each) ...", file=sys.stderr, flush=True)
     est = cost.estimate(packs, device, precision=precision, done=done,
                         log=lambda m: print(m, file=sys.stderr, flush=True))
+    for line in dict.fromkeys(cost.dataset_facts(r).line() for r in runs):
+        print(line)  # the shape timed and the sizes planned with, and where they came from
     width = max(len(r.run_id) for r in runs)
     print(f"{'run':<{width}}  {'pack':>4} {'mode':<7} {'warmup':>6} {'epochs':>6} {'images':>12} "
           f"{'est. time':>10}")

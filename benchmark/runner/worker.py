@@ -369,7 +369,8 @@ class Worker:
         rec = results.failed_record(
             spec, epoch=epoch, reason=reason, curves=getattr(progress, "curves", None),
             wall_time_s=wall, device=self.device, command=self.command, process=self.process,
-            train_time_s=getattr(progress, "train_time", None))
+            train_time_s=getattr(progress, "train_time", None),
+            cpu_time_s=getattr(progress, "cpu_time", None))
         try:
             self._stamp(spec, rec)
         except Exception:  # noqa: BLE001 - an eraser that cannot be built may be why it failed

@@ -4,12 +4,16 @@ A pack's time is, per epoch, its steps times the measured time of that epoch's s
 (plain, replace or append; as a CUDA graph where the run would use one, stacked where it would
 be stacked), plus the measured evaluation, plus the end-of-run CAM check. A step kind is timed
 once per context (model, pack size, CAM source, schedule, data size; not per eraser), so
-methods doing the same work cost the same. Each rate is the median of several timed steps:
-wall time on CUDA (device synchronised); on the CPU, the CPU time of the calling thread with
-torch held to one intra-op thread while calibrating: the step's work in CPU-seconds, which a
-busy machine barely changes (wall time measures the load, and the CPU time of all threads
-counts OpenMP threads spin-waiting for each other under contention). The data are random
-images of the dataset's shape, so no dataset file is read.
+methods doing the same work cost the same, and related contexts (the same model, pack size,
+schedule and data: e.g. an append step with one BatchNorm batch and with two) are timed in one
+calibration, one step of each in turns, so a burst of load falls on all of them alike. Each
+rate is the median of several timed steps: wall time on CUDA (device synchronised); on the CPU,
+the CPU time of the calling thread with torch held to one intra-op thread while calibrating:
+the step's work in CPU-seconds, which a busy machine barely changes (wall time measures the
+load, and the CPU time of all threads counts OpenMP threads spin-waiting for each other under
+contention). The data are random images of the dataset's shape (Fashion-MNIST 1x28x28, CIFAR
+and SVHN 3x32x32), at the number of images of the local files where a header tells it
+(`dataset_facts`), so no image is read.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,23 +34,82 @@ from benchmark.training.train import image_passes, steps_per_epoch
 TIMED_STEPS = 5
 
 
-def dataset_sizes(spec) -> tuple[int, int, int, bool]:
-    """(n_train, n_test, num_classes, has boxes) of a run's dataset, loading it only if unknown."""
+@dataclass(frozen=True)
+class DataFacts:
+    """What a plan needs of a run's dataset: sizes, classes, boxes, the image shape
+    (channels, height, width) and where the sizes came from (`source`, for the printed line)."""
+
+    name: str
+    n_train: int
+    n_test: int
+    classes: int
+    boxes: bool
+    shape: tuple[int, int, int]
+    source: str
+
+    @property
+    def sizes(self) -> tuple[int, int, int, bool]:
+        """(n_train, n_test, classes, has boxes): what `calibrate` takes."""
+        return self.n_train, self.n_test, self.classes, self.boxes
+
+    def line(self) -> str:
+        """One line: the dataset, its image shape and sizes, and where they came from."""
+        c, h, w = self.shape
+        return (f"data: {self.name}, {c}x{h}x{w} images, {self.n_train:,} training and "
+                f"{self.n_test:,} test images ({self.source})")
+
+
+_facts_cache: dict = {}
+
+
+def dataset_facts(spec) -> DataFacts:
+    """A run's dataset as a plan sees it, loading its images only when nothing else tells
+    (an hf: dataset): the synthetic set from its options; CIFAR, Fashion-MNIST and SVHN at the
+    image shape their loaders enforce (Fashion-MNIST 1x28x28, the others 3x32x32) and the
+    number of images of the local files when a header or this process's data check has
+    counted them (`data.local_sizes`), else the published sizes, saying why."""
     from benchmark import data
 
-    known = data.known_sizes(spec.data.name, **spec.data.options)
-    if known is not None:  # CIFAR's published sizes, the synthetic set's options: nothing read
-        return known
-    kw = dict(root=spec.data.root, **spec.data.options)
-    tr, te = data.load(spec.data.name, "train", **kw), data.load(spec.data.name, "test", **kw)
-    return len(tr.labels), len(te.labels), len(tr.classes), tr.boxes is not None
+    d = spec.data
+    key = (d.name, d.root, repr(sorted(d.options.items())))
+    if key in _facts_cache:
+        return _facts_cache[key]
+    known, shape = data.known_sizes(d.name, **d.options), data.known_shape(d.name, **d.options)
+    if d.name == "synthetic":
+        facts = DataFacts(d.name, *known, (shape[0], shape[1], shape[1]),
+                          "generated from the suite's options")
+    elif known is not None and shape is not None:
+        n_train, n_test, where = data.local_sizes(d.name, d.root, **d.options)
+        if n_train is None:
+            n_train, n_test = known[:2]
+            source = f"{d.name}'s published sizes: {where}"
+        else:
+            source = f"counted from {where}"
+        facts = DataFacts(d.name, n_train, n_test, *known[2:], (shape[0], shape[1], shape[1]),
+                          source)
+    else:
+        kw = dict(root=d.root, **d.options)
+        tr, te = data.load(d.name, "train", **kw), data.load(d.name, "test", **kw)
+        c, h, w = tr.images.shape[1:]
+        facts = DataFacts(d.name, len(tr.labels), len(te.labels), len(tr.classes),
+                          tr.boxes is not None, (int(c), int(h), int(w)),
+                          "counted from the loaded dataset")
+    _facts_cache[key] = facts
+    return facts
 
 
-def _fake_data(n: int, n_test: int, classes: int, boxes: bool, device) -> RunData:
+def dataset_sizes(spec) -> tuple[int, int, int, bool]:
+    """(n_train, n_test, num_classes, has boxes) of a run's dataset (`dataset_facts`)."""
+    return dataset_facts(spec).sizes
+
+
+def _fake_data(n: int, n_test: int, classes: int, boxes: bool, device,
+               shape: tuple[int, int, int] = (3, 32, 32)) -> RunData:
     g = torch.Generator().manual_seed(0)
+    c, h, w = shape
 
     def images(m):
-        return torch.randint(0, 256, (m, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
+        return torch.randint(0, 256, (m, c, h, w), dtype=torch.uint8, generator=g).to(device)
 
     def labels(m):
         return torch.randint(0, classes, (m,), generator=g).to(device)
@@ -53,11 +117,12 @@ def _fake_data(n: int, n_test: int, classes: int, boxes: bool, device) -> RunDat
     def bx(m):
         if not boxes:
             return None
-        lo = torch.randint(0, 16, (m, 2), generator=g).float()
-        return torch.cat([lo, lo + 12], dim=1).to(device)
+        side = min(h, w)
+        lo = torch.randint(0, max(1, side // 2), (m, 2), generator=g).float()
+        return torch.cat([lo, lo + max(1, side * 3 // 8)], dim=1).to(device)
 
     return RunData(images(n), labels(n), bx(n), images(n_test), labels(n_test), bx(n_test),
-                   (0.5,) * 3, (0.25,) * 3, classes)
+                   (0.5,) * c, (0.25,) * c, classes)
 
 
 def _stand_in_frozen(specs, classes: int, rd: RunData, tmp: str) -> dict:
@@ -111,76 +176,140 @@ def median_call(fn, device, *, warmup: int = 0, calls: int = TIMED_STEPS,
     return statistics.median(times)
 
 
+EVAL_ROUNDS = 3
+
+
 def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool = False,
               timed_steps: int = TIMED_STEPS, kinds=None, clock: str | None = None,
-              log=None) -> dict:
+              log=None, shape: tuple[int, int, int] = (3, 32, 32)) -> dict:
     """Seconds per step of each step kind the pack takes (`kinds`: only these), per evaluation
-    pass and per CAM check (`steps_only`: the steps alone). clock None: the mean wall time of
-    `timed_steps` steps (speed tables); "wall" or "cpu": the median of `timed_steps` steps
-    timed one by one on that clock (`median_call`; "cpu": on one torch thread). `log`: told
-    one line before each step kind (and the evaluation) is timed."""
+    pass and per CAM check (`steps_only`: the steps alone), on random images of `shape`
+    (channels, height, width). clock None: the mean wall time of `timed_steps` steps (speed
+    tables); "wall" or "cpu": the median of `timed_steps` steps timed one by one on that clock,
+    the kinds in turns (`calibrate_together`). `log`: told one line before each step kind (and
+    the evaluation) is timed."""
+    if kinds is None:
+        kinds = {pack_kind(specs, e) for e in range(specs[0].train.epochs)}
+    if clock is not None:
+        return calibrate_together([(specs, sorted(kinds), not steps_only)], device, sizes,
+                                  precision, timed_steps=timed_steps, clock=clock, log=log,
+                                  shape=shape)[0]
+    with _trainers([specs], device, sizes, precision, timed_steps, shape) as (trs, warm, _):
+        tr, out = trs[0], {}
+        for kind in sorted(kinds):  # the speed table: each kind's mean, one after the other
+            step = tr.step_for(kind)
+            tr.pos.zero_()
+            out[kind] = _time(lambda kind=kind, step=step: tr.runner(kind, step), device,
+                              warm, timed_steps, None)
+        out["graphs"] = sorted(tr.runner.captured)
+        if not steps_only:
+            out.update(_eval_rates(trs, device, sizes, None, 1)[0])
+    return out
+
+
+@contextlib.contextmanager
+def _trainers(packs, device, sizes, precision: str, timed_steps: int,
+              shape: tuple[int, int, int]):
+    """A PackTrainer per pack (a list of specs of one model and schedule) on shared random data
+    of `shape`, each lane's order shuffled, in training mode; yields (trainers, warm-up steps,
+    images evaluated). Closed at the end, even on an error: their graphs (memory pools) go
+    then, and a `speed train` calibrates ~24 packs in a row (a trainer holds no cycle: nothing
+    waits for gc)."""
     from benchmark.training.graphs import WARMUP_STEPS, use_graphs
 
-    n_train, n_test, classes, boxes = sizes
-    t = specs[0].train
+    _, n_test, classes, boxes = sizes
+    t = packs[0][0].train
     # eager warm-up steps, the capture and a first replay; eagerly, one step to warm caches
     warm = WARMUP_STEPS + 3 if use_graphs(t.graphs, device) else 1
     n_fake = t.batch_size * (warm + timed_steps + 1)
     n_eval = min(n_test, t.eval_batch_size * 2)
-    rd = _fake_data(n_fake, n_eval, classes, boxes, device)
-    # closing: the trainer's graphs (memory pools) go at the end, even on an error; a `speed
-    # train` calibrates ~24 packs in a row (the trainer holds no cycle: nothing waits for gc)
+    rd = _fake_data(n_fake, n_eval, classes, boxes, device, shape)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        trainers = []
+        for specs in packs:
+            tr = stack.enter_context(contextlib.closing(PackTrainer(
+                specs, rd, device, precision=precision,
+                frozen_ckpts=_stand_in_frozen(specs, classes, rd, tmp))))
+            for lane in tr.lanes:
+                lane.perm.copy_(torch.randperm(n_fake, device=device))
+            tr.model.train()
+            trainers.append(tr)
+        yield trainers, warm, n_eval
+
+
+def calibrate_together(jobs, device, sizes, precision: str = "no", *, clock: str,
+                       timed_steps: int = TIMED_STEPS, log=None,
+                       shape: tuple[int, int, int] = (3, 32, 32)) -> list[dict]:
+    """Time related packs in one calibration: `jobs` is [(specs, kinds, with_eval)], packs of
+    one model, pack size, schedule and data size (`related`). Every job's step kinds are timed
+    in the same rounds, one step of each per round (`timed_steps` rounds, each kind's median
+    kept), so two kinds doing the same work (an append step with one BatchNorm batch of 2B or
+    two of B; a replace step of any eraser) see the same load and come out alike even on a
+    busy machine; likewise the evaluation and the end-of-run CAM check of the jobs with
+    `with_eval` (`EVAL_ROUNDS` rounds). Returns one dict per job, as `calibrate`. clock "wall"
+    or "cpu" (`median_call`; "cpu": on one torch thread)."""
     say = log or (lambda m: None)
-    what = f"of a pack of {len(specs)} ({specs[0].model}) on {device}"
-    with one_thread(clock), tempfile.TemporaryDirectory() as tmp, contextlib.closing(
-            PackTrainer(specs, rd, device, precision=precision,
-                        frozen_ckpts=_stand_in_frozen(specs, classes, rd, tmp))) as tr:
-        for lane in tr.lanes:
-            lane.perm.copy_(torch.randperm(n_fake, device=device))
-        tr.model.train()
-        out = {}
-        if kinds is None:
-            kinds = {pack_kind(specs, e) for e in range(t.epochs)}
-        if clock is None:  # the speed table: each kind's mean, one after the other
-            for kind in sorted(kinds):
-                step = tr.step_for(kind)
-                tr.pos.zero_()
-                out[kind] = _time(lambda kind=kind, step=step: tr.runner(kind, step), device,
-                                  warm, timed_steps, clock)
-        else:
-            for kind in sorted(kinds):
-                say(f"timing the {kind} step {what}: {warm} warm-up + {max(1, timed_steps)} "
-                    f"timed steps of batch {t.batch_size} ...")
-            out.update(_interleaved(tr, sorted(kinds), device, warm, timed_steps, clock))
-        out["graphs"] = sorted(tr.runner.captured)
-        if steps_only:
-            return out
-        scale = n_test / n_eval  # timed on part of the test set
-        say(f"timing the evaluation and the end-of-run CAM check {what}: {n_eval} images ...")
-        out["eval"] = _time(tr.evaluate, device, 0, 1, clock) * scale
-        out["final"] = _time(lambda: [tr.test_cam_in_box(k) for k in range(len(specs))],
-                             device, 0, 1, clock) * scale
-    return out
+    with one_thread(clock), _trainers([specs for specs, _, _ in jobs], device, sizes, precision,
+                                      timed_steps, shape) as (trs, warm, n_eval):
+        pairs = []
+        for (specs, kinds, _), tr in zip(jobs, trs, strict=True):
+            for kind in kinds:
+                say(f"timing the {kind} step of a pack of {len(specs)} ({specs[0].model}) on "
+                    f"{device}: {warm} warm-up + {max(1, timed_steps)} timed steps of batch "
+                    f"{specs[0].train.batch_size}"
+                    f"{f', in turns with {len(jobs) - 1} related pack(s)' if len(jobs) > 1 else ''}"
+                    " ...")
+                pairs.append((tr, kind))
+        times = _interleaved(pairs, device, warm, timed_steps, clock)
+        outs = [{} for _ in jobs]
+        for (tr, kind), sec in zip(pairs, times, strict=True):
+            outs[trs.index(tr)][kind] = sec
+        for out, tr in zip(outs, trs, strict=True):
+            out["graphs"] = sorted(tr.runner.captured)
+        evals = [i for i, (_, _, with_eval) in enumerate(jobs) if with_eval]
+        if evals:
+            specs = jobs[evals[0]][0]
+            say(f"timing the evaluation and the end-of-run CAM check of a pack of {len(specs)} "
+                f"({specs[0].model}) on {device}: {n_eval} images ...")
+            for i, rates in zip(evals, _eval_rates([trs[i] for i in evals], device, sizes, clock,
+                                                   EVAL_ROUNDS), strict=True):
+                outs[i].update(rates)
+    return outs
 
 
-def _interleaved(tr, kinds: list[str], device, warm: int, timed_steps: int,
-                 clock: str) -> dict[str, float]:
-    """Each kind's median step, the kinds timed in turns (one step of each, `timed_steps`
-    rounds), so a burst of load on a shared machine falls on every kind alike instead of on
-    whichever kind was being timed."""
-    steps = {}
-    for kind in kinds:  # warm-up (and, where graphed, the capture) of every kind first
-        steps[kind] = tr.step_for(kind)
+def _eval_rates(trs, device, sizes, clock: str | None, rounds: int) -> list[dict]:
+    """Seconds of one evaluation pass and one end-of-run CAM check of each trainer over the
+    whole test set (timed on part of it, scaled), the trainers in turns, each the median of
+    `rounds` (clock None: one call)."""
+    n_test = sizes[1]
+    n_eval = len(trs[0].rd.test_labels)
+    times = [{"eval": [], "final": []} for _ in trs]
+    for _ in range(max(1, rounds)):
+        for tr, t in zip(trs, times, strict=True):
+            t["eval"].append(_time(tr.evaluate, device, 0, 1, clock))
+            t["final"].append(_time(lambda tr=tr: [tr.test_cam_in_box(k) for k in
+                                                   range(len(tr.specs))], device, 0, 1, clock))
+    scale = n_test / n_eval  # timed on part of the test set
+    return [{k: statistics.median(v) * scale for k, v in t.items()} for t in times]
+
+
+def _interleaved(pairs, device, warm: int, timed_steps: int, clock: str) -> list[float]:
+    """The median step of each (trainer, kind) pair, the pairs timed in turns (one step of
+    each, `timed_steps` rounds), so a burst of load on a shared machine falls on every kind
+    alike instead of on whichever kind was being timed."""
+    steps = []
+    for tr, kind in pairs:  # warm-up (and, where graphed, the capture) of every pair first
+        steps.append(tr.step_for(kind))
         tr.pos.zero_()
         for _ in range(warm):
-            tr.runner(kind, steps[kind])
-    times: dict[str, list[float]] = {k: [] for k in kinds}
+            tr.runner(kind, steps[-1])
+    times: list[list[float]] = [[] for _ in pairs]
     for _ in range(max(1, timed_steps)):
-        for kind in kinds:
+        for i, ((tr, kind), step) in enumerate(zip(pairs, steps, strict=True)):
             tr.pos.zero_()
-            times[kind].append(median_call(lambda kind=kind: tr.runner(kind, steps[kind]),
-                                           device, calls=1, clock=clock))
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[i].append(median_call(lambda tr=tr, kind=kind, step=step: tr.runner(kind, step),
+                                        device, calls=1, clock=clock))
+    return [statistics.median(v) for v in times]
 
 
 def _time(fn, device, warmup: int, calls: int, clock: str | None) -> float:
@@ -192,8 +321,9 @@ def _time(fn, device, warmup: int, calls: int, clock: str | None) -> float:
 def context(pack, sizes) -> tuple:
     """What a step's cost depends on besides its kind: model, pack size, where the CAM comes
     from, how an append step batches BatchNorm, a frozen CAM model, the schedule and the data
-    size. Not the eraser or its parameters: an erase is a few tensor ops beside the network, so
-    methods doing the same work share one timing instead of differing by timing noise."""
+    (`sizes`: its sizes and image shape). Not the eraser or its parameters: an erase is a few
+    tensor ops beside the network, so methods doing the same work share one timing instead of
+    differing by timing noise."""
     cams = sorted({(r.method.cam.source, r.method.cam.layer) for r in pack.runs
                    if not r.method.is_plain and r.method.needs_cam})
     r = pack.runs[0]
@@ -202,17 +332,27 @@ def context(pack, sizes) -> tuple:
             repr(sorted(vars(r.train).items())), sizes)
 
 
+def related(key: tuple) -> tuple:
+    """The part of a `context` that related contexts share (model, pack size, schedule, data):
+    their step kinds are timed in one calibration, in turns (`calibrate_together`)."""
+    return key[0], key[1], key[5], key[6]
+
+
 def estimate(packs, device, *, precision: str = "no", done=frozenset(),
              log=None) -> dict[str, dict]:
     """{run_id: {"images": n, "seconds": s, "fixed_seconds": f}}: seconds on `clock_of(device)`
     (wall on CUDA; on the CPU, CPU-seconds of work timed on one thread). A pack's time is
     shared by its runs; a run forked from a shared warm-up trains (and counts images) only from
     the fork epoch; an append epoch counts 2B images per step; runs in `done` cost nothing.
-    fixed_seconds: the part that does not scale with the epochs (the end-of-run CAM check)."""
+    fixed_seconds: the part that does not scale with the epochs (the end-of-run CAM check).
+    Each step kind is timed once per context, and the contexts of one model, pack size,
+    schedule and data in one calibration, in turns (`calibrate_together`)."""
     device = torch.device(device)
     clock = clock_of(device)
-    rates: dict = {}  # context -> {kind: seconds per step, "eval": ..., "final": ...}
-    out = {}
+    out, todo_packs = {}, []
+    jobs: dict = {}  # related -> [(context, specs, kinds, with_eval)]
+    covered: dict = {}  # context -> the step kinds some job times
+    facts_of: dict = {}
     for pack in packs:
         todo = [r for r in pack.runs if r.run_id not in done]
         for r in pack.runs:
@@ -220,20 +360,31 @@ def estimate(packs, device, *, precision: str = "no", done=frozenset(),
                 out[r.run_id] = {"images": 0, "seconds": 0.0, "fixed_seconds": 0.0, "done": True}
         if not todo:
             continue
-        sizes = dataset_sizes(todo[0])
+        facts = dataset_facts(todo[0])
         t = todo[0].train
         start = todo[0].method.warmup_epochs if todo[0].fork_from else 0
         kinds = [pack_kind(pack.runs, e) for e in range(start, t.epochs)]
-        key = context(pack, sizes)
-        rate = rates.setdefault(key, {})
-        missing = sorted(set(kinds) - set(rate))
-        if missing:
-            rate.update(calibrate(pack.runs, device, sizes, precision, kinds=missing,
-                                  steps_only="eval" in rate, clock=clock, log=log))
-        n_steps = steps_per_epoch(sizes[0], t.batch_size)
+        key = context(pack, (facts.sizes, facts.shape))
+        todo_packs.append((pack, todo, facts, start, kinds, key))
+        new = sorted(set(kinds) - covered.get(key, set()))
+        if new:  # a pack that can take these kinds' steps (its own eraser and CAM)
+            jobs.setdefault(related(key), []).append((key, pack.runs, new, key not in covered))
+            covered.setdefault(key, set()).update(new)
+            facts_of[related(key)] = facts
+    rates: dict = {}  # context -> {kind: seconds per step, "eval": ..., "final": ...}
+    for rel, group in jobs.items():
+        facts = facts_of[rel]
+        timed = calibrate_together([(specs, kinds, first) for _, specs, kinds, first in group],
+                                   device, facts.sizes, precision, clock=clock, log=log,
+                                   shape=facts.shape)
+        for (key, *_), rate in zip(group, timed, strict=True):
+            rates.setdefault(key, {}).update(rate)
+    for pack, todo, facts, start, kinds, key in todo_packs:
+        rate, t = rates[key], todo[0].train
+        n_steps = steps_per_epoch(facts.n_train, t.batch_size)
         seconds = sum(n_steps * rate[kind] for kind in kinds) + len(kinds) * rate["eval"]
         for r in todo:
-            out[r.run_id] = {"images": image_passes(r, sizes[0], start_epoch=start),
+            out[r.run_id] = {"images": image_passes(r, facts.n_train, start_epoch=start),
                              "seconds": (seconds + rate["final"]) / len(pack.runs),
                              "fixed_seconds": rate["final"] / len(pack.runs)}
     return out
@@ -245,19 +396,20 @@ STATED_BF16_TFLOPS = {"H100 SXM": 989.0, "H200 SXM": 989.0, "A100 SXM": 312.0}
 _flops_cache: dict = {}
 
 
-def forward_flops_per_image(model_name: str, num_classes: int) -> int:
-    """FLOPs of one 3x32x32 image's forward pass, counted by torch's FlopCounterMode (matmuls
-    and convolutions; a multiply-add is 2 FLOPs)."""
+def forward_flops_per_image(model_name: str, num_classes: int,
+                            shape: tuple[int, int, int] = (3, 32, 32)) -> int:
+    """FLOPs of one image's forward pass (`shape`: channels, height, width), counted by torch's
+    FlopCounterMode (matmuls and convolutions; a multiply-add is 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from benchmark import models
 
-    key = (model_name, num_classes)
+    key = (model_name, num_classes, tuple(shape))
     if key not in _flops_cache:
-        model = models.create(model_name, num_classes=num_classes).eval()
+        model = models.create(model_name, num_classes=num_classes, in_chans=shape[0]).eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
-            model(torch.zeros(1, 3, 32, 32))
+            model(torch.zeros(1, *shape))
         _flops_cache[key] = int(counter.get_total_flops())
     return _flops_cache[key]
 
@@ -270,9 +422,10 @@ def counted_flops(runs, est: dict) -> float:
         e = est[r.run_id]
         if e.get("done"):
             continue
-        _, n_test, classes, _ = dataset_sizes(r)
+        facts = dataset_facts(r)
         start = r.method.warmup_epochs if r.fork_from else 0
-        f = forward_flops_per_image(r.model, classes)
+        f = forward_flops_per_image(r.model, facts.classes, facts.shape)
+        n_test = facts.n_test
         total += f * (3 * e["images"] + n_test * (r.train.epochs - start))
     return total
 

@@ -55,16 +55,17 @@ def train_one(spec: RunSpec, *, device="cpu", work_dir: Path, data_cache: dict |
     for epoch in range(p.epoch, t.epochs):
         # The two-phase schedule: plain for the warm-up epochs, then the method's step.
         kind = pack.step_kind(spec, epoch)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         acc = run.train_epoch(kind, epoch, hooks)
         lr = float(run.lr)
         run.sched.step()
-        dt, err, a = time.perf_counter() - t0, run.evaluate(), acc.tolist()
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        err, a = run.evaluate(), acc.tolist()
         row = {"epoch": epoch + 1, "test_error": err,
                **epoch_row(a, lr, boxes=rd.train_boxes is not None)}  # train_loss, lr, ...
         if not math.isfinite(row["train_loss"]):
             return failed(p, epoch + 1, row["train_loss"])
-        resume.advance(p, row, a, dt)
+        resume.advance(p, row, a, dt, dc)
         if p.epoch in spec.fork_epochs:  # the state its warm-up's other runs start from
             run.save(resume.fork_path(work_dir, spec.run_id, p.epoch), p, warm)
         if t.checkpoint_every and p.epoch % t.checkpoint_every == 0 and p.epoch < t.epochs:

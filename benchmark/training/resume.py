@@ -27,6 +27,9 @@ class Progress:
     curves: dict = field(default_factory=lambda: {k: [] for k in CURVES})
     occ: list = field(default_factory=lambda: [0.0] * len(SLOTS))
     train_time: float = 0.0
+    # the process's CPU time in the training epochs (the run's share of a pack's), every session
+    # summed; None when an earlier session's file did not keep it (written before it existed)
+    cpu_time: float | None = 0.0
     images: float = 0.0
     resumed_from: int | None = None
     forked_from: dict | None = None
@@ -42,6 +45,7 @@ def progress(spec: RunSpec, source: str, start: dict | None, extra: dict | None 
         return p
     p.epoch, p.curves, p.occ = start["epoch"], start["curves"], start["occ"]
     p.train_time, p.images = start["train_time"], start["images"]
+    p.cpu_time = start.get("cpu_time")  # None: a file from before CPU time was kept
     p.forked_from = start.get("forked_from")
     if source == "resume":
         p.resumed_from = start["epoch"]
@@ -51,10 +55,14 @@ def progress(spec: RunSpec, source: str, start: dict | None, extra: dict | None 
     return p
 
 
-def advance(p: Progress, row: dict, acc: list[float], seconds: float) -> None:
+def advance(p: Progress, row: dict, acc: list[float], seconds: float,
+            cpu_seconds: float) -> None:
     """Count one more epoch into `p`: its row of the curves (`row["epoch"]` the epoch done), its
-    training time and its sums (a step.SLOTS row: images seen, where the erasing landed)."""
+    training time (`seconds`: wall clock; `cpu_seconds`: the process's CPU time, both the run's
+    share for a pack) and its sums (a step.SLOTS row: images seen, where the erasing landed)."""
     p.epoch, p.train_time = row["epoch"], p.train_time + seconds
+    if p.cpu_time is not None:
+        p.cpu_time += cpu_seconds
     p.images += acc[SLOT["seen"]]
     p.occ = [o + a for o, a in zip(p.occ, acc, strict=True)]
     for c in CURVES:
@@ -102,7 +110,7 @@ def save_state(path: Path, state: dict, p: Progress, fp: dict) -> None:
     checkpoint.save_resume(path, {
         "format": RESUME_FORMAT, "fingerprint": fp, "trainer": state,
         "epoch": p.epoch, "curves": p.curves, "occ": p.occ, "train_time": p.train_time,
-        "images": p.images, "forked_from": p.forked_from, "extra": p.extra})
+        "cpu_time": p.cpu_time, "images": p.images, "forked_from": p.forked_from, "extra": p.extra})
 
 
 def load(path: Path, fp: dict) -> dict | None:

@@ -126,9 +126,9 @@ def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hoo
         active = [k for k in k_all if k not in outcome]
         if not active:
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         eps = tr.train_epoch(epoch, on_step=hooks.step)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         errs = tr.evaluate()
         for k in active:
             ep, p = eps[k], ps[k]
@@ -137,7 +137,7 @@ def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hoo
                 continue
             row = {"epoch": epoch + 1, "test_error": errs[k],
                    **{c: ep[c] for c in CURVES if c in ep}}
-            advance(p, row, ep.pop("_acc"), dt / len(specs))  # the run's share of the time
+            advance(p, row, ep.pop("_acc"), dt / len(specs), dc / len(specs))  # the run's share
             s = specs[k]
             if s.fork_epochs and p.epoch in s.fork_epochs:
                 save(fork_path(work_dir, s.run_id, p.epoch), tr, k, p, warm[k])
@@ -200,6 +200,7 @@ def outcome(spec: RunSpec, p: Progress, rd, final: Path, cam_in_box, *, eraser, 
         "final_test_error": errs[-1], "best_test_error": errs[best], "best_epoch": best + 1,
         "curves": p.curves, "occlusion": occlusion_summary(p.occ, cam_in_box),
         "train_time_s": p.train_time, "images_per_s": p.images / max(p.train_time, 1e-9),
+        "cpu_time_s": p.cpu_time,
         "resumed_from_epoch": p.resumed_from, "forked_from": p.forked_from,
         "checkpoint": str(final), "cam_path": cam_path,
         "eraser_params": eraser.params() if eraser is not None else {},

@@ -274,20 +274,64 @@ def test_data_block_survives_double_dashes_and_round_trips(tmp_path):
                                                                   expected_runs=plan))
 
 
-def test_cost_says_it_is_wall_clock_device_hours_per_run_and_shows_the_pack_size():
+def test_cost_says_it_is_device_hours_per_run_and_shows_the_pack_size():
     recs = [{**r, "pack_size": 4 if r["method"] != "plain" else 1} for r in single_seed_suite()]
     text = lb.render(recs, suite="smoke")
-    assert "## Cost: wall-clock device-hours per run" in text
+    assert "## Cost: device-hours per run" in text
     caption = text.split("## Cost", 1)[1].split("\n|", 1)[0]
-    assert "Wall-clock device-hours per finished run" in caption
-    assert "each run is charged 1/K of the pack's wall-clock time" in caption
+    assert "Device-hours per finished run" in caption
+    assert "each run is charged 1/K of the pack's time" in caption
     rows = {r[1]: r for r in rows_of(text, "Cost")}
     header = next(ln for ln in text.split("## Cost", 1)[1].splitlines() if ln.startswith("| model"))
-    assert header == ("| model | method | runs | device | pack | wall-clock device-h per run "
-                      "| images/s |")
-    assert rows["plain"][4:6] == ["1", "0.500 CPU-h"] and rows["cutout"][4] == "4"
+    assert header == ("| model | method | runs | device | pack | device-h per run "
+                      "| training images per device-s |")
+    # these CPU records predate cpu_time_s: wall-clock, and said so
+    assert rows["plain"][4:6] == ["1", "0.500 CPU-h wall-clock"] and rows["cutout"][4] == "4"
+    assert "Total: 2.50 CPU-hours (wall-clock)" in caption
     # records without a pack size: no pack column
     assert "| pack |" not in lb.render(single_seed_suite(), suite="smoke")
+
+
+def _same_work(method, seed, wall, cpu):
+    """A CPU record of the smoke suite's work: 8,000 training images in `wall` seconds of
+    training, `cpu` CPU-seconds of them."""
+    rec = make_record("smoke", "resnet20", method, seed, 30.0, dataset="synthetic", device="cpu")
+    return {**rec, "wall_time_s": wall + 5.0, "train_time_s": wall, "images_per_s": 8000 / wall,
+            "cpu_time_s": cpu}
+
+
+def test_cpu_cost_cells_use_cpu_time_so_load_does_not_change_them():
+    # identical work; hide_and_seek trained alone, plain beside a busy loop: 7x the wall time
+    # (139 vs 947 images/s, as seen on a loaded machine), about the same CPU time
+    recs = [_same_work("hide_and_seek", 0, wall=8.45, cpu=8.1),
+            _same_work("plain", 0, wall=57.6, cpu=8.6)]
+    text = lb.render(recs, suite="smoke")
+    rows = {r[1]: r for r in rows_of(text, "Cost")}
+    hours = {m: float(rows[m][4].split()[0]) for m in rows}
+    assert rows["plain"][4].endswith(" CPU-h") and "wall" not in rows["plain"][4]
+    assert hours["plain"] == pytest.approx(8.6 / 3600, rel=0.01)
+    assert hours["plain"] / hours["hide_and_seek"] < 1.1  # not 6.8
+    assert rows["plain"][5] == "930 per CPU-s" and rows["hide_and_seek"][5] == "988 per CPU-s"
+    caption = text.split("## Cost", 1)[1].split("\n|", 1)[0]
+    assert "CPU time the run's training consumed" in caption
+    assert f"Total: {tables.fmt_hours((8.1 + 8.6) / 3600)} CPU-hours." in caption
+
+
+def test_a_cpu_cell_with_a_record_from_before_cpu_time_falls_back_to_wall_clock_labelled():
+    old = {k: v for k, v in _same_work("plain", 1, wall=57.6, cpu=0).items() if k != "cpu_time_s"}
+    recs = [_same_work("plain", 0, wall=8.45, cpu=8.1), old,
+            {**_same_work("cutout", 0, wall=9.0, cpu=8.0), "cpu_time_s": None}]
+    rows = {r[1]: r for r in rows_of(lb.render(recs, suite="smoke"), "Cost")}
+    assert rows["plain"][4] == f"{tables.fmt_hours((8.45 + 5 + 57.6 + 5) / 2 / 3600)} CPU-h " \
+        "wall-clock"
+    assert rows["plain"][5].endswith(" per s wall-clock")
+    assert rows["cutout"][4].endswith("CPU-h wall-clock")
+
+
+def test_a_gpu_cell_costs_wall_clock_gpu_hours_whatever_cpu_time_says():
+    rec = make_record("smoke", "resnet20", "plain", 0, 30.0, dataset="synthetic")  # an H100
+    rows = rows_of(lb.render([{**rec, "cpu_time_s": 1.0}], suite="smoke"), "Cost")
+    assert rows[0][4] == "0.500 GPU-h" and rows[0][5] == "41,000 per GPU-s"
 
 
 # ----------------------------------------------------------------------------- failed runs

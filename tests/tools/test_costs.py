@@ -61,14 +61,16 @@ def _estimate(tmp_path, monkeypatch, text):
     calls, timed = [], {}
     noise = iter(range(1, 100))
 
-    def noisy_calibrate(specs, device, sizes, precision="no", *, kinds=None, steps_only=False,
-                        **kw):  # each timing differs, as on a busy machine
-        calls.append((specs[0].run_id, tuple(kinds)))
-        rates = {k: 0.01 * next(noise) for k in kinds}
-        timed.update(rates)
-        return rates if steps_only else {**rates, "eval": 0.5, "final": 0.25}
+    def noisy_calibrate(jobs, device, sizes, precision="no", **kw):
+        out = []  # each timing differs, as on a busy machine
+        for specs, kinds, with_eval in jobs:
+            calls.append((specs[0].run_id, tuple(kinds)))
+            rates = {k: 0.01 * next(noise) for k in kinds}
+            timed.update(rates)
+            out.append({**rates, "eval": 0.5, "final": 0.25} if with_eval else rates)
+        return out
 
-    monkeypatch.setattr(cost, "calibrate", noisy_calibrate)
+    monkeypatch.setattr(cost, "calibrate_together", noisy_calibrate)
     return runs, cost.estimate(packs, "cpu"), calls, timed
 
 
@@ -99,8 +101,10 @@ def test_an_estimate_off_cuda_projects_onto_named_gpus_from_counted_flops(tmp_pa
     flops = cost.counted_flops(runs, est)
     f = cost.forward_flops_per_image("resnet20", 10)
     assert 8e7 < f < 1e9  # ResNet20 on 32x32: about 41M multiply-adds, 2 FLOPs each
+    small = cost.forward_flops_per_image("resnet20", 10, (3, 16, 16))  # the suite's images
+    assert 0.2 < small / f < 0.3
     images = sum(e["images"] for e in est.values())
-    assert flops >= 3 * f * images
+    assert flops >= 3 * small * images
     line = cost.projection(flops)
     assert line.startswith("projection (not measured): ") and "H100 SXM" in line
     assert "TFLOP counted (FlopCounterMode)" in line
@@ -132,3 +136,137 @@ def test_the_calibration_says_what_it_times_before_timing_it_on_one_torch_thread
     assert threads[0][1] == 1  # the first line came before the first timed step
     assert torch.get_num_threads() == before  # restored
     assert est[runs[0].run_id]["seconds"] > 0
+
+
+def test_a_resumed_runs_cpu_time_sums_every_session_and_the_record_keeps_it(tmp_path,
+                                                                            monkeypatch):
+    import torch
+
+    from benchmark.training import train
+    from benchmark.training.resume import progress
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY.replace("epochs: 4", "epochs: 2").replace("milestones: [2]",
+                                                                    "milestones: [1]"))
+    spec = expand(load_suite(str(suite)))[0]
+    ticks = iter(range(10_000))  # the process's CPU clock: 1.5 s more at each reading
+    monkeypatch.setattr(train.time, "process_time", lambda: 1.5 * next(ticks))
+
+    class StopAfterOneEpoch(train.Hooks):
+        def should_stop(self):
+            return True
+
+    torch.manual_seed(0)
+    first = train.train_pack([spec], device="cpu", work_dir=tmp_path / "w",
+                             hooks=StopAfterOneEpoch())[0]
+    assert first["status"] == "interrupted" and first["progress"].cpu_time == 1.5
+    out = train.train_pack([spec], device="cpu", work_dir=tmp_path / "w")[0]
+    assert out["status"] == "finished" and out["resumed_from_epoch"] == 1
+    assert out["cpu_time_s"] == 3.0  # both sessions, not the last one's 1.5
+    rec = results.make_record(spec, out, wall_time_s=9.0, device="cpu", command="test")
+    assert rec["cpu_time_s"] == 3.0 and results.schema.value_problem(rec) is None
+    # on a GPU the cost is its wall-clock time: the host's CPU time is not kept
+    assert results.build.cpu_cost("NVIDIA H100 80GB HBM3", 3.0) is None
+    # a checkpoint written before CPU time was kept: unknown (the leaderboard falls back to
+    # wall-clock time, labelled), never the last session's alone
+    assert progress(spec, "resume", {"epoch": 1, "curves": {}, "occ": [], "train_time": 4.0,
+                                     "images": 64.0}).cpu_time is None
+
+
+def _paper_suite(tmp_path, name, root):
+    suite = tmp_path / f"{name}.yaml"
+    suite.write_text(TINY.replace("data: {name: synthetic, options: {n_train: 64, n_test: 32, "
+                                  "seed: 0, size: 16}}", f"data: {{name: {name}, root: {root}}}"))
+    return expand(load_suite(str(suite)))
+
+
+def test_dry_run_plans_fashion_mnist_at_1x28x28_and_the_files_own_size(tmp_path, monkeypatch,
+                                                                       capsys):
+    from benchmark.data import papers
+    from benchmark.runner.dry_run import dry_run
+    from tests.data.test_paper_sets import write_fashion
+
+    write_fashion(tmp_path / "data", n_train=96, n_test=40)
+    runs = _paper_suite(tmp_path, "fashion_mnist", tmp_path / "data")
+
+    def no_loading(*a, **kw):
+        raise AssertionError("a plan reads the headers only")
+
+    monkeypatch.setattr(papers, "_read_idx", no_loading)
+    seen = []
+
+    def fake_calibrate(jobs, device, sizes, precision="no", *, shape, **kw):
+        seen.append((sizes, shape))
+        return [{**{k: 0.01 for k in kinds}, "eval": 0.5, "final": 0.0}
+                for _, kinds, _ in jobs]
+
+    monkeypatch.setattr(cost, "calibrate_together", fake_calibrate)
+    dry_run(runs, plan.make_packs(runs, "off", "cpu"), "cpu", {r.run_id: None for r in runs},
+            "no")
+    assert seen == [((96, 40, 10, False), (1, 28, 28))]  # the files' sizes, grey 28x28
+    out = capsys.readouterr().out
+    assert (f"data: fashion_mnist, 1x28x28 images, 96 training and 40 test images (counted "
+            f"from the headers of its files in {tmp_path / 'data'})") in out.splitlines()
+    assert f"{4 * 96:,}" in out  # 4 epochs of the 96 images (3 batches of 32)
+
+
+def test_svhn_is_planned_from_its_mat_headers_and_absent_data_at_the_published_sizes(tmp_path):
+    from tests.data.test_paper_sets import write_svhn
+
+    write_svhn(tmp_path / "svhn", n_train=48, n_test=16)
+    facts = cost.dataset_facts(_paper_suite(tmp_path, "svhn", tmp_path / "svhn")[0])
+    assert (facts.n_train, facts.n_test, facts.shape) == (48, 16, (3, 32, 32))
+    absent = cost.dataset_facts(_paper_suite(tmp_path, "fashion_mnist", tmp_path / "none")[0])
+    assert (absent.n_train, absent.n_test, absent.shape) == (60_000, 10_000, (1, 28, 28))
+    assert absent.line() == ("data: fashion_mnist, 1x28x28 images, 60,000 training and 10,000 "
+                             "test images (fashion_mnist's published sizes: its files are not "
+                             f"in {tmp_path / 'none'})")
+
+
+SPLIT = TINY.replace("methods: [plain]", "methods: [plain, random_erasing,\n"
+                     "          {name: cam_erasing, warmup_epochs: 2},\n"
+                     "          {name: cam_erasing, warmup_epochs: 2, append_bn: split, "
+                     "label: cam_split}]")
+
+
+def test_related_step_kinds_are_timed_in_one_calibration_in_turns(tmp_path, monkeypatch):
+    suite = tmp_path / "split.yaml"
+    suite.write_text(SPLIT)
+    runs = expand(load_suite(str(suite)))
+    invocations = []
+
+    def one_call(jobs, device, sizes, precision="no", **kw):
+        invocations.append([(specs[0].label, tuple(kinds), with_eval)
+                            for specs, kinds, with_eval in jobs])
+        return [{**{k: 0.01 for k in kinds}, "eval": 0.5, "final": 0.25} for _, kinds, _ in jobs]
+
+    monkeypatch.setattr(cost, "calibrate_together", one_call)
+    est = cost.estimate(plan.make_packs(runs, "off", "cpu"), "cpu")
+    # one model, schedule and data: plain, replace and both append steps in one calibration,
+    # each context's evaluation once
+    assert invocations == [[("plain", ("plain",), True), ("random_erasing", ("replace",), False),
+                            ("cam_erasing", ("append",), True), ("cam_split", ("append",), True)]]
+    by = {r.label: est[r.run_id]["seconds"] for r in runs}
+    assert by["cam_erasing"] == by["cam_split"] and by["plain"] == by["random_erasing"]
+
+
+def test_interleaved_timing_takes_one_step_of_each_kind_per_round(monkeypatch):
+    import torch
+
+    order = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name, self.pos = name, torch.zeros(1)
+
+        def step_for(self, kind):
+            return kind
+
+        def runner(self, kind, step):
+            order.append((self.name, kind))
+
+    a, b = Fake("joint"), Fake("split")
+    times = cost._interleaved([(a, "append"), (b, "append")], "cpu", warm=1, timed_steps=3,
+                              clock="cpu")
+    assert len(times) == 2
+    assert order == [("joint", "append"), ("split", "append")] * 4  # warm-up, then 3 rounds

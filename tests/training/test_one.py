@@ -12,7 +12,7 @@ from benchmark.training.one import train_one
 from benchmark.training.train import Hooks, train_pack
 
 DATA: dict = {}  # the synthetic set, made once for the whole file (load_run_data's cache)
-TIMES = {"train_time_s", "images_per_s", "checkpoint", "progress"}
+TIMES = {"train_time_s", "cpu_time_s", "images_per_s", "checkpoint", "progress"}
 METHODS = {
     "plain": "plain",
     "cutout": {"name": "cutout", "params": {"size": 6}},
