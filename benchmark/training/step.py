@@ -155,6 +155,12 @@ class Step(LaneErasing):
         self.channels_last, self.acc, self.pos = channels_last, acc, pos
         self.b = b = lanes[0].loader.batch_size
         self.device = pos.device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # BatchNorm layers whose batch counter `_training` advances (a momentum set: the
+        # counter is not read in the forward)
+        self._bns = [m for m in model.modules()
+                     if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+                     and m.momentum is not None and m.num_batches_tracked is not None]
         self.offsets = torch.arange(b, device=pos.device)
         self.erasing = kind != "plain"
         # The free CAM path reads the features of a forward of this model (lanes without cam_fn).
@@ -260,33 +266,7 @@ class Step(LaneErasing):
     def __call__(self) -> None:
         idx = self.pos + self.offsets
         xr, yr, boxes = self._batch(idx)  # run-major
-        x, y = self._join(xr), self._lanes_major(yr)  # x: (B, K C, H, W), y: (B, K)
-        mask = cams = None
-        feats = logits = y2 = lam = None
-        if self.kind == "plain":
-            with self.autocast():
-                logits = self.model(x)
-        elif self.kind == "replace":
-            if any(self.fast):
-                feats, logits = self._features(x)
-            xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
-            with self.autocast():
-                logits = self.model(self._join(xe))
-        elif self.append_bn == "split":  # the originals' forward gives the CAM for free
-            with self.autocast():
-                feats = self.model.forward_features(x)
-                logits = self.model.forward_head(feats)
-            xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
-            with self.autocast():
-                logits = torch.cat([logits, self.model(self._join(xe))])
-            y, y2, lam = self._append_labels(y, y2, lam)
-        else:  # joint: CAM from a no-grad forward, then one batch of 2B
-            if any(self.fast):
-                feats, logits = self._features(x)
-            xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
-            with self.autocast():
-                logits = self.model(torch.cat([x, self._join(xe)]))
-            y, y2, lam = self._append_labels(y, y2, lam)
+        logits, y, mask, cams, y2, lam = self._forward(xr, yr)
         logits = logits.view(y.shape[0], self.k, -1)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32
         if lam is None:
@@ -294,10 +274,75 @@ class Step(LaneErasing):
         else:  # mixing: lam * CE(y) + (1 - lam) * CE(y[partner]) per image, then the mean
             per_run = mixed_cross_entropy(logits.permute(0, 2, 1), y, y2,
                                           lam.to(logits.dtype)).mean(0)
-        per_run.sum().backward()  # run k's parameters get exactly run k's gradient
+        self._backward(per_run.sum())  # run k's parameters get exactly run k's gradient
         self.opt.step()
-        self._account(per_run.detach(), logits.detach(), y, mask, boxes, cams)
+        with torch.no_grad():
+            self._account(per_run, logits, y, mask, boxes, cams)
         self.pos += self.offsets.shape[0]
+
+    def _forward(self, xr, yr):
+        """The training forward of the run-major batch xr (K B, C, H, W), labels yr (K B,):
+        (logits, labels (B', K), mask, CAMs, partner labels, lams) as `_erase` gives them, the
+        originals and their erased copies for an append step."""
+        y = self._lanes_major(yr)
+        if self.kind == "plain":
+            with self._training():
+                return self.model(self._join(xr)), y, None, None, None, None
+        split = self.kind == "append" and self.append_bn == "split"
+        x = self._join(xr) if self.kind == "append" or any(self.fast) else None
+        feats = logits = None
+        if split:  # the originals' forward gives the CAM for free
+            with self._training():
+                feats = self.model.forward_features(x)
+                logits = self.model.forward_head(feats)
+        elif any(self.fast):  # joint append, replace: CAM from a no-grad forward
+            feats, logits = self._features(x)
+        xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
+        with self._training():
+            if self.kind == "replace":
+                return self.model(self._join(xe)), y, mask, cams, y2, lam
+            if split:
+                logits = torch.cat([logits, self.model(self._join(xe))])
+            else:  # joint: one batch of 2B
+                logits = self.model(torch.cat([x, self._join(xe)]))
+        y, y2, lam = self._append_labels(y, y2, lam)
+        return logits, y, mask, cams, y2, lam
+
+    @contextlib.contextmanager
+    def _training(self):
+        """A training forward under autocast, each BatchNorm's `num_batches_tracked` counted
+        up by one for it as BatchNorm does itself, but by one foreach op after the forward,
+        not one op per layer (the layers see None meanwhile, which with a `momentum` set
+        changes nothing else they compute)."""
+        bns = [m for m in self._bns if m.training]
+        counters = [m.num_batches_tracked for m in bns]
+        for m in bns:
+            m.num_batches_tracked = None
+        try:
+            with self.autocast():
+                yield
+        finally:
+            for m, t in zip(bns, counters, strict=True):
+                m.num_batches_tracked = t
+        if counters:
+            torch._foreach_add_(counters, 1)
+
+    def _backward(self, loss) -> None:
+        """`loss.backward()` as one `torch.autograd.grad`: each parameter gets its gradient as
+        backward() gives it (kept when it has the parameter's strides, else copied into them;
+        added in place to a gradient already there), without the `detach` per parameter that
+        backward()'s gradient accumulation issues."""
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        for p, g in zip(self.params, grads, strict=True):
+            if g is None:
+                continue
+            if p.grad is not None:
+                p.grad.add_(g)
+            elif g.stride() == p.stride():
+                p.grad = g
+            else:
+                p.grad = torch.empty_strided(p.shape, p.stride(), dtype=p.dtype,
+                                             device=p.device).copy_(g)
 
     def _append_labels(self, y, y2, lam):
         """Labels of the originals + copies; mixing: the originals with lam 1, the copies with
