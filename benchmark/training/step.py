@@ -179,6 +179,7 @@ class Step(LaneErasing):
                      if split else None)
         self.perms = self._shared_perms() if split and self._same_data() else None
         self._index: dict[tuple[int, ...], torch.Tensor] = {}
+        self._layouts: dict[tuple, tuple] = {}
         # `mean` fills group by their values, read once here (never in the step: a host sync)
         self._means = [None if lane.fill != "mean" else
                        id(lane.fill_mean) if lane.fill_mean is None
