@@ -186,14 +186,27 @@ class Step(LaneErasing):
                        or lane.fill_mean.device.type == "meta" else tuple(lane.fill_mean.tolist())
                        for lane in lanes]
         self._groups()  # the lane groups' index tensors and probes, made before any capture
-        erases = [self.erasing and lane.current is not None for lane in lanes]
-        cams = [e and lane.current.needs_cam for e, lane in zip(erases, lanes, strict=True)]
-        self.count = torch.tensor([float(b) if e else 0.0 for e in erases], device=self.device)
-        self.on = None
-        if not all(erases) or not all(c == cams[0] for c in cams):
-            self.on = torch.tensor([[float(e)] * 5 + [float(c)] * 2
-                                    for e, c in zip(erases, cams, strict=True)],
-                                   device=self.device, dtype=torch.float64)
+        self._constants()
+
+    def _constants(self) -> None:
+        """The accounting's constant columns, (K,) float64 device tensors made once: images
+        seen, erased (masked) and CAM peaks a step, zero where a lane does not erase or has no
+        CAM; the CAM lanes as 1.0; zeros. `grid`: (1, max(H, W), 1) pixel indices."""
+        erases = [self.erasing and lane.current is not None for lane in self.lanes]
+        cams = [e and lane.current.needs_cam for e, lane in zip(erases, self.lanes, strict=True)]
+
+        def column(values):
+            return torch.tensor([float(v) for v in values], device=self.device,
+                                dtype=torch.float64)
+
+        b, k = self.b, self.k
+        self.seen = column([b * (2 if self.kind == "append" else 1)] * k)
+        self.count = column([b * e for e in erases])
+        self.peaks_on = column([b * c for c in cams])
+        self.cam_on = None if all(cams) else column(cams)
+        self.zero = column([0] * k)
+        h, w = self.lanes[0].loader.images.shape[-2:]
+        self.grid = torch.arange(max(h, w), device=self.device).view(1, -1, 1)
 
     # -- the lanes' batches, run-major -------------------------------------------------------
     def _same_data(self) -> bool:
@@ -353,32 +366,37 @@ class Step(LaneErasing):
         return torch.cat([y, y]), torch.cat([y, y2]), torch.cat([torch.ones_like(lam), lam])
 
     def _account(self, per_run, logits, y, mask, boxes, cams):
-        n = y.shape[0]
-        dev = per_run.device
-        head = torch.stack([per_run.double() * n, (logits.argmax(-1) == y).sum(0).double(),
-                            torch.full((self.k,), n, device=dev, dtype=torch.float64)], dim=1)
-        self.acc += torch.cat([head, self._occlusion(mask, boxes, cams)], dim=1)
+        """Add this step's SLOTS sums, (K, len(SLOTS)), to the accumulators: one stack of the
+        columns (float64 by type promotion: exact for the float32 sums and integer counts)
+        and one in-place add."""
+        cols = [per_run.double() * y.shape[0], (logits.argmax(-1) == y).sum(0), self.seen]
+        self.acc += torch.stack(cols + self._occlusion(mask, boxes, cams), dim=1)
 
-    def _occlusion(self, mask, boxes, cams) -> torch.Tensor:
-        """Slots masked..peaks of every lane, (K, 7) float64: `occlusion_stats` of each lane's
-        rows of the run-major mask (K B', 1, H, W), boxes and CAMs at once; zero for a lane
-        without an eraser."""
+    def _occlusion(self, mask, boxes, cams) -> list:
+        """Slots masked..peaks of every lane, 7 (K,) columns: `occlusion_stats` of each lane's
+        rows of the run-major mask (K B', 1, H, W), boxes and CAMs at once, the same numbers;
+        zero for a lane without an eraser (its rows of the mask are empty)."""
         if mask is None:
-            return torch.zeros(self.k, 7, device=self.acc.device, dtype=torch.float64)
+            return [self.zero] * 7
         k = self.k
-        frac = mask.flatten(1).float().mean(1).view(k, -1)
+        per = mask.view(k, -1, mask[0].numel())  # (K, B', H W)
+        frac = per.float().mean(2)
         vals = [self.count, (frac > 0).sum(1), frac.sum(1)]
-        if boxes is not None:
-            obj = xyxy_mask(boxes, mask.shape[-2:])
-            inter = (mask & obj).flatten(1).sum(1).float()
-            vals += [(inter > 0).view(k, -1).sum(1),
-                     (inter / obj.flatten(1).sum(1).clamp(min=1)).view(k, -1).sum(1)]
-            if cams is not None:
-                vals += [peak_in_box(peaks(cams), boxes).view(k, -1).sum(1),
-                         torch.full((k,), boxes.shape[0] // k, device=mask.device)]
-        occ = torch.stack(vals, dim=1).to(torch.float64)
-        if len(vals) < 7:
-            occ = torch.cat([occ, torch.zeros(k, 7 - len(vals), device=occ.device,
-                                              dtype=torch.float64)], dim=1)
-        return occ if self.on is None else occ * self.on
+        if boxes is None:
+            return vals + [self.zero] * 4
+        obj = self._object_mask(boxes, mask.shape[-2:]).view(per.shape)
+        inter = (per & obj).sum(2).float()
+        vals += [(inter > 0).sum(1), (inter / obj.sum(2).clamp(min=1)).sum(1)]
+        if cams is None:
+            return vals + [self.zero] * 2
+        hit = peak_in_box(peaks(cams), boxes).view(k, -1).sum(1)
+        return vals + [hit if self.cam_on is None else hit * self.cam_on, self.peaks_on]
 
+    def _object_mask(self, boxes, size):
+        """`xyxy_mask(boxes, size)` in fewer ops, the same bool (N, 1, H, W): each pixel
+        index compared with the four coordinates at once."""
+        h, w = size
+        ge = self.grid >= boxes.to(torch.long).view(-1, 1, 4)  # (N, L, 4): x1 y1 x2 y2
+        inside = ge[..., :2] & ~ge[..., 2:]  # (N, L, 2): in [x1, x2), in [y1, y2)
+        cols, rows = inside[:, :w, 0], inside[:, :h, 1]
+        return rows.view(-1, 1, h, 1) & cols.view(-1, 1, 1, w)
