@@ -255,7 +255,7 @@ class Step(LaneErasing):
         with SplitDraws(self.lead, [lane.loader.generator for lane in self.lanes], self.b):
             x, boxes = random_crop_flip(ld.images[index], boxes, pad=ld.pad, flip=ld.flip,
                                         generator=self.lead)
-        return normalize(x, ld.mean, ld.std, ld.dtype), ld.labels[index], boxes
+        return normalize(x, ld.mean4, ld.std4, ld.dtype), ld.labels[index], boxes
 
     def _join(self, x):
         """Run-major (K B, C, H, W) -> the model's input (B, K C, H, W): run k is group k."""
@@ -282,7 +282,8 @@ class Step(LaneErasing):
         xr, yr, boxes = self._batch(idx)  # run-major
         logits, y, mask, cams, y2, lam = self._forward(xr, yr)
         logits = logits.view(y.shape[0], self.k, -1)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32
+        if logits.dtype in (torch.bfloat16, torch.float16):
+            logits = logits.float()  # bf16 -> fp32
         if lam is None:
             per_run = F.cross_entropy(logits.permute(0, 2, 1), y, reduction="none").mean(0)  # (K,)
         else:  # mixing: lam * CE(y) + (1 - lam) * CE(y[partner]) per image, then the mean
