@@ -385,21 +385,10 @@ class Step(LaneErasing):
         vals = [self.count, (frac > 0).sum(1), frac.sum(1)]
         if boxes is None:
             return vals + [self.zero] * 4
-        obj = object_mask(boxes, mask.shape[-2:], self.grid).view(per.shape)
+        obj = xyxy_mask(boxes, mask.shape[-2:], grid=self.grid).view(per.shape)
         inter = (per & obj).sum(2).float()
         vals += [(inter > 0).sum(1), (inter / obj.sum(2).clamp(min=1)).sum(1)]
         if cams is None:
             return vals + [self.zero] * 2
         hit = peak_in_box(peaks(cams), boxes).view(k, -1).sum(1)
         return vals + [hit if self.cam_on is None else hit * self.cam_on, self.peaks_on]
-
-
-def object_mask(boxes: torch.Tensor, size: tuple[int, int], grid: torch.Tensor) -> torch.Tensor:
-    """`xyxy_mask(boxes, size)` in fewer ops, the same bool (N, 1, H, W) for (N, 4) boxes
-    (x1, y1, x2, y2; x2/y2 exclusive): each pixel index of `grid`, long (1, L, 1) with
-    L >= max(H, W), compared with the four coordinates at once."""
-    h, w = size
-    ge = grid >= boxes.to(torch.long).view(-1, 1, 4)  # (N, L, 4): x1 y1 x2 y2
-    inside = ge[..., :2] & ~ge[..., 2:]  # (N, L, 2): in [x1, x2), in [y1, y2)
-    cols, rows = inside[:, :w, 0], inside[:, :h, 1]
-    return rows.view(-1, 1, h, 1) & cols.view(-1, 1, 1, w)

@@ -13,8 +13,8 @@ from benchmark.tools import op_count
 from benchmark.tools.op_count import GOAL_K16, OpCount, count_ops, count_step_ops
 from benchmark.training import draws as step_mod
 from benchmark.training.draws import SENTINEL_SEED, SplitDraws, Unsplittable
-from benchmark.training.step import Step, object_mask
-from plugins.geometry import xyxy_mask
+from benchmark.training.step import Step
+from plugins.geometry import box_mask, xyxy_mask
 
 
 @pytest.mark.slow
@@ -44,12 +44,18 @@ def test_the_goal_line_compares_every_op_views_included_with_the_goal(monkeypatc
     assert "(goal <= 600: met)" in op_count.goal_line()
 
 
-def test_the_accountings_object_mask_is_the_xyxy_mask():
+def test_the_object_mask_is_the_box_mask_of_the_clipped_xyxy_boxes():
+    """xyxy_mask compares the pixel indices with the four coordinates at once (the step's
+    accounting): the same mask as box_mask of (y1, x1, max(y2 - y1, 0), max(x2 - x1, 0))."""
     g = torch.Generator().manual_seed(0)
     for h, w in ((16, 16), (12, 20), (20, 9)):
         boxes = torch.rand(64, 4, generator=g) * 30 - 5  # inside, across and outside the edges
-        grid = torch.arange(max(h, w)).view(1, -1, 1)
-        assert torch.equal(object_mask(boxes, (h, w), grid), xyxy_mask(boxes, (h, w)))
+        b = boxes.to(torch.long)
+        want = box_mask(b[:, 1], b[:, 0], (b[:, 3] - b[:, 1]).clamp(min=0),
+                        (b[:, 2] - b[:, 0]).clamp(min=0), (h, w))
+        grid = torch.arange(max(h, w) + 3).view(1, -1, 1)
+        assert torch.equal(xyxy_mask(boxes, (h, w)), want)
+        assert torch.equal(xyxy_mask(boxes, (h, w), grid=grid), want)
 
 
 def test_the_steps_backward_hands_each_parameter_backwards_gradient():
