@@ -129,6 +129,8 @@ class LaneErasing:
         gathered with one index op, and the groups' results put back in place with one
         concatenation and one index op (`_layout`)."""
         groups = self._groups()
+        if not groups:  # no lane erases now
+            return x, None, None, None, None
         if len(groups) == 1 and groups[0][1] is None:  # every lane in one group
             group = groups[0][0]
             cmap = (self._cams(group, None, x, y, feats, logits)
