@@ -53,9 +53,9 @@ class LaneErasing:
             target = logits.view(b, self.k, -1).argmax(-1)
             target = target if idx is None else target[:, idx]
         with torch.no_grad(), torch.autocast(feats.device.type, enabled=False):
-            rows = weight.detach().float()[torch.arange(n, device=feats.device), target]
+            rows = weight.float()[torch.arange(n, device=feats.device), target]  # no_grad
             rows = rows / (h * w)  # (B, n, C): as cam_from_features, lane by lane
-            maps = torch.einsum("bnc,bnchw->nbhw", rows, fs.detach().float()).relu_()
+            maps = torch.einsum("bnc,bnchw->nbhw", rows, fs.float()).relu_()
             return F.interpolate(maps.reshape(n * b, 1, h, w), size=tuple(x.shape[-2:]),
                                  mode="bilinear", align_corners=False)[:, 0]
 
