@@ -125,9 +125,8 @@ class LaneErasing:
         its eraser needs one, mask, fill (or paste from the partner). Returns (erased, mask or
         None, CAMs or None, partner labels, lams): run-major; the last two (B, K) when the
         step mixes (a lane that does not mix: its own labels, lam 1), else None. Rows of lanes
-        without an eraser: their images, an empty mask, a zero CAM. Each group's rows are
-        gathered with one index op, and the groups' results put back in place with one
-        concatenation and one index op (`_layout`)."""
+        without an eraser: their images, an empty mask, a zero CAM. One index op gathers a
+        group's rows; one cat and one index op put the results back (`_layout`)."""
         groups = self._groups()
         if not groups:  # no lane erases now
             return x, None, None, None, None
@@ -157,11 +156,9 @@ class LaneErasing:
             cmaps.append(cmap)
             if y2g is not None:
                 y2, lam = _put(y2, idx, y2g, self.k), _put(lam, idx, lamg, self.k)
-        m = masks[0]
         if rest is not None:
             outs.append(x[rest])
-            masks.append(torch.zeros((rest.shape[0], *m.shape[1:]), dtype=m.dtype,
-                                     device=m.device))
+            masks.append(masks[0].new_zeros((rest.shape[0], *masks[0].shape[1:])))
             cmaps.append(None)
         cams = None
         if any(c is not None for c in cmaps):
