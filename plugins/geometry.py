@@ -59,7 +59,7 @@ def xyxy_mask(boxes: torch.Tensor, size: tuple[int, int], *,
     h, w = size
     if grid is None:
         grid = torch.arange(max(h, w), device=boxes.device).view(1, -1, 1)
-    ge = grid >= boxes.to(torch.long).view(-1, 1, 4)  # (B, L, 4): >= x1, y1, x2, y2
+    ge = grid >= boxes.to(torch.long).reshape(-1, 1, 4)  # (B, L, 4): >= x1, y1, x2, y2
     inside = ge[..., :2] & ~ge[..., 2:]  # (B, L, 2): in [x1, x2), in [y1, y2)
     cols, rows = inside[:, :w, 0], inside[:, :h, 1]
     return rows.view(-1, 1, h, 1) & cols.view(-1, 1, 1, w)

@@ -380,7 +380,7 @@ class Step(LaneErasing):
         if mask is None:
             return [self.zero] * 7
         k = self.k
-        per = mask.view(k, -1, mask[0].numel())  # (K, B', H W)
+        per = mask.reshape(k, -1, mask[0].numel())  # (K, B', H W); a view unless expanded
         frac = per.float().mean(2)
         vals = [self.count, (frac > 0).sum(1), frac.sum(1)]
         if boxes is None:

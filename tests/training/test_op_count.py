@@ -13,7 +13,7 @@ from benchmark.tools import op_count
 from benchmark.tools.op_count import GOAL_K16, OpCount, count_ops, count_step_ops
 from benchmark.training import draws as step_mod
 from benchmark.training.draws import SENTINEL_SEED, SplitDraws, Unsplittable
-from benchmark.training.step import Step
+from benchmark.training.step import Step, occlusion_stats
 from plugins.geometry import box_mask, xyxy_mask
 
 
@@ -56,6 +56,23 @@ def test_the_object_mask_is_the_box_mask_of_the_clipped_xyxy_boxes():
         grid = torch.arange(max(h, w) + 3).view(1, -1, 1)
         assert torch.equal(xyxy_mask(boxes, (h, w)), want)
         assert torch.equal(xyxy_mask(boxes, (h, w), grid=grid), want)
+
+
+def test_the_steps_accounting_is_each_lanes_occlusion_stats_also_for_an_expanded_mask():
+    """The batched accounting gives each lane `occlusion_stats` (train_one's), for any mask
+    an eraser returns: here an expanded view (a band of columns, as README's toy eraser)."""
+    k, b, h, w = 3, 4, 8, 8
+    g = torch.Generator().manual_seed(0)
+    band = (torch.arange(w) < 3).expand(k * b, 1, h, w)
+    boxes = torch.rand(k * b, 4, generator=g) * 10
+    f64 = {"dtype": torch.float64}
+    step = SimpleNamespace(k=k, count=torch.full((k,), float(b), **f64), zero=torch.zeros(k, **f64),
+                           grid=torch.arange(w).view(1, -1, 1), cam_on=None, peaks_on=None)
+    for mask in (band, band.contiguous() & (torch.rand(k * b, 1, h, w, generator=g) < 0.5)):
+        got = torch.stack(Step._occlusion(step, mask, boxes, None), dim=1)
+        want = torch.stack([occlusion_stats(mask[i * b:(i + 1) * b], boxes[i * b:(i + 1) * b],
+                                            None, "cpu") for i in range(k)])
+        assert torch.equal(got, want)
 
 
 def test_the_steps_backward_hands_each_parameter_backwards_gradient():
