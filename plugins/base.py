@@ -233,7 +233,9 @@ def randint_inclusive(
     ``high`` is a non-negative integer tensor; the result has its shape and device.
     """
     u = torch.rand(high.shape, device=high.device, generator=generator)
-    draw = torch.floor(u * (high + 1).to(u.dtype)).to(torch.long)
+    # u * (high + 1) >= 0, so truncation (.to(long)) is the floor; the product is computed in
+    # u's dtype (the integer operand promoted), exactly as with an explicit conversion first
+    draw = (u * (high + 1)).to(torch.long)
     # u < 1, but u * (high + 1) can round up to high + 1 in float32: clamp that edge back.
     return torch.minimum(draw, high)
 

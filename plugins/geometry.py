@@ -50,11 +50,19 @@ def outer_and(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     return product.bool()
 
 
-def xyxy_mask(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 4) pixel boxes (x1, y1, x2, y2; x2/y2 exclusive) -> bool (B, 1, H, W)."""
-    b = boxes.to(torch.long)
-    return box_mask(b[:, 1], b[:, 0], (b[:, 3] - b[:, 1]).clamp(min=0),
-                    (b[:, 2] - b[:, 0]).clamp(min=0), size)
+def xyxy_mask(boxes: torch.Tensor, size: tuple[int, int], *,
+              grid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 4) pixel boxes (x1, y1, x2, y2; x2/y2 exclusive; truncated to integers) -> bool
+    (B, 1, H, W): `box_mask` of (y1, x1, max(y2 - y1, 0), max(x2 - x1, 0)), made by comparing
+    the pixel indices with the four coordinates at once (few ops: the training step's
+    accounting). `grid`: those indices made once, long (1, L, 1) with L >= max(H, W)."""
+    h, w = size
+    if grid is None:
+        grid = torch.arange(max(h, w), device=boxes.device).view(1, -1, 1)
+    ge = grid >= boxes.to(torch.long).reshape(-1, 1, 4)  # (B, L, 4): >= x1, y1, x2, y2
+    inside = ge[..., :2] & ~ge[..., 2:]  # (B, L, 2): in [x1, x2), in [y1, y2)
+    cols, rows = inside[:, :w, 0], inside[:, :h, 1]
+    return rows.view(-1, 1, h, 1) & cols.view(-1, 1, 1, w)
 
 
 def mask_box(mask: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,9 @@ __all__ = ["normalize", "random_crop_flip", "DeviceLoader", "eval_batches"]
 
 def _channel_tensor(values, like: torch.Tensor, what: str,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    if (isinstance(values, torch.Tensor) and values.shape == (1, like.shape[1], 1, 1)
+            and values.dtype == dtype and values.device == like.device):
+        return values  # already (1, C, 1, 1): no op in a training step
     t = torch.as_tensor(values, dtype=dtype, device=like.device)
     if t.dim() != 1 or t.numel() != like.shape[1]:
         raise ValueError(f"{what}: expected {like.shape[1]} per-channel values, "
@@ -53,23 +56,27 @@ def random_crop_flip(images: torch.Tensor, boxes: torch.Tensor | None = None, *,
     # offsets of the crop in the original image's coordinates, uniform in [-pad, pad]
     dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator) - pad
     dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator) - pad
-    rows = torch.arange(h, device=dev).view(1, h) + dy.view(b, 1)  # (B,H) source row per output row
-    cols = torch.arange(w, device=dev).view(1, w) + dx.view(b, 1)  # (B,W)
+    rows = dy.view(b, 1) + torch.arange(h, device=dev)  # (B,H) source row per output row
+    cols = dx.view(b, 1) + torch.arange(w, device=dev)  # (B,W)
     if flip:
         flipped = torch.rand(b, device=dev, generator=generator) < 0.5
         cols = torch.where(flipped.view(b, 1), cols.flip(1), cols)
-    valid = (((rows >= 0) & (rows < h)).view(b, 1, h, 1)
-             & ((cols >= 0) & (cols < w)).view(b, 1, 1, w))
-    out = images.gather(2, rows.clamp(0, h - 1).view(b, 1, h, 1).expand(b, c, h, w))
-    out = out.gather(3, cols.clamp(0, w - 1).view(b, 1, 1, w).expand(b, c, h, w))
-    out = out.masked_fill(~valid, 0)
+    # a source row or column outside the image is one the clamp moves: zero there
+    rows_in, cols_in = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+    outside = (rows_in != rows).view(b, 1, h, 1) | (cols_in != cols).view(b, 1, 1, w)
+    out = images.gather(2, rows_in.view(b, 1, h, 1).expand(b, c, h, w))
+    out = out.gather(3, cols_in.view(b, 1, 1, w).expand(b, c, h, w))
+    out = out.masked_fill(outside, 0)
     if boxes is None:
         return out, None
     shift = torch.stack([dx, dy, dx, dy], dim=1).to(boxes.dtype)
     moved = boxes - shift
     # clip with Python scalars: a tensor built from a list would be a host-to-device copy
-    moved = torch.stack([moved[:, 0].clamp(0, w), moved[:, 1].clamp(0, h),
-                         moved[:, 2].clamp(0, w), moved[:, 3].clamp(0, h)], dim=1)
+    if h == w:
+        moved = moved.clamp(0, w)
+    else:
+        moved = torch.stack([moved[:, 0].clamp(0, w), moved[:, 1].clamp(0, h),
+                             moved[:, 2].clamp(0, w), moved[:, 3].clamp(0, h)], dim=1)
     if flip:
         mirrored = torch.stack([w - moved[:, 2], moved[:, 1], w - moved[:, 0], moved[:, 3]], dim=1)
         moved = torch.where(flipped.view(b, 1), mirrored, moved)
@@ -108,6 +115,7 @@ class DeviceLoader:
         self.dtype = dtype
         self.mean = _channel_tensor(mean, images, "mean", dtype).flatten()
         self.std = _channel_tensor(std, images, "std", dtype).flatten()
+        self.mean4, self.std4 = self.mean.view(1, -1, 1, 1), self.std.view(1, -1, 1, 1)
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -118,7 +126,7 @@ class DeviceLoader:
         boxes = self.boxes[index] if self.boxes is not None else None
         x, boxes = random_crop_flip(self.images[index], boxes, pad=self.pad, flip=self.flip,
                                     generator=self.generator)
-        return normalize(x, self.mean, self.std, self.dtype), self.labels[index], boxes
+        return normalize(x, self.mean4, self.std4, self.dtype), self.labels[index], boxes
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         perm = torch.randperm(self.images.shape[0], device=self.images.device,

@@ -19,7 +19,7 @@ from plugins.mixing import lam_from_mask, partner_permutation, paste
 class LaneErasing:
     """`Step`'s CAMs and erasing. Reads the step's `lanes`, `k`, `b` (images per lane),
     `device`, `model`, `fast` (the lanes on the free CAM path), `erasing`, `mixing`, `lead` (the
-    sentinel generator, or None), `_means` and `_index`, and its `_lanes_major`."""
+    sentinel generator, or None), `_means`, `_index` and `_layouts`, and its `_lanes_major`."""
 
     # -- CAM ---------------------------------------------------------------------------------
     def _cam(self, k, x, y, feats, logits):
@@ -53,9 +53,9 @@ class LaneErasing:
             target = logits.view(b, self.k, -1).argmax(-1)
             target = target if idx is None else target[:, idx]
         with torch.no_grad(), torch.autocast(feats.device.type, enabled=False):
-            rows = weight.detach().float()[torch.arange(n, device=feats.device), target]
+            rows = weight.float()[torch.arange(n, device=feats.device), target]  # no_grad
             rows = rows / (h * w)  # (B, n, C): as cam_from_features, lane by lane
-            maps = torch.einsum("bnc,bnchw->nbhw", rows, fs.detach().float()).relu_()
+            maps = torch.einsum("bnc,bnchw->nbhw", rows, fs.float()).relu_()
             return F.interpolate(maps.reshape(n * b, 1, h, w), size=tuple(x.shape[-2:]),
                                  mode="bilinear", align_corners=False)[:, 0]
 
@@ -91,6 +91,8 @@ class LaneErasing:
             if g not in self._index:
                 self._index[g] = torch.tensor(g, device=self.device, dtype=torch.long)
             out.append((g, self._index[g]))
+        if out and not (len(out) == 1 and out[0][1] is None):
+            self._layout(out)  # made here, before any capture
         return out
 
     def _erase_group(self, group, rows, y, cmap):
@@ -123,40 +125,70 @@ class LaneErasing:
         its eraser needs one, mask, fill (or paste from the partner). Returns (erased, mask or
         None, CAMs or None, partner labels, lams): run-major; the last two (B, K) when the
         step mixes (a lane that does not mix: its own labels, lam 1), else None. Rows of lanes
-        without an eraser: their images, an empty mask, a zero CAM."""
-        kb = x.shape[0]
-        erased, mask, cams = x, None, None
+        without an eraser: their images, an empty mask, a zero CAM. One index op gathers a
+        group's rows; one cat and one index op put the results back (`_layout`)."""
+        groups = self._groups()
+        if not groups:  # no lane erases now
+            return x, None, None, None, None
+        if len(groups) == 1 and groups[0][1] is None:  # every lane in one group
+            group = groups[0][0]
+            cmap = (self._cams(group, None, x, y, feats, logits)
+                    if self.lanes[group[0]].current.needs_cam else None)
+            erased, mask, y2, lam = self._erase_group(group, x, y, cmap)
+            if not self.mixing:
+                return erased, mask, cmap, None, None
+            return erased, mask, cmap, self._lanes_major(y2), self._lanes_major(lam)
+        rows_of, rest, inv = self._layout(groups)
+        outs, masks, cmaps = [], [], []
         y2 = lam = None
         if self.mixing:
-            y2, lam = y, torch.ones(kb, device=x.device)
-        for group, idx in self._groups():
+            y2, lam = y, torch.ones(x.shape[0], device=x.device)
+        for (group, idx), r in zip(groups, rows_of, strict=True):
             first = self.lanes[group[0]]
-            rows, labels = x, y
-            if idx is not None:
-                rows = x.view(self.k, -1)[idx].view(-1, *x.shape[1:])
-                if first.mixes or first.current.needs_cam:  # only these read the labels
-                    labels = y.view(self.k, -1)[idx].view(-1)
+            rows = x[r]
+            labels = y[r] if first.mixes or first.current.needs_cam else y  # only these read it
             cmap = None
             if first.current.needs_cam:
                 cmap = self._cams(group, idx, rows, labels, feats, logits)
             out, m, y2g, lamg = self._erase_group(group, rows, labels, cmap)
-            if idx is None:
-                erased, mask, cams = out, m, cmap
-                if y2g is not None:
-                    y2, lam = y2g, lamg
-                continue
-            erased = _put(erased, idx, out, self.k)
-            mask = _put(torch.zeros((kb, *m.shape[1:]), dtype=m.dtype, device=m.device)
-                        if mask is None else mask, idx, m, self.k)
-            if cmap is not None:
-                cams = _put(torch.zeros((kb, *cmap.shape[1:]), dtype=cmap.dtype,
-                                        device=cmap.device) if cams is None else cams,
-                            idx, cmap, self.k)
+            outs.append(out)
+            masks.append(m)
+            cmaps.append(cmap)
             if y2g is not None:
                 y2, lam = _put(y2, idx, y2g, self.k), _put(lam, idx, lamg, self.k)
+        if rest is not None:
+            outs.append(x[rest])
+            masks.append(masks[0].new_zeros((rest.shape[0], *masks[0].shape[1:])))
+            cmaps.append(None)
+        cams = None
+        if any(c is not None for c in cmaps):
+            like = next(c for c in cmaps if c is not None)
+            cams = torch.cat([c if c is not None else like.new_zeros((len(o), *like.shape[1:]))
+                              for c, o in zip(cmaps, outs, strict=True)])[inv]
+        erased, mask = torch.cat(outs)[inv], torch.cat(masks)[inv]
         if not self.mixing:
             return erased, mask, cams, None, None
         return erased, mask, cams, self._lanes_major(y2), self._lanes_major(lam)
+
+    def _layout(self, groups):
+        """For groups (as `_groups` gives them, not one group of all lanes): the image rows of
+        each group's lanes in the run-major batch (long (n B,) each), those of the lanes
+        without an eraser (or None), and the index that puts the groups' results,
+        concatenated in that order, back in run-major order (long (K B,)). Made once."""
+        key = tuple(g for g, _ in groups)
+        if key not in self._layouts:
+            b, dev = self.b, self.device
+            done = [k for g in key for k in g]
+            rest = [k for k in range(self.k) if k not in done]
+            place = {k: i for i, k in enumerate(done + rest)}
+
+            def rows(lanes):
+                return torch.tensor([k * b + i for k in lanes for i in range(b)], device=dev)
+
+            self._layouts[key] = ([rows(g) for g in key], rows(rest) if rest else None,
+                                  torch.tensor([place[r // b] * b + r % b
+                                                for r in range(self.k * b)], device=dev))
+        return self._layouts[key]
 
 
 def _put(t, idx, rows, k):

@@ -34,8 +34,11 @@ class StackedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(k * out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.view(self.k, self.out_features, self.in_features)
-        out = torch.einsum("bki,koi->bko", x.reshape(x.shape[0], self.k, self.in_features), w)
+        # einsum("bki,koi->bko") as the one bmm it makes, on the same operands (the same bits),
+        # without its permutes and reshapes: about half the ops, forward and backward
+        xs = x.reshape(x.shape[0], self.k, self.in_features).transpose(0, 1)  # (K, B, in)
+        w = self.weight.view(self.k, self.out_features, self.in_features).transpose(1, 2)
+        out = torch.bmm(xs, w).transpose(0, 1)  # (B, K, out)
         return out + self.bias.view(self.k, self.out_features)
 
 

@@ -155,6 +155,12 @@ class Step(LaneErasing):
         self.channels_last, self.acc, self.pos = channels_last, acc, pos
         self.b = b = lanes[0].loader.batch_size
         self.device = pos.device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # BatchNorm layers whose batch counter `_training` advances (a momentum set: the
+        # counter is not read in the forward)
+        self._bns = [m for m in model.modules()
+                     if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+                     and m.momentum is not None and m.num_batches_tracked is not None]
         self.offsets = torch.arange(b, device=pos.device)
         self.erasing = kind != "plain"
         # The free CAM path reads the features of a forward of this model (lanes without cam_fn).
@@ -173,20 +179,34 @@ class Step(LaneErasing):
                      if split else None)
         self.perms = self._shared_perms() if split and self._same_data() else None
         self._index: dict[tuple[int, ...], torch.Tensor] = {}
+        self._layouts: dict[tuple, tuple] = {}
         # `mean` fills group by their values, read once here (never in the step: a host sync)
         self._means = [None if lane.fill != "mean" else
                        id(lane.fill_mean) if lane.fill_mean is None
                        or lane.fill_mean.device.type == "meta" else tuple(lane.fill_mean.tolist())
                        for lane in lanes]
         self._groups()  # the lane groups' index tensors and probes, made before any capture
-        erases = [self.erasing and lane.current is not None for lane in lanes]
-        cams = [e and lane.current.needs_cam for e, lane in zip(erases, lanes, strict=True)]
-        self.count = torch.tensor([float(b) if e else 0.0 for e in erases], device=self.device)
-        self.on = None
-        if not all(erases) or not all(c == cams[0] for c in cams):
-            self.on = torch.tensor([[float(e)] * 5 + [float(c)] * 2
-                                    for e, c in zip(erases, cams, strict=True)],
-                                   device=self.device, dtype=torch.float64)
+        self._constants()
+
+    def _constants(self) -> None:
+        """The accounting's constant columns, (K,) float64 device tensors made once: images
+        seen, erased (masked) and CAM peaks a step, zero where a lane does not erase or has no
+        CAM; the CAM lanes as 1.0; zeros. `grid`: (1, max(H, W), 1) pixel indices."""
+        erases = [self.erasing and lane.current is not None for lane in self.lanes]
+        cams = [e and lane.current.needs_cam for e, lane in zip(erases, self.lanes, strict=True)]
+
+        def column(values):
+            return torch.tensor([float(v) for v in values], device=self.device,
+                                dtype=torch.float64)
+
+        b, k = self.b, self.k
+        self.seen = column([b * (2 if self.kind == "append" else 1)] * k)
+        self.count = column([b * e for e in erases])
+        self.peaks_on = column([b * c for c in cams])
+        self.cam_on = None if all(cams) else column(cams)
+        self.zero = column([0] * k)
+        h, w = self.lanes[0].loader.images.shape[-2:]
+        self.grid = torch.arange(max(h, w), device=self.device).view(1, -1, 1)
 
     # -- the lanes' batches, run-major -------------------------------------------------------
     def _same_data(self) -> bool:
@@ -235,7 +255,7 @@ class Step(LaneErasing):
         with SplitDraws(self.lead, [lane.loader.generator for lane in self.lanes], self.b):
             x, boxes = random_crop_flip(ld.images[index], boxes, pad=ld.pad, flip=ld.flip,
                                         generator=self.lead)
-        return normalize(x, ld.mean, ld.std, ld.dtype), ld.labels[index], boxes
+        return normalize(x, ld.mean4, ld.std4, ld.dtype), ld.labels[index], boxes
 
     def _join(self, x):
         """Run-major (K B, C, H, W) -> the model's input (B, K C, H, W): run k is group k."""
@@ -260,44 +280,84 @@ class Step(LaneErasing):
     def __call__(self) -> None:
         idx = self.pos + self.offsets
         xr, yr, boxes = self._batch(idx)  # run-major
-        x, y = self._join(xr), self._lanes_major(yr)  # x: (B, K C, H, W), y: (B, K)
-        mask = cams = None
-        feats = logits = y2 = lam = None
-        if self.kind == "plain":
-            with self.autocast():
-                logits = self.model(x)
-        elif self.kind == "replace":
-            if any(self.fast):
-                feats, logits = self._features(x)
-            xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
-            with self.autocast():
-                logits = self.model(self._join(xe))
-        elif self.append_bn == "split":  # the originals' forward gives the CAM for free
-            with self.autocast():
-                feats = self.model.forward_features(x)
-                logits = self.model.forward_head(feats)
-            xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
-            with self.autocast():
-                logits = torch.cat([logits, self.model(self._join(xe))])
-            y, y2, lam = self._append_labels(y, y2, lam)
-        else:  # joint: CAM from a no-grad forward, then one batch of 2B
-            if any(self.fast):
-                feats, logits = self._features(x)
-            xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
-            with self.autocast():
-                logits = self.model(torch.cat([x, self._join(xe)]))
-            y, y2, lam = self._append_labels(y, y2, lam)
+        logits, y, mask, cams, y2, lam = self._forward(xr, yr)
         logits = logits.view(y.shape[0], self.k, -1)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32
+        if logits.dtype in (torch.bfloat16, torch.float16):
+            logits = logits.float()  # bf16 -> fp32
         if lam is None:
             per_run = F.cross_entropy(logits.permute(0, 2, 1), y, reduction="none").mean(0)  # (K,)
         else:  # mixing: lam * CE(y) + (1 - lam) * CE(y[partner]) per image, then the mean
             per_run = mixed_cross_entropy(logits.permute(0, 2, 1), y, y2,
                                           lam.to(logits.dtype)).mean(0)
-        per_run.sum().backward()  # run k's parameters get exactly run k's gradient
+        self._backward(per_run.sum())  # run k's parameters get exactly run k's gradient
         self.opt.step()
-        self._account(per_run.detach(), logits.detach(), y, mask, boxes, cams)
+        with torch.no_grad():
+            self._account(per_run, logits, y, mask, boxes, cams)
         self.pos += self.offsets.shape[0]
+
+    def _forward(self, xr, yr):
+        """The training forward of the run-major batch xr (K B, C, H, W), labels yr (K B,):
+        (logits, labels (B', K), mask, CAMs, partner labels, lams) as `_erase` gives them, the
+        originals and their erased copies for an append step."""
+        y = self._lanes_major(yr)
+        if self.kind == "plain":
+            with self._training():
+                return self.model(self._join(xr)), y, None, None, None, None
+        split = self.kind == "append" and self.append_bn == "split"
+        x = self._join(xr) if self.kind == "append" or any(self.fast) else None
+        feats = logits = None
+        if split:  # the originals' forward gives the CAM for free
+            with self._training():
+                feats = self.model.forward_features(x)
+                logits = self.model.forward_head(feats)
+        elif any(self.fast):  # joint append, replace: CAM from a no-grad forward
+            feats, logits = self._features(x)
+        xe, mask, cams, y2, lam = self._erase(xr, yr, feats, logits)
+        with self._training():
+            if self.kind == "replace":
+                return self.model(self._join(xe)), y, mask, cams, y2, lam
+            if split:
+                logits = torch.cat([logits, self.model(self._join(xe))])
+            else:  # joint: one batch of 2B
+                logits = self.model(torch.cat([x, self._join(xe)]))
+        y, y2, lam = self._append_labels(y, y2, lam)
+        return logits, y, mask, cams, y2, lam
+
+    @contextlib.contextmanager
+    def _training(self):
+        """A training forward under autocast, each BatchNorm's `num_batches_tracked` counted
+        up by one for it as BatchNorm does itself, but by one foreach op after the forward,
+        not one op per layer (the layers see None meanwhile, which with a `momentum` set
+        changes nothing else they compute)."""
+        bns = [m for m in self._bns if m.training]
+        counters = [m.num_batches_tracked for m in bns]
+        for m in bns:
+            m.num_batches_tracked = None
+        try:
+            with self.autocast():
+                yield
+        finally:
+            for m, t in zip(bns, counters, strict=True):
+                m.num_batches_tracked = t
+        if counters:
+            torch._foreach_add_(counters, 1)
+
+    def _backward(self, loss) -> None:
+        """`loss.backward()` as one `torch.autograd.grad`: each parameter gets its gradient as
+        backward() gives it (kept when it has the parameter's strides, else copied into them;
+        added in place to a gradient already there), without the `detach` per parameter that
+        backward()'s gradient accumulation issues."""
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        for p, g in zip(self.params, grads, strict=True):
+            if g is None:
+                continue
+            if p.grad is not None:
+                p.grad.add_(g)
+            elif g.stride() == p.stride():
+                p.grad = g
+            else:
+                p.grad = torch.empty_strided(p.shape, p.stride(), dtype=p.dtype,
+                                             device=p.device).copy_(g)
 
     def _append_labels(self, y, y2, lam):
         """Labels of the originals + copies; mixing: the originals with lam 1, the copies with
@@ -307,32 +367,28 @@ class Step(LaneErasing):
         return torch.cat([y, y]), torch.cat([y, y2]), torch.cat([torch.ones_like(lam), lam])
 
     def _account(self, per_run, logits, y, mask, boxes, cams):
-        n = y.shape[0]
-        dev = per_run.device
-        head = torch.stack([per_run.double() * n, (logits.argmax(-1) == y).sum(0).double(),
-                            torch.full((self.k,), n, device=dev, dtype=torch.float64)], dim=1)
-        self.acc += torch.cat([head, self._occlusion(mask, boxes, cams)], dim=1)
+        """Add this step's SLOTS sums, (K, len(SLOTS)), to the accumulators: one stack of the
+        columns (float64 by type promotion: exact for the float32 sums and integer counts)
+        and one in-place add."""
+        cols = [per_run.double() * y.shape[0], (logits.argmax(-1) == y).sum(0), self.seen]
+        self.acc += torch.stack(cols + self._occlusion(mask, boxes, cams), dim=1)
 
-    def _occlusion(self, mask, boxes, cams) -> torch.Tensor:
-        """Slots masked..peaks of every lane, (K, 7) float64: `occlusion_stats` of each lane's
-        rows of the run-major mask (K B', 1, H, W), boxes and CAMs at once; zero for a lane
-        without an eraser."""
+    def _occlusion(self, mask, boxes, cams) -> list:
+        """Slots masked..peaks of every lane, 7 (K,) columns: `occlusion_stats` of each lane's
+        rows of the run-major mask (K B', 1, H, W), boxes and CAMs at once, the same numbers;
+        zero for a lane without an eraser (its rows of the mask are empty)."""
         if mask is None:
-            return torch.zeros(self.k, 7, device=self.acc.device, dtype=torch.float64)
+            return [self.zero] * 7
         k = self.k
-        frac = mask.flatten(1).float().mean(1).view(k, -1)
+        per = mask.reshape(k, -1, mask[0].numel())  # (K, B', H W); a view unless expanded
+        frac = per.float().mean(2)
         vals = [self.count, (frac > 0).sum(1), frac.sum(1)]
-        if boxes is not None:
-            obj = xyxy_mask(boxes, mask.shape[-2:])
-            inter = (mask & obj).flatten(1).sum(1).float()
-            vals += [(inter > 0).view(k, -1).sum(1),
-                     (inter / obj.flatten(1).sum(1).clamp(min=1)).view(k, -1).sum(1)]
-            if cams is not None:
-                vals += [peak_in_box(peaks(cams), boxes).view(k, -1).sum(1),
-                         torch.full((k,), boxes.shape[0] // k, device=mask.device)]
-        occ = torch.stack(vals, dim=1).to(torch.float64)
-        if len(vals) < 7:
-            occ = torch.cat([occ, torch.zeros(k, 7 - len(vals), device=occ.device,
-                                              dtype=torch.float64)], dim=1)
-        return occ if self.on is None else occ * self.on
-
+        if boxes is None:
+            return vals + [self.zero] * 4
+        obj = xyxy_mask(boxes, mask.shape[-2:], grid=self.grid).view(per.shape)
+        inter = (per & obj).sum(2).float()
+        vals += [(inter > 0).sum(1), (inter / obj.sum(2).clamp(min=1)).sum(1)]
+        if cams is None:
+            return vals + [self.zero] * 2
+        hit = peak_in_box(peaks(cams), boxes).view(k, -1).sum(1)
+        return vals + [hit if self.cam_on is None else hit * self.cam_on, self.peaks_on]
