@@ -11,12 +11,42 @@ import hashlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmark.suites.config import parse_suite
 from benchmark.suites.expand import expand
 from benchmark.training.pack import PackTrainer, load_run_data
 
 MEASURED_ON = ("2.14.1+cu130", "AVX512")
+# The bits of a few plain torch kernels (grouped conv, BatchNorm, linear, cross-entropy, forward
+# and backward, one thread) on the machine the hashes were measured on: CPUs of the same
+# instruction set can still pick other kernels (another vendor, another oneDNN path), and there
+# the golden hashes say nothing about the step, so the test is skipped rather than failed.
+PLATFORM_PROBE = "03e8aec65788b301"  # measured on the machine of GOLDEN
+
+
+def platform_probe() -> str:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(8, 6, 16, 16, generator=g)
+        w = torch.randn(12, 3, 3, 3, generator=g).requires_grad_()
+        lin = torch.randn(10, 12, generator=g).requires_grad_()
+        y = F.relu(F.batch_norm(F.conv2d(x, w, padding=1, groups=2), None, None, training=True))
+        loss = F.cross_entropy(y.mean((2, 3)) @ lin.t(), torch.arange(8) % 10)
+        loss.backward()
+    finally:
+        torch.set_num_threads(threads)
+    h = hashlib.sha256()
+    for t in (y, w.grad, lin.grad):
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def measured_here() -> bool:
+    return ((torch.__version__, torch.backends.cpu.get_cpu_capability()) == MEASURED_ON
+            and platform_probe() == PLATFORM_PROBE)
 CUT = {"name": "cutout", "params": {"size": 6}}
 CAM = {"name": "cam_erasing", "warmup_epochs": 0}
 PACKS = {
@@ -73,8 +103,8 @@ def digest(methods) -> str:
     return h.hexdigest()[:16]
 
 
-@pytest.mark.skipif((torch.__version__, torch.backends.cpu.get_cpu_capability()) != MEASURED_ON,
-                    reason=f"hashes measured on torch {MEASURED_ON[0]}, {MEASURED_ON[1]} CPU")
+@pytest.mark.skipif(not measured_here(), reason=f"hashes measured on torch {MEASURED_ON[0]} on "
+                    f"an {MEASURED_ON[1]} CPU whose kernels give the probe's bits {PLATFORM_PROBE}")
 @pytest.mark.parametrize("pack", list(PACKS))
 def test_an_epoch_of_each_step_kind_gives_the_bits_it_gave_before_the_step_was_cut(pack):
     assert digest(PACKS[pack]) == GOLDEN[pack]
