@@ -209,15 +209,18 @@ def _cost_basis(recs: list[dict]) -> str:
 
 
 def _run_cost(r: dict, basis: str) -> tuple[float, float | None]:
-    """(hours, training images per second of them) of one record on `basis` (_cost_basis)."""
-    if basis != "cpu":
-        return r["wall_time_s"] / 3600, r.get("images_per_s") or None
-    images = (r.get("images_per_s") or 0) * (r.get("train_time_s") or 0)  # the run's images
-    return r["cpu_time_s"] / 3600, images / r["cpu_time_s"] if images else None
+    """(hours, training images per second of them) of one record on `basis` (_cost_basis), both
+    from one clock: `cpu_time_s` on "cpu", `wall_time_s` (the whole run, evaluation included)
+    otherwise. The run's images are `images_per_s` x `train_time_s`; None when either is absent."""
+    seconds = r["cpu_time_s"] if basis == "cpu" else r["wall_time_s"]
+    rate, train = r.get("images_per_s"), r.get("train_time_s")
+    images = rate * train if isinstance(rate, int | float) and isinstance(train, int | float) \
+        else 0
+    return seconds / 3600, images / seconds if images and seconds > 0 else None
 
 
 _BASIS = {"cpu": ("CPU-h", " per CPU-s", "CPU-hours"),
-          "wall": ("CPU-h wall-clock", " per s wall-clock", "CPU-hours (wall-clock)"),
+          "wall": ("h wall-clock", " per s wall-clock", "hours wall-clock"),
           "gpu": ("GPU-h", " per GPU-s", "GPU-hours")}
 
 
@@ -260,16 +263,19 @@ def cost(g: Grid) -> list[str]:
             "still adds some). On a GPU: GPU-h, "
             "the record's `wall_time_s`, the wall-clock time of the sessions that trained the "
             "run, evaluation and checkpoints included. A CPU cell with a record from before "
-            "`cpu_time_s` existed shows wall-clock time instead, marked `wall-clock` (load "
-            "inflates it: compare such cells with care). A resumed run counts every session "
+            "`cpu_time_s` existed (or whose `cpu_time_s` is implausible against its training "
+            "time) shows wall-clock time instead, marked `wall-clock` (load inflates it: compare "
+            "such cells with care). A resumed run counts every session "
             "(wall-clock records written before sessions were summed, the last one only); a run "
             "forked from a shared warm-up counts the warm-up's training it inherits, so the "
             "total counts a shared warm-up once per run forked from it. "
             "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
             "where records say), each run is charged 1/K of the pack's time, so the hours add "
             "up to the device time used. Throughput: training images (erased copies included) "
-            "per second of that share (a CPU-second on a CPU), which for a pack is the whole "
-            f"pack's throughput. Total: {total}.", "",
+            "per second of the same clock as the cell's hours: per CPU-second of training on a "
+            "CPU; per wall-clock second of the whole run, evaluation included, on a GPU and in "
+            "`wall-clock` cells. For a pack it is the whole pack's throughput. "
+            f"Total: {total}.", "",
             *md_table(header, rows), ""]
 
 

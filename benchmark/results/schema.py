@@ -215,6 +215,38 @@ def value_problem(rec: dict) -> str | None:
     return None
 
 
+# How far a record's CPU time may stray from its own training wall time before the leaderboard
+# stops trusting it (`cpu_time_problem`). Both are the process's clocks over the same training
+# epochs (a pack's shares of them, divided alike), so their ratio is how many cores the run kept
+# busy: about 1 on one torch thread, up to about the thread count on several. Below 1/50 the run
+# would have had 2% of one core through its whole training (a machine 50 times oversubscribed, or
+# a process stopped for most of it); above 2x the cores of its machine (its `environment`'s
+# cpu_count or threads, whichever is larger) the process would have used more CPU than exists.
+# Neither happens in a real run; 1 s of slack covers the clocks' granularity in tiny runs.
+CPU_TIME_MIN_RATIO, CPU_TIME_MAX_PER_CORE, CPU_TIME_SLACK_S = 1 / 50, 2.0, 1.0
+
+
+def cpu_time_problem(rec: dict) -> str | None:
+    """Why `rec`'s `cpu_time_s` (seconds) cannot be the CPU time of its `train_time_s` seconds of
+    training (see CPU_TIME_MIN_RATIO), as one line naming the key; None when it is plausible or
+    either is absent, null or not a positive number (those are `value_problem`'s or fall back to
+    wall-clock anyway). The leaderboard then charges the record by wall-clock time."""
+    cpu, train = rec.get("cpu_time_s"), rec.get("train_time_s")
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+               and x > 0 for x in (cpu, train)):
+        return None
+    env = rec.get("environment") if isinstance(rec.get("environment"), dict) else {}
+    cores = max([c for c in (env.get("cpu_count"), env.get("threads"))
+                 if isinstance(c, int) and not isinstance(c, bool) and c > 0] or [0])
+    if cpu < train * CPU_TIME_MIN_RATIO:
+        return (f"key 'cpu_time_s' is {cpu:g} s against {train:g} s of training (train_time_s), "
+                f"below 1/{1 / CPU_TIME_MIN_RATIO:g} of it")
+    if cores and cpu > train * cores * CPU_TIME_MAX_PER_CORE + CPU_TIME_SLACK_S:
+        return (f"key 'cpu_time_s' is {cpu:g} s against {train:g} s of training (train_time_s), "
+                f"more than {CPU_TIME_MAX_PER_CORE:g}x that on all {cores} cores")
+    return None
+
+
 def is_record_like(obj) -> bool:
     """Whether a parsed JSON file claims to be a result record (an object with `run_id` or
     `schema`): one that does not (a package.json, a config) is not a damaged record."""

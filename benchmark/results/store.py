@@ -10,7 +10,13 @@ from pathlib import Path
 
 from benchmark.fileio import atomic_write, move_aside, warn
 from benchmark.results.migrate import normalise, renamed
-from benchmark.results.schema import FINISHED, is_record_like, record_problem, strict
+from benchmark.results.schema import (
+    FINISHED,
+    cpu_time_problem,
+    is_record_like,
+    record_problem,
+    strict,
+)
 
 
 def record_path(results_dir: str | os.PathLike, run_id: str) -> Path:
@@ -120,10 +126,25 @@ def set_aside_damaged(results_dir: str | os.PathLike) -> None:
                        "not counted" if copy else "the run will be redone if the suite has it")
 
 
+def _trusted_cost(path: Path, rec: dict) -> dict:
+    """`rec` as read from `path`, its `cpu_time_s` set to None (so its cost falls back to
+    wall-clock) with a one-line warning when it cannot be the CPU time of the record's own
+    training (schema.cpu_time_problem); the file is left as it is."""
+    problem = cpu_time_problem(rec)
+    if problem is None:
+        return rec
+    if (str(path.resolve()), problem) not in _warned:
+        _warned.add((str(path.resolve()), problem))
+        warn(f"{path}: {problem}; its cost is shown from wall-clock time (file left as it is)")
+    return {**rec, "cpu_time_s": None}
+
+
 def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> list[dict]:
     """The readable records (finished and failed, normalised to schema 2) of a results folder,
     sorted by file name. Read-only: a damaged record is skipped with a one-line warning, a JSON
-    that is not a record (package.json) quietly, and no file is moved or renamed.
+    that is not a record (package.json) quietly, and no file is moved or renamed. A `cpu_time_s`
+    implausible against the record's own `train_time_s` (schema.cpu_time_problem) is read as
+    null, with a one-line warning: its cost cell falls back to wall-clock.
 
     suite: keep only that suite's records (a record without a `suite` key counts as the named
     one); the others are left out with one warning line naming their suites and counts."""
@@ -136,7 +157,7 @@ def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> li
         except ValueError:
             rec = read_record(p)  # the one-line warning, nothing moved
         if rec is not None:
-            records.append(rec)
+            records.append(_trusted_cost(p, rec))
     if suite is None:
         return records
     other: dict[str, int] = {}

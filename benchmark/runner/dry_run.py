@@ -56,6 +56,7 @@ def dry_run(runs: list[RunSpec], packs: list[plan.Pack], device, states: dict,
 
 def _summary(runs, packs, device, states: dict, precision: str, est: dict, done: set) -> None:
     """The last lines: off CUDA the GPU projection, then the runs, packs and total estimate."""
+    from benchmark.robustness import FRACTIONS
     from benchmark.tools import cost
 
     sizes = [len(p.runs) for p in packs]
@@ -70,10 +71,15 @@ def _summary(runs, packs, device, states: dict, precision: str, est: dict, done:
         n = torch.get_num_threads()
         unit = (f"CPU-hours of work, timed on one torch thread; on {n} thread"
                 f"{'s' if n > 1 else ''}, at best {cost.fmt_seconds(total / n)} wall")
+    hours = f"{total / 3600:.2f}" if total >= 36 else f"{total / 3600:.1e}"  # not "0.00"
     if cpu:  # before the summary, which stays the last line
         print(cost.projection(cost.counted_flops(runs, est)))
     print(f"{len(runs)} runs in {len(packs)} packs (sizes {', '.join(map(str, sizes))}), "
           f"{len(done) - failed} already done{also}; the rest estimated {cost.fmt_seconds(total)} "
-          f"({total / 3600:.2f} {unit}) on {results.device_name(device)}, one process, "
+          f"({hours} {unit}) on {results.device_name(device)}, one process, "
           f"{'bf16' if precision == 'bf16' else 'fp32'}; each step kind timed here on the real "
-          "step, the median of several steps")
+          "step, the median of several steps; it covers the training steps, the evaluation after "
+          "each epoch, the end-of-run CAM check and each run's robustness evaluation "
+          f"({len(FRACTIONS)} occluded fractions x each placement, and its CAM, over the test "
+          "set), not the "
+          "process's start-up, loading the data or writing checkpoints")

@@ -269,28 +269,52 @@ def calibrate_together(jobs, device, sizes, precision: str = "no", *, clock: str
         evals = [i for i, (_, _, with_eval) in enumerate(jobs) if with_eval]
         if evals:
             specs = jobs[evals[0]][0]
-            say(f"timing the evaluation and the end-of-run CAM check of a pack of {len(specs)} "
-                f"({specs[0].model}) on {device}: {n_eval} images ...")
+            say(f"timing the evaluation, the end-of-run CAM check and the robustness evaluation "
+                f"of a pack of {len(specs)} ({specs[0].model}) on {device}: {n_eval} images "
+                f"({min(n_eval, ROBUSTNESS_IMAGES)} for the robustness evaluation) ...")
             for i, rates in zip(evals, _eval_rates([trs[i] for i in evals], device, sizes, clock,
                                                    EVAL_ROUNDS), strict=True):
                 outs[i].update(rates)
     return outs
 
 
+ROBUSTNESS_IMAGES = 64  # test images the robustness evaluation is timed on (then scaled)
+
+
+def _robustness_pass(tr, n: int) -> None:
+    """The end-of-run robustness evaluation (`benchmark.robustness.measure`: the test set
+    occluded at each fraction and placement, and the CAM that places `cam_peak`) of the trainer's
+    first run, on its first `n` test images: the real call, on part of the test set."""
+    from benchmark import robustness
+
+    spec, rd = tr.specs[0], tr.rd
+    boxes = None if rd.test_boxes is None else rd.test_boxes[:n]
+    robustness.measure(tr.single_model(0), rd.test_images[:n], rd.test_labels[:n], boxes,
+                       mean=rd.mean, std=rd.std, fill=robustness.occluder_fill(spec.method.fill),
+                       batch_size=min(spec.train.eval_batch_size, n),
+                       cam_layer=spec.method.cam.layer, dtype=tr.dtype, autocast=tr.autocast)
+    tr.model.train()
+
+
 def _eval_rates(trs, device, sizes, clock: str | None, rounds: int) -> list[dict]:
-    """Seconds of one evaluation pass and one end-of-run CAM check of each trainer over the
-    whole test set (timed on part of it, scaled), the trainers in turns, each the median of
-    `rounds` (clock None: one call)."""
+    """Seconds of one evaluation pass, one end-of-run CAM check ("final", the pack's) and one
+    run's end-of-run robustness evaluation ("robustness": `_robustness_pass`, every finished run
+    takes one) of each trainer over the whole test set (timed on part of it, scaled), the
+    trainers in turns, each the median of `rounds` (clock None: one call)."""
     n_test = sizes[1]
     n_eval = len(trs[0].rd.test_labels)
-    times = [{"eval": [], "final": []} for _ in trs]
+    n_rob = min(n_eval, ROBUSTNESS_IMAGES)
+    times = [{"eval": [], "final": [], "robustness": []} for _ in trs]
     for _ in range(max(1, rounds)):
         for tr, t in zip(trs, times, strict=True):
             t["eval"].append(_time(tr.evaluate, device, 0, 1, clock))
             t["final"].append(_time(lambda tr=tr: [tr.test_cam_in_box(k) for k in
                                                    range(len(tr.specs))], device, 0, 1, clock))
-    scale = n_test / n_eval  # timed on part of the test set
-    return [{k: statistics.median(v) * scale for k, v in t.items()} for t in times]
+            t["robustness"].append(_time(lambda tr=tr: _robustness_pass(tr, n_rob), device, 0,
+                                         1, clock))
+    # timed on part of the test set, scaled to all of it
+    scale = {"eval": n_test / n_eval, "final": n_test / n_eval, "robustness": n_test / n_rob}
+    return [{k: statistics.median(v) * scale[k] for k, v in t.items()} for t in times]
 
 
 def _interleaved(pairs, device, warm: int, timed_steps: int, clock: str) -> list[float]:
@@ -344,7 +368,11 @@ def estimate(packs, device, *, precision: str = "no", done=frozenset(),
     (wall on CUDA; on the CPU, CPU-seconds of work timed on one thread). A pack's time is
     shared by its runs; a run forked from a shared warm-up trains (and counts images) only from
     the fork epoch; an append epoch counts 2B images per step; runs in `done` cost nothing.
-    fixed_seconds: the part that does not scale with the epochs (the end-of-run CAM check).
+    seconds cover the training steps, the evaluation after each epoch, the end-of-run CAM check
+    (the pack's, shared) and the run's own end-of-run robustness evaluation (`_robustness_pass`);
+    not the process's start-up, loading the data or writing checkpoints and records.
+    fixed_seconds: the part that does not scale with the epochs (the end-of-run CAM check's
+    share and the robustness evaluation).
     Each step kind is timed once per context, and the contexts of one model, pack size,
     schedule and data in one calibration, in turns (`calibrate_together`)."""
     device = torch.device(device)
@@ -383,10 +411,11 @@ def estimate(packs, device, *, precision: str = "no", done=frozenset(),
         rate, t = rates[key], todo[0].train
         n_steps = steps_per_epoch(facts.n_train, t.batch_size)
         seconds = sum(n_steps * rate[kind] for kind in kinds) + len(kinds) * rate["eval"]
+        fixed = rate["final"] / len(pack.runs) + rate["robustness"]  # each run its own
         for r in todo:
             out[r.run_id] = {"images": image_passes(r, facts.n_train, start_epoch=start),
-                             "seconds": (seconds + rate["final"]) / len(pack.runs),
-                             "fixed_seconds": rate["final"] / len(pack.runs)}
+                             "seconds": seconds / len(pack.runs) + fixed,
+                             "fixed_seconds": fixed}
     return out
 
 

@@ -17,7 +17,7 @@ import torch
 
 from benchmark.fileio import atomic_write
 from benchmark.timing import per_call
-from benchmark.tools.op_count import goal_line
+from benchmark.tools.op_count import goal_lines
 
 TRAIN_KINDS = {"plain": "plain", "cam-append": "cam_erasing"}
 
@@ -190,7 +190,8 @@ def train(args) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.steps = args.steps or (20 if device.type == "cuda" else 3)
-    print(goal_line(), flush=True)  # the step's op count (issue 18: at most 600 for K = 16)
+    for line in goal_lines():  # the steps' op counts (issue 18: at most 600 for K = 16)
+        print(line, flush=True)
     table = _Table(device, args)
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     code = 0

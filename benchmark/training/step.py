@@ -10,7 +10,8 @@ Batched across runs: the K lanes' images are one run-major batch of K x B, gathe
 flipped, normalised, erased (one call per group of lanes with equal erasers) and accounted
 once, while each lane's random numbers still come from its own generator, in its own order
 (`SplitDraws`, training/draws.py; the lanes' erasing: training/erasing.py); so a K = 16 step
-issues about as many ops as a few runs, not sixteen (`benchmark/tools/op_count.py`), and every
+issues about as many ops as a few runs, not sixteen (each lane still adds its own small draws, and
+each different eraser its group's ops: `benchmark/tools/op_count.py`), and every
 lane computes exactly what it would alone.
 
 Step kinds (one CUDA graph each):

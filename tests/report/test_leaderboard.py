@@ -54,7 +54,7 @@ def make_record(suite, model, method, seed, err, *, dataset="cifar10", occlusion
         "best_epoch": epochs - 1,
         "curves": {"epoch": list(range(1, epochs + 1)), "test_error": curve},
         "occlusion": occlusion, "wall_time_s": 1800.0 + 60 * seed, "images_per_s": 41000.0 + seed,
-        "device": device,
+        "train_time_s": 1500.0 + 60 * seed, "device": device,
         "versions": {"python": "3.11.9", "torch": "2.4.0", "erasebench": "0.1.0"},
         "git_commit": "abc1234", "date": f"2025-01-0{seed + 1}T12:00:00",
         "command": f"accelerate launch benchmark/run.py --suite {suite}",
@@ -286,8 +286,8 @@ def test_cost_says_it_is_device_hours_per_run_and_shows_the_pack_size():
     assert header == ("| model | method | runs | device | pack | device-h per run "
                       "| training images per device-s |")
     # these CPU records predate cpu_time_s: wall-clock, and said so
-    assert rows["plain"][4:6] == ["1", "0.500 CPU-h wall-clock"] and rows["cutout"][4] == "4"
-    assert "Total: 2.50 CPU-hours (wall-clock)" in caption
+    assert rows["plain"][4:6] == ["1", "0.500 h wall-clock"] and rows["cutout"][4] == "4"
+    assert "Total: 2.50 hours wall-clock" in caption
     # records without a pack size: no pack column
     assert "| pack |" not in lb.render(single_seed_suite(), suite="smoke")
 
@@ -322,16 +322,47 @@ def test_a_cpu_cell_with_a_record_from_before_cpu_time_falls_back_to_wall_clock_
     recs = [_same_work("plain", 0, wall=8.45, cpu=8.1), old,
             {**_same_work("cutout", 0, wall=9.0, cpu=8.0), "cpu_time_s": None}]
     rows = {r[1]: r for r in rows_of(lb.render(recs, suite="smoke"), "Cost")}
-    assert rows["plain"][4] == f"{tables.fmt_hours((8.45 + 5 + 57.6 + 5) / 2 / 3600)} CPU-h " \
+    assert rows["plain"][4] == f"{tables.fmt_hours((8.45 + 5 + 57.6 + 5) / 2 / 3600)} h " \
         "wall-clock"
     assert rows["plain"][5].endswith(" per s wall-clock")
-    assert rows["cutout"][4].endswith("CPU-h wall-clock")
+    assert rows["cutout"][4].endswith(" h wall-clock")
+
+
+def test_a_wall_clock_cells_hours_and_throughput_come_from_the_same_clock():
+    # 8,000 training images; 9 s of training, 14 s of run (evaluation included)
+    rec = {**_same_work("cutout", 0, wall=9.0, cpu=8.0), "cpu_time_s": None}
+    rows = {r[1]: r for r in rows_of(lb.render([rec], suite="smoke"), "Cost")}
+    assert rows["cutout"][4] == f"{tables.fmt_hours(14.0 / 3600)} h wall-clock"
+    assert rows["cutout"][5] == f"{8000 / 14.0:,.0f} per s wall-clock"  # not 8000 / 9 s
+    caption = lb.render([rec], suite="smoke").split("## Cost", 1)[1].split("\n|", 1)[0]
+    assert "per wall-clock second of the whole run, evaluation included" in caption
+
+
+def test_a_record_whose_cpu_time_is_implausible_against_its_training_time_costs_wall_clock(
+        tmp_path, capsys):
+    from benchmark.results import load_records
+    env = {"threads": 1, "cpu_count": 2}
+    # seeds 0-3: 1e-9 s (tiny), above 2x the 2 cores, a real 1-thread and a 2-thread run
+    for i, cpu in enumerate((1e-9, 9.0 * 2 * 2 + 5, 7.5, 17.0)):
+        rec = {**_same_work("plain", i, wall=9.0, cpu=cpu), "environment": env}
+        (tmp_path / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    got = {r["seed"]: r for r in load_records(tmp_path)}
+    err = capsys.readouterr().err
+    assert got[0]["cpu_time_s"] is None and got[1]["cpu_time_s"] is None  # tiny, huge
+    assert got[2]["cpu_time_s"] == 7.5 and got[3]["cpu_time_s"] == 17.0  # real 1 and 2 threads
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all("'cpu_time_s'" in ln and "wall-clock" in ln for ln in lines)
+    assert "plain__s0.json" in lines[0] and "below 1/50" in lines[0]
+    assert "plain__s1.json" in lines[1] and "more than 2x" in lines[1]
+    cell = rows_of(lb.render([got[0]], suite="smoke"), "Cost")[0]
+    assert cell[4].endswith(" h wall-clock") and "per CPU-s" not in cell[5]
 
 
 def test_a_gpu_cell_costs_wall_clock_gpu_hours_whatever_cpu_time_says():
     rec = make_record("smoke", "resnet20", "plain", 0, 30.0, dataset="synthetic")  # an H100
     rows = rows_of(lb.render([{**rec, "cpu_time_s": 1.0}], suite="smoke"), "Cost")
-    assert rows[0][4] == "0.500 GPU-h" and rows[0][5] == "41,000 per GPU-s"
+    # one clock: 41,000 images/s over 1,500 s of training, per second of the 1,800 s run
+    assert rows[0][4] == "0.500 GPU-h" and rows[0][5] == f"{41000 * 1500 / 1800:,.0f} per GPU-s"
 
 
 # ----------------------------------------------------------------------------- failed runs

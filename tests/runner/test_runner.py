@@ -210,6 +210,8 @@ def test_dry_run_lists_runs_with_a_cost_estimate_and_trains_nothing(tiny, tmp_pa
     assert "resnet20__cam_erasing__s0" in text and "5 runs in 5 packs" in text
     assert "estimated" in text and "(forks resnet20__plain__s0 at epoch 1)" in text
     assert not (tmp_path / "results").exists()
+    # what the estimate covers, and what not (the robustness evaluation of every run is in it)
+    assert "each run's robustness evaluation" in text and "not the process's start-up" in text
 
 
 def test_dry_run_shows_finished_runs_as_done_at_no_cost(tiny, tmp_path, capsys):

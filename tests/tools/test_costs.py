@@ -67,7 +67,8 @@ def _estimate(tmp_path, monkeypatch, text):
             calls.append((specs[0].run_id, tuple(kinds)))
             rates = {k: 0.01 * next(noise) for k in kinds}
             timed.update(rates)
-            out.append({**rates, "eval": 0.5, "final": 0.25} if with_eval else rates)
+            out.append({**rates, "eval": 0.5, "final": 0.25, "robustness": 0.125} if with_eval
+                       else rates)
         return out
 
     monkeypatch.setattr(cost, "calibrate_together", noisy_calibrate)
@@ -91,8 +92,52 @@ def test_a_forked_run_counts_only_the_epochs_after_its_warm_up_at_2b_images(tmp_
     per_epoch = (64 // 32) * 32
     assert est[plain.run_id]["images"] == 4 * per_epoch
     assert est[cam.run_id]["images"] == 2 * (2 * per_epoch)  # 2 append epochs of 2B per step
-    # its time: 2 epochs of 2 append steps and evaluations, not the 2 warm-up epochs again
-    assert abs(est[cam.run_id]["seconds"] - (2 * 2 * rate["append"] + 2 * 0.5 + 0.25)) < 1e-9
+    # its time: 2 epochs of 2 append steps and evaluations, not the 2 warm-up epochs again,
+    # then the CAM check and the robustness evaluation
+    assert abs(est[cam.run_id]["seconds"] - (2 * 2 * rate["append"] + 2 * 0.5 + 0.25 + 0.125)) \
+        < 1e-9
+
+
+def test_each_runs_estimate_includes_its_own_end_of_run_robustness_evaluation(tmp_path,
+                                                                             monkeypatch):
+    """Every finished run is evaluated for robustness on its own (not shared by a pack): its
+    whole cost is in each run's estimate, and in the part that does not scale with epochs."""
+    two = FIVE.replace("seeds: [0]", "seeds: [0, 1]").replace(
+        "methods: [plain, random_erasing, cutout, hide_and_seek,\n"
+        "          {name: cam_erasing, warmup_epochs: 2}]", "methods: [plain]")
+    suite = tmp_path / "two.yaml"
+    suite.write_text(two)
+    runs = expand(load_suite(str(suite)))
+    monkeypatch.setattr(cost, "calibrate_together", lambda jobs, *a, **kw: [
+        {"plain": 0.01, "eval": 0.5, "final": 0.25, "robustness": 3.0} for _ in jobs])
+    packs = plan.make_packs(runs, 2, "cpu")
+    assert [len(p.runs) for p in packs] == [2]
+    est = cost.estimate(packs, "cpu")
+    for r in runs:  # a pack of 2: 4 epochs of 2 steps and an evaluation, the CAM check, halved
+        shared = (4 * 2 * 0.01 + 4 * 0.5 + 0.25) / 2
+        assert abs(est[r.run_id]["seconds"] - (shared + 3.0)) < 1e-9
+        assert abs(est[r.run_id]["fixed_seconds"] - (0.25 / 2 + 3.0)) < 1e-9
+
+
+def test_the_robustness_evaluation_is_timed_on_the_real_call_and_scaled_to_the_test_set(
+        tmp_path, monkeypatch):
+    from benchmark import robustness
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY.replace("epochs: 4", "epochs: 1").replace("milestones: [2]",
+                                                                      "milestones: [1]"))
+    runs = expand(load_suite(str(suite)))
+    seen, real = [], robustness.measure
+
+    def spy(model, images, *a, **kw):
+        seen.append((len(images), kw["batch_size"]))
+        return real(model, images, *a, **kw)
+
+    monkeypatch.setattr(robustness, "measure", spy)
+    monkeypatch.setattr(cost, "ROBUSTNESS_IMAGES", 8)
+    est = cost.estimate(plan.make_packs(runs, "off", "cpu"), "cpu")
+    assert seen and all(n == 8 and b == 8 for n, b in seen)  # timed on 8 of the 32 test images
+    assert est[runs[0].run_id]["fixed_seconds"] > 0
 
 
 def test_an_estimate_off_cuda_projects_onto_named_gpus_from_counted_flops(tmp_path,
@@ -131,7 +176,8 @@ def test_the_calibration_says_what_it_times_before_timing_it_on_one_torch_thread
     est = cost.estimate(packs, "cpu", log=said.append)
     assert said[0] == ("timing the plain step of a pack of 1 (resnet20) on cpu: 1 warm-up + "
                        f"{cost.TIMED_STEPS} timed steps of batch 32 ...")
-    assert said[1].startswith("timing the evaluation and the end-of-run CAM check")
+    assert said[1].startswith("timing the evaluation, the end-of-run CAM check and the "
+                              "robustness evaluation")
     assert threads and all(n == 1 for n, _ in threads)  # the step's work, no spinning threads
     assert threads[0][1] == 1  # the first line came before the first timed step
     assert torch.get_num_threads() == before  # restored
@@ -197,7 +243,7 @@ def test_dry_run_plans_fashion_mnist_at_1x28x28_and_the_files_own_size(tmp_path,
 
     def fake_calibrate(jobs, device, sizes, precision="no", *, shape, **kw):
         seen.append((sizes, shape))
-        return [{**{k: 0.01 for k in kinds}, "eval": 0.5, "final": 0.0}
+        return [{**{k: 0.01 for k in kinds}, "eval": 0.5, "final": 0.0, "robustness": 0.0}
                 for _, kinds, _ in jobs]
 
     monkeypatch.setattr(cost, "calibrate_together", fake_calibrate)
@@ -238,7 +284,8 @@ def test_related_step_kinds_are_timed_in_one_calibration_in_turns(tmp_path, monk
     def one_call(jobs, device, sizes, precision="no", **kw):
         invocations.append([(specs[0].label, tuple(kinds), with_eval)
                             for specs, kinds, with_eval in jobs])
-        return [{**{k: 0.01 for k in kinds}, "eval": 0.5, "final": 0.25} for _, kinds, _ in jobs]
+        return [{**{k: 0.01 for k in kinds}, "eval": 0.5, "final": 0.25, "robustness": 0.0}
+                for _, kinds, _ in jobs]
 
     monkeypatch.setattr(cost, "calibrate_together", one_call)
     est = cost.estimate(plan.make_packs(runs, "off", "cpu"), "cpu")
