@@ -9,6 +9,17 @@ CUDA stays free of host transfers and can be captured in one CUDA graph. A ``gen
 must therefore live on the images' device (``torch.Generator(device=images.device)``);
 one on another device is rejected with an error rather than silently moved. The same
 seed gives the same masks on the same device (CPU and CUDA streams differ).
+
+State: ``forward`` depends only on its tensors, the eraser's constructor arguments and the
+generator; an eraser keeps no Python state between calls (no counter, no cache of a batch).
+A CUDA graph replays the kernels of the one call made at capture, and a stacked pack calls one
+eraser for a group of equal runs, so Python state would give other numbers than the same run
+trained eagerly alone. The runner's self-check (benchmark/training/selfcheck.py) catches such
+an eraser where it shows and trains it eagerly or alone. Its trial steps, and the probe that
+decides whether equal erasers are called once for several runs, run on deep copies of the
+eraser (``copy.deepcopy``), or restore fresh copies from before the trial: a trial never
+changes the eraser a run trains with. An eraser that cannot be deep-copied is not tried: it
+trains eagerly and alone (slower, same numbers).
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ logs, summary.txt, its own speed table (never the committed leaderboards/speed.m
 records and leaderboards of its own runs. W&B is off: the GPU machine has no network.
 `--dry` runs the same orchestration on the CPU at tiny sizes (suites written from
 configs/smoke.yaml and synthetic_study.yaml with 16-image batches) within --budget (115 s by
-default; a loaded machine needs more to bring back records).
+default). Its study is sized for the CPU rehearsal: the epochs timed by the sizing step on this
+machine as it is loaded now, its runner's start-up measured (the smoke step's wall time, not
+the GPU's STARTUP_S) and DRY_STUDY_SAFETY, so a busy machine still brings back study records
+and a leaderboard. A study that does not fit says which seconds did not fit.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ TAR_RESERVE_S = 10  # the summary and the tarball
 MAX_STUDY_EPOCHS = 300  # the thesis's schedule
 STUDY_SAFETY = 0.5  # plan the study to take half its time: launch, data, captures, noise
 STARTUP_S = 30  # a runner's launch, imports and data before its first step (planned, not timed)
+# --dry: the CPU rehearsal's epochs are timed on this loaded CPU by the sizing step itself (no
+# capture, no first-time cuDNN search to allow for); its start-up is measured: the smoke step's
+# wall time, the same launcher and runner on a tiny suite (`_dry_startup`).
+DRY_STUDY_SAFETY = 0.8
 
 
 def step_seconds(steps: list[Step], i: int, left: float) -> float:
@@ -118,14 +125,34 @@ def size_study(argv: list[str]) -> dict:
             "min_epochs": least, "clock": cost.clock_of(device)}
 
 
-def study_epochs(sized: dict | None, seconds: float, cap: int) -> int | None:
-    """The epochs whose runs finish in `seconds` with room to spare (STUDY_SAFETY, STARTUP_S):
-    None when not even the fewest allowed epochs fit or the sizing gave nothing."""
+def study_usable(sized: dict, seconds: float, *, startup: float = STARTUP_S,
+                 safety: float = STUDY_SAFETY) -> float:
+    """Seconds of `seconds` left for the study's epochs: `safety` of them, less the runner's
+    `startup` and the sizing's fixed cost (evaluation, CAM models)."""
+    return seconds * safety - startup - sized["fixed_s"]
+
+
+def study_epochs(sized: dict | None, seconds: float, cap: int, *, startup: float = STARTUP_S,
+                 safety: float = STUDY_SAFETY) -> int | None:
+    """The epochs whose runs finish in `seconds` with room to spare (`study_usable`: the GPU's
+    STUDY_SAFETY and STARTUP_S by default; `--dry` passes its measured start-up): None when
+    not even the fewest allowed epochs fit or the sizing gave nothing."""
     if not sized or sized["per_epoch_s"] <= 0:
         return None
-    usable = seconds * STUDY_SAFETY - STARTUP_S - sized["fixed_s"]
+    usable = study_usable(sized, seconds, startup=startup, safety=safety)
     epochs = min(cap, math.floor(usable / sized["per_epoch_s"]))
     return epochs if epochs >= sized["min_epochs"] else None
+
+
+def _dry_startup(took: dict[str, float]) -> float:
+    """--dry: the start-up the study's runner will need, measured on this machine now: the
+    smoke step's wall time (the same launcher and runner, a tiny suite: its start-up, data,
+    training and rendering), else the sizing step's (a process that imports torch and times
+    steps), else STARTUP_S."""
+    for name in ("smoke", "size_study"):
+        if name in took:
+            return took[name]
+    return STARTUP_S
 
 
 def _sizing_lines(log: Path) -> list[dict]:
@@ -215,6 +242,14 @@ class _Plan:
     study_args: list[str]
     run_args: list[str]
     most_epochs: int
+    dry: bool = False
+    # filled as the steps run: each step's wall seconds, and the files this check wrote
+    took: dict = None
+    written: list = None
+
+    def __post_init__(self):
+        self.took = {} if self.took is None else self.took
+        self.written = [] if self.written is None else self.written
 
 
 def _plan(dry: bool, budget: float, work: Path) -> _Plan:
@@ -253,7 +288,7 @@ def _plan(dry: bool, budget: float, work: Path) -> _Plan:
                             *study_args], cap["size_study"], grace, least),
         Step("synthetic_study", None, None, runner_grace, least),
     ]
-    return _Plan(steps, launch, study_args, run_args, most_epochs)
+    return _Plan(steps, launch, study_args, run_args, most_epochs, dry)
 
 
 def _run_steps(plan: _Plan, left, out: Path, work: Path, env: dict) -> tuple[list, dict, bool]:
@@ -296,24 +331,30 @@ def _one_step(plan: _Plan, i: int, left, out: Path, work: Path, env: dict, codes
     log = out / f"{step.name}.log"
     why, how = f"{seconds:.0f} s left", ""
     if step.cmd is None:  # the study, at the epochs its measured steps allow
-        epochs = study_epochs(sized, seconds, plan.most_epochs)
+        allow = ({"startup": _dry_startup(plan.took), "safety": DRY_STUDY_SAFETY} if plan.dry
+                 else {"startup": STARTUP_S, "safety": STUDY_SAFETY})
+        epochs = study_epochs(sized, seconds, plan.most_epochs, **allow)
         if epochs is None and not sized and least_epochs is not None:
             epochs = least_epochs  # the sizing was stopped or failed: the fewest epochs
             how = f" (at its fewest epochs, {epochs}: the sizing gave no cost)"
         if epochs is None:
-            why = ("no sizing" if not sized else
-                   f"{seconds:.0f} s fit fewer than {sized['min_epochs']} epochs")
+            why = "no sizing" if not sized else (
+                f"{seconds:.0f} s, kept to {allow['safety']:g} of it, less {allow['startup']:.0f}"
+                f" s start-up and {sized['fixed_s']:.0f} s fixed cost, leave "
+                f"{study_usable(sized, seconds, **allow):.0f} s: fewer than the "
+                f"{sized['min_epochs']} epochs of {sized['per_epoch_s']:.2g} s the study needs")
             seconds = -1.0
         else:
             step.cmd = [*plan.launch, *plan.study_args, "--epochs", str(epochs),
                         *plan.run_args, "--out", str(work / step.name)]
+    plan.written.append(log)  # this check's own log (never an older one in --out)
     if seconds < step.least:
         log.write_text(f"skipped: {why}\n")
         codes[step.name] = None
         return f"step {step.name}: skipped ({why})"
     start = time.monotonic()
     code, stopped = _run(step, log, seconds, env)
-    took = time.monotonic() - start
+    took = plan.took[step.name] = time.monotonic() - start
     note = " (stopped at the deadline)" if stopped else ""
     if stopped and code != 0:
         done = finished_work(step.name, log)
@@ -328,11 +369,12 @@ def _one_step(plan: _Plan, i: int, left, out: Path, work: Path, env: dict, codes
             f"{_yield_of(step.name, log, work)}")
 
 
-def _pack(out: Path, work: Path, summary: list[str]) -> Path:
-    """The tarball: this check's logs, summary, speed table, records and leaderboards only."""
+def _pack(out: Path, work: Path, summary: list[str], written: list[Path]) -> Path:
+    """The tarball: this check's logs (`written`: the logs this invocation wrote, never another
+    file already in `out`), summary, speed table, records and leaderboards only."""
     (out / "summary.txt").write_text("\n".join(summary) + "\n")
     with tarfile.open(out / "gpu_check.tar.gz", "w:gz") as tar:
-        for f in [*sorted(out.glob("*.log")), out / "summary.txt"]:
+        for f in [*dict.fromkeys(f for f in written if f.is_file()), out / "summary.txt"]:
             tar.add(f, arcname=f"logs/{f.name}")
         if (work / "speed.md").is_file():  # this check's own table, never the committed one
             tar.add(work / "speed.md", arcname="leaderboards/speed.md")
@@ -360,7 +402,7 @@ def main(argv=None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    terminated = False
+    terminated, plan = False, None
     try:
         plan = _plan(args.dry, budget, work)
         summary, codes, terminated = _run_steps(
@@ -369,7 +411,7 @@ def main(argv=None) -> int:
         summary, codes, terminated = ["gpu_check got SIGTERM before its first step"], {}, True
     try:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the summary and tarball come first
-        tarball = _pack(out, work, summary)
+        tarball = _pack(out, work, summary, plan.written if plan is not None else [])
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in the tarball

@@ -8,6 +8,8 @@ other eraser run by run)."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -91,7 +93,12 @@ def _probe(eraser, fill: str, n: int, per: int, shape: tuple[int, int, int]) -> 
     numbers drawn from its own generator (`SplitDraws`), gives exactly the masks and images of
     n separate calls. Tried once per eraser, fill and shape, on the CPU with float32 images of
     the step's shape: an eraser that mixes images across the batch (a sort, a batch-wide coin)
-    or draws in a way that cannot be split is called run by run instead."""
+    or draws in a way that cannot be split is called run by run instead.
+
+    Every call is made on a deep copy of `eraser` (one per run, one for the joint call), so the
+    probe leaves the lane's eraser and its Python state as they were; each copy is called
+    twice in a row, so Python state that changes the second call's masks shows (an eraser
+    that cannot be copied is called run by run)."""
     key = (type(eraser), repr(eraser), fill, n, per, shape)
     if key in _PROBED:
         return _PROBED[key]
@@ -101,25 +108,30 @@ def _probe(eraser, fill: str, n: int, per: int, shape: tuple[int, int, int]) -> 
     cmap = torch.rand(n * per, h, w, generator=src) if eraser.needs_cam else None
     mean = torch.zeros(c)
 
-    def run(rows, cam_rows, g):
-        mask = eraser(rows, cam=cam_rows, generator=g)
-        if is_mixing(eraser):
-            return mask, rows
-        return mask, plugins.fill(rows, mask, fill, mean=mean, generator=g)
+    def run(e, rows, cam_rows, g):
+        out = []
+        for _ in range(2):
+            mask = e(rows, cam=cam_rows, generator=g)
+            out.append((mask, rows if is_mixing(e) else
+                        plugins.fill(rows, mask, fill, mean=mean, generator=g)))
+        return out
 
-    alone = [torch.Generator().manual_seed(1 + i) for i in range(n)]
-    sep = [run(x[i * per:(i + 1) * per], None if cmap is None else cmap[i * per:(i + 1) * per],
-               g) for i, g in enumerate(alone)]
-    joint = [torch.Generator().manual_seed(1 + i) for i in range(n)]
-    lead = torch.Generator().manual_seed(SENTINEL_SEED)
     try:
+        alone = [torch.Generator().manual_seed(1 + i) for i in range(n)]
+        sep = [run(copy.deepcopy(eraser), x[i * per:(i + 1) * per],
+                   None if cmap is None else cmap[i * per:(i + 1) * per], g)
+               for i, g in enumerate(alone)]
+        joint = [torch.Generator().manual_seed(1 + i) for i in range(n)]
+        lead = torch.Generator().manual_seed(SENTINEL_SEED)
+        mine = copy.deepcopy(eraser)
         with SplitDraws(lead, joint, per):
-            mask, out = run(x, cmap, lead)
-        ok = (torch.equal(mask, torch.cat([m for m, _ in sep]))
-              and torch.equal(out, torch.cat([o for _, o in sep]))
+            calls = run(mine, x, cmap, lead)
+        ok = (all(torch.equal(mask, torch.cat([s[c][0] for s in sep]))
+                  and torch.equal(out, torch.cat([s[c][1] for s in sep]))
+                  for c, (mask, out) in enumerate(calls))
               and all(torch.equal(a.get_state(), b.get_state())
                       for a, b in zip(alone, joint, strict=True)))
-    except Exception:  # noqa: BLE001 - unsplittable, or the eraser's own error: run by run
+    except Exception:  # noqa: BLE001 - not copyable, unsplittable, or the eraser's own error
         ok = False
     _PROBED[key] = ok
     return ok

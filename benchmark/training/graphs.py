@@ -28,11 +28,15 @@ capture, so the eager fallback draws the same numbers an eager run would (see `_
 
 **Self-check.** The first time a step kind is captured, the runner (given a `probe`, the
 trainer's saved state) replays the graph once, then runs one eager step from the same saved
-state, and compares per-run loss and parameter update (`probe.differ`). A mismatch (a step
-whose result depends on Python state that a graph freezes at capture, e.g. a stateful
-eraser) prints one line naming the kind and the difference; that kind then runs eagerly, from
-the eager step's state. When the check passes, training continues from the graph's own state,
-with every generator as the replay left it: the check changes no number of the run.
+tensors and generators, with the Python state the capture's call left (as the next eager step
+would see it), and compares per-run loss and parameter update (`probe.differ`). A mismatch (a
+step whose result depends on Python state that a graph freezes at capture, e.g. a stateful
+eraser) prints one line naming the kind and the difference; the step is then taken again
+eagerly from the whole state before the capture (tensors, generators and the erasers' Python
+state), and that kind runs eagerly: the run's numbers are those of an eager run. When the
+check passes, training continues from the graph's own state (tensors, generators, and the
+Python state as the capture left it): the check changes no number of the run. A step whose
+Python state cannot be copied (`probe.unchecked`) is not captured while the check is on.
 """
 
 from __future__ import annotations
@@ -60,8 +64,12 @@ class Probe(Protocol):
         """A copy of everything a step reads and writes (parameters, buffers, optimiser state,
         generators, step counter, accumulators)."""
 
-    def load(self, state) -> None:
-        """Copy `state` back in place (the graph's static buffers keep their addresses)."""
+    def load(self, state, *, python: bool = True) -> None:
+        """Copy `state` back in place (the graph's static buffers keep their addresses); with
+        `python`, also the Python state of what the step calls (fresh copies)."""
+
+    def unchecked(self, state) -> str | None:
+        """Why `state` cannot be loaded exactly (Python state that cannot be copied); None."""
 
     def zero_grad(self) -> None:
         """Zero the gradients in place (the graph's static .grad tensors stay)."""
@@ -229,6 +237,11 @@ class StepRunner:
         register_generators(graph, self.generators)
         check = self.self_check and kind not in self.checked
         before = self.probe.save() if self.probe is not None else None
+        if check and (why := self.probe.unchecked(before)) is not None:
+            self._fallback(kind, f"self-check: not tried, {why}")
+            self.zero_grad()
+            step()
+            return
         self.zero_grad()  # the captured backward allocates the static .grad tensors
         try:
             with torch.cuda.graph(graph, stream=self._stream()):
@@ -252,7 +265,7 @@ class StepRunner:
         """Compare the first replay with one eager step from the same state (module doc)."""
         probe = self.probe
         graphed = probe.save()
-        probe.load(before)
+        probe.load(before, python=False)  # the Python state stays as the capture's call left it
         probe.zero_grad()  # in place: the graph's static .grad tensors stay where it reads them
         step()
         eager = probe.save()
@@ -261,8 +274,11 @@ class StepRunner:
             self.checked.add(kind)
             probe.load(graphed)  # the run goes on from the graph's state, as without the check
             return
-        self.graph = None  # the run goes on eagerly, from the eager step's state
+        self.graph = None
         self._fallback(kind, f"self-check: the graphed step differs from the eager step ({diff})")
+        probe.load(before)  # this step again, eagerly, as an eager run takes it; then eagerly
+        self.zero_grad()
+        step()
 
 
 def _stderr(msg: str) -> None:

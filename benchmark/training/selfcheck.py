@@ -8,13 +8,20 @@ speed but never correctness.
   trained alone from the same state; a run that differs trains alone (training/train.py).
 
 Per run, the step's mean loss and its parameter update must agree within bf16 tolerance
-(`LOSS_RTOL`, `UPDATE_RTOL`). The check saves and restores the whole training state and every
-generator, so when it passes the run's numbers are those it would have without it. The usual
-cause of a mismatch is an eraser whose `forward` keeps Python state (a counter): a graph
-freezes it at capture, and a run alone counts differently from the same run in a stack.
+(`LOSS_RTOL`, `UPDATE_RTOL`). The check saves and restores the whole training state: the
+tensors, every generator, and the Python state of what the step calls (each lane's eraser, its
+epoch's eraser and its CAM source, deep-copied by `TrainState.save` and put back as fresh
+copies by `load`: a trial step never advances a plugin's counter). So whether it passes or a
+run leaves the pack, every run's numbers are those it has without the check. The usual cause
+of a mismatch is an eraser whose `forward` keeps Python state (a counter): a graph freezes it
+at capture. A lane whose Python state cannot be copied is not tried: its kind runs eagerly,
+its run trains alone (speed, never correctness). State outside the objects (a class
+attribute, a module global) cannot be put back; such a plugin is caught only where it shows.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -30,10 +37,31 @@ def self_check_on(device) -> bool:
     return SELF_CHECK is True or (SELF_CHECK == "auto" and torch.device(device).type == "cuda")
 
 
+def _shared(model) -> dict:
+    """A deepcopy memo that keeps the trainer's model, parameters and buffers as they are (a
+    CAM source of the live model must stay bound to it)."""
+    memo = {id(model): model}
+    for t in (*model.parameters(), *model.buffers()):
+        memo[id(t)] = t
+    return memo
+
+
+def copy_python(lanes, model) -> list | str:
+    """A deep copy of the Python objects each lane's step calls: [(eraser, epoch's eraser, CAM
+    source)], copied together (objects shared between lanes stay shared); the trainer's model
+    is not copied. A str (the error, one line) when they cannot be copied."""
+    try:
+        return copy.deepcopy([(ln.eraser, ln.epoch_eraser, ln.cam_fn) for ln in lanes],
+                             _shared(model))
+    except Exception as e:  # noqa: BLE001 - any plugin's object: a lock, a file, a C handle
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+
+
 class TrainState:
     """A pack's training state as the self-check sees it (graphs.Probe): parameters, buffers,
-    momentum, the runs' generators, the step counter and the accumulators. It holds no
-    reference to the trainer (the runner keeps it: no cycle)."""
+    momentum, the runs' generators, the step counter and the accumulators, and the Python
+    state of the lanes' erasers and CAM sources (`copy_python`). It holds no reference to the
+    trainer (the runner keeps it: no cycle)."""
 
     def __init__(self, model, opt, lanes, acc, pos, names: list[str]):
         self.model, self.opt, self.lanes, self.acc, self.pos, self.names = (
@@ -46,10 +74,24 @@ class TrainState:
                 "momentum": [None if (m := self.opt.state.get(p, {}).get("momentum_buffer"))
                              is None else m.clone() for p in params],
                 "gens": [lane.generator.get_state() for lane in self.lanes],
-                "acc": self.acc.clone(), "pos": self.pos.clone()}
+                "acc": self.acc.clone(), "pos": self.pos.clone(),
+                "python": copy_python(self.lanes, self.model)}
+
+    def unchecked(self, s: dict) -> str | None:
+        """Why `s` cannot be loaded exactly (a lane's Python state that cannot be copied), or
+        None: then a trial step from `s` and `load(s)` change no number."""
+        py = s["python"]
+        return None if not isinstance(py, str) else (
+            f"an eraser's or CAM source's Python state cannot be copied ({py})")
 
     @torch.no_grad()
-    def load(self, s: dict) -> None:
+    def load(self, s: dict, *, python: bool = True) -> None:
+        """Copy the tensors of `s` back in place; with `python`, give each lane a fresh copy
+        of its saved eraser, epoch's eraser and CAM source (`s` can be loaded again)."""
+        if python and not isinstance(s["python"], str):
+            for lane, (eraser, epoch_eraser, cam_fn) in zip(
+                    self.lanes, copy.deepcopy(s["python"], _shared(self.model)), strict=True):
+                lane.eraser, lane.epoch_eraser, lane.cam_fn = eraser, epoch_eraser, cam_fn
         params = list(self.model.parameters())
         for p, v in zip(params, s["params"], strict=True):
             p.copy_(v)
@@ -109,11 +151,22 @@ def check_stack(tr, epoch: int) -> dict[int, str]:
     each run's own step trained alone from the same state (a fresh single-run trainer loaded
     with `run_state`). Returns {run index: why} for the runs that differ (loss or parameter
     update beyond bf16 tolerance), each also said in one line; they should train alone.
-    Leaves the pack, its generators and the process's RNG as they were, so a passing check
-    changes no number. {} for a single run."""
+    Leaves the pack (tensors, generators, and its erasers' and CAM sources' Python state: the
+    trial step runs on them, then fresh copies of them from before it are put back) and the
+    process's RNG as they were, so the check changes no number. Runs whose Python state
+    cannot be copied are not tried: they train alone. {} for a single run."""
     if tr.k == 1 or not self_check_on(tr.device):
         return {}
     before = tr.train_state.save()
+    why = tr.train_state.unchecked(before)
+    if why is not None:
+        bad = {k: f"self-check: not tried, {why}" for k, lane in enumerate(tr.lanes)
+               if isinstance(copy_python([lane], tr.model), str)} or {
+            k: f"self-check: not tried, {why}" for k in range(tr.k)}
+        for k in bad:
+            tr.log(f"note: pack of {tr.k}: {tr.specs[k].run_id} trains alone, not stacked: "
+                   f"{bad[k]}")
+        return bad
     alone_states = [tr.run_state(k) for k in range(tr.k)]
     devices = [tr.device] if tr.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):

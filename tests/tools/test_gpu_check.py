@@ -122,3 +122,62 @@ def test_sigterm_to_the_check_still_writes_its_summary_and_tarball(tmp_path):
 
 def test_the_check_writes_into_the_untracked_runs_folder_by_default():
     assert gpu_check._parser().parse_args([]).out == "runs/gpu_check"
+
+
+def _fake_check(monkeypatch, took: dict, sized: dict):
+    """gpu_check's steps replaced by instant fakes on a fake clock: step `name` "takes"
+    took[name] seconds; the sizing prints `sized`. Returns {step: its command}."""
+    import json
+    from types import SimpleNamespace
+
+    now = [0.0]
+    ran = {}
+
+    def fake_run(step, log, seconds, env):
+        ran[step.name] = step.cmd
+        log.write_text(json.dumps(sized) + "\n" if step.name == "size_study" else "ok\n")
+        now[0] += min(took.get(step.name, 1.0), seconds)
+        return 0, False
+
+    monkeypatch.setattr(gpu_check, "_run", fake_run)
+    monkeypatch.setattr(gpu_check, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    return ran
+
+
+def test_the_dry_check_on_a_slow_machine_plans_at_least_one_epoch_of_the_study(tmp_path,
+                                                                             monkeypatch):
+    """t18b's loaded machine: the steps took 5, 6, 17 and 5 s and an epoch of the study 0.54 s;
+    the default --dry budget (115 s) leaves the study 56 s. Sized with the GPU's 30 s start-up
+    and a half of it kept, it planned no epoch; with the start-up measured here it runs."""
+    ran = _fake_check(monkeypatch, {"gpu_tests": 5, "speed": 6, "smoke": 17, "size_study": 5},
+                      {"per_epoch_s": 0.5388, "fixed_s": 0.0767, "min_epochs": 1,
+                       "clock": "cpu"})
+    code = gpu_check.main(["--dry", "--out", str(tmp_path / "check")])
+    study = ran.get("synthetic_study")
+    assert study is not None, ran
+    assert int(study[study.index("--epochs") + 1]) >= 1
+    assert code == 0
+
+
+def test_a_study_that_does_not_fit_says_what_did_not_fit(tmp_path, monkeypatch):
+    _fake_check(monkeypatch, {"gpu_tests": 5, "speed": 6, "smoke": 17, "size_study": 5},
+                {"per_epoch_s": 30.0, "fixed_s": 2.0, "min_epochs": 2, "clock": "cpu"})
+    gpu_check.main(["--dry", "--out", str(tmp_path / "check")])
+    line = (tmp_path / "check" / "summary.txt").read_text().splitlines()[-1]
+    assert line.startswith("step synthetic_study: skipped (")
+    assert "17 s start-up" in line and "fewer than the 2 epochs of 30 s the study needs" in line
+    print(line)
+
+
+def test_a_stray_old_log_in_out_is_not_in_the_tarball(tmp_path, monkeypatch):
+    _fake_check(monkeypatch, {}, {"per_epoch_s": 0.1, "fixed_s": 0.0, "min_epochs": 1,
+                                  "clock": "cpu"})
+    out = tmp_path / "check"
+    out.mkdir()
+    (out / "old_h100.log").write_text("graphed: 0.10 ms/step (from an old check)\n")
+    gpu_check.main(["--dry", "--out", str(out)])
+    with tarfile.open(out / "gpu_check.tar.gz") as tar:
+        names = tar.getnames()
+    assert "logs/old_h100.log" not in names
+    assert {f"logs/{s}.log" for s in ("gpu_tests", "speed", "smoke", "size_study",
+                                      "synthetic_study")} <= set(names), names

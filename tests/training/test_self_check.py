@@ -126,3 +126,92 @@ def test_a_passing_stack_self_check_changes_no_number(monkeypatch):
                       state_of(tr))
     assert got[True][0] == got[False][0]
     assert all(torch.equal(got[True][1][n], got[False][1][n]) for n in got[False][1])
+
+
+class EveryOther(plugins.Eraser):
+    """Erases the top-left 8 x 8 on odd calls only (an instance counter, against the contract):
+    the tester's plugin. Each run has its own instance, called once a step, stacked or alone."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def forward(self, images, *, cam=None, generator=None):
+        self.calls += 1
+        b, _, h, w = images.shape
+        m = torch.zeros(b, 1, h, w, dtype=torch.bool, device=images.device)
+        if self.calls % 2 == 1:
+            m[..., :8, :8] = True
+        return m
+
+
+def _alone_f64(spec, rd, epochs):
+    tr = PackTrainer([spec], rd, "cpu", dtype=torch.float64)
+    rows = [tr.train_epoch(e)[0] for e in range(epochs)]
+    return rows, tr
+
+
+@pytest.mark.parametrize("methods", [
+    ["every_other_test", "cutout", "cutout"],  # seed 1 of the stateful eraser with cutouts
+    ["every_other_test", "every_other_test", "cutout", "cutout"],  # t18b's pack of 4
+    ["alternating_test", "cutout"],  # a counter that flips every call
+])
+def test_a_passing_self_check_leaves_a_stateful_erasers_numbers_unchanged(
+        monkeypatch, stateful, methods):
+    """float64: after the stack self-check (passed, or its runs excluded), every stacked run
+    trains exactly as the same run alone without the check (a trial step or a grouping probe
+    that advanced an eraser's counter made the stateful run erase on the other steps)."""
+    plugins.register("every_other_test")(EveryOther)
+    try:
+        by = {}
+        for s in specs_for(list(dict.fromkeys(methods)), n_train=32, seeds=(0, 1), epochs=2):
+            by.setdefault(s.method.name, []).append(s)
+        by[methods[0]].reverse()  # the stateful eraser's seed 1 first, as in t18b's pack
+        pack = [by[name].pop(0) for name in methods]
+        rd = load_run_data(pack[0], "cpu")
+        tr = PackTrainer(pack, rd, "cpu", dtype=torch.float64)
+        bad = tr.check_stack(0)
+        assert all(not isinstance(lane.eraser, EveryOther) or lane.eraser.calls == 0
+                   for lane in tr.lanes)
+        got = [tr.train_epoch(e) for e in range(2)]
+        for k, spec in enumerate(pack):
+            if k in bad:
+                continue
+            want, alone = _alone_f64(spec, rd, 2)
+            for e in range(2):
+                g, w = got[e][k], want[e]
+                assert g["erased_fraction"] == w["erased_fraction"], (spec.run_id, e)
+                assert g["train_loss"] == pytest.approx(w["train_loss"], rel=1e-9, abs=0), (
+                    spec.run_id, e)
+        assert len(bad) < len(pack)
+    finally:
+        plugins.unregister("every_other_test")
+
+
+def test_the_grouping_probe_never_calls_a_lanes_own_eraser(stateful):
+    from benchmark.training import draws
+
+    e = Alternating()
+    draws._PROBED.clear()
+    draws._probe(e, "zero", 2, 4, (3, 8, 8))
+    assert e.calls == 0
+
+
+def test_a_failed_graph_self_check_leaves_the_numbers_of_an_eager_run(monkeypatch, stateful):
+    """The graph self-check catches the stateful eraser, then takes that step again from the
+    whole state before the capture (its Python state too): the run's numbers are exactly those
+    of the same run trained eagerly, without graphs or check."""
+    specs = specs_for(["alternating_test"], n_train=48)
+    rd = load_run_data(specs[0], "cpu")
+    monkeypatch.setattr(selfcheck, "SELF_CHECK", False)
+    eager = PackTrainer(specs, rd, "cpu")
+    want = eager.train_epoch(0)[0]
+    monkeypatch.setattr(selfcheck, "SELF_CHECK", True)
+    FakeCuda(monkeypatch)
+    tr = PackTrainer(specs, rd, "cpu", log=lambda m: None)
+    got = tr.train_epoch(0)[0]
+    assert "replace" in tr.runner.eager_kinds
+    assert {k: v for k, v in got.items() if k != "_acc"} == {
+        k: v for k, v in want.items() if k != "_acc"}
+    assert all(torch.equal(a, b) for a, b in zip(state_of(tr).values(),
+                                                  state_of(eager).values(), strict=True))
+    assert tr.lanes[0].eraser.calls == eager.lanes[0].eraser.calls
