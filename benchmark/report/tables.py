@@ -224,6 +224,31 @@ _BASIS = {"cpu": ("CPU-h", " per CPU-s", "CPU-hours"),
           "gpu": ("GPU-h", " per GPU-s", "GPU-hours")}
 
 
+_COST_CAPTION = (
+    "Device-hours per finished run, the mean over the cell's runs. On a CPU: CPU-h, the "
+    "CPU time the run's training consumed (the record's `cpu_time_s`: the process's CPU "
+    "time in its training epochs, every thread, evaluation and checkpoints not counted), "
+    "which other jobs competing for the cores barely change where wall-clock time grows "
+    "with them (a run on one torch thread costs the same on a busy machine; on several, "
+    "threads spin-waiting for a descheduled sibling count too, so heavy contention "
+    "still adds some). On a GPU: GPU-h, "
+    "the record's `wall_time_s`, the wall-clock time of the sessions that trained the "
+    "run, evaluation and checkpoints included. A CPU cell with a record from before "
+    "`cpu_time_s` existed (or whose `cpu_time_s` is implausible against its training "
+    "time) shows wall-clock time instead, marked `wall-clock` (load inflates it: compare "
+    "such cells with care). A resumed run counts every session "
+    "(wall-clock records written before sessions were summed, the last one only); a run "
+    "forked from a shared warm-up counts the warm-up's training it inherits, so the "
+    "total counts a shared warm-up once per run forked from it. "
+    "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
+    "where records say), each run is charged 1/K of the pack's time, so the hours add "
+    "up to the device time used. Throughput: training images (erased copies included) "
+    "per second of the same clock as the cell's hours: per CPU-second of training on a "
+    "CPU; per wall-clock second of the whole run, evaluation included, on a GPU and in "
+    "`wall-clock` cells. For a pack it is the whole pack's throughput. "
+)
+
+
 def cost(g: Grid) -> list[str]:
     """Device-hours per run (its share of the pack when runs were stacked), with the pack size
     where records have one, and throughput: on a CPU the CPU time the run's training consumed
@@ -254,28 +279,7 @@ def cost(g: Grid) -> list[str]:
     header = ["model", "method", "runs", "device", *(["pack"] if packed else []),
               "device-h per run", "training images per device-s"]
     return ["## Cost: device-hours per run", "",
-            "Device-hours per finished run, the mean over the cell's runs. On a CPU: CPU-h, the "
-            "CPU time the run's training consumed (the record's `cpu_time_s`: the process's CPU "
-            "time in its training epochs, every thread, evaluation and checkpoints not counted), "
-            "which other jobs competing for the cores barely change where wall-clock time grows "
-            "with them (a run on one torch thread costs the same on a busy machine; on several, "
-            "threads spin-waiting for a descheduled sibling count too, so heavy contention "
-            "still adds some). On a GPU: GPU-h, "
-            "the record's `wall_time_s`, the wall-clock time of the sessions that trained the "
-            "run, evaluation and checkpoints included. A CPU cell with a record from before "
-            "`cpu_time_s` existed (or whose `cpu_time_s` is implausible against its training "
-            "time) shows wall-clock time instead, marked `wall-clock` (load inflates it: compare "
-            "such cells with care). A resumed run counts every session "
-            "(wall-clock records written before sessions were summed, the last one only); a run "
-            "forked from a shared warm-up counts the warm-up's training it inherits, so the "
-            "total counts a shared warm-up once per run forked from it. "
-            "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
-            "where records say), each run is charged 1/K of the pack's time, so the hours add "
-            "up to the device time used. Throughput: training images (erased copies included) "
-            "per second of the same clock as the cell's hours: per CPU-second of training on a "
-            "CPU; per wall-clock second of the whole run, evaluation included, on a GPU and in "
-            "`wall-clock` cells. For a pack it is the whole pack's throughput. "
-            f"Total: {total}.", "",
+            _COST_CAPTION + f"Total: {total}.", "",
             *md_table(header, rows), ""]
 
 

@@ -22,85 +22,26 @@ import contextlib
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from benchmark.timing import per_call, sync
+from benchmark.tools.data_facts import DataFacts, dataset_facts, dataset_sizes
+from benchmark.tools.flops import (
+    STATED_BF16_TFLOPS,
+    counted_flops,
+    forward_flops_per_image,
+    projection,
+)
 from benchmark.training.pack import PackTrainer, RunData, pack_kind
 from benchmark.training.train import image_passes, steps_per_epoch
 
+__all__ = ["DataFacts", "STATED_BF16_TFLOPS", "calibrate", "calibrate_together", "clock_of",
+           "counted_flops", "dataset_facts", "dataset_sizes", "estimate", "fmt_seconds",
+           "forward_flops_per_image", "median_call", "projection"]
+
 TIMED_STEPS = 5
-
-
-@dataclass(frozen=True)
-class DataFacts:
-    """What a plan needs of a run's dataset: sizes, classes, boxes, the image shape
-    (channels, height, width) and where the sizes came from (`source`, for the printed line)."""
-
-    name: str
-    n_train: int
-    n_test: int
-    classes: int
-    boxes: bool
-    shape: tuple[int, int, int]
-    source: str
-
-    @property
-    def sizes(self) -> tuple[int, int, int, bool]:
-        """(n_train, n_test, classes, has boxes): what `calibrate` takes."""
-        return self.n_train, self.n_test, self.classes, self.boxes
-
-    def line(self) -> str:
-        """One line: the dataset, its image shape and sizes, and where they came from."""
-        c, h, w = self.shape
-        return (f"data: {self.name}, {c}x{h}x{w} images, {self.n_train:,} training and "
-                f"{self.n_test:,} test images ({self.source})")
-
-
-_facts_cache: dict = {}
-
-
-def dataset_facts(spec) -> DataFacts:
-    """A run's dataset as a plan sees it, loading its images only when nothing else tells
-    (an hf: dataset): the synthetic set from its options; CIFAR, Fashion-MNIST and SVHN at the
-    image shape their loaders enforce (Fashion-MNIST 1x28x28, the others 3x32x32) and the
-    number of images of the local files when a header or this process's data check has
-    counted them (`data.local_sizes`), else the published sizes, saying why."""
-    from benchmark import data
-
-    d = spec.data
-    key = (d.name, d.root, repr(sorted(d.options.items())))
-    if key in _facts_cache:
-        return _facts_cache[key]
-    known, shape = data.known_sizes(d.name, **d.options), data.known_shape(d.name, **d.options)
-    if d.name == "synthetic":
-        facts = DataFacts(d.name, *known, (shape[0], shape[1], shape[1]),
-                          "generated from the suite's options")
-    elif known is not None and shape is not None:
-        n_train, n_test, where = data.local_sizes(d.name, d.root, **d.options)
-        if n_train is None:
-            n_train, n_test = known[:2]
-            source = f"{d.name}'s published sizes: {where}"
-        else:
-            source = f"counted from {where}"
-        facts = DataFacts(d.name, n_train, n_test, *known[2:], (shape[0], shape[1], shape[1]),
-                          source)
-    else:
-        kw = dict(root=d.root, **d.options)
-        tr, te = data.load(d.name, "train", **kw), data.load(d.name, "test", **kw)
-        c, h, w = tr.images.shape[1:]
-        facts = DataFacts(d.name, len(tr.labels), len(te.labels), len(tr.classes),
-                          tr.boxes is not None, (int(c), int(h), int(w)),
-                          "counted from the loaded dataset")
-    _facts_cache[key] = facts
-    return facts
-
-
-def dataset_sizes(spec) -> tuple[int, int, int, bool]:
-    """(n_train, n_test, num_classes, has boxes) of a run's dataset (`dataset_facts`)."""
-    return dataset_facts(spec).sizes
 
 
 def _fake_data(n: int, n_test: int, classes: int, boxes: bool, device,
@@ -408,68 +349,18 @@ def estimate(packs, device, *, precision: str = "no", done=frozenset(),
         for (key, *_), rate in zip(group, timed, strict=True):
             rates.setdefault(key, {}).update(rate)
     for pack, todo, facts, start, kinds, key in todo_packs:
-        rate, t = rates[key], todo[0].train
-        n_steps = steps_per_epoch(facts.n_train, t.batch_size)
-        seconds = sum(n_steps * rate[kind] for kind in kinds) + len(kinds) * rate["eval"]
-        fixed = rate["final"] / len(pack.runs) + rate["robustness"]  # each run its own
-        for r in todo:
-            out[r.run_id] = {"images": image_passes(r, facts.n_train, start_epoch=start),
-                             "seconds": seconds / len(pack.runs) + fixed,
-                             "fixed_seconds": fixed}
+        out.update(_run_costs(pack, todo, facts, start, kinds, rates[key]))
     return out
 
 
-# Stated dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from NVIDIA's datasheets: a
-# projection's ceiling, not a measurement of this code.
-STATED_BF16_TFLOPS = {"H100 SXM": 989.0, "H200 SXM": 989.0, "A100 SXM": 312.0}
-_flops_cache: dict = {}
-
-
-def forward_flops_per_image(model_name: str, num_classes: int,
-                            shape: tuple[int, int, int] = (3, 32, 32)) -> int:
-    """FLOPs of one image's forward pass (`shape`: channels, height, width), counted by torch's
-    FlopCounterMode (matmuls and convolutions; a multiply-add is 2 FLOPs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from benchmark import models
-
-    key = (model_name, num_classes, tuple(shape))
-    if key not in _flops_cache:
-        model = models.create(model_name, num_classes=num_classes, in_chans=shape[0]).eval()
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model(torch.zeros(1, *shape))
-        _flops_cache[key] = int(counter.get_total_flops())
-    return _flops_cache[key]
-
-
-def counted_flops(runs, est: dict) -> float:
-    """Training FLOPs of the runs still to train: 3 forward passes' worth per trained image
-    (forward, and a backward of about twice that) plus one per test image per epoch."""
-    total = 0.0
-    for r in runs:
-        e = est[r.run_id]
-        if e.get("done"):
-            continue
-        facts = dataset_facts(r)
-        start = r.method.warmup_epochs if r.fork_from else 0
-        f = forward_flops_per_image(r.model, facts.classes, facts.shape)
-        n_test = facts.n_test
-        total += f * (3 * e["images"] + n_test * (r.train.epochs - start))
-    return total
-
-
-def projection(flops: float) -> str:
-    """One line: the counted FLOPs and the floor they set on each GPU of STATED_BF16_TFLOPS."""
-    def secs(s):
-        return f"{s:.2g}s" if s < 10 else fmt_seconds(s)
-
-    floors = ", ".join(f"{name} {secs(flops / (tf * 1e12))}"
-                       for name, tf in STATED_BF16_TFLOPS.items())
-    return (f"projection (not measured): {flops / 1e12:,.3g} TFLOP counted (FlopCounterMode); "
-            f"at the stated bf16 peak that is at least {floors}; small ResNets reach a fraction "
-            "of the peak, so expect several times longer: measure with `erasebench speed train` "
-            "on that GPU")
+def _run_costs(pack, todo, facts, start: int, kinds: list, rate: dict) -> dict[str, dict]:
+    """`estimate`'s entries for one pack's runs still to train, from its context's rates."""
+    n_steps = steps_per_epoch(facts.n_train, todo[0].train.batch_size)
+    seconds = sum(n_steps * rate[kind] for kind in kinds) + len(kinds) * rate["eval"]
+    fixed = rate["final"] / len(pack.runs) + rate["robustness"]  # each run its own
+    return {r.run_id: {"images": image_passes(r, facts.n_train, start_epoch=start),
+                       "seconds": seconds / len(pack.runs) + fixed, "fixed_seconds": fixed}
+            for r in todo}
 
 
 def fmt_seconds(s: float) -> str:
