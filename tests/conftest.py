@@ -48,3 +48,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def sigterm_at():
+    """`sigterm_at(cmd, prefix, env=None)` starts `cmd` (unbuffered, stderr into stdout), reads
+    its output up to the first line starting with `prefix`, sends it SIGTERM and returns (that
+    line, the rest of its output, its exit code); the process is killed whatever happens."""
+    import signal
+    import subprocess
+
+    def run(cmd, prefix, env=None):
+        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env)
+        line = ""
+        try:
+            for line in proc.stdout:
+                if line.startswith(prefix):
+                    break
+            proc.send_signal(signal.SIGTERM)
+            rest = proc.stdout.read()
+            return line, rest, proc.wait(timeout=60)
+        finally:
+            proc.kill()
+
+    return run

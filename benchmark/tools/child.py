@@ -1,6 +1,6 @@
 """A step of the GPU check as a child process: its output echoed line by line and kept in its
 log, SIGTERM to its process group at its deadline, SIGKILL after its grace; a SIGTERM to the
-check itself stops the child the same way and is raised as `_Terminated`."""
+check itself stops the child the same way and is raised as `Terminated`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _Terminated(Exception):
+class Terminated(Exception):
     """gpu_check itself got SIGTERM (e.g. the device tool's timeout): stop the running step,
     then still write the summary and the tarball of what exists, and exit 143."""
 
 
-def _raise_terminated(signum, frame):
-    raise _Terminated("SIGTERM")
+def raise_terminated(signum, frame):
+    raise Terminated("SIGTERM")
 
 
 @dataclass
@@ -42,7 +42,7 @@ def _echo(pipe, log, name: str) -> None:
     pipe.close()
 
 
-def _run(step: Step, log: Path, seconds: float, env: dict) -> tuple[int | None, bool]:
+def run_child(step: Step, log: Path, seconds: float, env: dict) -> tuple[int | None, bool]:
     """Run a step with its output to log and stdout; SIGTERM to its process group at the
     deadline, SIGKILL `step.grace` s later. (exit code, stopped at the deadline)."""
     with log.open("w") as f:
@@ -59,11 +59,11 @@ def _run(step: Step, log: Path, seconds: float, env: dict) -> tuple[int | None, 
             echo = threading.Thread(target=_echo, args=(proc.stdout, f, step.name), daemon=True)
             echo.start()
             code = proc.wait(timeout=seconds)
-        except (subprocess.TimeoutExpired, _Terminated) as e:
+        except (subprocess.TimeoutExpired, Terminated) as e:
             stopped = True
-            terminated = e if isinstance(e, _Terminated) else None
+            terminated = e if isinstance(e, Terminated) else None
             if proc is None:
-                raise _Terminated(None) from None
+                raise Terminated(None) from None
             # Further SIGTERMs to this process must not cut the child's grace short.
             previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
@@ -73,7 +73,7 @@ def _run(step: Step, log: Path, seconds: float, env: dict) -> tuple[int | None, 
         if echo is not None:
             echo.join(timeout=5)
     if terminated is not None:
-        raise _Terminated(code)
+        raise Terminated(code)
     return code, stopped
 
 

@@ -40,14 +40,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.tools.child import ROOT, Step, _raise_terminated, _run, _Terminated
+from benchmark.tools.child import ROOT, Step, Terminated, raise_terminated, run_child
 from benchmark.tools.study_size import (
     DRY_STUDY_SAFETY,
     STARTUP_S,
     STUDY_SAFETY,
-    _dry_startup,
-    _sizing_lines,
+    dry_startup,
     size_study,
+    sizing_lines,
     study_epochs,
     study_usable,
 )
@@ -106,7 +106,7 @@ def finished_work(name: str, log: Path) -> bool | None:
         whole = re.search(r"^wrote ", text, re.M) and "Stopped by SIGTERM" not in text
         return True if whole else None
     if name == "size_study":
-        return True if any("per_epoch_s" in d for d in _sizing_lines(log)) else None
+        return True if any("per_epoch_s" in d for d in sizing_lines(log)) else None
     return True if "SIGTERM arrived after every run of" in text else None
 
 
@@ -226,7 +226,7 @@ def _run_steps(plan: _Plan, left, out: Path, work: Path, env: dict) -> tuple[lis
     for i, step in enumerate(plan.steps):
         try:
             line = _one_step(plan, i, left, out, work, env, codes, sized, least_epochs)
-        except _Terminated as e:
+        except Terminated as e:
             code = e.args[0] if e.args and isinstance(e.args[0], int) else None
             codes[step.name] = code if code is not None else -15
             line = (f"step {step.name}: stopped by SIGTERM to gpu_check (exit {code}); "
@@ -239,7 +239,7 @@ def _run_steps(plan: _Plan, left, out: Path, work: Path, env: dict) -> tuple[lis
                 print(summary[-1], flush=True)
             return summary, codes, True
         if step.name == "size_study":
-            found = _sizing_lines(out / f"{step.name}.log")
+            found = sizing_lines(out / f"{step.name}.log")
             sized = next((d for d in reversed(found) if "per_epoch_s" in d), None)
             least_epochs = next((d["min_epochs"] for d in found if "min_epochs" in d), None)
         summary.append(line)
@@ -255,7 +255,7 @@ def _one_step(plan: _Plan, i: int, left, out: Path, work: Path, env: dict, codes
     log = out / f"{step.name}.log"
     why, how = f"{seconds:.0f} s left", ""
     if step.cmd is None:  # the study, at the epochs its measured steps allow
-        allow = ({"startup": _dry_startup(plan.took), "safety": DRY_STUDY_SAFETY} if plan.dry
+        allow = ({"startup": dry_startup(plan.took), "safety": DRY_STUDY_SAFETY} if plan.dry
                  else {"startup": STARTUP_S, "safety": STUDY_SAFETY})
         epochs = study_epochs(sized, seconds, plan.most_epochs, **allow)
         if epochs is None and not sized and least_epochs is not None:
@@ -277,7 +277,7 @@ def _one_step(plan: _Plan, i: int, left, out: Path, work: Path, env: dict, codes
         codes[step.name] = None
         return f"step {step.name}: skipped ({why})"
     start = time.monotonic()
-    code, stopped = _run(step, log, seconds, env)
+    code, stopped = run_child(step, log, seconds, env)
     took = plan.took[step.name] = time.monotonic() - start
     note = " (stopped at the deadline)" if stopped else ""
     if stopped and code != 0:
@@ -325,13 +325,13 @@ def main(argv=None) -> int:
     # The GPU machine runs a copy of the working tree without `pip install`: put it on the path.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     terminated, plan = False, None
     try:
         plan = _plan(args.dry, budget, work)
         summary, codes, terminated = _run_steps(
             plan, lambda: budget - (time.monotonic() - t0) - TAR_RESERVE_S, out, work, env)
-    except _Terminated:  # before any step ran
+    except Terminated:  # before any step ran
         summary, codes, terminated = ["gpu_check got SIGTERM before its first step"], {}, True
     try:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the summary and tarball come first

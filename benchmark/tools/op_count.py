@@ -22,8 +22,8 @@ set and counts one step of `kind`:
 - "append": CAM erasing (cam_erasing) on originals + erased copies, one BatchNorm batch.
 
 The count depends on the precision: `gpu_path=True` counts the step as a CUDA run takes it,
-bf16 autocast (without a weight cache, so a cast per layer) and channels_last (the train
-default), autocast on the CPU standing in for the GPU's; `gpu_path=False` counts fp32 and
+bf16 autocast (its weight casts once a step: training/weight_cast.py) and channels_last (the
+train default), autocast on the CPU standing in for the GPU's; `gpu_path=False` counts fp32 and
 contiguous. It also grows with K (each lane's draws are its own ops) and with the number of
 different erasers in the pack, so one number is not all steps: `goal_lines` prints one per kind
 and precision.
@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["GOAL_K16", "KINDS", "OpCount", "count_ops", "count_step_ops", "goal_lines"]
+__all__ = ["GOAL_K16", "KINDS", "OpCount", "count_ops", "count_step_ops", "goal_lines", "step_pack"]
 
 KINDS = ("plain", "replace", "mixing", "append")
 GOAL_K16 = 600  # the most top-level aten ops, views included, a K = 16 erasing step may issue
@@ -83,13 +83,11 @@ def _methods(kind: str, k: int) -> list:
     raise ValueError(f"op count: step kind {kind!r}; allowed: {', '.join(KINDS)}")
 
 
-def count_step_ops(kind: str, k: int, batch: int = 8, *, size: int = 16,
-                   gpu_path: bool = False) -> OpCount:
-    """Top-level aten ops of one `kind` step (KINDS) of a CPU pack of `k` resnet20 runs, batch
-    `batch`, `size` x `size` synthetic images (the count does not depend on the image size), in
-    fp32 and contiguous, or (`gpu_path`) bf16 autocast and channels_last as a CUDA run trains.
-    The first step is taken uncounted (lazy state: the optimiser's buffers), the second is
-    counted. ValueError for an unknown kind."""
+def step_pack(kind: str, k: int, batch: int = 8, *, size: int = 16, gpu_path: bool = False):
+    """(trainer, step): a CPU pack of `k` resnet20 runs (lane i: seed i and the i-th method of
+    `kind`, see KINDS) on a tiny synthetic set, batch `batch`, `size` x `size` images, in fp32
+    and contiguous or (`gpu_path`) bf16 autocast and channels_last as a CUDA run trains, its
+    epoch permutations drawn, and its `kind` step. ValueError for an unknown kind."""
     from benchmark.suites.config import parse_suite
     from benchmark.suites.expand import expand
     from benchmark.training.pack import PackTrainer, load_run_data
@@ -112,7 +110,15 @@ def count_step_ops(kind: str, k: int, batch: int = 8, *, size: int = 16,
     tr.model.train()
     for lane in tr.lanes:
         lane.perm.copy_(torch.randperm(lane.perm.shape[0], generator=lane.generator))
-    step = tr.step_for("replace" if kind == "mixing" else kind)
+    return tr, tr.step_for("replace" if kind == "mixing" else kind)
+
+
+def count_step_ops(kind: str, k: int, batch: int = 8, *, size: int = 16,
+                   gpu_path: bool = False) -> OpCount:
+    """Top-level aten ops of one `kind` step (KINDS) of `step_pack(kind, k, batch, ...)` (the
+    count does not depend on the image size). The first step is taken uncounted (lazy state:
+    the optimiser's buffers), the second is counted. ValueError for an unknown kind."""
+    tr, step = step_pack(kind, k, batch, size=size, gpu_path=gpu_path)
 
     def one():
         tr.opt.zero_grad(set_to_none=True)

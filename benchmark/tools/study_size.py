@@ -1,7 +1,7 @@
 """How long gpu_check's study may train: its cost per epoch timed on this device
 (`size_study`, run as `gpu_check --size-study`), and the epochs that finish inside the time
 left (`study_epochs`), with the GPU's planned start-up and safety or, under `--dry`, this
-machine's measured start-up (`_dry_startup`)."""
+machine's measured start-up (`dry_startup`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ STUDY_SAFETY = 0.5  # plan the study to take half its time: launch, data, captur
 STARTUP_S = 30  # a runner's launch, imports and data before its first step (planned, not timed)
 # --dry: the CPU rehearsal's epochs are timed on this loaded CPU by the sizing step itself (no
 # capture, no first-time cuDNN search to allow for); its start-up is measured: the smoke step's
-# wall time, the same launcher and runner on a tiny suite (`_dry_startup`).
+# wall time, the same launcher and runner on a tiny suite (`dry_startup`).
 DRY_STUDY_SAFETY = 0.8
 
 
@@ -74,7 +74,7 @@ def study_epochs(sized: dict | None, seconds: float, cap: int, *, startup: float
     return epochs if epochs >= sized["min_epochs"] else None
 
 
-def _dry_startup(took: dict[str, float]) -> float:
+def dry_startup(took: dict[str, float]) -> float:
     """--dry: the start-up the study's runner will need, measured on this machine now: the
     smoke step's wall time (the same launcher and runner, a tiny suite: its start-up, data,
     training and rendering), else the sizing step's (a process that imports torch and times
@@ -85,7 +85,7 @@ def _dry_startup(took: dict[str, float]) -> float:
     return STARTUP_S
 
 
-def _sizing_lines(log: Path) -> list[dict]:
+def sizing_lines(log: Path) -> list[dict]:
     """The JSON lines the sizing step printed (its fewest epochs first, then its sizing)."""
     found = []
     for line in (log.read_text(errors="replace").splitlines() if log.is_file() else []):

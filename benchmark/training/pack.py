@@ -84,7 +84,8 @@ def cam_in_box(model, rd: RunData, layer: str | None, batch_size: int,
 
 def autocast_for(device, precision: str):
     """A context factory: bf16 autocast or nothing. The autocast weight cache is off, as CUDA
-    graph capture requires (cached casts would be freed after capture)."""
+    graph capture requires (cached casts would be freed after capture); the step casts the
+    weights once a step itself (training/weight_cast.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"mixed precision {precision!r}: erasebench trains in 'no' (fp32) "
                          "or 'bf16'; fp16 would need loss scaling")
@@ -224,6 +225,8 @@ class PackTrainer:
             self._steps[kind] = Step(self.model, self.opt, self.lanes, kind=kind,
                                      append_bn=m.append_bn if m.append_bn in APPEND_BN else "joint",
                                      autocast=self.autocast, acc=self.acc, pos=self.pos,
+                                     weight_dtype=torch.bfloat16 if self.precision == "bf16"
+                                     else None,
                                      channels_last=self.specs[0].train.channels_last)
         return self._steps[kind]
 

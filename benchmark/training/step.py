@@ -49,6 +49,7 @@ from benchmark.suites.config import APPEND_BN
 from benchmark.suites.config import STEP_KINDS as KINDS
 from benchmark.training.draws import SENTINEL_SEED, SplitDraws
 from benchmark.training.erasing import LaneErasing
+from benchmark.training.weight_cast import WeightCast
 from plugins.geometry import peak_in_box, peaks, xyxy_mask
 from plugins.mixing import is_mixing, mixed_cross_entropy
 
@@ -144,7 +145,8 @@ class Step(LaneErasing):
     the ops of one ordinary run."""
 
     def __init__(self, model, opt, lanes: list[Lane], *, kind: str, append_bn: str = "joint",
-                 autocast=None, channels_last: bool = False, acc: torch.Tensor, pos: torch.Tensor):
+                 autocast=None, channels_last: bool = False, acc: torch.Tensor, pos: torch.Tensor,
+                 weight_dtype: torch.dtype | None = None):
         if kind not in KINDS or append_bn not in APPEND_BN:
             raise ValueError(f"step: kind {kind!r} / append_bn {append_bn!r}; allowed: "
                              f"{', '.join(KINDS)} / {', '.join(APPEND_BN)}")
@@ -157,6 +159,8 @@ class Step(LaneErasing):
         self.b = b = lanes[0].loader.batch_size
         self.device = pos.device
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.split = kind == "append" and append_bn == "split"  # two training forwards a step
+        self.cast = WeightCast(model, None if self.split else weight_dtype)  # see weight_cast.py
         # BatchNorm layers whose batch counter `_training` advances (a momentum set: the
         # counter is not read in the forward)
         self._bns = [m for m in model.modules()
@@ -272,7 +276,7 @@ class Step(LaneErasing):
     # -- CAM ---------------------------------------------------------------------------------
     def _features(self, x):
         """(features, logits or None) of the originals for the CAM, without side effects."""
-        with torch.no_grad(), batch_stats_only(self.model), self.autocast():
+        with torch.no_grad(), batch_stats_only(self.model), self.cast.swapped(), self.autocast():
             feats = self.model.forward_features(x)
             logits = self.model.forward_head(feats) if self.want_logits else None
         return feats, logits
@@ -301,13 +305,13 @@ class Step(LaneErasing):
         (logits, labels (B', K), mask, CAMs, partner labels, lams) as `_erase` gives them, the
         originals and their erased copies for an append step."""
         y = self._lanes_major(yr)
+        self.cast.refresh()  # the weights' bf16 copies for this step's forwards (bf16 only)
         if self.kind == "plain":
             with self._training():
                 return self.model(self._join(xr)), y, None, None, None, None
-        split = self.kind == "append" and self.append_bn == "split"
         x = self._join(xr) if self.kind == "append" or any(self.fast) else None
         feats = logits = None
-        if split:  # the originals' forward gives the CAM for free
+        if self.split:  # the originals' forward gives the CAM for free
             with self._training():
                 feats = self.model.forward_features(x)
                 logits = self.model.forward_head(feats)
@@ -317,7 +321,7 @@ class Step(LaneErasing):
         with self._training():
             if self.kind == "replace":
                 return self.model(self._join(xe)), y, mask, cams, y2, lam
-            if split:
+            if self.split:
                 logits = torch.cat([logits, self.model(self._join(xe))])
             else:  # joint: one batch of 2B
                 logits = self.model(torch.cat([x, self._join(xe)]))
@@ -335,7 +339,7 @@ class Step(LaneErasing):
         for m in bns:
             m.num_batches_tracked = None
         try:
-            with self.autocast():
+            with self.cast.swapped(), self.autocast():
                 yield
         finally:
             for m, t in zip(bns, counters, strict=True):
@@ -348,7 +352,8 @@ class Step(LaneErasing):
         backward() gives it (kept when it has the parameter's strides, else copied into them;
         added in place to a gradient already there), without the `detach` per parameter that
         backward()'s gradient accumulation issues."""
-        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = torch.autograd.grad(loss, self.cast.inputs(self.params), allow_unused=True)
+        grads = self.cast.gradients(self.params, grads)  # bf16 copies' gradients -> fp32
         for p, g in zip(self.params, grads, strict=True):
             if g is None:
                 continue

@@ -80,7 +80,7 @@ def test_the_study_runs_at_its_fewest_epochs_when_the_sizing_was_stopped(tmp_pat
         ran[step.name] = step.cmd
         return (-15, True) if step.name == "size_study" else (0, False)
 
-    monkeypatch.setattr(gpu_check, "_run", fake_run)
+    monkeypatch.setattr(gpu_check, "run_child", fake_run)
     steps = [Step("size_study", ["x"], 50, 5, 10), Step("synthetic_study", None, None, 15, 10)]
     plan = gpu_check._Plan(steps, ["launch"], ["--suite", "s"], ["--no-wandb"], 300)
     summary, codes, terminated = gpu_check._run_steps(plan, lambda: 200.0, tmp_path, tmp_path,
@@ -91,26 +91,13 @@ def test_the_study_runs_at_its_fewest_epochs_when_the_sizing_was_stopped(tmp_pat
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_check_still_writes_its_summary_and_tarball(tmp_path):
-    import os
-    import signal
-    import subprocess
+def test_sigterm_to_the_check_still_writes_its_summary_and_tarball(tmp_path, sigterm_at):
     import sys
 
     out = tmp_path / "check"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark.tools.gpu_check", "--dry",
-                             "--budget", "120", "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        for line in proc.stdout:
-            if line.startswith("$ "):  # the first step is running
-                break
-        proc.send_signal(signal.SIGTERM)
-        rest = proc.stdout.read()
-        code = proc.wait(timeout=60)
-    finally:
-        proc.kill()
+    _, rest, code = sigterm_at([sys.executable, "-m", "benchmark.tools.gpu_check", "--dry",
+                                "--budget", "120", "--out", str(out)],
+                               "$ ", env={"TMPDIR": str(tmp_path)})  # the first step runs
     assert code == 143, rest
     summary = (out / "summary.txt").read_text()
     assert summary.startswith("step gpu_tests: stopped by SIGTERM to gpu_check"), summary
@@ -139,7 +126,7 @@ def _fake_check(monkeypatch, took: dict, sized: dict):
         now[0] += min(took.get(step.name, 1.0), seconds)
         return 0, False
 
-    monkeypatch.setattr(gpu_check, "_run", fake_run)
+    monkeypatch.setattr(gpu_check, "run_child", fake_run)
     monkeypatch.setattr(gpu_check, "time", SimpleNamespace(monotonic=lambda: now[0]))
     return ran
 

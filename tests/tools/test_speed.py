@@ -1,8 +1,5 @@
 """The speed command runs on the CPU and says why the GPU-only paths are empty."""
 
-import os
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -29,19 +26,10 @@ def _speed_cmd(out, *extra):
 
 
 @pytest.mark.slow
-def test_the_speed_table_survives_sigterm_with_the_rows_measured_so_far(tmp_path):
+def test_the_speed_table_survives_sigterm_with_the_rows_measured_so_far(tmp_path, sigterm_at):
     out = tmp_path / "speed.md"
-    proc = subprocess.Popen(_speed_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        for line in proc.stdout:  # the first row is printed (flushed) as soon as it is measured
-            if line.startswith("row: "):
-                break
-        proc.send_signal(signal.SIGTERM)
-        rest = proc.stdout.read()
-        code = proc.wait(timeout=60)
-    finally:
-        proc.kill()
+    # the first row is printed (flushed) as soon as it is measured
+    line, rest, code = sigterm_at(_speed_cmd(out), "row: ")
     assert line.startswith("row: resnet20 plain (a) classic"), line
     assert code == 143, rest
     text = out.read_text()
@@ -50,21 +38,29 @@ def test_the_speed_table_survives_sigterm_with_the_rows_measured_so_far(tmp_path
     assert "| resnet20 | cam-append |" not in text  # never measured: not shown as a number
 
 
-def test_a_failed_path_is_a_row_saying_so_and_the_others_continue(tmp_path, monkeypatch):
+def _speed_with(pack_seconds, tmp_path, monkeypatch):
+    """`speed train` at batch 8 on the CPU with the packed paths timed by `pack_seconds` and
+    the classic one at 0.02 s (the timings are not what these tests check): (exit code, the
+    table)."""
     from benchmark.tools import speed_train
 
+    monkeypatch.setattr(speed_train, "_pack_seconds", pack_seconds)
+    monkeypatch.setattr(speed_train, "_classic_seconds", lambda *a: 0.02)
+    out = tmp_path / "speed.md"
+    code = cli.main(["speed", "train", "--models", "resnet20", "--batch", "8", "--steps", "1",
+                     "--warmup", "0", "--workers", "0", "--stack", "4", "--device", "cpu",
+                     "--out", str(out)])
+    return code, out.read_text()
+
+
+def test_a_failed_path_is_a_row_saying_so_and_the_others_continue(tmp_path, monkeypatch):
     def fail_eager_append(model_name, kind, k, graphs, device, args, append_bn="joint"):
         if kind == "cam-append" and graphs == "off" and append_bn == "joint":
             raise RuntimeError("capture invalidated")
         return 0.01  # the timing itself is not what this test checks
 
-    monkeypatch.setattr(speed_train, "_pack_seconds", fail_eager_append)
-    monkeypatch.setattr(speed_train, "_classic_seconds", lambda *a: 0.02)
-    out = tmp_path / "speed.md"
-    assert cli.main(["speed", "train", "--models", "resnet20", "--batch", "8", "--steps", "1",
-                     "--warmup", "0", "--workers", "0", "--stack", "4", "--device", "cpu",
-                     "--out", str(out)]) == 1
-    text = out.read_text()
+    code, text = _speed_with(fail_eager_append, tmp_path, monkeypatch)
+    assert code == 1
     assert ("| resnet20 | cam-append | (b) eager, on the device | failed: RuntimeError: capture "
             "invalidated | — | — |") in text
     assert "| resnet20 | plain | (b) eager, on the device | " in text  # measured before it
@@ -87,15 +83,8 @@ def test_speed_train_writes_into_the_untracked_runs_folder_unless_out_is_named(c
 
 
 def test_the_speed_table_names_the_batch_it_measured(tmp_path, monkeypatch):
-    from benchmark.tools import speed_train
-
-    monkeypatch.setattr(speed_train, "_pack_seconds", lambda *a, **k: 0.01)
-    monkeypatch.setattr(speed_train, "_classic_seconds", lambda *a: 0.02)
-    out = tmp_path / "speed.md"
-    assert cli.main(["speed", "train", "--models", "resnet20", "--batch", "8", "--steps", "1",
-                     "--warmup", "0", "--workers", "0", "--stack", "4", "--device", "cpu",
-                     "--out", str(out)]) == 0
-    text = out.read_text()
+    code, text = _speed_with(lambda *a, **k: 0.01, tmp_path, monkeypatch)
+    assert code == 0
     assert "## Targets (ResNet20, measured at batch 8; the targets are for batch 128)" in text
     assert "trains 8 originals + 8 CAM-erased copies" in text
     assert "batch 128)" not in text.replace("the targets are for batch 128)", "")

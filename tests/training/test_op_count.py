@@ -2,6 +2,7 @@
 random numbers still come from its own generator, and an eraser that cannot batch exactly is
 called run by run."""
 
+import contextlib
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,7 @@ from benchmark.tools.op_count import GOAL_K16, OpCount, count_ops, count_step_op
 from benchmark.training import draws as step_mod
 from benchmark.training.draws import SENTINEL_SEED, SplitDraws, Unsplittable
 from benchmark.training.step import Step, occlusion_stats
+from benchmark.training.weight_cast import WeightCast
 from plugins.geometry import box_mask, xyxy_mask
 
 
@@ -55,8 +57,8 @@ def test_the_goal_lines_say_met_or_not_met_per_step_kind_and_precision_gpu_path_
 
 
 def test_the_gpu_paths_bf16_step_is_counted_with_its_casts():
-    """bf16 autocast without a weight cache adds a cast per layer: the GPU path's count is the
-    larger one, so a goal met in fp32 is not read as met where the GPU trains."""
+    """bf16 autocast adds casts (the input's, the weights' two foreach copies): the GPU path's
+    count is the larger one, so a goal met in fp32 is not read as met where the GPU trains."""
     fp32 = count_step_ops("plain", 2, batch=2)
     bf16 = count_step_ops("plain", 2, batch=2, gpu_path=True)
     assert bf16.all > fp32.all
@@ -108,16 +110,26 @@ def test_the_steps_backward_hands_each_parameter_backwards_gradient():
         return (net(x) * mix.sum()).square().sum()
 
     assert torch.autograd.grad(loss(), [mix])[0].stride() != mix.stride()
-    for existing in (False, True):
-        for p in params:
-            p.grad = torch.ones_like(p) if existing else None
-        loss().backward()
-        want = [p.grad.clone() for p in params]
-        for p in params:
-            p.grad = torch.ones_like(p) if existing else None
-        Step._backward(SimpleNamespace(params=params), loss())
-        assert all(torch.equal(p.grad, g) and p.grad.stride() == p.stride()
-                   for p, g in zip(params, want, strict=True))
+    # fp32; and bf16 autocast, whose weight casts the step does once (training/weight_cast.py)
+    for dtype, autocast in ((None, contextlib.nullcontext), (torch.bfloat16, lambda: torch.autocast(
+            "cpu", dtype=torch.bfloat16, cache_enabled=False))):
+        cast = WeightCast(net, dtype)
+        assert bool(cast) == (dtype is not None)
+        for existing in (False, True):
+            for p in params:
+                p.grad = torch.ones_like(p) if existing else None
+            with autocast():
+                out = loss()
+            out.backward()
+            want = [p.grad.clone() for p in params]
+            for p in params:
+                p.grad = torch.ones_like(p) if existing else None
+            cast.refresh()
+            with cast.swapped(), autocast():
+                out = loss()
+            Step._backward(SimpleNamespace(params=params, cast=cast), out)
+            assert all(torch.equal(p.grad, g) and p.grad.stride() == p.stride()
+                       and p.grad.dtype == p.dtype for p, g in zip(params, want, strict=True))
 
 
 def test_each_run_added_to_an_erasing_step_adds_only_its_own_few_draws():
