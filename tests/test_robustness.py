@@ -205,15 +205,36 @@ def test_a_finished_run_records_its_robustness(trained):
                 for r in recs.values()}) == 1
 
 
-def test_an_occluded_error_outside_0_100_makes_the_record_damaged(trained):
-    rec = dict(next(iter(trained[1].values())))
-    rec["robustness"] = {**rec["robustness"], "cam_peak": [10.0, 20.0, 150.0, 30.0, 40.0]}
-    assert results.value_problem(rec) == ("key 'robustness.cam_peak[2]' is 150.0, outside its "
-                                          "range (must be in [0, 100])")
-    rec["robustness"] = {**rec["robustness"], "cam_peak": [10.0] * 5, "fractions": [2.0]}
-    assert "robustness.fractions[0]" in results.value_problem(rec)
+def test_a_robustness_that_is_not_the_measurement_is_dropped_and_the_run_kept(trained, tmp_path,
+                                                                           capsys):
+    """An error outside [0, 100], fractions other than the standard ones (or in another order),
+    a list of another length, another seed or test set: only `robustness` is read as absent (one
+    warning naming the file and key); the run's clean error stays in every other table."""
+    rec = dict(trained[1]["resnet20__cutout__s0"])
+    good = rec["robustness"]
+    bad = {"robustness.cam_peak[2]": {**good, "cam_peak": [10.0, 20.0, 150.0, 30.0, 40.0]},
+           "robustness.fractions": {**good, "fractions": good["fractions"][::-1]},
+           "robustness.random": {**good, "random": [1.0, 2.0]},
+           "robustness.seed": {**good, "seed": 5},
+           "robustness.n_test": {**good, "n_test": 32}}
+    for key, rb in bad.items():
+        folder = tmp_path / key
+        results.write_record(folder, {**rec, "robustness": rb})
+        assert results.value_problem({**rec, "robustness": rb}) is None  # not damaged
+        [read] = results.load_records(folder)
+        assert read["robustness"] is None and read["final_test_error"] == rec["final_test_error"]
+        assert results.read_record(folder / f"{rec['run_id']}.json")["robustness"] is None
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(folder / f"{rec['run_id']}.json") in err[0], key
+        assert f"key '{key}' is" in err[0] and "its other numbers are" in err[0], err[0]
+    assert results.robustness_problem(rec) is None
     rec["robustness"] = "high"
     assert results.record_problem(rec) == "key 'robustness' is 'high', not an object or null"
+
+
+def suite_file(trained) -> str:
+    """The tiny suite's YAML file: `evaluate --suite` takes it as `run --suite` does."""
+    return str(trained[0].parent / "robust.yaml")
 
 
 def old_records(trained, tmp_path):
@@ -240,7 +261,7 @@ def test_evaluate_adds_robustness_to_old_records_without_training(trained, tmp_p
     monkeypatch.setattr(train, "train_pack", no_training)
     out, folder, before = old_records(trained, tmp_path)
     (folder / "checkpoints" / "resnet20__plain__s0.final.pt").unlink()
-    assert evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"]) == 1
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert (f"skipped resnet20__plain__s0: no final checkpoint at "
             f"{folder / 'checkpoints' / 'resnet20__plain__s0.final.pt'}") in err
@@ -255,7 +276,7 @@ def test_evaluate_adds_robustness_to_old_records_without_training(trained, tmp_p
     assert "1 of 2 finished run(s) not evaluated" in board
     assert (out / "leaderboards" / "figures" / "robust_robustness_resnet20.png").is_file()
     # a second call finds nothing new to do and writes nothing else
-    assert evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"]) == 1
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"]) == 1
     assert "0 record(s) given robustness, 1 already had it, 1 skipped" in capsys.readouterr().out
 
 
@@ -276,7 +297,7 @@ def test_evaluate_loads_checkpoints_without_running_pickled_code(trained, tmp_pa
     state = torch.load(ckpt, weights_only=True)
     state["extra"] = Payload(marker)
     torch.save(state, ckpt)
-    assert evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"]) == 1
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"]) == 1
     assert not marker.exists()
     err = capsys.readouterr().err
     assert f"skipped resnet20__cutout__s0: {ckpt}" in err and len(err.strip().splitlines()) == 1
@@ -289,7 +310,7 @@ def test_evaluate_refuses_a_checkpoint_that_is_not_the_records_model(trained, tm
     rec["final_test_error"] = 100.0 - rec["final_test_error"] if rec["final_test_error"] < 45 \
         else rec["final_test_error"] - 40.0
     results.write_record(folder, rec)
-    evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"])
+    evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"])
     assert "is not the record's final error" in capsys.readouterr().err
     assert "robustness" not in json.loads((folder / "resnet20__cutout__s0.json").read_text())
 
