@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import textwrap
 
@@ -331,3 +332,156 @@ def test_a_mixing_erasers_runs_are_occluded_with_zero_not_with_its_paste_fill():
     assert robustness.occluder_fill(PASTE) == "zero"
     assert robustness.occluder_fill(None) == "zero"
     assert robustness.occluder_fill("random") == "random"
+
+
+# --------------------------------------------------------------------------- evaluate's checks
+
+def test_evaluate_refuses_a_bad_device_in_one_line_before_reading_anything(tmp_path, capsys):
+    for device in ("banana", "cuda:99"):
+        with pytest.raises(SystemExit) as stop:
+            evaluate.main(["--suite", "robust", "--out", str(tmp_path), "--device", device])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: argument --device: ")
+        assert repr(device) in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_taking_a_device_refuses_a_bad_one_in_one_line(capsys):
+    from benchmark.cli import main as cli
+
+    for argv in (["speed", "cam"], ["speed", "train"], ["speed", "erasers"], ["figures", "cam"],
+                 ["evaluate", "--suite", "robust"]):
+        with pytest.raises(SystemExit) as stop:
+            cli([*argv, "--device", "banana"])
+        assert stop.value.code == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        prog = "erasebench " + " ".join(argv[:1] if argv[0] == "evaluate" else argv[:2])
+        assert err == [f"error: argument --device: unknown device 'banana': expected cpu, cuda, "
+                       f"cuda:N or mps (see `{prog} --help`)"], argv
+
+
+def test_evaluate_checks_the_records_folder_is_writable_before_measuring(trained, tmp_path,
+                                                                         capsys, monkeypatch):
+    """As `run` checks --out (preflight.check_out): a read-only results folder is one line, exit
+    2, before any checkpoint is loaded or measured."""
+    import errno
+    from pathlib import Path
+
+    out, folder, before = old_records(trained, tmp_path)
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured before checking the folder")
+
+    real_write = Path.write_text
+
+    def read_only(self, *a, **k):  # a read-only mount (chmod would not stop root)
+        if self.parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(evaluate, "evaluate_record", no_measuring)
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {folder} (the records): not writable (Read-only file system)"]
+    assert {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} == before
+
+
+def test_a_write_failure_while_evaluating_is_one_line_and_no_half_written_record(
+        trained, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from benchmark import fileio
+
+    out, folder, before = old_records(trained, tmp_path)
+    real_replace, calls = os.replace, []
+
+    def full_disk(src, dst):  # the second record's rename fails as on a full disk
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", full_disk)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "no space left" in err[0].lower()
+    assert "no record was half-written" in err[0] and "rerun the same command" in err[0]
+    after = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert set(after) == set(before) and not list(folder.glob(".*.tmp"))
+    first, second = sorted(before)
+    assert "robustness" in after[first] and after[second] == before[second]
+
+
+def evaluated(out, run_id: str) -> bool:
+    return "robustness" in json.loads((out / "results" / "robust" / f"{run_id}.json").read_text())
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_model_name(trained, tmp_path, capsys):
+    out, folder, _ = old_records(trained, tmp_path)
+    rec = json.loads((folder / "resnet20__cutout__s0.json").read_text())
+    rec["model"] = "resnet32"  # the record says another model than the checkpoint holds
+    results.write_record(folder, rec)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert ("key 'model_name' is 'resnet20', but the record's model is 'resnet32': not this "
+            "record's model") in err
+    assert not evaluated(out, "resnet20__cutout__s0") and evaluated(out, "resnet20__plain__s0")
+
+
+def test_a_checkpoint_without_a_run_id_must_give_the_records_error_within_one_image(
+        trained, tmp_path, capsys):
+    """Another run's checkpoint with its run id removed, put in place of this run's: refused
+    unless its clean error is the record's within one test image (24 images: 4.17 points)."""
+    out, folder, _ = old_records(trained, tmp_path)
+    ckpts = folder / "checkpoints"
+    plain, cut = (json.loads((folder / f"resnet20__{m}__s0.json").read_text())
+                  for m in ("plain", "cutout"))
+    state = torch.load(ckpts / "resnet20__plain__s0.final.pt", weights_only=True)
+    del state["run_id"]
+    torch.save(state, ckpts / "resnet20__cutout__s0.final.pt")  # plain's model as cutout's
+    # the cutout record claims an error two images away from plain's model's error
+    cut["final_test_error"] = plain["final_test_error"] + (2 * 100 / 24) * (
+        1 if plain["final_test_error"] < 50 else -1)
+    results.write_record(folder, cut)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "a checkpoint without a run id must give it within one test image, 4.17 points" in err
+    assert not evaluated(out, "resnet20__cutout__s0")
+    # within one image (here: exactly the error plain's model gives) it is the best evidence
+    # there is, and accepted
+    cut["final_test_error"] = plain["final_test_error"]
+    results.write_record(folder, cut)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 0
+    assert evaluated(out, "resnet20__cutout__s0")
+
+
+def test_evaluate_skips_a_record_of_another_config_than_the_suite_file(trained, tmp_path,
+                                                                        capsys):
+    """A record whose config (and fingerprint, edited alike) names another test set, or a run
+    the suite does not plan, is skipped with one line naming the file and the key: it would be
+    measured on its own test set and averaged with the suite's runs."""
+    out, folder, _ = old_records(trained, tmp_path)
+    path = folder / "resnet20__cutout__s0.json"
+    rec = json.loads(path.read_text())
+    for where in (rec["config"]["data"]["options"], rec["fingerprint"]["data"]["options"]):
+        where["n_test"] = 16
+    results.write_record(folder, rec)
+    stray = {**json.loads((folder / "resnet20__plain__s0.json").read_text()),
+             "run_id": "resnet20__plain__s7", "seed": 7}
+    results.write_record(folder, stray)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"skipped resnet20__cutout__s0: {path}: made by another config than " \
+           f"{suite_file(trained)} (data.options.n_test: 16 in the record, 24 in the suite); " \
+           "not evaluated" in err
+    assert any(line.startswith(f"skipped resnet20__plain__s7: {folder / 'resnet20__plain__s7.json'}"
+                               ": not a run that") for line in err)
+    assert not evaluated(out, "resnet20__cutout__s0") and evaluated(out, "resnet20__plain__s0")
