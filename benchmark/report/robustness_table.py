@@ -55,13 +55,15 @@ def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[st
     if not recs:
         return []
     out = ["## Robustness to occlusion", ""]
+    # a null robustness: measured and failed, or dropped as unreadable (not merely too old)
+    unread = any("robustness" in r and r["robustness"] is None for r in recs)
     if not evaluated:
-        return out + [not_evaluated(len(recs), len(recs), g.suite) + ".", ""]
+        return out + [not_evaluated(len(recs), len(recs), g.suite, unread) + ".", ""]
     fractions = sorted({float(f) for r in evaluated for f in r["robustness"].get("fractions", [])})
     out += [INTRO, ""]
     missing = len(recs) - len(evaluated)
     if missing:
-        out += [not_evaluated(missing, len(recs), g.suite) + "; their cells count only the "
+        out += [not_evaluated(missing, len(recs), g.suite, unread) + "; their cells count only the "
                 "evaluated runs, `—` where none is.", ""]
     header = ["model", "method", "fill", "evaluated", "f = 0 (clean)",
               *[f"f = {f:g}" for f in fractions], f"p vs plain (f = {ROBUSTNESS_P_AT:g})"]
@@ -74,10 +76,13 @@ def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[st
     return out + links + ([""] if links else [])
 
 
-def not_evaluated(missing: int, total: int, suite: str) -> str:
-    """The line (no final period) for `missing` of `total` finished runs without robustness."""
+def not_evaluated(missing: int, total: int, suite: str, unread: bool = False) -> str:
+    """The line (no final period) for `missing` of `total` finished runs without robustness;
+    `unread`: some of them hold a null one (the measurement failed, or a reader dropped it as not
+    the measurement: results.robustness_problem), not only records from before it existed."""
+    why = ", or its measurement failed or was unreadable" if unread else ""
     return (f"{missing} of {total} finished run(s) not evaluated (trained before this measurement "
-            f"existed: run `erasebench evaluate --suite {suite}`)")
+            f"existed{why}: run `erasebench evaluate --suite {suite}`)")
 
 
 def _placement_rows(g: Grid, placement: str, fractions: list[float]) -> list[list[str]]:

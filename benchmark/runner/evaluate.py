@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None, prog: str = "erasebench evaluate") -> in
         return 2
     # before measuring anything: the records are rewritten here, the leaderboard written there
     problems = [p for p in (check_out(results_dir, f"{results_dir} (the records)"),
-                            check_out(args.out / "leaderboards")) if p]
+                            check_out(args.out / "leaderboards",
+                                      f"{args.out / 'leaderboards'} (the leaderboard)")) if p]
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 2

@@ -116,7 +116,9 @@ def test_a_record_whose_robustness_is_not_the_measurement_keeps_its_clean_error_
     cut = rows(text, "### Occluder placed uniformly at random")[1]
     assert cut[:5] == ["resnet20", "cutout", "zero", "1 of 3", "23.00 ± n/a"]
     assert cut[5:10] == [f"{27.0 + 2 * i + 2:.2f} ± n/a" for i in range(5)]  # seed 2's only
-    assert "2 of 5 finished run(s) not evaluated" in text
+    assert ("2 of 5 finished run(s) not evaluated (trained before this measurement existed, or "
+            "its measurement failed or was unreadable: run `erasebench evaluate --suite occ`)"
+            ) in text
     final = text.split("## Final-epoch test error", 1)[1].split("\n## ", 1)[0]
     assert "21.00 ± 2.00" in final  # all three cutout runs' clean errors: 19, 21, 23
 
