@@ -7,6 +7,12 @@ It reads <out>/results/<suite>/*.json and the final checkpoints the runner keeps
 `benchmark.training.checkpoint.load` (torch.load weights_only=True: a pickled object is refused,
 never run). Each record gains the key "robustness" and is rewritten atomically; every other key
 keeps its value (the fingerprint included). It writes only under --out.
+
+Before measuring: --device (eraser_cli.device_arg) and the folders it writes (preflight.check_out)
+are checked, one line each, exit 2. Only runs of the suite as its file configures them are
+measured (`of_suite_config`: runner/gate.py's fingerprint comparison), and only from a checkpoint
+that is the record's model (`evaluate_record`); any other is skipped with one line (exit 1). A
+write that fails meanwhile is one line (exit 1), never a half-written record.
 """
 
 from __future__ import annotations
