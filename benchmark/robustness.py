@@ -38,15 +38,16 @@ import torch
 
 from benchmark import cam as cams
 from benchmark.data import augment
+from benchmark.results.schema import ROBUSTNESS_FRACTIONS, ROBUSTNESS_PLACEMENTS, ROBUSTNESS_SEED
 from plugins.fill import fill as fill_images
 from plugins.geometry import box_mask, peaks
 
 __all__ = ["FRACTIONS", "PLACEMENTS", "SEED", "side", "squares", "measure", "for_run",
            "for_pack_run"]
 
-FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
-PLACEMENTS = ("random", "box", "cam_peak")
-SEED = 0  # the occluders' seed: the same for every run, whatever its own seed
+# the occluded fractions, the placements and the occluders' seed (the same for every run,
+# whatever its own seed): what a record's `robustness` must hold (results.robustness_problem)
+FRACTIONS, PLACEMENTS, SEED = ROBUSTNESS_FRACTIONS, ROBUSTNESS_PLACEMENTS, ROBUSTNESS_SEED
 
 
 def side(fraction: float, size: tuple[int, int]) -> int:

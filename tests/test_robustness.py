@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import textwrap
 
@@ -205,15 +206,36 @@ def test_a_finished_run_records_its_robustness(trained):
                 for r in recs.values()}) == 1
 
 
-def test_an_occluded_error_outside_0_100_makes_the_record_damaged(trained):
-    rec = dict(next(iter(trained[1].values())))
-    rec["robustness"] = {**rec["robustness"], "cam_peak": [10.0, 20.0, 150.0, 30.0, 40.0]}
-    assert results.value_problem(rec) == ("key 'robustness.cam_peak[2]' is 150.0, outside its "
-                                          "range (must be in [0, 100])")
-    rec["robustness"] = {**rec["robustness"], "cam_peak": [10.0] * 5, "fractions": [2.0]}
-    assert "robustness.fractions[0]" in results.value_problem(rec)
+def test_a_robustness_that_is_not_the_measurement_is_dropped_and_the_run_kept(trained, tmp_path,
+                                                                           capsys):
+    """An error outside [0, 100], fractions other than the standard ones (or in another order),
+    a list of another length, another seed or test set: only `robustness` is read as absent (one
+    warning naming the file and key); the run's clean error stays in every other table."""
+    rec = dict(trained[1]["resnet20__cutout__s0"])
+    good = rec["robustness"]
+    bad = {"robustness.cam_peak[2]": {**good, "cam_peak": [10.0, 20.0, 150.0, 30.0, 40.0]},
+           "robustness.fractions": {**good, "fractions": good["fractions"][::-1]},
+           "robustness.random": {**good, "random": [1.0, 2.0]},
+           "robustness.seed": {**good, "seed": 5},
+           "robustness.n_test": {**good, "n_test": 32}}
+    for key, rb in bad.items():
+        folder = tmp_path / key
+        results.write_record(folder, {**rec, "robustness": rb})
+        assert results.value_problem({**rec, "robustness": rb}) is None  # not damaged
+        [read] = results.load_records(folder)
+        assert read["robustness"] is None and read["final_test_error"] == rec["final_test_error"]
+        assert results.read_record(folder / f"{rec['run_id']}.json")["robustness"] is None
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(folder / f"{rec['run_id']}.json") in err[0], key
+        assert f"key '{key}' is" in err[0] and "its other numbers are" in err[0], err[0]
+    assert results.robustness_problem(rec) is None
     rec["robustness"] = "high"
     assert results.record_problem(rec) == "key 'robustness' is 'high', not an object or null"
+
+
+def suite_file(trained) -> str:
+    """The tiny suite's YAML file: `evaluate --suite` takes it as `run --suite` does."""
+    return str(trained[0].parent / "robust.yaml")
 
 
 def old_records(trained, tmp_path):
@@ -240,7 +262,7 @@ def test_evaluate_adds_robustness_to_old_records_without_training(trained, tmp_p
     monkeypatch.setattr(train, "train_pack", no_training)
     out, folder, before = old_records(trained, tmp_path)
     (folder / "checkpoints" / "resnet20__plain__s0.final.pt").unlink()
-    assert evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"]) == 1
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert (f"skipped resnet20__plain__s0: no final checkpoint at "
             f"{folder / 'checkpoints' / 'resnet20__plain__s0.final.pt'}") in err
@@ -255,7 +277,7 @@ def test_evaluate_adds_robustness_to_old_records_without_training(trained, tmp_p
     assert "1 of 2 finished run(s) not evaluated" in board
     assert (out / "leaderboards" / "figures" / "robust_robustness_resnet20.png").is_file()
     # a second call finds nothing new to do and writes nothing else
-    assert evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"]) == 1
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"]) == 1
     assert "0 record(s) given robustness, 1 already had it, 1 skipped" in capsys.readouterr().out
 
 
@@ -276,7 +298,7 @@ def test_evaluate_loads_checkpoints_without_running_pickled_code(trained, tmp_pa
     state = torch.load(ckpt, weights_only=True)
     state["extra"] = Payload(marker)
     torch.save(state, ckpt)
-    assert evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"]) == 1
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"]) == 1
     assert not marker.exists()
     err = capsys.readouterr().err
     assert f"skipped resnet20__cutout__s0: {ckpt}" in err and len(err.strip().splitlines()) == 1
@@ -289,7 +311,7 @@ def test_evaluate_refuses_a_checkpoint_that_is_not_the_records_model(trained, tm
     rec["final_test_error"] = 100.0 - rec["final_test_error"] if rec["final_test_error"] < 45 \
         else rec["final_test_error"] - 40.0
     results.write_record(folder, rec)
-    evaluate.main(["--suite", "robust", "--out", str(out), "--no-progress"])
+    evaluate.main(["--suite", suite_file(trained), "--out", str(out), "--no-progress"])
     assert "is not the record's final error" in capsys.readouterr().err
     assert "robustness" not in json.loads((folder / "resnet20__cutout__s0.json").read_text())
 
@@ -310,3 +332,163 @@ def test_a_mixing_erasers_runs_are_occluded_with_zero_not_with_its_paste_fill():
     assert robustness.occluder_fill(PASTE) == "zero"
     assert robustness.occluder_fill(None) == "zero"
     assert robustness.occluder_fill("random") == "random"
+
+
+# --------------------------------------------------------------------------- evaluate's checks
+
+def test_evaluate_refuses_a_bad_device_in_one_line_before_reading_anything(tmp_path, capsys):
+    for device in ("banana", "cuda:99"):
+        with pytest.raises(SystemExit) as stop:
+            evaluate.main(["--suite", "robust", "--out", str(tmp_path), "--device", device])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: argument --device: ")
+        assert repr(device) in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_taking_a_device_refuses_a_bad_one_in_one_line(capsys):
+    from benchmark.cli import main as cli
+
+    for argv in (["speed", "cam"], ["speed", "train"], ["speed", "erasers"], ["figures", "cam"],
+                 ["evaluate", "--suite", "robust"]):
+        with pytest.raises(SystemExit) as stop:
+            cli([*argv, "--device", "banana"])
+        assert stop.value.code == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        prog = "erasebench " + " ".join(argv[:1] if argv[0] == "evaluate" else argv[:2])
+        assert err == [f"error: argument --device: unknown device 'banana': expected cpu, cuda, "
+                       f"cuda:N or mps (see `{prog} --help`)"], argv
+
+
+def test_evaluate_checks_the_records_folder_is_writable_before_measuring(trained, tmp_path,
+                                                                         capsys, monkeypatch):
+    """As `run` checks --out (preflight.check_out): a read-only results folder is one line, exit
+    2, before any checkpoint is loaded or measured."""
+    import errno
+    from pathlib import Path
+
+    out, folder, before = old_records(trained, tmp_path)
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured before checking the folder")
+
+    real_write = Path.write_text
+
+    def read_only(self, *a, **k):  # a read-only mount (chmod would not stop root)
+        if self.parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(evaluate, "evaluate_record", no_measuring)
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {folder} (the records): not writable (Read-only file system)"]
+    assert {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} == before
+
+
+def test_a_write_failure_while_evaluating_is_one_line_and_no_half_written_record(
+        trained, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from benchmark import fileio
+
+    out, folder, before = old_records(trained, tmp_path)
+    real_replace, calls = os.replace, []
+
+    def full_disk(src, dst):  # the second record's rename fails as on a full disk
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", full_disk)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "no space left" in err[0].lower()
+    assert "no record was half-written" in err[0] and "rerun the same command" in err[0]
+    after = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert set(after) == set(before) and not list(folder.glob(".*.tmp"))
+    first, second = sorted(before)
+    assert "robustness" in after[first] and after[second] == before[second]
+
+
+def evaluated(out, run_id: str) -> bool:
+    return "robustness" in json.loads((out / "results" / "robust" / f"{run_id}.json").read_text())
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_model_name(trained, tmp_path, capsys):
+    out, folder, _ = old_records(trained, tmp_path)
+    rec = json.loads((folder / "resnet20__cutout__s0.json").read_text())
+    rec["model"] = "resnet32"  # the record says another model than the checkpoint holds
+    results.write_record(folder, rec)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert ("key 'model_name' is 'resnet20', but the record's model is 'resnet32': not this "
+            "record's model") in err
+    assert not evaluated(out, "resnet20__cutout__s0") and evaluated(out, "resnet20__plain__s0")
+
+
+def test_a_checkpoint_without_a_run_id_must_give_exactly_the_records_error(trained, tmp_path,
+                                                                          capsys):
+    """Another run's checkpoint with its run id removed, put in place of this run's: refused
+    when its clean error is one test image (24 images: 4.17 points) off the record's."""
+    out, folder, _ = old_records(trained, tmp_path)
+    ckpts = folder / "checkpoints"
+    plain, cut = (json.loads((folder / f"resnet20__{m}__s0.json").read_text())
+                  for m in ("plain", "cutout"))
+    state = torch.load(ckpts / "resnet20__plain__s0.final.pt", weights_only=True)
+    del state["run_id"]
+    torch.save(state, ckpts / "resnet20__cutout__s0.final.pt")  # plain's model as cutout's
+    # the cutout record's error is one image away from plain's model's error
+    cut["final_test_error"] = plain["final_test_error"] + (100 / 24) * (
+        1 if plain["final_test_error"] < 50 else -1)
+    results.write_record(folder, cut)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "a checkpoint without a run id must give exactly the record's error" in err
+    assert not evaluated(out, "resnet20__cutout__s0")
+    # the same count of wrong images is the best evidence there is without a run id: accepted
+    cut["final_test_error"] = plain["final_test_error"]
+    results.write_record(folder, cut)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 0
+    assert evaluated(out, "resnet20__cutout__s0")
+
+
+def test_evaluate_skips_a_record_of_another_config_than_the_suite_file(trained, tmp_path,
+                                                                        capsys):
+    """A record whose config (and fingerprint, edited alike) names another test set, or a run
+    the suite does not plan, is skipped with one line naming the file and the key: it would be
+    measured on its own test set and averaged with the suite's runs."""
+    out, folder, _ = old_records(trained, tmp_path)
+    path = folder / "resnet20__cutout__s0.json"
+    rec = json.loads(path.read_text())
+    for where in (rec["config"]["data"]["options"], rec["fingerprint"]["data"]["options"]):
+        where["n_test"] = 16
+    results.write_record(folder, rec)
+    plain_path = folder / "resnet20__plain__s0.json"
+    plain = json.loads(plain_path.read_text())
+    plain["config"]["data"]["options"]["seed"] = 5  # the config alone: the test set it names
+    results.write_record(folder, plain)
+    stray = {**json.loads((folder / "resnet20__plain__s0.json").read_text()),
+             "run_id": "resnet20__plain__s7", "seed": 7}
+    results.write_record(folder, stray)
+    assert evaluate.main(["--suite", suite_file(trained), "--out", str(out),
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"skipped resnet20__cutout__s0: {path}: made by another config than " \
+           f"{suite_file(trained)} (data.options.n_test: 16 in the record, 24 in the suite); " \
+           "not evaluated" in err
+    assert f"skipped resnet20__plain__s0: {plain_path}: made by another config than " \
+           f"{suite_file(trained)} (config.data.options.seed: 5 in the record, 0 in the " \
+           "suite); not evaluated" in err
+    assert any(line.startswith(f"skipped resnet20__plain__s7: {folder / 'resnet20__plain__s7.json'}"
+                               ": not a run that") for line in err)
+    assert len(err) == 3 and not evaluated(out, "resnet20__cutout__s0")
+    assert not evaluated(out, "resnet20__plain__s0")

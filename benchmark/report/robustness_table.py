@@ -46,20 +46,25 @@ def evaluated_errors(records: list[dict], placement: str) -> list[tuple[dict, di
 def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[str]:
     """'Robustness to occlusion': per placement, model x method, the mean ± std over seeds of the
     test error on occluded test sets at each occluded fraction, and Welch's p against plain at
-    f = 0.3; then the links of its figures (captions starting with ROBUSTNESS_FIGURE). Absent
-    when no record has been evaluated (records trained before the measurement existed:
-    `erasebench evaluate` adds it)."""
+    f = 0.3; then the links of its figures (captions starting with ROBUSTNESS_FIGURE). When no
+    finished run has been evaluated (records trained before the measurement existed), the section
+    is its title and one line saying so and how to add it (`not_evaluated`); absent only without
+    finished runs."""
     recs = [r for mo in g.models for m in g.methods for r in g.cell(mo, m).records]
     evaluated = [r for r in recs if isinstance(r.get("robustness"), dict)]
-    if not evaluated:
+    if not recs:
         return []
+    out = ["## Robustness to occlusion", ""]
+    # a null robustness: measured and failed, or dropped as unreadable (not merely too old)
+    unread = any("robustness" in r and r["robustness"] is None for r in recs)
+    if not evaluated:
+        return out + [not_evaluated(len(recs), len(recs), g.suite, unread) + ".", ""]
     fractions = sorted({float(f) for r in evaluated for f in r["robustness"].get("fractions", [])})
-    out = ["## Robustness to occlusion", "", INTRO, ""]
+    out += [INTRO, ""]
     missing = len(recs) - len(evaluated)
     if missing:
-        out += [f"{missing} of {len(recs)} finished run(s) not evaluated (trained before this "
-                f"measurement existed: run `erasebench evaluate --suite {g.suite}`); their cells "
-                "count only the evaluated runs, `—` where none is.", ""]
+        out += [not_evaluated(missing, len(recs), g.suite, unread) + "; their cells count only the "
+                "evaluated runs, `—` where none is.", ""]
     header = ["model", "method", "fill", "evaluated", "f = 0 (clean)",
               *[f"f = {f:g}" for f in fractions], f"p vs plain (f = {ROBUSTNESS_P_AT:g})"]
     for placement, what in ROBUSTNESS_PLACEMENTS.items():
@@ -69,6 +74,15 @@ def robustness(g: Grid, figures: list[tuple[str, str]] | None = None) -> list[st
     links = [f"![{cap}]({path})" for cap, path in figures or []
              if cap.startswith(ROBUSTNESS_FIGURE)]
     return out + links + ([""] if links else [])
+
+
+def not_evaluated(missing: int, total: int, suite: str, unread: bool = False) -> str:
+    """The line (no final period) for `missing` of `total` finished runs without robustness;
+    `unread`: some of them hold a null one (the measurement failed, or a reader dropped it as not
+    the measurement: results.robustness_problem), not only records from before it existed."""
+    why = ", or its measurement failed or was unreadable" if unread else ""
+    return (f"{missing} of {total} finished run(s) not evaluated (trained before this measurement "
+            f"existed{why}: run `erasebench evaluate --suite {suite}`)")
 
 
 def _placement_rows(g: Grid, placement: str, fractions: list[float]) -> list[list[str]]:

@@ -26,11 +26,15 @@ from benchmark.results.schema import (
     RANGES,
     READABLE_SCHEMAS,
     REQUIRED,
+    ROBUSTNESS_FRACTIONS,
+    ROBUSTNESS_PLACEMENTS,
+    ROBUSTNESS_SEED,
     SCHEMA,
     STATUSES,
     is_record_like,
     non_finite,
     record_problem,
+    robustness_problem,
     strict,
     value_problem,
 )
@@ -46,9 +50,10 @@ from benchmark.results.store import (
 )
 
 __all__ = ["COUNT", "FAILED", "FINISHED", "FRACTION", "GENERATED", "PERCENT", "RANGES",
-           "READABLE_SCHEMAS", "RENAMED", "REQUIRED", "SCHEMA", "STATUSES", "device_name",
+           "READABLE_SCHEMAS", "RENAMED", "REQUIRED", "ROBUSTNESS_FRACTIONS",
+           "ROBUSTNESS_PLACEMENTS", "ROBUSTNESS_SEED", "SCHEMA", "STATUSES", "device_name",
            "environment", "failed_record", "git_commit", "is_finished", "is_record_like",
            "load_records", "make_record", "non_finite", "normalise", "one_line", "read_record",
-           "record_path", "record_problem", "renamed", "set_aside_damaged", "status", "strict",
-           "utc_date",
+           "record_path", "record_problem", "renamed", "robustness_problem", "set_aside_damaged",
+           "status", "strict", "utc_date",
            "value_problem", "versions", "write_record", "NotARecord"]

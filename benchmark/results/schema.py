@@ -50,7 +50,10 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
                     evaluate` adds it) test error (%) of the final model on occluded copies of the
                     test set (benchmark/robustness.py): {"fractions": [f...], "random": [err per
                     f], "box": [...] (data with boxes only), "cam_peak": [...], "seed", "n_test",
-                    "fill", "cam_target", "cam_layer"}
+                    "fill", "cam_target", "cam_layer"}. One that is not that measurement (other
+                    fractions, a list of another length, an error outside [0, 100], another seed
+                    or test set: `robustness_problem`) is read as absent, with one warning line
+                    naming the file and key; the run's other numbers are kept
     wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s:
                     training images per second, erased copies included; resumed_from_epoch: int
                     or None (each None when a failed run did not get that far)
@@ -172,11 +175,59 @@ RANGES = {"final_test_error": PERCENT, "best_test_error": PERCENT,
           "curves.test_error": PERCENT, "curves.lr": COUNT, "curves.erased_fraction": PERCENT,
           **{f"occlusion.{k}": FRACTION for k in (
               "erased_image_rate", "object_hit_rate", "object_covered_mean",
-              "train_cam_peak_in_box", "cam_peak_in_box", "random_point_in_box")},
-          # benchmark/robustness.py: test error (%) per placement, at each occluded fraction
-          "robustness.fractions": FRACTION, "robustness.n_test": (1, math.inf),
-          "robustness.seed": COUNT,
-          **{f"robustness.{k}": PERCENT for k in ("random", "box", "cam_peak")}}
+              "train_cam_peak_in_box", "cam_peak_in_box", "random_point_in_box")}}
+# `robustness` is checked apart (`robustness_problem`): it is measured after training, often by
+# another command (`erasebench evaluate`), so a bad one says nothing about the run's own numbers.
+
+
+# What benchmark/robustness.py measures and every record's `robustness` holds: the occluded
+# fractions (in this order), the placements ("box" only on data with boxes) and the occluders' seed.
+ROBUSTNESS_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
+ROBUSTNESS_PLACEMENTS = ("random", "box", "cam_peak")
+ROBUSTNESS_SEED = 0
+
+
+def robustness_problem(rec: dict) -> str | None:
+    """Why `rec`'s `robustness` cannot be read as benchmark/robustness.py's measurement of this
+    run, as one line naming the key; None when it is absent, null or fine. Its `fractions` must be
+    ROBUSTNESS_FRACTIONS in that order, "random" and "cam_peak" (and "box" if present) one error
+    in [0, 100] % per fraction, `seed` ROBUSTNESS_SEED (every run sees the same occluded test set)
+    and `n_test` the record's own `n_test` where both are known. The readers then drop only the
+    robustness (`benchmark.results.store`): the run's other numbers stay."""
+    rb = rec.get("robustness")
+    if not isinstance(rb, dict):
+        return None  # absent or null; another type is record_problem's
+    fractions = rb.get("fractions")
+    standard = list(ROBUSTNESS_FRACTIONS)
+    if not (isinstance(fractions, list) and len(fractions) == len(standard)
+            and all(isinstance(f, int | float) and not isinstance(f, bool) and f == g
+                    for f, g in zip(fractions, standard, strict=True))):
+        return (f"key 'robustness.fractions' is {_short(fractions)}, not "
+                f"{standard} (the occluded fractions erasebench measures, in this order)")
+    for placement in ROBUSTNESS_PLACEMENTS:
+        errors = rb.get(placement)
+        if errors is None and placement == "box":
+            continue  # data without object boxes
+        key = f"robustness.{placement}"
+        if not isinstance(errors, list) or len(errors) != len(standard):
+            n = f"{len(errors)} values" if isinstance(errors, list) else _short(errors)
+            return f"key {key!r} is {n}, not one error per fraction ({len(standard)})"
+        for i, e in enumerate(errors):
+            if e is None:
+                return f"key '{key}[{i}]' is null, not an error in [0, 100] %"
+            problem = _number_problem(f"{key}[{i}]", e, *PERCENT)
+            if problem:
+                return problem
+    if rb.get("seed") != ROBUSTNESS_SEED or isinstance(rb.get("seed"), bool):
+        return (f"key 'robustness.seed' is {_short(rb.get('seed'))}, not {ROBUSTNESS_SEED} (every "
+                "run is occluded from the same seed)")
+    n, own = rb.get("n_test"), rec.get("n_test")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        return f"key 'robustness.n_test' is {_short(n)}, not a count of test images"
+    if isinstance(own, int) and not isinstance(own, bool) and n != own:
+        return (f"key 'robustness.n_test' is {n}, but the record's n_test is {own}: not measured "
+                "on this run's test set")
+    return None
 
 
 def _number_problem(key: str, value, lo, hi) -> str | None:

@@ -15,6 +15,7 @@ from benchmark.results.schema import (
     cpu_time_problem,
     is_record_like,
     record_problem,
+    robustness_problem,
     strict,
 )
 
@@ -46,7 +47,7 @@ def read_record(path: str | os.PathLike, *, set_aside: bool = False) -> dict | N
     run; by default (every read-only reader) it is skipped with a one-line warning (once per file
     and problem in a process) and the file is left exactly where it is."""
     try:
-        return _parse(Path(path))
+        return _trusted_robustness(Path(path), _parse(Path(path)))
     except FileNotFoundError:
         return None
     except NotARecord as e:
@@ -139,12 +140,28 @@ def _trusted_cost(path: Path, rec: dict) -> dict:
     return {**rec, "cpu_time_s": None}
 
 
+def _trusted_robustness(path: Path, rec: dict) -> dict:
+    """`rec` as read from `path`, its `robustness` set to None (so no table, figure or mean reads
+    it, and `erasebench evaluate` measures it again) with a one-line warning naming the file and
+    key when it is not benchmark/robustness.py's measurement of this run
+    (schema.robustness_problem); the rest of the record is kept and the file is left as it is."""
+    problem = robustness_problem(rec)
+    if problem is None:
+        return rec
+    if (str(path.resolve()), problem) not in _warned:
+        _warned.add((str(path.resolve()), problem))
+        warn(f"{path}: {problem}; its robustness to occlusion is not shown (its other numbers "
+             "are; `erasebench evaluate` measures it again) (file left as it is)")
+    return {**rec, "robustness": None}
+
+
 def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> list[dict]:
     """The readable records (finished and failed, normalised to schema 2) of a results folder,
     sorted by file name. Read-only: a damaged record is skipped with a one-line warning, a JSON
     that is not a record (package.json) quietly, and no file is moved or renamed. A `cpu_time_s`
     implausible against the record's own `train_time_s` (schema.cpu_time_problem) is read as
-    null, with a one-line warning: its cost cell falls back to wall-clock.
+    null, with a one-line warning: its cost cell falls back to wall-clock; so is a `robustness`
+    that is not the measurement of this run (schema.robustness_problem).
 
     suite: keep only that suite's records (a record without a `suite` key counts as the named
     one); the others are left out with one warning line naming their suites and counts."""
@@ -157,7 +174,7 @@ def load_records(results_dir: str | os.PathLike, suite: str | None = None) -> li
         except ValueError:
             rec = read_record(p)  # the one-line warning, nothing moved
         if rec is not None:
-            records.append(_trusted_cost(p, rec))
+            records.append(_trusted_robustness(p, _trusted_cost(p, rec)))
     if suite is None:
         return records
     other: dict[str, int] = {}

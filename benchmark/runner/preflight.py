@@ -9,17 +9,21 @@ from pathlib import Path
 from benchmark.suites.expand import RunSpec
 
 
-def check_out(out: Path) -> str | None:
-    """--out must be a folder we can write: checked before any training, not at the first save."""
+def check_out(out: Path, what: str | None = None) -> str | None:
+    """--out must be a folder we can write: checked before any training, not at the first save.
+    `what` names the folder in the line (default: `--out <out>`), e.g. the results folder that
+    `erasebench evaluate` rewrites records in; the folder is made if absent (as its writer
+    would)."""
+    what = what or f"--out {out}"
     if out.exists() and not out.is_dir():
-        return f"--out {out}: is a file, not a folder"
+        return f"{what}: is a file, not a folder"
     probe = out / f".erasebench-write-test-{os.getpid()}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        return f"--out {out}: not writable ({e.strerror or e})"
+        return f"{what}: not writable ({e.strerror or e})"
     return None
 
 

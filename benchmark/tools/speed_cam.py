@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from benchmark import cam as cams
 from benchmark import models
+from benchmark.eraser_cli import device_arg, one_line_errors
 from benchmark.timing import per_call
 
 
@@ -96,5 +97,7 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--naive-repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda, cuda:N or mps (default: cuda when present, else cpu)")
+    one_line_errors(p)  # a bad --device or number: one line, exit 2, before any timing
     p.set_defaults(func=cam)

@@ -15,6 +15,7 @@ import signal
 
 import torch
 
+from benchmark.eraser_cli import device_arg, one_line_errors
 from benchmark.fileio import atomic_write
 from benchmark.timing import per_call
 from benchmark.tools.op_count import goal_lines
@@ -349,10 +350,12 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="DataLoader workers of path (a) (default: %(default)s: this machine's "
                         "cores, at most 8)")
-    p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda, cuda:N or mps (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: %(default)s, torch's default)")
     p.add_argument("--out", default="runs/speed.md",
                    help="the markdown table, '' for none (default: %(default)s, untracked; the "
                         "committed table leaderboards/speed.md is written only when named here)")
+    one_line_errors(p)  # a bad --device or number: one line, exit 2, before any timing
     p.set_defaults(func=train)

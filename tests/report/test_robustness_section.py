@@ -84,9 +84,43 @@ def test_records_without_robustness_are_counted_as_not_evaluated():
     assert cut[3] == "0 of 2" and set(cut[4:]) == {"—"}
 
 
-def test_without_any_evaluated_record_the_section_is_absent():
+def test_without_any_evaluated_record_the_section_says_so_and_how_to_add_it():
     text = lb.render([record("plain", 0, 20.0), record("cutout", 0, 19.0)], suite="occ")
-    assert "Robustness to occlusion" not in text
+    section = text.split("## Robustness to occlusion\n\n", 1)[1].split("\n## ", 1)[0]
+    assert section.strip() == ("2 of 2 finished run(s) not evaluated (trained before this "
+                               "measurement existed: run `erasebench evaluate --suite occ`).")
+    assert "### Occluder" not in text
+
+
+def test_without_finished_runs_there_is_no_robustness_section():
+    failed = {**record("plain", 0, 20.0), "status": "failed", "final_test_error": None,
+              "best_test_error": None, "failure": {"epoch": 1, "reason": "loss is NaN"}}
+    assert "Robustness to occlusion" not in lb.render([failed], suite="occ")
+
+
+def test_a_record_whose_robustness_is_not_the_measurement_keeps_its_clean_error_only(tmp_path):
+    """Fractions in another order (or other values), or lists of another length: that record's
+    robustness is left out of every robustness cell (one warning), never matched by position;
+    its clean error stays in the other tables."""
+    folder = tmp_path / "results" / "occ"
+    for s in range(2):
+        write_record(folder, record("plain", s, 20.0 + s, robust=30.0))
+    reversed_ = record("cutout", 0, 19.0, robust=25.0)
+    reversed_["robustness"]["fractions"] = FRACTIONS[::-1]
+    short = record("cutout", 1, 21.0, robust=40.0)
+    short["robustness"]["random"] = [1.0, 2.0]
+    good = record("cutout", 2, 23.0, robust=27.0)
+    for r in (reversed_, short, good):
+        write_record(folder, r)
+    text = lb.render_suite("occ", folder, tmp_path / "leaderboards" / "occ.md").read_text()
+    cut = rows(text, "### Occluder placed uniformly at random")[1]
+    assert cut[:5] == ["resnet20", "cutout", "zero", "1 of 3", "23.00 ± n/a"]
+    assert cut[5:10] == [f"{27.0 + 2 * i + 2:.2f} ± n/a" for i in range(5)]  # seed 2's only
+    assert ("2 of 5 finished run(s) not evaluated (trained before this measurement existed, or "
+            "its measurement failed or was unreadable: run `erasebench evaluate --suite occ`)"
+            ) in text
+    final = text.split("## Final-epoch test error", 1)[1].split("\n## ", 1)[0]
+    assert "21.00 ± 2.00" in final  # all three cutout runs' clean errors: 19, 21, 23
 
 
 def test_the_robustness_figure_is_written_and_linked_from_its_section(tmp_path):
