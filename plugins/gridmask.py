@@ -81,6 +81,11 @@ class GridMask(Eraser):
         self.ramp_epochs = (None if ramp_epochs is None
                             else check_int(owner, "ramp_epochs", ramp_epochs, 1))
 
+    @property
+    def depends_on_epoch(self) -> bool:
+        """True with a ramp: erase only through ``at_epoch(epoch)``'s eraser."""
+        return self.ramp_epochs is not None
+
     def prob_at(self, epoch: int) -> float:
         """The official ramp: p * min(1, epoch / ramp_epochs); p when there is no ramp."""
         epoch = check_int(type(self).__name__, "epoch", epoch, 0)

@@ -361,3 +361,25 @@ def test_invalid_hyperparameter_of_a_new_eraser_is_rejected_at_construction(name
                                                                              message):
     with pytest.raises(ValueError, match=message):
         plugins.build(name, **kwargs)
+
+
+def test_commands_outside_a_run_take_a_ramped_gridmask_as_at_the_end_of_its_ramp():
+    """speed erasers and the figures commands (`eraser_cli.resolve`) erase with the eraser of
+    the epoch its ramp ends (its full p), not the bare ramped one that refuses to erase."""
+    from benchmark.eraser_cli import resolve
+
+    (spec,) = resolve(["gridmask:ramp_epochs=50,p=0.6"])
+    assert spec.params == {"ramp_epochs": 50, "p": 0.6}  # the label keeps what was asked
+    assert spec.eraser.p == 0.6 and spec.eraser.ramp_epochs is None
+    assert spec.eraser(images(4), generator=gen()).shape == (4, 1, SIZE, SIZE)
+
+
+def test_check_eraser_checks_a_ramped_gridmask_through_its_epochs_erasers():
+    plugins.testing.check_eraser(plugins.build("gridmask", ramp_epochs=3))
+
+
+def test_erase_transform_refuses_a_ramped_eraser_at_construction_in_one_line():
+    with pytest.raises(ValueError, match=r"^Erase: GridMask\(.*ramp_epochs=3\) depends on the "
+                                         r"epoch .*Erase\(eraser.at_epoch\(epoch\)\)"):
+        plugins.Erase("gridmask", ramp_epochs=3)
+    assert plugins.Erase(plugins.build("gridmask", ramp_epochs=3).at_epoch(3)).eraser.p == 0.8

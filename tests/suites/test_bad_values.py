@@ -302,3 +302,27 @@ def test_yaml_merge_keys_are_not_duplicates():
     from benchmark.suites.config import safe_load
 
     assert safe_load("a: &x {k: 1, j: 2}\nb: {<<: *x, k: 3}\n")["b"] == {"k": 3, "j": 2}
+
+
+@pytest.mark.parametrize("ramp, warned", [(50, True), (2, True), (1, False)])
+def test_a_probability_ramp_longer_than_the_run_is_a_warning_naming_file_key_and_values(
+        tmp_path, ramp, warned):
+    """GridMask's `ramp_epochs` (p x min(1, epoch / ramp_epochs), epochs counted from 0) that
+    never reaches its p within train.epochs: one warning line before any training (the run's
+    and --dry-run's checks, which print it as `warning: ...`), not an error; a ramp that ends by
+    the last epoch says nothing."""
+    from benchmark.runner.method_checks import check_methods
+
+    p = write(tmp_path, GOOD.replace("methods: [plain, cutout]",
+                                     f"methods: [plain, {{name: gridmask, params: "
+                                     f"{{ramp_epochs: {ramp}}}}}]"))
+    suite = load_suite(str(p))
+    problems, warnings = check_methods(suite, expand(suite))
+    lines = [w for w in warnings if "ramp_epochs" in w]
+    last = 0.8 * 1 / ramp
+    assert problems == []
+    assert lines == ([f"{p}: key 'methods[1].params.ramp_epochs': gridmask: "
+                      f"ramp_epochs {ramp} is longer than the run (train.epochs 2): p = 0.8 x "
+                      f"min(1, epoch / {ramp}) only reaches {last:.3g} of its target 0.8 in the "
+                      "last epoch (1, counted from 0); a ramp_epochs of at most 1 reaches it"]
+                     if warned else [])
