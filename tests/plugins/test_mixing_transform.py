@@ -213,7 +213,8 @@ def test_erase_checks_every_constructor_argument_in_one_line():
 
 def test_mix_refuses_class_indices_outside_num_classes_in_one_line():
     images, labels = batch()
-    for bad, says in [(labels + CLASSES, r"must be in \[0, 9\] \(num_classes 10\), got \d+\.\.\d+$"),
+    for bad, says in [(labels + CLASSES,
+                       r"must be in \[0, 9\] \(num_classes 10\), got \d+\.\.\d+$"),
                       (labels - CLASSES, r"must be in \[0, 9\]"),
                       (labels.float(), "class-index labels \\(B,\\) must be integers")]:
         with pytest.raises(ValueError, match=says):
