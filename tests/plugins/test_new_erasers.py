@@ -383,3 +383,25 @@ def test_erase_transform_refuses_a_ramped_eraser_at_construction_in_one_line():
                                          r"epoch .*Erase\(eraser.at_epoch\(epoch\)\)"):
         plugins.Erase("gridmask", ramp_epochs=3)
     assert plugins.Erase(plugins.build("gridmask", ramp_epochs=3).at_epoch(3)).eraser.p == 0.8
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"ratio": 0}, r"^GridMask: ratio must be in \(0.0, 1.0\), the band's share l / d of a unit "
+                   r"\(l = ceil\(d \* ratio\)\), got 0 \(no band: mode 1 erases the whole "
+                   r"image, mode 0 nothing\)$"),
+    ({"ratio": 1.0, "mode": 0}, r"got 1.0 \(the band fills the unit: mode 1 erases nothing, mode "
+                                r"0 the whole image\)$"),
+    ({"ratio": 0.99}, r"^GridMask: ratio 0.99 with d 24 gives a band l = ceil\(24 \* 0.99\) = 24 "
+                      r">= d, so no square is left between the bands \(mode 1 would erase "
+                      r"nothing, mode 0 the whole image\); allowed with d1 24: 0 < ratio <= 1 - "
+                      r"1/24 = 0.9583$"),
+    ({"d1": 1, "d2": 4, "ratio": 0.5}, r"a unit of d 1 pixel has no room for both: use d1 >= 2$"),
+])
+def test_gridmask_refuses_a_ratio_that_leaves_no_band_or_no_square_in_a_unit(kwargs, message):
+    """The official code draws l = ceil(d * ratio) unchecked: ratio 0 (no band) erases whole
+    images in the paper's mode 1, and l >= d (no square) erases nothing or everything. Each
+    unit must keep both: one line naming ratio, d and what is allowed."""
+    with pytest.raises(ValueError, match=message):
+        plugins.build("gridmask", **kwargs)
+    plugins.build("gridmask", ratio=1 - 1 / 24)  # the largest ratio d1 24 allows
+    plugins.build("gridmask", ratio=1e-6)  # l = 1: a one-pixel band
