@@ -268,6 +268,11 @@ class PackTrainer:
         (selfcheck.check_stack); they should train alone. {} for a single run."""
         return selfcheck.check_stack(self, epoch)
 
+    def at_first_epoch_of(self, kind: str) -> None:
+        """`at_epoch` of the first epoch in which the pack takes step `kind` (`first_epoch`):
+        for a step taken outside the epoch loop (a timing), its erasers as training has them."""
+        self.at_epoch(first_epoch(self.specs, kind))
+
     def at_epoch(self, epoch: int) -> None:
         """Give each lane whose eraser depends on the epoch (``at_epoch``, e.g. GridMask's
         ``ramp_epochs``) that epoch's eraser (``epoch`` 0-based, counted from the run's start,

@@ -312,6 +312,9 @@ def test_interleaved_timing_takes_one_step_of_each_kind_per_round(monkeypatch):
         def step_for(self, kind):
             return kind
 
+        def at_first_epoch_of(self, kind):  # the erasers of the kind's first epoch
+            order.append((self.name, f"epoch of {kind}"))
+
         def runner(self, kind, step):
             order.append((self.name, kind))
 
@@ -319,7 +322,9 @@ def test_interleaved_timing_takes_one_step_of_each_kind_per_round(monkeypatch):
     times = cost._interleaved([(a, "append"), (b, "append")], "cpu", warm=1, timed_steps=3,
                               clock="cpu")
     assert len(times) == 2
-    assert order == [("joint", "append"), ("split", "append")] * 4  # warm-up, then 3 rounds
+    assert order == ([("joint", "epoch of append"), ("joint", "append"),
+                      ("split", "epoch of append"), ("split", "append")]  # set up, warm-up
+                     + [("joint", "append"), ("split", "append")] * 3)  # then 3 rounds
 
 
 RAMP = TINY.replace("epochs: 4,", "epochs: 3,").replace(
