@@ -204,5 +204,15 @@ def resolve(specs: list[str] | None, imports: list[str] | None = None, *,
             raise
         except Exception as e:  # noqa: BLE001 - the eraser's own check of its parameters
             raise ValueError(f"eraser {text!r}: {type(e).__name__}: {e}") from None
-        out.append(EraserSpec(name, params, eraser))
+        out.append(EraserSpec(name, params, settled(eraser)))
     return out
+
+
+def settled(eraser):
+    """The eraser a command outside any run shows or times (speed erasers, figures): one that
+    depends on the epoch (`at_epoch`, e.g. GridMask's `ramp_epochs`) as at the end of its ramp
+    (epoch `ramp_epochs`: its full p), as a run erases once the ramp is over; any other eraser
+    unchanged."""
+    if not callable(getattr(eraser, "at_epoch", None)):
+        return eraser
+    return eraser.at_epoch(getattr(eraser, "ramp_epochs", None) or 0)

@@ -96,6 +96,29 @@ def _check_mean(mean, images: torch.Tensor) -> None:
         )
 
 
+def check_mean(owner: str, mean) -> None:
+    """The checks of ``mean`` that need no image (``Erase``'s constructor): one finite real
+    number, a sequence of them, or a real tensor; a one-line ``ValueError`` naming ``owner``
+    otherwise. The count per channel and uint8's range are checked on the images."""
+    if isinstance(mean, torch.Tensor):
+        ok = mean.dtype != torch.bool and not mean.is_complex()
+        values = []
+    elif isinstance(mean, numbers.Real):
+        ok, values = True, [mean]
+    elif not isinstance(mean, (str, bytes)) and (isinstance(mean, Sequence)
+                                                 or hasattr(mean, "__array__")):
+        values = list(mean) if getattr(mean, "ndim", 1) else [mean.item()]  # numpy as well
+        ok = bool(values)
+    else:
+        ok, values = False, []
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
+           or not math.isfinite(v)]
+    if not ok or bad:
+        got = repr(bad[0]) if bad else f"{type(mean).__name__} {mean!r}"
+        raise ValueError(f"{owner}: mean must be a finite number, a sequence of them (one per "
+                         f"channel) or a real tensor, got {got}")
+
+
 def _check_generator(generator, images: torch.Tensor, *, device: bool = True) -> None:
     """One-line errors for a ``generator`` that is not a torch.Generator on the images' device."""
     if generator is None:

@@ -18,9 +18,16 @@ from torchvision.transforms.v2 import functional as F
 from plugins.base import Eraser, check_channels_first
 from plugins.fill import check_fill_dtype, keep_layout
 from plugins.fill import fill as fill_pixels
-from plugins.mixing import is_mixing, lam_from_mask, partner_permutation, paste
+from plugins.mixing import (
+    check_num_classes,
+    is_mixing,
+    lam_from_mask,
+    partner_permutation,
+    paste,
+)
 
-__all__ = ["apply_eraser", "check_erase_input", "draw_key", "draw_mask", "fill_mask", "mix"]
+__all__ = ["apply_eraser", "check_erase_input", "draw_key", "draw_mask", "fill_mask", "mix",
+           "mix_draw"]
 
 
 def check_erase_input(images, video: bool) -> None:
@@ -151,6 +158,13 @@ def _soft_labels(labels, num_classes: int | None, owner: str) -> torch.Tensor:
         if num_classes is None:
             raise ValueError(f"{owner}: num_classes must be given for class-index labels (B,), "
                              "as torchvision's v2.CutMix(num_classes=...)")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(f"{owner}: class-index labels (B,) must be integers, got "
+                             f"{labels.dtype}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"{owner}: class-index labels must be in [0, {num_classes - 1}] "
+                             f"(num_classes {num_classes}), got {int(labels.min())}.."
+                             f"{int(labels.max())}")
         return torch.nn.functional.one_hot(labels, num_classes=num_classes).float()
     if num_classes is not None and labels.shape[-1] != num_classes:
         raise ValueError(f"{owner}: labels have {labels.shape[-1]} classes in their last "
@@ -180,7 +194,25 @@ def mix(
     line): a single image (no batch dimension), labels of the wrong shape, an eraser that does
     not mix.
     """
+    mixed, soft, _, _ = mix_draw(images, labels, eraser, num_classes=num_classes,
+                                 generator=generator, cam=cam)
+    return mixed, soft
+
+
+def mix_draw(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eraser: Eraser,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+    cam: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`mix` and its draw: ``(mixed images, soft labels, mask bool (B, 1, H, W),
+    partner long (B,))``, so further images of the same sample can be pasted alike
+    (:func:`plugins.mixing.paste`). Same arguments and errors as :func:`mix`."""
     owner = "Erase"
+    num_classes = check_num_classes(owner, num_classes)
     if not is_mixing(eraser):
         raise ValueError(f"{owner}: mix needs a mixing eraser (mixes = True); "
                          f"{type(eraser).__name__} only masks: use apply_eraser")
@@ -202,4 +234,4 @@ def mix(
         cam = cam[partner]
     mask = draw_mask(images, eraser, generator=generator, cam=cam)
     lam = lam_from_mask(mask).to(soft.device)[:, None]
-    return paste(images, mask, partner), lam * soft + (1.0 - lam) * soft[partner]
+    return paste(images, mask, partner), lam * soft + (1.0 - lam) * soft[partner], mask, partner

@@ -43,6 +43,10 @@ class GridMask(Eraser):
       1 - (1 - l/d)^2 (the paper's k = 1 - (1 - r)^2). ``mode=0`` (the code's "revised
       GridMask"): the bands are erased instead.
 
+    ``ratio`` (r = l / d) must leave both a band and a square in every unit: 0 < ratio and
+    ceil(d * ratio) < d for every d in [d1, d2) (ratio <= 1 - 1/d1); ratio 0 (no band: mode 1
+    erases the whole image) and a band as wide as the unit are each a one-line ``ValueError``.
+
     Defaults, the paper's CIFAR-10 setting as we read it: d in [24, 33), ratio 0.4, mode 1,
     no rotation, p 0.8. (The official repository's snapshot holds only the ImageNet code:
     d1 96, d2 224, rotate 360, ratio 0.6, mode 1, prob 0.8.)
@@ -75,11 +79,35 @@ class GridMask(Eraser):
             raise ValueError(f"{owner}: d2 must be > d1 (d is drawn from [d1, d2)), "
                              f"got d1={d1}, d2={d2}")
         self.ratio = check_number(owner, "ratio", ratio, 0.0, 1.0)
+        if self.ratio in (0.0, 1.0):
+            what = ("no band: mode 1 erases the whole image, mode 0 nothing" if self.ratio == 0
+                    else "the band fills the unit: mode 1 erases nothing, mode 0 the whole image")
+            raise ValueError(f"{owner}: ratio must be in (0.0, 1.0), the band's share l / d of a "
+                             f"unit (l = ceil(d * ratio)), got {ratio!r} ({what})")
+        # Every unit must keep a band and erase a square (the official code draws l =
+        # ceil(d * ratio) and does not check): ratio 0 leaves no band (mode 1 erases the whole
+        # image), l >= d no square (mode 1 erases nothing, mode 0 the whole image).
+        # l < d <=> ratio <= 1 - 1/d, strictest at d1.
+        for d in (self.d1, self.d2 - 1):
+            if math.ceil(d * self.ratio) >= d:
+                most = 1 - 1 / self.d1
+                allowed = (f"allowed with d1 {self.d1}: 0 < ratio <= 1 - 1/{self.d1} = {most:.4g}"
+                           if self.d1 > 1 else "a unit of d 1 pixel has no room for both: "
+                           "use d1 >= 2")
+                raise ValueError(
+                    f"{owner}: ratio {ratio!r} with d {d} gives a band l = ceil({d} * {ratio!r}) "
+                    f"= {math.ceil(d * self.ratio)} >= d, so no square is left between the bands "
+                    f"(mode 1 would erase nothing, mode 0 the whole image); {allowed}")
         self.rotate = check_int(owner, "rotate", rotate, 1, 360)
         self.mode = check_int(owner, "mode", mode, 0, 1)
         self.p = check_probability(owner, "p", p)
         self.ramp_epochs = (None if ramp_epochs is None
                             else check_int(owner, "ramp_epochs", ramp_epochs, 1))
+
+    @property
+    def depends_on_epoch(self) -> bool:
+        """True with a ramp: erase only through ``at_epoch(epoch)``'s eraser."""
+        return self.ramp_epochs is not None
 
     def prob_at(self, epoch: int) -> float:
         """The official ramp: p * min(1, epoch / ramp_epochs); p when there is no ramp."""

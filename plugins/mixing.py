@@ -16,6 +16,7 @@ So the eraser contract, and every mask-only eraser, stays exactly as it is.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -26,6 +27,7 @@ from plugins.geometry import box_mask
 __all__ = [
     "PASTE",
     "check_mixing_fill",
+    "check_num_classes",
     "cutmix_box_masks",
     "default_fill",
     "is_mixing",
@@ -46,6 +48,19 @@ GAMMA_CANDIDATES = 8
 # Not a mode of plugins.fill (a fill writes values that need no other image); the callers
 # (training step, plugins.Erase, benchmark.cam.erase_with_model) paste with :func:`paste` instead.
 PASTE = "paste"
+
+
+def check_num_classes(owner: str, num_classes) -> int | None:
+    """``num_classes`` as given if it is None or an int >= 1 (a bool is refused), else a
+    one-line ``ValueError`` naming it and what is allowed."""
+    if num_classes is None:
+        return None
+    if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 1):
+        raise ValueError(f"{owner}: num_classes must be an integer >= 1 (the number of classes "
+                         f"of the labels) or None (labels already (B, num_classes)), got "
+                         f"{num_classes!r}")
+    return int(num_classes)
 
 
 def is_mixing(eraser) -> bool:

@@ -337,9 +337,21 @@ CHECKS: dict[str, Callable[[Eraser], None]] = {
 def check_eraser(eraser: Eraser) -> None:
     """Run every contract check in :data:`CHECKS` on ``eraser`` (a built instance); raises
     ``AssertionError`` (``"check_<name>: <Class>: <what>"``) at the first failure, ``TypeError``
-    if ``eraser`` is not a ``plugins.Eraser``."""
+    if ``eraser`` is not a ``plugins.Eraser``. An eraser that depends on the epoch
+    (``depends_on_epoch``, e.g. GridMask with ``ramp_epochs``) is checked through the erasers
+    its ``at_epoch`` returns at the start and at the end of its ramp, as training uses it."""
     if not isinstance(eraser, Eraser):
         raise TypeError(f"check_eraser: expected a plugins.Eraser instance, got "
                         f"{type(eraser).__name__}")
-    for check in CHECKS.values():
-        check(eraser)
+    if getattr(eraser, "depends_on_epoch", False):  # e.g. GridMask's ramp: the epochs' erasers
+        ends = [0, getattr(eraser, "ramp_epochs", None) or 1]
+        erasers = [eraser.at_epoch(epoch) for epoch in ends]
+        for epoch, e in zip(ends, erasers, strict=True):
+            if not isinstance(e, Eraser) or getattr(e, "depends_on_epoch", False):
+                raise AssertionError(f"check_at_epoch: {type(eraser).__name__}: at_epoch({epoch}) "
+                                     "must return an eraser that no longer depends on the epoch")
+    else:
+        erasers = [eraser]
+    for e in erasers:
+        for check in CHECKS.values():
+            check(e)

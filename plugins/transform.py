@@ -8,6 +8,7 @@ images -> erased copy; :func:`mix`), in the style of torchvision's transforms v2
 one mask per image, drawn by the batched eraser without host synchronisation.
 
 >>> from torchvision.transforms import v2
+from torchvision.transforms.v2._utils import _parse_labels_getter
 >>> transform = v2.Compose([v2.PILToTensor(), plugins.Erase("random_erasing", "random")])
 """
 
@@ -22,9 +23,10 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2._utils import _parse_labels_getter  # v2.CutMix's labels_getter
 
 from plugins.base import Eraser, check_choice
-from plugins.fill import FILL_MODES
+from plugins.fill import FILL_MODES, check_mean
 from plugins.functional import (
     apply_eraser,
     check_erase_input,
@@ -32,8 +34,9 @@ from plugins.functional import (
     draw_mask,
     fill_mask,
     mix,
+    mix_draw,
 )
-from plugins.mixing import default_fill, is_mixing
+from plugins.mixing import check_num_classes, default_fill, is_mixing, paste
 from plugins.registry import build
 
 __all__ = ["Erase", "apply_eraser", "draw_mask", "erase", "fill_mask", "mix"]
@@ -109,6 +112,7 @@ class Erase(v2.Transform):
         mean: torch.Tensor | Sequence[float] | float | None = None,
         generator: torch.Generator | None = None,
         num_classes: int | None = None,
+        labels_getter: Any = "default",
         **params,
     ):
         super().__init__()
@@ -126,15 +130,38 @@ class Erase(v2.Transform):
                 "Erase: name_or_eraser must be a registry name or a plugins.Eraser, "
                 f"got {type(name_or_eraser).__name__}"
             )
+        if getattr(self.eraser, "depends_on_epoch", False):  # e.g. GridMask's ramp_epochs
+            raise ValueError(
+                f"Erase: {self.eraser!r} depends on the epoch (its probability ramps); a "
+                "transform has no epoch: build Erase(eraser.at_epoch(epoch)) for each epoch, or "
+                "leave the ramp out"
+            )
         self.mixes = is_mixing(self.eraser)
         fill = default_fill("Erase", self.eraser, fill)
         self.fill = fill if self.mixes else check_choice("Erase", "fill", fill, FILL_MODES)
-        self.num_classes = num_classes
+        # Every argument is checked here, in one line, as torchvision's transforms check theirs.
+        self.num_classes = check_num_classes("Erase", num_classes)
+        name = type(self.eraser).__name__
+        if num_classes is not None and not self.mixes:
+            raise ValueError(f"Erase: num_classes is for mixing erasers (cutmix, cam_cutmix), "
+                             f"which mix labels; {name} only masks: leave it out")
+        if not self.mixes and labels_getter != "default":
+            raise ValueError(f"Erase: labels_getter is for mixing erasers (cutmix, cam_cutmix), "
+                             f"which mix labels; {name} only masks: leave it out")
+        try:
+            self._labels_getter = _parse_labels_getter(labels_getter)
+        except ValueError as e:
+            raise ValueError(f"Erase: {e}") from None
         if fill == "mean" and mean is None:
             raise ValueError(
                 "Erase: fill='mean' needs mean=<one value, or one per channel, in the images' "
                 "units>"
             )
+        if mean is not None:
+            check_mean("Erase", mean)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"Erase: generator must be a torch.Generator (on the images' device) "
+                            f"or None, got {type(generator).__name__}")
         self.mean = mean
         self.generator = generator
         self._worker_seed = None  # the DataLoader worker seed the generator was re-seeded from
@@ -194,25 +221,59 @@ class Erase(v2.Transform):
         return tree_unflatten(flat_outputs, spec)
 
     def _mix_batch(self, sample: Any, cam: torch.Tensor | None) -> Any:
-        """A mixing eraser: ``(images, labels)`` -> ``(mixed images, soft labels)``."""
-        if not (isinstance(sample, (tuple, list)) and len(sample) == 2
-                and isinstance(sample[1], torch.Tensor)):
-            raise ValueError(
-                f"Erase: {type(self.eraser).__name__} mixes the images of a batch and their "
-                "labels: call Erase(...)(images, labels) on a batch (B, C, H, W) with labels (B,) "
-                "or (B, num_classes), as torchvision's v2.CutMix"
-            )
-        images, labels = sample
-        if isinstance(images, PIL.Image.Image):
-            self.check_inputs([images])
-        if isinstance(images, tv_tensors.Video):
-            raise ValueError("Erase: mixing erasers take image batches (B, C, H, W), not videos")
+        """A mixing eraser on a v2 sample, found as torchvision's ``v2.CutMix`` finds them: the
+        labels by the labels getter (default: a tuple's second item, or a dict's ``labels``
+        key, else the first key containing ``label``; a tuple whose second item is such a
+        dict), the images among the rest by v2's rule (every Image; a plain tensor only when
+        there is none, then the first). Every image entry gets the same partner and mask; the
+        labels become soft labels (B, num_classes); the rest passes through."""
+        name = type(self.eraser).__name__
+        usage = (f"Erase: {name} mixes the images of a batch and their labels: call "
+                 "Erase(...)(images, labels) on a batch (B, C, H, W) with labels (B,) or "
+                 "(B, num_classes), or on a dict with 'image' and 'label' entries, as "
+                 "torchvision's v2.CutMix")
+        flat_inputs, spec = tree_flatten(sample)
+        if any(isinstance(inpt, (PIL.Image.Image, *_NOT_ERASED)) for inpt in flat_inputs):
+            raise ValueError(f"Erase: {name} mixes image batches; PIL images, boxes, key points "
+                             "and masks are not supported (as v2.CutMix)")
+        try:
+            labels = self._labels_getter(sample)
+        except (ValueError, IndexError, KeyError, TypeError):
+            raise ValueError(usage) from None
+        at = next((i for i, inpt in enumerate(flat_inputs) if inpt is labels), None)
+        if not isinstance(labels, torch.Tensor) or at is None:
+            raise ValueError(usage)
+        rest = [i for i in range(len(flat_inputs)) if i != at]
+        needs = self._needs_transform_list([flat_inputs[i] for i in rest])
+        where = [i for i, need in zip(rest, needs, strict=True) if need]
+        if not where:
+            raise ValueError(usage)
+        for i in where:
+            if isinstance(flat_inputs[i], tv_tensors.Video):
+                raise ValueError("Erase: mixing erasers take image batches (B, C, H, W), not "
+                                 "videos")
+        first = flat_inputs[where[0]]
+        shapes = {(x.shape[0], *x.shape[-2:]) if x.ndim == 4 else tuple(x.shape)
+                  for x in (flat_inputs[i] for i in where)}
+        if len(shapes) > 1:
+            raise ValueError(f"Erase: the images of one sample share one draw, so they need the "
+                             f"same batch size and (H, W); got "
+                             f"{', '.join(str(tuple(flat_inputs[i].shape)) for i in where)}")
         self._reseed_in_worker()
-        mixed, soft = mix(images.as_subclass(torch.Tensor), labels, self.eraser,
-                          num_classes=self.num_classes, generator=self.generator, cam=cam)
-        if isinstance(images, tv_tensors.TVTensor):
-            mixed = tv_tensors.wrap(mixed, like=images)
-        return type(sample)((mixed, soft))
+        for i in where[1:]:
+            check_erase_input(flat_inputs[i], False)
+        mixed, soft, mask, partner = mix_draw(first.as_subclass(torch.Tensor), labels,
+                                              self.eraser, num_classes=self.num_classes,
+                                              generator=self.generator, cam=cam)
+        out = list(flat_inputs)
+        for i in where:
+            inpt = flat_inputs[i]
+            done = mixed if i == where[0] else paste(inpt.as_subclass(torch.Tensor), mask,
+                                                     partner)
+            out[i] = tv_tensors.wrap(done, like=inpt) if isinstance(
+                inpt, tv_tensors.TVTensor) else done
+        out[at] = soft
+        return tree_unflatten(out, spec)
 
     def make_params(self, flat_inputs: list[Any], cam: torch.Tensor | None = None
                     ) -> dict[str, Any]:

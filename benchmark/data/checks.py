@@ -11,9 +11,18 @@ import torch
 
 from benchmark.data import synthetic
 from benchmark.data.cifar import CIFAR, cifar_source
-from benchmark.data.dataset import Dataset, default_data_dir
+from benchmark.data.dataset import Dataset, default_data_dir, fetch_hint
 from benchmark.data.hf import check_hf
 from benchmark.data.papers import PAPER_SETS, absent_error, missing
+
+
+def _file(path: str) -> str:
+    """", file PATH" for a split read from a file; "" otherwise (synthetic, Hugging Face)."""
+    return f", file {path}" if path else ""
+
+
+def _in(path: str) -> str:
+    return f" (in {path})" if path else ""
 
 
 def check_splits(name: str, train: Dataset, test: Dataset) -> None:
@@ -24,17 +33,20 @@ def check_splits(name: str, train: Dataset, test: Dataset) -> None:
     normalisation would divide by 0 and train on NaN)."""
     c = len(train.classes)
     if train.images.shape[1:] != test.images.shape[1:]:
-        raise ValueError(f"dataset {name!r}: the train images are {tuple(train.images.shape[1:])} "
-                         f"(C, H, W) but the test images {tuple(test.images.shape[1:])}; both "
+        raise ValueError(f"dataset {name!r}: the train images{_in(train.image_file)} are "
+                         f"{tuple(train.images.shape[1:])} (C, H, W) but the test images"
+                         f"{_in(test.image_file)} {tuple(test.images.shape[1:])}; both "
                          "splits must have the same channels and side")
     flat = [i for i, s in enumerate(train.std) if not s > 0]
     if flat and len(train):
-        raise ValueError(f"dataset {name!r}: split 'train', channel {flat[0]}: every pixel is "
+        raise ValueError(f"dataset {name!r}: split 'train'{_file(train.image_file)}, channel "
+                         f"{flat[0]}: every pixel is "
                          f"{round(train.mean[flat[0]] * 255)} (standard deviation 0), so "
                          "normalising by the training split's statistics divides by 0; "
                          "constant images cannot be trained on")
     for split, ds in (("train", train), ("test", test)):
-        where = f"dataset {name!r}: split {split!r}, column {ds.label_column!r}"
+        where = (f"dataset {name!r}: split {split!r}{_file(ds.label_file)}, column "
+                 f"{ds.label_column!r}")
         if len(ds) == 0:
             raise ValueError(f"{where}: the split is empty")
         lo, hi = int(ds.labels.min()), int(ds.labels.max())
@@ -71,7 +83,8 @@ def check(name: str, root: str | os.PathLike | None = None, *, download: bool = 
         if cifar_source(name, data_dir) is None and not download:
             archive, folder = CIFAR[name][:2]
             raise FileNotFoundError(f"{name}: not found in {data_dir}/; put {archive} (or its "
-                                    f"extracted folder {folder}/) there, or pass --download")
+                                    f"extracted folder {folder}/) there, or "
+                                    f"{fetch_hint(name, data_dir, 'it')}")
     elif name in PAPER_SETS:
         if options:
             raise ValueError(f"dataset {name!r}: unknown options {sorted(options)}; allowed: cache")

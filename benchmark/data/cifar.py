@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from benchmark.data.cache import cached, file_identity
-from benchmark.data.dataset import Dataset, download
+from benchmark.data.dataset import Dataset, download, fetch_hint, refetch_hint
 from benchmark.fileio import DamagedFileError, describe, move_aside, warn
 
 CIFAR = {
@@ -25,7 +25,7 @@ CIFAR = {
     "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python", ["train"], ["test"], "meta",
                  "fine_labels", "fine_label_names"),
 }
-_CIFAR_HINT = "delete it and rerun with --download, or place a good copy there"
+_CIFAR_HINT = "place a good copy there"  # load_cifar adds how to fetch one (refetch_hint)
 
 
 def load_cifar(name: str, split: str, data_dir: Path, download: bool, use_cache: bool) -> Dataset:
@@ -39,16 +39,17 @@ def load_cifar(name: str, split: str, data_dir: Path, download: bool, use_cache:
             if not download:
                 raise FileNotFoundError(
                     f"{name}: not found in {data_dir}/; put {archive.name} (or its extracted "
-                    f"folder {CIFAR[name][1]}/) there, or pass --download / download=True to "
-                    "fetch it")
+                    f"folder {CIFAR[name][1]}/) there, or {fetch_hint(name, data_dir, 'it')}")
             source, fetched = _fetch_cifar(name, data_dir), True
         key = {"name": name, "split": split, "source": file_identity(source)}
         try:
-            return cached(data_dir, name, split, key, use_cache,
-                           lambda source=source: _read_cifar(name, source, split))
+            ds = cached(data_dir, name, split, key, use_cache,
+                        lambda source=source: _read_cifar(name, source, split))
+            ds.image_file = ds.label_file = str(source)
+            return ds
         except DamagedFileError as e:
             if not download or fetched:
-                raise
+                raise DamagedFileError(e.path, e.reason, refetch_hint(name, data_dir)) from e
             then = (f"reading {archive.name} instead" if source.is_dir() and archive.is_file()
                     else "downloading it again")
             moved = move_aside(e.path)

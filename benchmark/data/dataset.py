@@ -31,6 +31,11 @@ class Dataset:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     label_column: str = "label"  # where the labels came from, for error messages
+    # The files the split was read from, for error messages (set on loading, not cached): its
+    # images' and its labels' (the same file for CIFAR's archive or folder and SVHN's .mat;
+    # Fashion-MNIST's two idx files); "" where there is no file (synthetic, Hugging Face).
+    image_file: str = ""
+    label_file: str = ""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -55,6 +60,19 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple
     std = (squares / count - mean * mean).clamp(min=0).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
 
+def fetch_hint(name: str, data_dir: Path, it: str = "them") -> str:
+    """How to fetch `name`'s published files into `data_dir`, whichever command failed: the
+    `erasebench data download` command (`data check` and `evaluate` have no --download), `run`'s
+    --download, and `download=True` in Python."""
+    return (f"fetch {it} with `erasebench data download {name} --data-root {data_dir}` (or "
+            "`erasebench run ... --download`; download=True in Python)")
+
+
+def refetch_hint(name: str, data_dir: Path) -> str:
+    """What to do with a damaged file of `name` under `data_dir` (a `DamagedFileError`'s hint)."""
+    return (f"delete it and fetch it again with `erasebench data download {name} --data-root "
+            f"{data_dir}` (`erasebench run ... --download` replaces it itself), or place a good "
+            "copy there")
 
 
 def download(name: str, files: list[tuple[str, Path, str | None]], by_hand: str) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.data.cache import cached, file_identity
-from benchmark.data.dataset import download
+from benchmark.data.dataset import download, fetch_hint, refetch_hint
 from benchmark.fileio import DamagedFileError, describe, move_aside, warn
 
 _FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -46,7 +46,7 @@ PAPER_SETS = {
 # torchvision.datasets.FashionMNIST.classes, written out so listing them needs no torchvision
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
-_HINT = "delete it and rerun with --download, or place a good copy there"
+_HINT = "place a good copy there"  # load_paper_set adds how to fetch one (refetch_hint)
 
 
 def folder(name: str, data_dir: Path) -> Path:
@@ -85,11 +85,10 @@ def absent_error(name: str, data_dir: Path, absent: list[str]) -> FileNotFoundEr
                                            if name == "fashion_mnist" else "")
     if sorted(absent) == sorted(_published(name)):
         return FileNotFoundError(f"{name}: not found in {where}/; put the published files {files} "
-                                 "there, or pass --download / download=True to fetch them")
+                                 f"there, or {fetch_hint(name, data_dir)}")
     it = "it" if len(absent) == 1 else "them"
     return FileNotFoundError(f"{name}: {', '.join(absent)} not found in {where}/; put {it} there "
-                             f"(the published files: {files}), or pass --download / "
-                             f"download=True to fetch {it}")
+                             f"(the published files: {files}), or {fetch_hint(name, data_dir, it)}")
 
 
 def load_paper_set(name: str, split: str, data_dir: Path, download: bool,
@@ -109,11 +108,13 @@ def load_paper_set(name: str, split: str, data_dir: Path, download: bool,
         paths = [_find(name, data_dir, f) for f in PAPER_SETS[name][1][split]]
         key = {"name": name, "split": split, "source": [file_identity(p) for p in paths]}
         try:
-            return cached(data_dir, name, split, key, use_cache,
-                          lambda paths=paths: _read(name, paths))
+            ds = cached(data_dir, name, split, key, use_cache,
+                        lambda paths=paths: _read(name, paths))
+            ds.image_file, ds.label_file = str(paths[0]), str(paths[-1])
+            return ds
         except DamagedFileError as e:
             if not download or fetched:
-                raise
+                raise DamagedFileError(e.path, e.reason, refetch_hint(name, data_dir)) from e
             moved = move_aside(e.path)
             warn(f"{e.path}: {e.reason}; moved to {moved.name}; downloading it again")
 

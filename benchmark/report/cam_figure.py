@@ -172,6 +172,8 @@ def cam_for_suite(runs, work_dir, out, *, n: int = 8):
     eraser, label = None, "cam_erasing (b_h=2)"
     if not r.method.is_plain:
         eraser = plugins.build(r.method.name, **r.method.params)
+        if callable(getattr(eraser, "at_epoch", None)):  # e.g. GridMask's ramp: as it erased
+            eraser = eraser.at_epoch(r.train.epochs - 1)  # in the final model's last epoch
         label = r.label
     source = f"run {r.run_id} ({path.name})"
     if r.method.is_plain:

@@ -61,9 +61,14 @@ def check_methods(suite: SuiteConfig, runs: list[RunSpec]) -> tuple[list[str], l
             except ValueError as e:
                 layer_key = f"{key}.sweep.cam.layer" if swept else f"{key}.cam.layer"
                 problems.append(f"{src}: key '{layer_key}': model {r.model}: {e}")
-        if size is None or m.is_plain or ("erase", m.label) in seen:
+        if m.is_plain or ("erase", m.label) in seen:
             continue
         seen.add(("erase", m.label))
+        ramp = ramp_warning(m.name, m.params, r.train.epochs)
+        if ramp:
+            warnings.append(f"{src}: key '{key}.params.ramp_epochs': {m.label}: {ramp}")
+        if size is None:
+            continue
         try:
             share = whole_image_share(m.name, m.params, size, epoch=r.train.epochs - 1)
         except Exception:  # noqa: BLE001  a broken eraser: its run is recorded as failed, with why
@@ -86,6 +91,31 @@ def crop_padding_warning(pad, size: int | None) -> str | None:
     return (f"pad {pad} on {size}x{size} images: {share:.0%} of random crops hold no image pixel "
             f"(only padding); those images train on nothing; a pad below {size} keeps part of "
             "the image in every crop")
+
+
+def ramp_warning(name: str, params: dict, epochs: int) -> str | None:
+    """One line when the eraser's probability ramp (`ramp_epochs`, GridMask's official
+    `set_prob`: p * min(1, epoch / ramp_epochs), `epoch` 0-based) is longer than the run, so its
+    probability never reaches its target `p` within `epochs`; None otherwise (no ramp, or one
+    that ends by the last epoch, epochs - 1). Not an error: a short run of a long schedule may
+    mean it."""
+    import plugins
+
+    try:
+        eraser = plugins.build(name, **params)
+    except Exception:  # noqa: BLE001  a broken eraser: its run is recorded as failed, with why
+        return None
+    ramp = getattr(eraser, "ramp_epochs", None)
+    if ramp is None or not callable(getattr(eraser, "prob_at", None)):
+        return None
+    last = eraser.prob_at(epochs - 1)
+    if last >= eraser.p:
+        return None
+    fix = (f"a ramp_epochs of at most {epochs - 1} reaches it" if epochs > 1 else
+           "a one-epoch run with any ramp erases nothing (p = 0 in epoch 0): leave it out")
+    return (f"ramp_epochs {ramp} is longer than the run (train.epochs {epochs}): p = "
+            f"{eraser.p:g} x min(1, epoch / {ramp}) only reaches {last:.3g} of its target "
+            f"{eraser.p:g} in the last epoch ({epochs - 1}, counted from 0); {fix}")
 
 
 def whole_image_share(name: str, params: dict, size: int, n: int = PROBES,

@@ -82,7 +82,9 @@ def check_data(suite, dry_run: bool = False) -> list[str]:
             problems.append(f"{suite.file}: key 'data': {e}")
         return problems
     except (ValueError, DamagedFileError, data.DataUnavailableError) as e:
-        return [f"{suite.file}: key 'data': {e}"]
+        from benchmark.suites.yaml_text import with_number_hint  # 'n_train' is '1e3': say why
+
+        return [with_number_hint(f"{suite.file}: key 'data': {e}", d.options)]
     if suite.train.batch_size > len(train):
         problems.append(f"{suite.file}: key 'train.batch_size' is {suite.train.batch_size}, but "
                         f"the training split of {d.name} has {len(train)} images; allowed: "

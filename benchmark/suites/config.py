@@ -18,6 +18,7 @@ A suite file is the documentation of an experiment: the keys below are the whole
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -53,7 +54,11 @@ from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named 
     TrainConfig,
     to_dict,
 )
-from benchmark.suites.yaml_text import safe_load, yaml_error  # noqa: F401 - named here too
+from benchmark.suites.yaml_text import (  # noqa: F401 - named here too
+    safe_load,
+    with_number_hint,
+    yaml_error,
+)
 
 MAX_SEEDS = 1000  # seeds in one suite (YAML or --seeds): more is a typo (0-100000), not a study
 
@@ -153,7 +158,19 @@ def _method(entry, i: int, src: str) -> MethodConfig:
 
 def parse_suite(data: dict, source: str = "<dict>",
                 extra_imports: list[str] | None = None) -> SuiteConfig:
-    """Build and validate a SuiteConfig from a parsed YAML mapping."""
+    """Build and validate a SuiteConfig from a parsed YAML mapping. A ConfigError that quotes a
+    number PyYAML left a string (`alpha: 1.0e9`) says so and how to write it (`1.0e+9`)."""
+    raw = copy.deepcopy(data)
+    try:
+        return _parse_suite(data, source, extra_imports)
+    except ConfigError as e:
+        message = with_number_hint(str(e), raw)
+        if message == str(e):
+            raise
+        raise ConfigError(message) from None
+
+
+def _parse_suite(data: dict, source: str, extra_imports: list[str] | None) -> SuiteConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a suite is a mapping with keys name, data, train, models, "
                           "seeds, methods")

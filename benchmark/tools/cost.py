@@ -138,6 +138,7 @@ def calibrate(specs, device, sizes, precision: str = "no", *, steps_only: bool =
     with _trainers([specs], device, sizes, precision, timed_steps, shape) as (trs, warm, _):
         tr, out = trs[0], {}
         for kind in sorted(kinds):  # the speed table: each kind's mean, one after the other
+            tr.at_first_epoch_of(kind)  # its erasers as in that kind's first epoch
             step = tr.step_for(kind)
             tr.pos.zero_()
             out[kind] = _time(lambda kind=kind, step=step: tr.runner(kind, step), device,
@@ -264,6 +265,9 @@ def _interleaved(pairs, device, warm: int, timed_steps: int, clock: str) -> list
     alike instead of on whichever kind was being timed."""
     steps = []
     for tr, kind in pairs:  # warm-up (and, where graphed, the capture) of every pair first
+        # its erasers as training has them in the first epoch of this step kind (an eraser
+        # that depends on the epoch, e.g. GridMask's ramp, needs its epoch)
+        tr.at_first_epoch_of(kind)
         steps.append(tr.step_for(kind))
         tr.pos.zero_()
         for _ in range(warm):

@@ -37,7 +37,7 @@ def _on(device, args, specs) -> list[dict]:
 
     rows = _baselines(images, device, timed)
     for spec in specs:
-        e = plugins.build(spec.name, **spec.params)
+        e = spec.eraser  # built and checked by `resolve`, a ramp's eraser as at its end
         rows.append({"device": device.type, "eraser": spec.label,
                      "mask": timed(lambda e=e: e(images, cam=cam, generator=g)),
                      "erase": timed(lambda e=e: plugins.fill(images, e(images, cam=cam,

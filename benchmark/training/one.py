@@ -105,7 +105,9 @@ class OneRun:
         self.eraser, self.cam_fn = pack.eraser_and_cam(
             spec, self.model, device, fast=cam.fast_path_applies(self.model, m.cam.layer),
             frozen=frozen_ckpt)
-        self.now = self.eraser
+        self.now = self.eraser  # as in epoch 0 until train_epoch gives the epoch's eraser
+        if self.eraser is not None and callable(getattr(self.eraser, "at_epoch", None)):
+            self.now = self.eraser.at_epoch(0)
         self.fast = self.eraser is not None and self.eraser.needs_cam and self.cam_fn is None
 
     def train_epoch(self, kind: str, epoch: int, hooks: Hooks) -> torch.Tensor:

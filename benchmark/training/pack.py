@@ -135,6 +135,13 @@ def pack_kind(specs: list[RunSpec], epoch: int) -> str:
     return kinds.pop()
 
 
+def first_epoch(specs: list[RunSpec], kind: str) -> int:
+    """The first epoch (0-based) in which the pack takes step `kind` (`pack_kind`); 0 when it
+    never does. A step timed or checked outside the epoch loop takes its erasers as training
+    would in that epoch (`PackTrainer.at_epoch`)."""
+    return next((e for e in range(specs[0].train.epochs) if pack_kind(specs, e) == kind), 0)
+
+
 def tune_cudnn(device) -> bool:
     """On CUDA, set `torch.backends.cudnn.benchmark`: cuDNN times its convolution algorithms
     once per input shape and keeps the fastest, instead of its heuristics' pick (unmeasured for
@@ -203,6 +210,10 @@ class PackTrainer:
         self._steps: dict[str, Step] = {}
         self.unstacked: str | None = None  # why this run trains alone (the stack self-check)
         self.precision, self.frozen_ckpts = precision, frozen_ckpts
+        # As training starts: an eraser that depends on the epoch (GridMask's ramp) erases as
+        # in epoch 0 until `at_epoch` says otherwise, so a step taken outside the epoch loop
+        # (a timing, a probe, an op count) never meets an eraser without its epoch.
+        self.at_epoch(0)
 
     def _lane(self, s: RunSpec, frozen: Path | None) -> Lane:
         t, m, rd = s.train, s.method, self.rd
@@ -256,6 +267,11 @@ class PackTrainer:
         """{run index: why} for the runs whose stacked step differs from their own
         (selfcheck.check_stack); they should train alone. {} for a single run."""
         return selfcheck.check_stack(self, epoch)
+
+    def at_first_epoch_of(self, kind: str) -> None:
+        """`at_epoch` of the first epoch in which the pack takes step `kind` (`first_epoch`):
+        for a step taken outside the epoch loop (a timing), its erasers as training has them."""
+        self.at_epoch(first_epoch(self.specs, kind))
 
     def at_epoch(self, epoch: int) -> None:
         """Give each lane whose eraser depends on the epoch (``at_epoch``, e.g. GridMask's

@@ -101,7 +101,12 @@ def test_second_load_comes_from_the_cache_without_reading_the_source(tmp_path, m
 # --- damaged files ----------------------------------------------------------------------------
 
 ARCHIVE = "cifar-10-python.tar.gz"
-HINT = "; delete it and rerun with --download, or place a good copy there"
+def HINT_FOR(root):  # noqa: N802 - a constant's shape, per data folder
+    """The damaged-file hint: the real command that fetches it again (`data check` has no
+    --download), the run's own flag, or a good copy."""
+    return (f"; delete it and fetch it again with `erasebench data download cifar10 --data-root "
+            f"{root}` (`erasebench run ... --download` replaces it itself), or place a good copy "
+            "there")
 
 
 def _good_archive(path):
@@ -140,7 +145,7 @@ def test_an_archive_that_is_not_gzip_is_one_error_line_naming_the_path(tmp_path)
     with pytest.raises(DamagedFileError) as info:
         data.load("cifar10", "train", tmp_path)
     assert _one_line_error(info) == (f"{archive}: damaged or truncated cifar10 archive "
-                                     f"(ReadError: not a gzip file){HINT}")
+                                     f"(ReadError: not a gzip file){HINT_FOR(tmp_path)}")
 
 
 @pytest.mark.parametrize("keep", [0.5, -10])
@@ -153,7 +158,7 @@ def test_an_archive_truncated_mid_stream_is_one_error_line_naming_the_path(tmp_p
         data.load("cifar10", "test", tmp_path)
     assert _one_line_error(info) == (
         f"{archive}: damaged or truncated cifar10 archive (EOFError: Compressed file ended "
-        f"before the end-of-stream marker was reached){HINT}")
+        f"before the end-of-stream marker was reached){HINT_FOR(tmp_path)}")
 
 
 def test_a_bit_flip_inside_an_archive_is_caught_by_its_checksum(tmp_path):
@@ -174,7 +179,7 @@ def test_a_damaged_file_in_the_extracted_folder_is_one_error_line_naming_it(tmp_
         data.load("cifar10", "train", tmp_path)
     assert _one_line_error(info) == (
         f"{folder}: damaged cifar10 folder: data_batch_2 cannot be unpickled "
-        f"(UnpicklingError: pickle data was truncated){HINT}")
+        f"(UnpicklingError: pickle data was truncated){HINT_FOR(tmp_path)}")
     (folder / "test_batch").unlink()
     with pytest.raises(DamagedFileError, match="damaged cifar10 folder: test_batch is missing"):
         data.load("cifar10", "test", tmp_path)

@@ -98,14 +98,15 @@ def test_missing_files_are_one_line_naming_the_folder_the_files_and_the_download
     folder = tmp_path / where if where else tmp_path
     with pytest.raises(FileNotFoundError) as e:
         data.check(name, tmp_path)
+    fetch = (f"`erasebench data download {name} --data-root {tmp_path}` (or `erasebench run ... "
+             "--download`; download=True in Python)")  # the real command: data check has none
     assert str(e.value) == (f"{name}: not found in {folder}/; put the published files {files} "
-                            "there, or pass --download / download=True to fetch them")
+                            f"there, or fetch them with {fetch}")
     with pytest.raises(FileNotFoundError) as e:
         data.load(name, "train", tmp_path)
     it = "it" if "," not in train else "them"
     assert str(e.value) == (f"{name}: {train} not found in {folder}/; put {it} there (the "
-                            f"published files: {files}), or pass --download / download=True to "
-                            f"fetch {it}")
+                            f"published files: {files}), or fetch {it} with {fetch}")
     assert not any(tmp_path.rglob("*.pt"))  # nothing cached, nothing written
 
 
@@ -232,8 +233,9 @@ def test_a_suite_on_absent_files_stops_before_training_with_one_line_and_exit_2(
                  str(tmp_path / "d"), "--no-wandb", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {suite}: key 'data': svhn: not found in {tmp_path / 'd'}/; put the "
-                   "published files train_32x32.mat, test_32x32.mat there, or pass --download / "
-                   "download=True to fetch them"]
+                   "published files train_32x32.mat, test_32x32.mat there, or fetch them with "
+                   f"`erasebench data download svhn --data-root {tmp_path / 'd'}` (or `erasebench "
+                   "run ... --download`; download=True in Python)"]
     assert not (tmp_path / "out" / "results").exists()
 
 
@@ -343,7 +345,8 @@ def test_svhn_accepts_integer_valued_float_labels_as_matlab_writes_them(tmp_path
 
 def test_a_constant_training_channel_is_refused_before_training_not_trained_to_nan(tmp_path):
     _svhn_with(tmp_path, "train")  # every pixel 7: std 0 in every channel
-    with pytest.raises(ValueError, match=r"^dataset 'svhn': split 'train', channel 0: every "
+    with pytest.raises(ValueError, match=rf"^dataset 'svhn': split 'train', file "
+                                         rf"{tmp_path / 'train_32x32.mat'}, channel 0: every "
                                          r"pixel is 7 \(standard deviation 0\)"):
         data.load_checked("svhn", tmp_path, cache=False)
 
@@ -368,7 +371,9 @@ def test_data_check_reads_the_files_and_reports_a_bad_one_in_one_line_exit_2(tmp
     assert commands.main(["check", "fashion_mnist", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == (f"error: {path}: not an idx3-ubyte file (starts 00000801, expected 00000803); "
-                   "delete it and rerun with --download, or place a good copy there\n")
+                   "delete it and fetch it again with `erasebench data download fashion_mnist "
+                   f"--data-root {tmp_path}` (`erasebench run ... --download` replaces it itself), "
+                   "or place a good copy there\n")
     (tmp_path / "train_32x32.mat").write_bytes(b"garbage")
     (tmp_path / "test_32x32.mat").write_bytes(b"garbage")
     assert commands.main(["check", "svhn", "--data-root", str(tmp_path)]) == 2
@@ -431,3 +436,31 @@ def test_the_cam_figure_names_a_truth_box_only_for_data_with_boxes():
 
     assert column_titles("label", 0.4, False, "cutout")[2] == "CAM >= 0.4 max (red)"
     assert column_titles("label", 0.4, True, "cutout")[2] == "CAM >= 0.4 max (red), truth (green)"
+
+
+@pytest.mark.parametrize("split, stem", [("train", "train-labels-idx1-ubyte"),
+                                         ("test", "t10k-labels-idx1-ubyte")])
+def test_a_label_outside_the_classes_names_the_label_file_it_came_from(tmp_path, capsys, split,
+                                                                          stem):
+    """A label a classifier cannot learn from is one line naming the dataset, the split, the
+    file its labels were read from and the column (`data check` and every run say the same)."""
+    write_fashion(tmp_path)
+    labels = np.arange(40 if split == "train" else 20, dtype=np.uint8) % 10
+    labels[:3] = 11
+    path = tmp_path / "FashionMNIST" / "raw" / f"{stem}.gz"
+    path.write_bytes(gzip.compress(_idx(labels)))
+    assert commands.main(["check", "fashion_mnist", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: dataset 'fashion_mnist': split {split!r}, file {path}, column "
+                   f"'label': label 11 (3 of {len(labels)} images) is outside 0..9, the 10 "
+                   "classes of the training split\n")
+
+
+def test_data_check_of_absent_files_names_the_download_command_it_lacks(tmp_path, capsys):
+    """`data check` has no --download: its error names `erasebench data download`, which works
+    from any command, and that command's help knows the dataset."""
+    assert commands.main(["check", "svhn", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: svhn: not found in {tmp_path}/; ") and err.count("\n") == 1
+    assert f"`erasebench data download svhn --data-root {tmp_path}`" in err
+    assert "pass --download" not in err

@@ -361,3 +361,47 @@ def test_invalid_hyperparameter_of_a_new_eraser_is_rejected_at_construction(name
                                                                              message):
     with pytest.raises(ValueError, match=message):
         plugins.build(name, **kwargs)
+
+
+def test_commands_outside_a_run_take_a_ramped_gridmask_as_at_the_end_of_its_ramp():
+    """speed erasers and the figures commands (`eraser_cli.resolve`) erase with the eraser of
+    the epoch its ramp ends (its full p), not the bare ramped one that refuses to erase."""
+    from benchmark.eraser_cli import resolve
+
+    (spec,) = resolve(["gridmask:ramp_epochs=50,p=0.6"])
+    assert spec.params == {"ramp_epochs": 50, "p": 0.6}  # the label keeps what was asked
+    assert spec.eraser.p == 0.6 and spec.eraser.ramp_epochs is None
+    assert spec.eraser(images(4), generator=gen()).shape == (4, 1, SIZE, SIZE)
+
+
+def test_check_eraser_checks_a_ramped_gridmask_through_its_epochs_erasers():
+    plugins.testing.check_eraser(plugins.build("gridmask", ramp_epochs=3))
+
+
+def test_erase_transform_refuses_a_ramped_eraser_at_construction_in_one_line():
+    with pytest.raises(ValueError, match=r"^Erase: GridMask\(.*ramp_epochs=3\) depends on the "
+                                         r"epoch .*Erase\(eraser.at_epoch\(epoch\)\)"):
+        plugins.Erase("gridmask", ramp_epochs=3)
+    assert plugins.Erase(plugins.build("gridmask", ramp_epochs=3).at_epoch(3)).eraser.p == 0.8
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"ratio": 0}, r"^GridMask: ratio must be in \(0.0, 1.0\), the band's share l / d of a unit "
+                   r"\(l = ceil\(d \* ratio\)\), got 0 \(no band: mode 1 erases the whole "
+                   r"image, mode 0 nothing\)$"),
+    ({"ratio": 1.0, "mode": 0}, r"got 1.0 \(the band fills the unit: mode 1 erases nothing, mode "
+                                r"0 the whole image\)$"),
+    ({"ratio": 0.99}, r"^GridMask: ratio 0.99 with d 24 gives a band l = ceil\(24 \* 0.99\) = 24 "
+                      r">= d, so no square is left between the bands \(mode 1 would erase "
+                      r"nothing, mode 0 the whole image\); allowed with d1 24: 0 < ratio <= 1 - "
+                      r"1/24 = 0.9583$"),
+    ({"d1": 1, "d2": 4, "ratio": 0.5}, r"a unit of d 1 pixel has no room for both: use d1 >= 2$"),
+])
+def test_gridmask_refuses_a_ratio_that_leaves_no_band_or_no_square_in_a_unit(kwargs, message):
+    """The official code draws l = ceil(d * ratio) unchecked: ratio 0 (no band) erases whole
+    images in the paper's mode 1, and l >= d (no square) erases nothing or everything. Each
+    unit must keep both: one line naming ratio, d and what is allowed."""
+    with pytest.raises(ValueError, match=message):
+        plugins.build("gridmask", **kwargs)
+    plugins.build("gridmask", ratio=1 - 1 / 24)  # the largest ratio d1 24 allows
+    plugins.build("gridmask", ratio=1e-6)  # l = 1: a one-pixel band

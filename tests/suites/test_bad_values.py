@@ -302,3 +302,65 @@ def test_yaml_merge_keys_are_not_duplicates():
     from benchmark.suites.config import safe_load
 
     assert safe_load("a: &x {k: 1, j: 2}\nb: {<<: *x, k: 3}\n")["b"] == {"k": 3, "j": 2}
+
+
+@pytest.mark.parametrize("ramp, warned", [(50, True), (2, True), (1, False)])
+def test_a_probability_ramp_longer_than_the_run_is_a_warning_naming_file_key_and_values(
+        tmp_path, ramp, warned):
+    """GridMask's `ramp_epochs` (p x min(1, epoch / ramp_epochs), epochs counted from 0) that
+    never reaches its p within train.epochs: one warning line before any training (the run's
+    and --dry-run's checks, which print it as `warning: ...`), not an error; a ramp that ends by
+    the last epoch says nothing."""
+    from benchmark.runner.method_checks import check_methods
+
+    p = write(tmp_path, GOOD.replace("methods: [plain, cutout]",
+                                     f"methods: [plain, {{name: gridmask, params: "
+                                     f"{{ramp_epochs: {ramp}}}}}]"))
+    suite = load_suite(str(p))
+    problems, warnings = check_methods(suite, expand(suite))
+    lines = [w for w in warnings if "ramp_epochs" in w]
+    last = 0.8 * 1 / ramp
+    assert problems == []
+    assert lines == ([f"{p}: key 'methods[1].params.ramp_epochs': gridmask: "
+                      f"ramp_epochs {ramp} is longer than the run (train.epochs 2): p = 0.8 x "
+                      f"min(1, epoch / {ramp}) only reaches {last:.3g} of its target 0.8 in the "
+                      "last epoch (1, counted from 0); a ramp_epochs of at most 1 reaches it"]
+                     if warned else [])
+
+
+@pytest.mark.parametrize("where, text, key, says", [
+    ("methods: [plain, cutout]", "methods: [plain, {name: cutmix, params: {alpha: 1.0e9}}]",
+     "methods[1].params", "CutMix: alpha must be a number in (0.0, 1000000.0], got '1.0e9'"),
+    ("methods: [plain, cutout]", "methods: [plain, {name: cutmix, sweep: {alpha: [1.0, 1e3]}}]",
+     "methods[1].params", "CutMix: alpha must be a number in (0.0, 1000000.0], got '1e3'"),
+    ("milestones: [1]", "milestones: [1], lr: 1e-1", "train.lr", None),
+    ("n_train: 32", "n_train: 3.2e1", "data", None),
+])
+def test_a_yaml_number_pyyaml_reads_as_a_string_is_refused_saying_how_to_write_it(
+        tmp_path, capsys, where, text, key, says):
+    """PyYAML (YAML 1.1) reads e-notation without a dot or an exponent sign (1.0e9, 1e3, 1e-1)
+    as a string: the one-line error says so and gives the spelling it reads as a number."""
+    import yaml
+
+    value = {"methods[1].params": "1.0e9" if "1.0e9" in text else "1e3", "train.lr": "1e-1",
+             "data": "3.2e1"}[key]
+    fixed = {"1.0e9": "1.0e+9", "1e3": "1.0e+3", "1e-1": "1.0e-1", "3.2e1": "3.2e+1"}[value]
+    p = write(tmp_path, GOOD.replace(where, text))
+    err = refused(capsys, tmp_path, p, dry_run=True)
+    assert err.startswith(f"error: {p}: key '{key}'") and (says is None or says in err), err
+    assert err.endswith(f"; YAML reads {value} as a string, not a number: write {fixed} (PyYAML, "
+                        "a YAML 1.1 reader, needs a dot in the mantissa and a sign in the "
+                        "exponent)"), err
+    assert yaml.safe_load(fixed) == float(value)  # the spelling given is a number to PyYAML
+
+
+def test_the_number_hint_is_only_for_strings_that_are_numbers_in_e_notation():
+    from benchmark.suites.yaml_text import number_hint
+
+    assert number_hint(".5E2").endswith("write 0.5e+2 (PyYAML, a YAML 1.1 reader, needs a dot "
+                                        "in the mantissa and a sign in the exponent)")
+    assert number_hint("-1e-3").startswith("; YAML reads -1e-3 as a string, not a number: "
+                                           "write -1.0e-3 ")
+    # not numbers, or numbers PyYAML reads as such (only quoting made them strings)
+    for other in ["cutout", "1e", "e9", "1.0e+9", "-1.e-3", "0x10", 1e9, "1_000"]:
+        assert number_hint(other) == ""

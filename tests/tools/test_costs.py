@@ -4,6 +4,9 @@ count forked warm-ups and appended images right and give the same step kind the 
 import textwrap
 import time
 
+import pytest
+import torch
+
 from benchmark import results
 from benchmark.runner import hooks as runner_hooks
 from benchmark.suites import plan
@@ -309,6 +312,9 @@ def test_interleaved_timing_takes_one_step_of_each_kind_per_round(monkeypatch):
         def step_for(self, kind):
             return kind
 
+        def at_first_epoch_of(self, kind):  # the erasers of the kind's first epoch
+            order.append((self.name, f"epoch of {kind}"))
+
         def runner(self, kind, step):
             order.append((self.name, kind))
 
@@ -316,4 +322,50 @@ def test_interleaved_timing_takes_one_step_of_each_kind_per_round(monkeypatch):
     times = cost._interleaved([(a, "append"), (b, "append")], "cpu", warm=1, timed_steps=3,
                               clock="cpu")
     assert len(times) == 2
-    assert order == [("joint", "append"), ("split", "append")] * 4  # warm-up, then 3 rounds
+    assert order == ([("joint", "epoch of append"), ("joint", "append"),
+                      ("split", "epoch of append"), ("split", "append")]  # set up, warm-up
+                     + [("joint", "append"), ("split", "append")] * 3)  # then 3 rounds
+
+
+RAMP = TINY.replace("epochs: 4,", "epochs: 3,").replace(
+    "methods: [plain]", "methods: [{name: gridmask, warmup_epochs: 1, params: {ramp_epochs: 2}}]")
+
+
+@pytest.mark.parametrize("clock", [None, "wall"])  # the speed table's path, the estimate's
+def test_the_estimate_times_an_eraser_that_ramps_with_the_epoch_as_training_would(
+        tmp_path, monkeypatch, clock):
+    """A GridMask with `ramp_epochs` erases only through its epoch's eraser (`at_epoch`); the
+    timing (dry-run estimate, speed table) takes every step kind with the erasers of that
+    kind's first epoch, as the epoch loop would, instead of crashing on the bare eraser."""
+    from plugins.gridmask import GridMask
+
+    asked = []
+    real = GridMask.at_epoch
+    monkeypatch.setattr(GridMask, "at_epoch", lambda self, e: asked.append(e) or real(self, e))
+    suite = tmp_path / "ramp.yaml"
+    suite.write_text(textwrap.dedent(RAMP))
+    (spec,) = expand(load_suite(str(suite)))
+    out = cost.calibrate([spec], "cpu", cost.dataset_sizes(spec), steps_only=True,
+                         timed_steps=1, clock=clock, shape=(3, 16, 16))
+    assert out["plain"] > 0 and out["replace"] > 0
+    assert asked[-1] == 1  # its replace step timed as in epoch 1, the first after the warm-up
+
+
+def test_a_trainer_built_outside_the_epoch_loop_erases_as_in_epoch_0(tmp_path):
+    """Any step taken before `train_epoch` (an op count, a probe) meets the eraser of epoch 0,
+    not a ramped eraser that refuses to erase without its epoch."""
+    from benchmark.training.pack import PackTrainer, first_epoch, load_run_data
+
+    suite = tmp_path / "ramp.yaml"
+    suite.write_text(textwrap.dedent(RAMP.replace("warmup_epochs: 1, ", "")))
+    (spec,) = expand(load_suite(str(suite)))
+    tr = PackTrainer([spec], load_run_data(spec, "cpu"), "cpu")
+    try:
+        tr.lanes[0].perm.copy_(torch.arange(tr.lanes[0].perm.shape[0]))
+        assert tr.lanes[0].current.p == 0.0 and tr.lanes[0].current.ramp_epochs is None
+        assert first_epoch([spec], "replace") == 0
+        tr.step_for("replace")()  # erases (nothing yet, p = 0 in epoch 0) without raising
+        tr.at_epoch(2)
+        assert tr.lanes[0].current.p == spec.method.params.get("p", 0.8)
+    finally:
+        tr.close()
