@@ -186,7 +186,7 @@ def _slow_lines(slow: list[tuple[dict, float, float, str]]) -> list[str]:
     if not slow:
         return []
     lines = [f"Runs that took over {SLOW_FACTOR:g}x the median of their cell's other runs (in "
-             "the total, not in their cell's median; a forked run also inherits a slow warm-up):",
+             "the total; the cell shows its median run; a forked run inherits a slow warm-up):",
              ""]
     for r, s, others, unit in slow:
         fork = (r.get("forked_from") or {}).get("run_id")
