@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmark.fileio import atomic_write, slug, warn
 from benchmark.report import curves, published, robustness_figure, thesis
+from benchmark.report.cost_table import cost
 from benchmark.report.grid import FAILED, MISSING, SETUP_KEYS, Grid, build_grid
 from benchmark.report.markdown import fmt_cell, fmt_delta, fmt_err, md_table, shown_path
 from benchmark.report.plan import find_plan, plan_path
@@ -25,9 +26,9 @@ from benchmark.report.run_lists import (
     rising_loss,
     rising_loss_runs,
 )
+from benchmark.report.setup_table import training_setup
 from benchmark.report.stats import mean
 from benchmark.report.tables import (
-    cost,
     distinct_values,
     occlusion,
     reproducibility,
@@ -197,14 +198,23 @@ def _table2_intro(g: Grid, epochs: list[str]) -> list[str]:
             "finished.",
             *([f"`{FAILED} (j of k)` (none finished) and `; j {FAILED}` mark cells with failed "
                "runs (see Failed runs): they never enter a mean."] if g.failed else []),
-            note, "", *table2(g, "final_test_error"), ""]
+            note, "", *table2(g, "final_test_error"), "", *training_setup(g)]
 
 
+
+
+def suite_cam_figure(suite: str) -> str:
+    """The file name of the CAM figure the runner draws for `suite` (runner/render.py)."""
+    return f"cam_{suite}.png"
 
 
 def write_figures(records: list[dict], *, suite: str, figures_dir, out_dir,
                   expected_runs: list[dict] | None = None) -> list[tuple[str, str]]:
-    """Plot the test-error curves per model; link the erased-fraction and CAM figures that exist.
+    """Plot the test-error curves and the robustness figure per model, and link the suite's own
+    CAM figure (`cam_<suite>.png`, drawn by the runner) when it exists. Only figures made for this
+    suite are listed: their names carry the suite's name exactly (`<suite>_curves_<model>.png`,
+    `<suite>_robustness_<model>.png`, `cam_<suite>.png`); anything else in figures_dir (the
+    erased-fraction histograms of `erasebench figures`, another suite's figures) is not.
     Returns (caption, path relative to out_dir) pairs."""
     figures_dir = Path(figures_dir)
     g = build_grid(records, suite=suite, expected_runs=expected_runs)
@@ -226,12 +236,9 @@ def write_figures(records: list[dict], *, suite: str, figures_dir, out_dir,
             path = figures_dir / f"{suite}_robustness_{slug(mo)}.png"
             robustness_figure.plot(panels, path, title=f"{suite}: {mo}, {ROBUSTNESS_FIGURE}")
             found.append((f"{ROBUSTNESS_FIGURE}, {mo}", path))
-    for eraser in sorted({m.eraser for m in g.methods if m.eraser}):
-        path = figures_dir / f"erased_fraction_{eraser}.png"
-        if path.is_file():
-            found.append((f"erased fraction, {eraser}", path))
-    for path in sorted(figures_dir.glob(f"cam_{suite}*.png")):
-        found.append((f"CAM examples, {path.stem}", path))
+    cam = figures_dir / suite_cam_figure(suite)
+    if cam.is_file():
+        found.append((f"CAM examples, {suite}", cam))
     return [(cap, os.path.relpath(p, out_dir).replace(os.sep, "/")) for cap, p in found]
 
 

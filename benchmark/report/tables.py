@@ -1,8 +1,8 @@
 """The tables of a leaderboard, one short function each: the thesis's Tables 1-4 beside its
-published numbers (and the Table 2 layout for best-epoch error), significance, occlusion, cost and
+published numbers (and the Table 2 layout for best-epoch error), significance, occlusion and
 reproducibility. Each takes the suite's grid and returns markdown lines. The lists of runs
 (failed, rising loss, at chance, missing) are in run_lists.py; robustness to occlusion in
-robustness_table.py."""
+robustness_table.py; cost in cost_table.py; how the methods train in setup_table.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from benchmark.report.markdown import (
     fmt_cell,
     fmt_delta,
     fmt_err,
-    fmt_hours,
     fmt_p,
     fmt_pct,
     md_table,
@@ -187,102 +186,6 @@ def occlusion(g: Grid) -> list[str]:
             *md_table(header, rows), ""]
 
 
-def _is_gpu(device: str) -> bool:
-    return not str(device).lower().startswith("cpu")
-
-
-def _pack_sizes(recs: list[dict]) -> str:
-    sizes = sorted({r["pack_size"] for r in recs if isinstance(r.get("pack_size"), int)})
-    return ", ".join(map(str, sizes)) or "—"
-
-
-def _cost_basis(recs: list[dict]) -> str:
-    """How a cell's runs are charged: "cpu" (all on a CPU, each with the CPU time its training
-    consumed: what other jobs on the machine barely change), "wall" (CPU records from before
-    `cpu_time_s` existed: wall-clock time, which load inflates) or "gpu" (wall-clock GPU time;
-    any GPU record in the cell)."""
-    if any(_is_gpu(r.get("device", "cpu")) for r in recs):
-        return "gpu"
-    if all(isinstance(r.get("cpu_time_s"), int | float) and r["cpu_time_s"] > 0 for r in recs):
-        return "cpu"
-    return "wall"
-
-
-def _run_cost(r: dict, basis: str) -> tuple[float, float | None]:
-    """(hours, training images per second of them) of one record on `basis` (_cost_basis), both
-    from one clock: `cpu_time_s` on "cpu", `wall_time_s` (the whole run, evaluation included)
-    otherwise. The run's images are `images_per_s` x `train_time_s`; None when either is absent."""
-    seconds = r["cpu_time_s"] if basis == "cpu" else r["wall_time_s"]
-    rate, train = r.get("images_per_s"), r.get("train_time_s")
-    images = rate * train if isinstance(rate, int | float) and isinstance(train, int | float) \
-        else 0
-    return seconds / 3600, images / seconds if images and seconds > 0 else None
-
-
-_BASIS = {"cpu": ("CPU-h", " per CPU-s", "CPU-hours"),
-          "wall": ("h wall-clock", " per s wall-clock", "hours wall-clock"),
-          "gpu": ("GPU-h", " per GPU-s", "GPU-hours")}
-
-
-_COST_CAPTION = (
-    "Device-hours per finished run, the mean over the cell's runs. On a CPU: CPU-h, the "
-    "CPU time the run's training consumed (the record's `cpu_time_s`: the process's CPU "
-    "time in its training epochs, every thread, evaluation and checkpoints not counted), "
-    "which other jobs competing for the cores barely change where wall-clock time grows "
-    "with them (a run on one torch thread costs the same on a busy machine; on several, "
-    "threads spin-waiting for a descheduled sibling count too, so heavy contention "
-    "still adds some). On a GPU: GPU-h, "
-    "the record's `wall_time_s`, the wall-clock time of the sessions that trained the "
-    "run, evaluation and checkpoints included. A CPU cell with a record from before "
-    "`cpu_time_s` existed (or whose `cpu_time_s` is implausible against its training "
-    "time) shows wall-clock time instead, marked `wall-clock` (load inflates it: compare "
-    "such cells with care). A resumed run counts every session "
-    "(wall-clock records written before sessions were summed, the last one only); a run "
-    "forked from a shared warm-up counts the warm-up's training it inherits, so the "
-    "total counts a shared warm-up once per run forked from it. "
-    "When K runs were stacked in one network on one device (a pack of K; the `pack` column "
-    "where records say), each run is charged 1/K of the pack's time, so the hours add "
-    "up to the device time used. Throughput: training images (erased copies included) "
-    "per second of the same clock as the cell's hours: per CPU-second of training on a "
-    "CPU; per wall-clock second of the whole run, evaluation included, on a GPU and in "
-    "`wall-clock` cells. For a pack it is the whole pack's throughput. "
-)
-
-
-def cost(g: Grid) -> list[str]:
-    """Device-hours per run (its share of the pack when runs were stacked), with the pack size
-    where records have one, and throughput: on a CPU the CPU time the run's training consumed
-    (`cpu_time_s`), so two runs of the same work cost the same however busy the machine was;
-    on a GPU, and in CPU records from before `cpu_time_s`, wall-clock time (labelled so)."""
-    packed = any(isinstance(r.get("pack_size"), int) for r in g.records)
-    rows, totals = [], {b: 0.0 for b in _BASIS}
-    for mo in g.models:
-        for m in g.methods:
-            recs = g.cell(mo, m).records
-            recs = [r for r in recs if isinstance(r.get("wall_time_s"), int | float)]
-            if not recs:
-                continue
-            basis = _cost_basis(recs)
-            costs = [_run_cost(r, basis) for r in recs]
-            hours = [h for h, _ in costs]
-            totals[basis] += sum(hours)
-            ips = [x for _, x in costs if x]
-            unit, per, _ = _BASIS[basis]
-            rows.append([mo, m.label, str(len(recs)),
-                         ", ".join(sorted({str(r.get("device", "?")) for r in recs})),
-                         *([_pack_sizes(recs)] if packed else []),
-                         f"{fmt_hours(mean(hours))} {unit}",
-                         f"{mean(ips):,.0f}{per}" if ips else "n/a"])
-    if not rows:
-        return []
-    total = "; ".join(f"{fmt_hours(h)} {_BASIS[b][2]}" for b, h in totals.items() if h > 0)
-    header = ["model", "method", "runs", "device", *(["pack"] if packed else []),
-              "device-h per run", "training images per device-s"]
-    return ["## Cost: device-hours per run", "",
-            _COST_CAPTION + f"Total: {total}.", "",
-            *md_table(header, rows), ""]
-
-
 def distinct_values(records: list[dict], get) -> list[str]:
     return sorted({str(v) for v in (get(r) for r in records) if v not in (None, "")})
 
@@ -297,7 +200,6 @@ def reproducibility(g: Grid) -> list[str]:
 
     rows = [["command", "<br>".join(f"`{c}`" for c in distinct_values(recs,
                                                                       lambda r: r.get("command")))],
-            ["git commit", values(lambda r: r.get("git_commit")) or "n/a"],
             ["device", values(lambda r: r.get("device"))],
             ["dataset", ", ".join(g.datasets)],
             ["epochs", values(lambda r: r.get("epochs"))]]
@@ -311,7 +213,59 @@ def reproducibility(g: Grid) -> list[str]:
         rows.append([f"eraser: {eraser}",
                      values(_source, [r for r in recs if r.get("eraser") == eraser]) or "n/a"])
     return ["## Reproducibility", "", "Distinct values over the suite's records.", "",
-            *md_table(["field", "value(s)"], rows), ""]
+            *md_table(["field", "value(s)"], rows), "", *provenance(g)]
+
+
+def _threads(r: dict) -> str:
+    t = (r.get("environment") or {}).get("threads")
+    return str(t) if isinstance(t, int) and not isinstance(t, bool) else "n/a"
+
+
+def _runs_text(recs: list[dict], models: int) -> str:
+    """'plain s0, s1; cutout s2' (with the model first when the suite has several)."""
+    by: dict[str, list[str]] = {}
+    for r in recs:
+        name = f"{r.get('model')} {r.get('label')}" if models > 1 else str(r.get("label"))
+        by.setdefault(name, []).append(f"s{r.get('seed')}")
+    return "; ".join(f"{k} {', '.join(sorted(v, key=lambda s: (len(s), s)))}"
+                     for k, v in by.items())
+
+
+def provenance(g: Grid) -> list[str]:
+    """Which runs were trained by which commit with how many torch threads (records'
+    `git_commit` and `environment.threads`): on a CPU the same seed gives other bits on another
+    thread count, so runs of one cell trained differently are not exact repeats. Forked runs
+    whose warm-up was trained under another commit or thread count are listed below it."""
+    rank = {m.label: i for i, m in enumerate(g.methods)}
+    recs = sorted(g.records, key=lambda r: (g.models.index(r["model"]) if r.get("model") in
+                                            g.models else len(g.models),
+                                            rank.get(r.get("label"), len(rank)), r.get("seed")))
+    key = {id(r): (str(r.get("git_commit") or "n/a"), _threads(r)) for r in recs}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in recs:
+        groups.setdefault(key[id(r)], []).append(r)
+    rows = [[c if c == "n/a" else f"`{c}`", t, str(len(rs)),
+             "all" if len(groups) == 1 else _runs_text(rs, len(g.models))]
+            for (c, t), rs in sorted(groups.items())]
+    out = ["Which runs each commit trained, and on how many torch threads (the records' "
+           "`environment.threads`; on a CPU a seed's bits depend on the thread count, "
+           "docs/running.md):", "",
+           *md_table(["git commit", "torch threads", "runs", "which"], rows), ""]
+    by_id = {r.get("run_id"): r for r in recs}
+    inherited: dict[tuple[str, str], tuple[list[dict], list[dict]]] = {}
+    for r in recs:
+        p = by_id.get((r.get("forked_from") or {}).get("run_id"))
+        if p is not None and key[id(p)] != key[id(r)]:
+            forks, providers = inherited.setdefault(key[id(p)], ([], []))
+            forks.append(r)
+            providers += [] if p in providers else [p]
+    if inherited:
+        out += ["Forked runs whose warm-up epochs were trained under another commit or thread "
+                "count than their own epochs:", ""]
+    for (c, t), (forks, providers) in sorted(inherited.items()):
+        out.append(f"- {_runs_text(forks, len(g.models))}: warm-up by "
+                   f"{_runs_text(providers, len(g.models))} (`{c}`, {t} threads)")
+    return out + ([""] if inherited else [])
 
 
 def _source(rec: dict) -> str | None:

@@ -57,6 +57,10 @@ A record is the only thing the leaderboard reads. Its keys (schema 2):
     wall_time_s     float (the whole run); train_time_s: training epochs only; images_per_s:
                     training images per second, erased copies included; resumed_from_epoch: int
                     or None (each None when a failed run did not get that far)
+    forked_from     None, or (a run that continued another run's warm-up checkpoint) {"run_id",
+                    "epoch": the fork epoch, "train_time_s", "cpu_time_s": the warm-up's training
+                    and CPU time this run inherited, counted in its own times too; absent in
+                    records from before they were kept}
     cpu_time_s      float: the process's CPU time in the training epochs (every session summed;
                     a pack's shared by its K runs like its wall time), on a CPU only: the
                     leaderboard's cost there, which other jobs on the machine barely change. None

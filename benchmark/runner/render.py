@@ -28,9 +28,10 @@ def render(suite, runs, results_dir: Path, work_dir: Path, lb: Path) -> None:
 def cam_figure(suite: str, runs, work_dir: Path, figures_dir: Path) -> None:
     """The suite's CAM figure, figures_dir/cam_<suite>.png, from the checkpoints in work_dir."""
     from benchmark.report import cam_figure as figure
+    from benchmark.report.leaderboard import suite_cam_figure
 
     try:
-        figure.cam_for_suite(runs, work_dir, figures_dir / f"cam_{suite}.png")
+        figure.cam_for_suite(runs, work_dir, figures_dir / suite_cam_figure(suite))
     except Exception as e:  # noqa: BLE001
         warn(f"CAM figure not written: {type(e).__name__}: {e}")
 

@@ -51,7 +51,9 @@ def progress(spec: RunSpec, source: str, start: dict | None, extra: dict | None 
         p.resumed_from = start["epoch"]
         p.extra.update(start.get("extra") or {})
     else:
-        p.forked_from = {"run_id": spec.fork_from, "epoch": start["epoch"]}
+        # what the warm-up cost, inherited in this run's times: the report counts it once
+        p.forked_from = {"run_id": spec.fork_from, "epoch": start["epoch"],
+                         "train_time_s": start["train_time"], "cpu_time_s": start.get("cpu_time")}
     return p
 
 

@@ -42,7 +42,12 @@ def test_a_forked_cam_run_is_bit_identical_to_the_same_run_from_scratch(tmp_path
     forked, w_forked = tiny_run(tmp_path, True)
     scratch, w_scratch = tiny_run(tmp_path, False)
     f, s = forked["resnet20__cam_erasing__s0"], scratch["resnet20__cam_erasing__s0"]
-    assert f["forked_from"] == {"run_id": "resnet20__plain__s0", "epoch": 2}
+    inherited = f["forked_from"]
+    assert {k: inherited[k] for k in ("run_id", "epoch")} == {"run_id": "resnet20__plain__s0",
+                                                             "epoch": 2}
+    # the warm-up's training time it inherited, so the leaderboard's total counts it once
+    assert 0 < inherited["train_time_s"] < f["train_time_s"]
+    assert 0 < inherited["cpu_time_s"] < f["cpu_time_s"]
     assert s["forked_from"] is None
     assert f["curves"] == s["curves"]  # every epoch, the two warm-up epochs included
     assert f["occlusion"] == s["occlusion"]
