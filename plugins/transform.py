@@ -68,6 +68,32 @@ def _worker_seed(worker_seed: int, seed: int) -> int:
     return (worker_seed * 0x9E3779B97F4A7C15 + seed) % 2**64
 
 
+def _eraser_of(name_or_eraser, params: dict) -> Eraser:
+    """Erase's eraser: the instance given (then no params), or the registry name built with
+    `params`; one that depends on the epoch is refused (a transform has no epoch)."""
+    if isinstance(name_or_eraser, Eraser):
+        if params:
+            raise ValueError(
+                f"Erase: got an eraser instance and parameters {', '.join(sorted(params))}; "
+                "pass parameters with a registry name, Erase(name, **params)"
+            )
+        eraser = name_or_eraser
+    elif isinstance(name_or_eraser, str):
+        eraser = build(name_or_eraser, **params)
+    else:
+        raise TypeError(
+            "Erase: name_or_eraser must be a registry name or a plugins.Eraser, "
+            f"got {type(name_or_eraser).__name__}"
+        )
+    if getattr(eraser, "depends_on_epoch", False):  # e.g. GridMask's ramp_epochs
+        raise ValueError(
+            f"Erase: {eraser!r} depends on the epoch (its probability ramps); a "
+            "transform has no epoch: build Erase(eraser.at_epoch(epoch)) for each epoch, or "
+            "leave the ramp out"
+        )
+    return eraser
+
+
 class Erase(v2.Transform):
     """Erase the image(s) of a sample with a registered eraser; identity in ``eval()`` mode.
 
@@ -116,26 +142,7 @@ class Erase(v2.Transform):
         **params,
     ):
         super().__init__()
-        if isinstance(name_or_eraser, Eraser):
-            if params:
-                raise ValueError(
-                    f"Erase: got an eraser instance and parameters {', '.join(sorted(params))}; "
-                    "pass parameters with a registry name, Erase(name, **params)"
-                )
-            self.eraser = name_or_eraser
-        elif isinstance(name_or_eraser, str):
-            self.eraser = build(name_or_eraser, **params)
-        else:
-            raise TypeError(
-                "Erase: name_or_eraser must be a registry name or a plugins.Eraser, "
-                f"got {type(name_or_eraser).__name__}"
-            )
-        if getattr(self.eraser, "depends_on_epoch", False):  # e.g. GridMask's ramp_epochs
-            raise ValueError(
-                f"Erase: {self.eraser!r} depends on the epoch (its probability ramps); a "
-                "transform has no epoch: build Erase(eraser.at_epoch(epoch)) for each epoch, or "
-                "leave the ramp out"
-            )
+        self.eraser = _eraser_of(name_or_eraser, params)
         self.mixes = is_mixing(self.eraser)
         fill = default_fill("Erase", self.eraser, fill)
         self.fill = fill if self.mixes else check_choice("Erase", "fill", fill, FILL_MODES)
@@ -243,22 +250,8 @@ class Erase(v2.Transform):
         at = next((i for i, inpt in enumerate(flat_inputs) if inpt is labels), None)
         if not isinstance(labels, torch.Tensor) or at is None:
             raise ValueError(usage)
-        rest = [i for i in range(len(flat_inputs)) if i != at]
-        needs = self._needs_transform_list([flat_inputs[i] for i in rest])
-        where = [i for i, need in zip(rest, needs, strict=True) if need]
-        if not where:
-            raise ValueError(usage)
-        for i in where:
-            if isinstance(flat_inputs[i], tv_tensors.Video):
-                raise ValueError("Erase: mixing erasers take image batches (B, C, H, W), not "
-                                 "videos")
+        where = self._mixed_images(flat_inputs, at, usage)
         first = flat_inputs[where[0]]
-        shapes = {(x.shape[0], *x.shape[-2:]) if x.ndim == 4 else tuple(x.shape)
-                  for x in (flat_inputs[i] for i in where)}
-        if len(shapes) > 1:
-            raise ValueError(f"Erase: the images of one sample share one draw, so they need the "
-                             f"same batch size and (H, W); got "
-                             f"{', '.join(str(tuple(flat_inputs[i].shape)) for i in where)}")
         self._reseed_in_worker()
         for i in where[1:]:
             check_erase_input(flat_inputs[i], False)
@@ -274,6 +267,27 @@ class Erase(v2.Transform):
                 inpt, tv_tensors.TVTensor) else done
         out[at] = soft
         return tree_unflatten(out, spec)
+
+    def _mixed_images(self, flat_inputs: list[Any], at: int, usage: str) -> list[int]:
+        """The positions of a flattened sample's images to mix, by v2's rule, besides the labels
+        at `at`: one line when there are none, a video, or images of different batch sizes or
+        (H, W) (they share one draw)."""
+        rest = [i for i in range(len(flat_inputs)) if i != at]
+        needs = self._needs_transform_list([flat_inputs[i] for i in rest])
+        where = [i for i, need in zip(rest, needs, strict=True) if need]
+        if not where:
+            raise ValueError(usage)
+        for i in where:
+            if isinstance(flat_inputs[i], tv_tensors.Video):
+                raise ValueError("Erase: mixing erasers take image batches (B, C, H, W), not "
+                                 "videos")
+        shapes = {(x.shape[0], *x.shape[-2:]) if x.ndim == 4 else tuple(x.shape)
+                  for x in (flat_inputs[i] for i in where)}
+        if len(shapes) > 1:
+            raise ValueError(f"Erase: the images of one sample share one draw, so they need the "
+                             f"same batch size and (H, W); got "
+                             f"{', '.join(str(tuple(flat_inputs[i].shape)) for i in where)}")
+        return where
 
     def make_params(self, flat_inputs: list[Any], cam: torch.Tensor | None = None
                     ) -> dict[str, Any]:

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import types
-import typing
 from pathlib import Path
 
 import yaml
@@ -33,6 +30,7 @@ from benchmark.suites.renamed import (  # noqa: F401 - RENAMED_KEYS named here t
     note_once,
     renamed_keys,
 )
+from benchmark.suites.typed import closest, from_dict
 from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named here too
     APPEND_BN,
     CAM_SOURCES,
@@ -54,92 +52,12 @@ from benchmark.suites.vocabulary import (  # noqa: F401 - the vocabulary, named 
     TrainConfig,
     to_dict,
 )
-from benchmark.suites.yaml_text import (  # noqa: F401 - named here too
-    safe_load,
-    with_number_hint,
-    yaml_error,
-)
+from benchmark.suites.yaml_text import safe_load, with_number_hint, yaml_error  # noqa: F401
 
 MAX_SEEDS = 1000  # seeds in one suite (YAML or --seeds): more is a typo (0-100000), not a study
 
 # ----------------------------------------------------------------------------- parsing
 
-def _closest(key: str, allowed) -> str:
-    match = difflib.get_close_matches(key, list(allowed), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _check_type(value, tp, where: str, src: str):
-    """Check (and lightly coerce: int -> float) a YAML value against a dataclass annotation."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        for a in options:
-            try:
-                return _check_type(value, a, where, src)
-            except ConfigError as e:
-                last = e
-        if len(options) == 1 and type(None) not in args:
-            raise last
-        names = [_type_name(a) for a in options] + (["null"] if type(None) in args else [])
-        raise ConfigError(f"{src}: key {where!r} must be {' or '.join(names)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{src}: key {where!r} must be a list, got {value!r}")
-        (item,) = typing.get_args(tp) or (typing.Any,)
-        return [_check_type(v, item, f"{where}[{i}]", src) for i, v in enumerate(value)]
-    if tp is typing.Any:
-        return value
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{src}: key {where!r} must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, bool):
-        raise ConfigError(f"{src}: key {where!r} must be an integer, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, where, src)
-    if not isinstance(value, tp):
-        raise ConfigError(f"{src}: key {where!r} must be {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _type_name(tp) -> str:
-    """How a suite file's reader names a type: a string, an integer, a number, a list, ..."""
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             dict: "a mapping", list: "a list"}
-    origin = typing.get_origin(tp) or tp
-    return names.get(origin, f"a mapping of {tp.__name__} keys"
-                     if dataclasses.is_dataclass(tp) else getattr(tp, "__name__", str(tp)))
-
-
-def _from_dict(cls, data, where: str, src: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{src}: key {where or '<top>'!r} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)
-             if not (cls is SuiteConfig and f.name == "file")]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in names:
-            raise ConfigError(f"{src}: key {path!r} is unknown{_closest(str(key), names)}; "
-                              f"allowed: {', '.join(names)}")
-        kwargs[key] = _check_type(value, hints[key], path, src)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        key = f"{where}.{missing[0]}" if where else missing[0]
-        what = f"; {_REQUIRED[key]}" if key in _REQUIRED else ""
-        raise ConfigError(f"{src}: key {key!r} is missing (required){what}")
-    return cls(**kwargs)
-
-
-_REQUIRED = {"name": "it names the results folder: a plain file name, e.g. name: my_suite"}
 
 
 def _method(entry, i: int, src: str) -> MethodConfig:
@@ -153,7 +71,7 @@ def _method(entry, i: int, src: str) -> MethodConfig:
         entry = {**entry, "cam": {**cam, "target": new}}
         note_once(f"cam.target={old}", f"note: {src}: key 'methods[{i}].cam.target': {old!r} "
                    f"is now called {new!r}; the old name is still read")
-    return _from_dict(MethodConfig, entry, f"methods[{i}]", src)
+    return from_dict(MethodConfig, entry, f"methods[{i}]", src)
 
 
 def parse_suite(data: dict, source: str = "<dict>",
@@ -176,7 +94,7 @@ def _parse_suite(data: dict, source: str, extra_imports: list[str] | None) -> Su
                           "seeds, methods")
     data = renamed_keys(data, source)
     methods = data.pop("methods", None)
-    suite = _from_dict(SuiteConfig, data, "", source)
+    suite = from_dict(SuiteConfig, data, "", source)
     check_suite_name(suite.name, f"{source}: key 'name'")  # before any of its imports run
     if methods is not None:
         if not isinstance(methods, list) or not methods:
@@ -402,7 +320,7 @@ def resolve_suite_path(name_or_path: str) -> Path:
     if not p.is_file():
         names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
         raise ConfigError(f"suite {name_or_path!r} is not in "
-                          f"{CONFIG_DIR}{_closest(name_or_path, names)}; "
+                          f"{CONFIG_DIR}{closest(name_or_path, names)}; "
                           f"available: {', '.join(names)}; or pass a path to a YAML file")
     return p
 
