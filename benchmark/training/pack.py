@@ -173,7 +173,10 @@ class PackTrainer:
             torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
             singles.append(models.create(s.model, num_classes=rd.num_classes,
                                          in_chans=rd.train_images.shape[1]))
-        self.fast_cam = cam.fast_path_applies(singles[0], specs[0].method.cam.layer)
+        # The free CAM path's probe, only for a pack whose runs need a CAM (none: no probe).
+        cam_spec = next((s for s in specs if s.method.needs_cam), None)
+        self.fast_cam = cam_spec is not None and cam.fast_path_applies(
+            singles[0], cam_spec.method.cam.layer)
         model = stack.stack_models(singles) if self.k > 1 else singles[0]
         self.model = model.to(self.device, dtype)
         if t.channels_last:
