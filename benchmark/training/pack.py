@@ -338,8 +338,10 @@ class PackTrainer:
         sd = (stack.split_state(sd, k, self.k) if self.k > 1
               else {n: t.clone() for n, t in sd.items()})
         bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in self.model.parameters()]
-        bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().cpu()
-                for b in bufs]
+        # copies (`.cpu()` of a CPU tensor is the tensor itself, a chunk a view): a state taken
+        # now keeps its values while the pack trains on (the self-check's trial step, a split)
+        bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().to(
+            "cpu", copy=True) for b in bufs]
         return {"model": {n: t.cpu() for n, t in sd.items()}, "momentum": bufs,
                 "sched": self.sched.state_dict(), "lr": float(self.lr),
                 "gen": self.lanes[k].generator.get_state(), "cpu_rng": torch.get_rng_state()}
