@@ -15,7 +15,11 @@ generator; an eraser keeps no Python state between calls (no counter, no cache o
 A CUDA graph replays the kernels of the one call made at capture, and a stacked pack calls one
 eraser for a group of equal runs, so Python state would give other numbers than the same run
 trained eagerly alone. The runner's self-check (benchmark/training/selfcheck.py) catches such
-an eraser where it shows and trains it eagerly or alone. Its trial steps, and the probe that
+an eraser where it shows within the check's trial calls (one or two per step kind) and trains
+it eagerly or alone; state that changes the output only later (after N images, over an
+epoch) passes the check, and then graphed or stacked numbers differ from the same run trained
+eagerly alone, unannounced: keeping ``forward`` free of such state is the author's
+responsibility, not the check's. Its trial steps, and the probe that
 decides whether equal erasers are called once for several runs, run on deep copies of the
 eraser (``copy.deepcopy``), or restore fresh copies from before the trial: a trial never
 changes the eraser a run trains with. An eraser that cannot be deep-copied is not tried: it

@@ -250,6 +250,34 @@ def test_fast_path_applies_only_to_the_layer_feeding_a_gap_linear_head():
     assert not C.fast_path_applies(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()))
 
 
+class ConvHead(TinyNet):
+    """A conv after the pool, as timm's MobileNetV3 has (GAP -> 1x1 conv -> act -> linear):
+    the classifier takes another width than the features."""
+
+    def __init__(self, width=32, same_width=False):
+        super().__init__()
+        width = 16 if same_width else width
+        self.conv_head = nn.Conv2d(16, width, 1)
+        self.fc = nn.Linear(width, 5)
+
+    def forward_head(self, x, pre_logits=False):
+        x = F.relu(self.conv_head(x.mean(dim=(2, 3), keepdim=True))).flatten(1)
+        return x if pre_logits else self.fc(x)
+
+
+@pytest.mark.parametrize("same_width", [False, True])
+def test_fast_path_answers_no_for_a_conv_after_the_pool_instead_of_raising(same_width):
+    assert C.fast_path_applies(ConvHead(same_width=same_width), input_size=(16, 16)) is False
+
+
+def test_fast_path_answers_no_for_timms_mobilenetv3_whose_head_has_a_conv_after_the_pool():
+    """timm/mobilenetv3_small_050: 288 features, a 1x1 conv to 1024, then the linear layer
+    (built with pretrained=False: nothing is downloaded)."""
+    model = create("timm/mobilenetv3_small_050")
+    assert model.get_classifier().in_features != model.num_features
+    assert C.fast_path_applies(model, input_size=(16, 16)) is False
+
+
 def test_fast_path_probe_leaves_the_model_and_global_rng_untouched():
     model = tiny().train()
     before = copy.deepcopy(model.state_dict())

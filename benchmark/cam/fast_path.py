@@ -22,7 +22,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
                       input_size: tuple[int, int] = (32, 32),
                       logits: LogitsSelector = None) -> bool:
     """True when `layer` feeds the head and the head is GAP + linear, so `cam_from_features` is
-    exact.
+    exact; False for any other head (e.g. timm's MobileNetV3: a 1x1 conv after the pool, whose
+    classifier takes another width than the features), never an error about the head's shapes.
 
     Checked on the model itself rather than by class name: one eval-mode, no-grad probe of
     two random images (seeded, global RNG untouched) verifies that (1) `forward_features`
@@ -54,6 +55,8 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
                 return False
             if captured[-1].shape != feats.shape or not torch.equal(captured[-1], feats):
                 return False
+            if model.get_classifier().in_features != feats.shape[1]:
+                return False  # a layer between the pool and the classifier (a conv head)
             # Random non-negative features: a max pool or any non-mean head would differ.
             probe = torch.rand(feats.shape, generator=gen).to(feats)
             via_gap = model.get_classifier()(probe.mean(dim=(2, 3)))
@@ -64,7 +67,6 @@ def fast_path_applies(model: nn.Module, layer: str | None = None, *,
     finally:
         handle.remove()
     return bool(head_ok and fwd_ok)
-
 
 
 def fast_path_cached(model: nn.Module, layer: str | None, size: tuple[int, int],

@@ -26,18 +26,19 @@ bf16 autocast (its weight casts once a step: training/weight_cast.py) and channe
 train default), autocast on the CPU standing in for the GPU's; `gpu_path=False` counts fp32 and
 contiguous. It also grows with K (each lane's draws are its own ops) and with the number of
 different erasers in the pack, so one number is not all steps: `goal_lines` prints one per kind
-and precision.
+and precision (`iter_goal_lines` yields them as they are counted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["GOAL_K16", "KINDS", "OpCount", "count_ops", "count_step_ops", "goal_lines", "step_pack"]
+__all__ = ["GOAL_K16", "KINDS", "OpCount", "count_ops", "count_step_ops", "goal_lines",
+           "iter_goal_lines", "step_pack"]
 
 KINDS = ("plain", "replace", "mixing", "append")
 GOAL_K16 = 600  # the most top-level aten ops, views included, a K = 16 erasing step may issue
@@ -134,22 +135,30 @@ _WHAT = {"plain": "plain runs", "replace": "cutout/random_erasing/hide_and_seek/
          "mixing": "cutmix", "append": "cam_erasing, originals + erased copies"}
 
 
-def goal_lines(k: int = 16, batch: int = 8) -> list[str]:
-    """Lines for `erasebench speed train`: for each step kind (KINDS) and both precisions (the
-    GPU path's bf16 autocast + channels_last first, then fp32), the K-run step's top-level aten
-    ops, views included (`all`), against `GOAL_K16`, each saying "met" or "NOT met" for itself
-    (the goal is set for the "replace" step; the others are measured against the same bound so
-    that no one number reads as all), with the ops that can launch a kernel beside it."""
-    lines = []
+def iter_goal_lines(k: int = 16, batch: int = 8) -> Iterator[str]:
+    """`goal_lines`, one line at a time, each yielded as soon as its step is counted (a caller
+    that prints them shows every count made before a stop)."""
     for kind in KINDS:
         for gpu_path in (True, False):
             n = count_step_ops(kind, k, batch, gpu_path=gpu_path)
             met = "met" if n.all <= GOAL_K16 else "NOT met"
             how = "bf16 autocast + channels_last (the GPU path)" if gpu_path else "fp32"
             goal = "goal" if kind == "replace" else "the replace step's goal"
-            lines.append(f"K={k} {kind} step ({_WHAT[kind]}), {how}: {n.all} top-level aten ops, "
-                         f"views included ({goal} <= {GOAL_K16}: {met}); {n.kernels} can launch "
-                         f"a kernel")
-    lines.append(f"(op counts: one step of a pack of {k} resnet20 runs, batch {batch}, counted "
-                 "on the CPU; bf16 autocast on the CPU stands in for the GPU's)")
-    return lines
+            yield (f"K={k} {kind} step ({_WHAT[kind]}), {how}: {n.all} top-level aten ops, "
+                   f"views included ({goal} <= {GOAL_K16}: {met}); {n.kernels} can launch "
+                   f"a kernel")
+    yield (f"(op counts: one step of a pack of {k} resnet20 runs, batch {batch}, counted on the "
+           "CPU; bf16 autocast on the CPU stands in for the GPU's; the count grows with the "
+           f"different erasers in a pack: the replace step's {len(_REPLACE) - 1} and plain; "
+           "a pack of more different erasers issues more)")
+
+
+def goal_lines(k: int = 16, batch: int = 8) -> list[str]:
+    """Lines for `erasebench speed train`: for each step kind (KINDS) and both precisions (the
+    GPU path's bf16 autocast + channels_last first, then fp32), the K-run step's top-level aten
+    ops, views included (`all`), against `GOAL_K16`, each saying "met" or "NOT met" for itself
+    (the goal is set for the "replace" step; the others are measured against the same bound so
+    that no one number reads as all), with the ops that can launch a kernel beside it; last a
+    footer saying how they were counted and that a pack of more different erasers issues
+    more. `iter_goal_lines` yields them one by one."""
+    return list(iter_goal_lines(k, batch))

@@ -2,9 +2,12 @@
 (a) the classic pipeline (per-image PIL transforms, DataLoader workers, eager fp32), (b) the
 runner's eager step with the data on the device, (c) that step as a CUDA graph, (d) graphed
 and stacked K = 4, 8, 16; for resnet20 and resnet44, the plain and CAM-append steps; then the
-append step with one BatchNorm batch of 256 vs two of 128. Writes leaderboards/speed.md with
-the device, the versions and the command, rewritten after every measured row: a SIGTERM or a
-failed path leaves the rows measured so far, and a failed path is a row saying why."""
+append step with one BatchNorm batch of 2B vs two of B (B: `--batch`). First, the op counts of
+K-run steps (`--op-count-k`, tools/op_count.py), each line printed as it is counted. Writes the
+table to `--out` (default runs/speed.md, untracked; the committed leaderboards/speed.md only
+when named there) with the device, the versions, the command and the op counts, rewritten after
+every op count and measured row: a SIGTERM (handled from the start) or a failed path leaves
+what was counted and measured so far, and a failed path is a row saying why."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 from benchmark.eraser_cli import device_arg, one_line_errors
 from benchmark.fileio import atomic_write
 from benchmark.timing import per_call
-from benchmark.tools.op_count import goal_lines
+from benchmark.tools.op_count import iter_goal_lines
 
 TRAIN_KINDS = {"plain": "plain", "cam-append": "cam_erasing"}
 
@@ -140,11 +143,13 @@ class _Table:
         self.device, self.args = device, args
         self.rows: list[dict] = []
         self.bn_rows: list[dict] = []
+        self.op_lines: list[str] = []
         self.note = ""
 
     def text(self) -> str:
         return (_train_table(self.rows, self.device, self.args, self.note)
-                + _append_bn_table(self.bn_rows))
+                + _append_bn_table(self.bn_rows, self.args.batch)
+                + _op_count_section(self.op_lines, self.args.op_count_k))
 
     def write(self) -> None:
         if self.args.out:
@@ -183,20 +188,27 @@ def _step_rows(model_name: str, kind: str, device, args, table: _Table) -> None:
 
 def train(args) -> int:
     """`train`: images/s of one training step along the paths (a) to (d), for resnet20/44 and
-    the plain and CAM-append steps, as ratios to (a), all in this one process. Each row is
-    printed and the table (`--out`) rewritten as soon as it is measured; a path that fails is a
-    row saying so and the others continue; SIGTERM stops it with the rows so far written.
-    Returns 0, 1 when a row failed, 143 when stopped by SIGTERM."""
+    the plain and CAM-append steps, as ratios to (a), all in this one process; first the op
+    counts of K = `--op-count-k` steps (0: none). Each op-count line and each row is printed
+    and the table (`--out`) rewritten as soon as it is counted or measured; a path that fails is
+    a row saying so and the others continue; SIGTERM (handled before any work) stops it with
+    what was counted and measured so far written. Returns 0, 1 when a row failed, 143 when
+    stopped by SIGTERM."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.steps = args.steps or (20 if device.type == "cuda" else 3)
-    for line in goal_lines():  # the steps' op counts (issue 18: at most 600 for K = 16)
-        print(line, flush=True)
     table = _Table(device, args)
-    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)  # before any work
     code = 0
     try:
+        if args.op_count_k:  # the steps' op counts (issue 18: at most 600 for K = 16)
+            for line in iter_goal_lines(args.op_count_k):
+                print(line, flush=True)
+                table.op_lines.append(line)
+                table.write()
+        else:
+            print(_NOT_COUNTED, flush=True)
         for model_name in args.models:
             for kind in ("plain", "cam-append"):
                 _step_rows(model_name, kind, device, args, table)
@@ -247,10 +259,25 @@ def _append_bn_row(model_name: str, device, args) -> dict:
     return row
 
 
-def _append_bn_table(rows) -> str:
-    out = ["", "## The append step: one BatchNorm batch of 256 or two of 128", "",
+_NOT_COUNTED = "op counts: not counted (--op-count-k 0)"
+
+
+def _op_count_section(lines: list[str], k: int) -> str:
+    """The op counts made so far (each line as `iter_goal_lines` yields it)."""
+    out = ["", f"## Top-level aten ops of one K = {k} step (tools/op_count.py)", ""]
+    if not k:
+        out.append(_NOT_COUNTED)
+    elif not lines:
+        out.append("(none counted)")
+    out += [f"- {line}" for line in lines]
+    return "\n".join(out) + "\n"
+
+
+def _append_bn_table(rows, batch: int) -> str:
+    out = ["", f"## The append step: one BatchNorm batch of {2 * batch} or two of {batch}", "",
            "`append_bn: joint` (the default, as the thesis trains) takes the CAM from an extra "
-           "no-grad forward of the 128 originals, then trains the 256 images as one batch; "
+           f"no-grad forward of the {batch} originals, then trains the {2 * batch} images as "
+           "one batch; "
            "`split` gets the CAM free from the originals' training forward and runs the erased "
            "copies as a second batch.", "",
            "| model | path | joint ms / step | split ms / step | joint / split |",
@@ -350,6 +377,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="DataLoader workers of path (a) (default: %(default)s: this machine's "
                         "cores, at most 8)")
+    p.add_argument("--op-count-k", type=int, default=16,
+                   help="K of the packs whose one-step op counts are printed first, 0: not "
+                        "counted (default: %(default)s)")
     p.add_argument("--device", type=device_arg, default=None,
                    help="cpu, cuda, cuda:N or mps (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=0,

@@ -103,7 +103,8 @@ class OneRun:
         # free from the training forward where the layer feeds a GAP + linear head (`fast`, a
         # probe checks), else from Grad-CAM of the live or the frozen plain model (`cam_fn`).
         self.eraser, self.cam_fn = pack.eraser_and_cam(
-            spec, self.model, device, fast=cam.fast_path_applies(self.model, m.cam.layer),
+            spec, self.model, device,
+            fast=m.needs_cam and cam.fast_path_applies(self.model, m.cam.layer),
             frozen=frozen_ckpt)
         self.now = self.eraser  # as in epoch 0 until train_epoch gives the epoch's eraser
         if self.eraser is not None and callable(getattr(self.eraser, "at_epoch", None)):

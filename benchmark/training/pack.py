@@ -180,7 +180,10 @@ class PackTrainer:
             torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
             singles.append(models.create(s.model, num_classes=rd.num_classes,
                                          in_chans=rd.train_images.shape[1]))
-        self.fast_cam = cam.fast_path_applies(singles[0], specs[0].method.cam.layer)
+        # The free CAM path's probe, only for a pack whose runs need a CAM (none: no probe).
+        cam_spec = next((s for s in specs if s.method.needs_cam), None)
+        self.fast_cam = cam_spec is not None and cam.fast_path_applies(
+            singles[0], cam_spec.method.cam.layer)
         model = stack.stack_models(singles) if self.k > 1 else singles[0]
         self.model = model.to(self.device, dtype)
         if t.channels_last:
@@ -351,8 +354,10 @@ class PackTrainer:
         sd = (stack.split_state(sd, k, self.k) if self.k > 1
               else {n: t.clone() for n, t in sd.items()})
         bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in self.model.parameters()]
-        bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().cpu()
-                for b in bufs]
+        # copies (`.cpu()` of a CPU tensor is the tensor itself, a chunk a view): a state taken
+        # now keeps its values while the pack trains on (the self-check's trial step, a split)
+        bufs = [None if b is None else (b.chunk(self.k)[k] if self.k > 1 else b).detach().to(
+            "cpu", copy=True) for b in bufs]
         return {"model": {n: t.cpu() for n, t in sd.items()}, "momentum": bufs,
                 "sched": self.sched.state_dict(), "lr": float(self.lr),
                 "gen": self.lanes[k].generator.get_state(), "cpu_rng": torch.get_rng_state()}

@@ -4,8 +4,10 @@ speed but never correctness.
 - Graphs (training/graphs.py: StepRunner, with `TrainState` as its probe): the first time a
   step kind is captured, the graph is replayed once and compared with one eager step from the
   same saved state; a mismatch trains that kind eagerly.
-- Stacks (`check_stack`): the first step of a stacked pack is compared with each of its runs
-  trained alone from the same state; a run that differs trains alone (training/train.py).
+- Stacks (`check_stack`): the first step of a stacked pack, and its first step of each new
+  phase (the first erasing epoch after a plain warm-up), is compared with each of its runs
+  trained alone from the same state; a run that differs trains alone from there
+  (training/train.py).
 
 Per run, the step's mean loss and its parameter update must agree within bf16 tolerance
 (`LOSS_RTOL`, `UPDATE_RTOL`). The check saves and restores the whole training state: the
@@ -149,39 +151,47 @@ def check_stack(tr, epoch: int) -> dict[int, str]:
     """The stack's self-check of `tr`, a training.pack.PackTrainer (`SELF_CHECK`: on CUDA by
     default), before the first step of `epoch`: one eager step of the stacked pack against
     each run's own step trained alone from the same state (a fresh single-run trainer loaded
-    with `run_state`). Returns {run index: why} for the runs that differ (loss or parameter
-    update beyond bf16 tolerance), each also said in one line; they should train alone.
+    with `run_state`). training/train.py calls it before the pack's first epoch and again
+    before the first epoch whose runs take other step kinds (the first erasing epoch after a
+    plain warm-up, where the erasers are first called). Returns {run index: why} for the runs
+    that differ (loss or parameter update beyond bf16 tolerance), each also said in one line
+    (with the epoch they train alone from, when it is not the first); they should train alone.
     Leaves the pack (tensors, generators, and its erasers' and CAM sources' Python state: the
     trial step runs on them, then fresh copies of them from before it are put back) and the
     process's RNG as they were, so the check changes no number. Runs whose Python state
     cannot be copied are not tried: they train alone. {} for a single run."""
     if tr.k == 1 or not self_check_on(tr.device):
         return {}
+    since = f"; alone from epoch {epoch + 1}" if epoch else ""
     before = tr.train_state.save()
     why = tr.train_state.unchecked(before)
     if why is not None:
-        bad = {k: f"self-check: not tried, {why}" for k, lane in enumerate(tr.lanes)
+        bad = {k: f"self-check: not tried, {why}{since}" for k, lane in enumerate(tr.lanes)
                if isinstance(copy_python([lane], tr.model), str)} or {
-            k: f"self-check: not tried, {why}" for k in range(tr.k)}
+            k: f"self-check: not tried, {why}{since}" for k in range(tr.k)}
         for k in bad:
             tr.log(f"note: pack of {tr.k}: {tr.specs[k].run_id} trains alone, not stacked: "
                    f"{bad[k]}")
         return bad
     alone_states = [tr.run_state(k) for k in range(tr.k)]
     devices = [tr.device] if tr.device.type == "cuda" else []
+    # the trial step starts its epoch's sums from zero (`_one_eager_step`), whatever the pack
+    # summed before it (the epochs already trained, when the check runs mid-training)
+    zero = dict(before, acc=torch.zeros_like(before["acc"]))
     with torch.random.fork_rng(devices=devices):
-        stacked = tr.train_state.results(before, _one_eager_step(tr, epoch))
+        stacked = tr.train_state.results(zero, _one_eager_step(tr, epoch))
         bad = {}
         for k, spec in enumerate(tr.specs):
             alone = type(tr)([spec], tr.rd, tr.device, precision=tr.precision, dtype=tr.dtype,
                              log=tr.log, frozen_ckpts=tr.frozen_ckpts)
             alone.load_run_states([alone_states[k]])
             start = alone.train_state.save()
+            start["acc"].zero_()
             got = alone.train_state.results(start, _one_eager_step(alone, epoch))[0]
             alone.close()
             diff = compare_runs([spec.run_id], [stacked[k]], [got], ("stacked", "alone"))
             if diff is not None:
-                bad[k] = f"self-check: its stacked step differs from its own ({diff})"
+                bad[k] = f"self-check: its stacked step differs from its own ({diff}){since}"
                 tr.log(f"note: pack of {tr.k}: {spec.run_id} trains alone, not stacked: "
                        f"{bad[k]}")
     tr.train_state.load(before)

@@ -74,44 +74,77 @@ def occlusion_summary(a: list[float], cam_in_box) -> dict | None:
 def train_pack(specs: list[RunSpec], *, device, work_dir: Path, data_cache: dict | None = None,
                precision: str = "no", frozen_ckpts: dict | None = None, hooks: Hooks | None = None,
                extra: list[dict] | None = None, log=None,
-               unstacked: str | None = None) -> list[dict]:
+               unstacked: str | None = None, resume: tuple[list, list] | None = None
+               ) -> list[dict]:
     """Train K runs together to the end (each from its resume checkpoint or fork if any); return
     one outcome per run: {"status": "finished"|"failed"|"interrupted", ...}. Runs whose start
-    epochs differ are trained as separate packs, one after another."""
+    epochs differ are trained as separate packs, one after another. `resume`: (progress, state)
+    of runs already started (hooks.started was called), to go on from in memory (a stacked
+    pack split by its self-check); `unstacked`: why a run of one left its stacked pack."""
     hooks = hooks or Hooks()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    starts = [start_state(s, work_dir, precision) for s in specs]
-    epochs = [0 if st is None else st["epoch"] for _, st in starts]
-    if len(set(epochs)) > 1:  # e.g. one run resumed alone earlier: train by start epoch
-        out: dict[int, dict] = {}
-        for e in sorted(set(epochs)):
-            idx = [i for i, x in enumerate(epochs) if x == e]
-            res = train_pack([specs[i] for i in idx], device=device, work_dir=work_dir,
-                             data_cache=data_cache, precision=precision, frozen_ckpts=frozen_ckpts,
-                             hooks=_Sub(hooks, idx), extra=[(extra or [{}] * len(specs))[i]
-                                                            for i in idx], log=log)
-            out.update(zip(idx, res, strict=True))
-        return [out[i] for i in range(len(specs))]
+    if resume is None:
+        starts = [start_state(s, work_dir, precision) for s in specs]
+        epochs = [0 if st is None else st["epoch"] for _, st in starts]
+        if len(set(epochs)) > 1:  # e.g. one run resumed alone earlier: train by start epoch
+            out: dict[int, dict] = {}
+            for e in sorted(set(epochs)):
+                idx = [i for i, x in enumerate(epochs) if x == e]
+                res = train_pack([specs[i] for i in idx], device=device, work_dir=work_dir,
+                                 data_cache=data_cache, precision=precision,
+                                 frozen_ckpts=frozen_ckpts, hooks=_Sub(hooks, idx),
+                                 extra=[(extra or [{}] * len(specs))[i] for i in idx], log=log)
+                out.update(zip(idx, res, strict=True))
+            return [out[i] for i in range(len(specs))]
     rd = load_run_data(specs[0], device, data_cache)
     tr = PackTrainer(specs, rd, device, precision=precision, frozen_ckpts=frozen_ckpts, log=log)
-    ps = [progress(s, source, st, (extra or [{}] * len(specs))[k])
-          for k, (s, (source, st)) in enumerate(zip(specs, starts, strict=True))]
-    if any(st is not None for _, st in starts):
-        tr.load_run_states([st["trainer"] for _, st in starts])
     tr.unstacked = unstacked
-    alone = tr.check_stack(epochs[0])  # the stack's self-check (training/selfcheck.py)
-    if alone:  # those runs train alone, the others stacked; each record says why
-        tr.close()
-        return _train_apart(specs, alone, device=device, work_dir=work_dir,
-                            data_cache=data_cache, precision=precision,
-                            frozen_ckpts=frozen_ckpts, hooks=hooks, extra=extra, log=log)
-    for k, (source, _) in enumerate(starts):
-        hooks.started(k, ps[k], source)
+    if resume is None:
+        ps = [progress(s, source, st, (extra or [{}] * len(specs))[k])
+              for k, (s, (source, st)) in enumerate(zip(specs, starts, strict=True))]
+        if any(st is not None for _, st in starts):
+            tr.load_run_states([st["trainer"] for _, st in starts])
+        for k, (source, _) in enumerate(starts):
+            hooks.started(k, ps[k], source)
+    else:
+        ps = resume[0]
+        tr.load_run_states(resume[1])
     try:
-        return _loop(tr, specs, ps, work_dir, hooks, precision)
+        done = _loop(tr, specs, ps, work_dir, hooks, precision)
     finally:
         tr.close()
+    del tr  # its model's memory, before any sub-pack is built
+    if isinstance(done, _Split):  # those runs go on alone, the others stacked; records say why
+        return _train_apart(specs, done, device=device, work_dir=work_dir,
+                            data_cache=data_cache, precision=precision,
+                            frozen_ckpts=frozen_ckpts, hooks=hooks, log=log)
+    return done
+
+
+class _Split:
+    """The stack self-check failed before `epoch`: `alone` {run index: why} train alone from
+    there; `outcome` the runs already done (failed); `progress`, `states` every run's, to go
+    on from in memory."""
+
+    def __init__(self, alone: dict, outcome: dict, progress: list, states: list):
+        self.alone, self.outcome, self.progress, self.states = alone, outcome, progress, states
+
+
+def _stack_check(tr: PackTrainer, specs, epoch: int, ps, outcome: dict,
+                 checked: set) -> _Split | None:
+    """The stack's self-check (training/selfcheck.py) before `epoch` whenever the pack's runs
+    take steps of kinds not checked yet: its first epoch, and its first erasing epoch after a
+    plain warm-up (the erasers are first called there). A _Split when a run still training
+    differs stacked from alone."""
+    phase = tuple(step_kind(s, epoch) for s in specs)
+    if phase in checked:
+        return None
+    checked.add(phase)
+    alone = {k: why for k, why in tr.check_stack(epoch).items() if k not in outcome}
+    if not alone:
+        return None
+    return _Split(alone, dict(outcome), ps, [tr.run_state(k) for k in range(len(specs))])
 
 
 def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hooks,
@@ -122,10 +155,14 @@ def _loop(tr: PackTrainer, specs, ps: list[Progress], work_dir: Path, hooks: Hoo
     fps = [fingerprint.of_run(s, precision) for s in specs]
     warm = [fingerprint.of_warmup(s, precision) for s in specs]
     outcome: dict[int, dict] = {}
+    checked: set = set()
     for epoch in range(ps[0].epoch, t.epochs):
         active = [k for k in k_all if k not in outcome]
         if not active:
             break
+        split = _stack_check(tr, specs, epoch, ps, outcome, checked)
+        if split is not None:
+            return split
         t0, c0 = time.perf_counter(), time.process_time()
         eps = tr.train_epoch(epoch, on_step=hooks.step)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
@@ -210,16 +247,19 @@ def outcome(spec: RunSpec, p: Progress, rd, final: Path, cam_in_box, *, eraser, 
     }
 
 
-def _train_apart(specs, alone: dict, *, hooks, extra, **kw) -> list[dict]:
-    """The runs whose stack self-check failed (`alone`: index -> why) train alone, the others
-    stacked without them; each record says why (`unstacked`)."""
-    out: dict[int, dict] = {}
-    stacked = [i for i in range(len(specs)) if i not in alone]
-    for idx in ([stacked] if stacked else []) + [[i] for i in alone]:
+def _train_apart(specs, split: _Split, *, hooks, **kw) -> list[dict]:
+    """The runs whose stack self-check failed (`split.alone`: index -> why) go on alone, the
+    others stacked without them, each from where the pack stopped (in memory); each record
+    says why (`unstacked`). Runs already done keep their outcome."""
+    out: dict[int, dict] = dict(split.outcome)
+    going = [i for i in range(len(specs)) if i not in out]
+    stacked = [i for i in going if i not in split.alone]
+    for idx in ([stacked] if stacked else []) + [[i] for i in going if i in split.alone]:
         out.update(zip(idx, train_pack(
             [specs[i] for i in idx], hooks=_Sub(hooks, idx),
-            extra=[(extra or [{}] * len(specs))[i] for i in idx],
-            unstacked=alone.get(idx[0]) if len(idx) == 1 else None, **kw), strict=True))
+            unstacked=split.alone.get(idx[0]) if len(idx) == 1 else None,
+            resume=([split.progress[i] for i in idx], [split.states[i] for i in idx]), **kw),
+            strict=True))
     return [out[i] for i in range(len(specs))]
 
 

@@ -215,3 +215,57 @@ def test_a_failed_graph_self_check_leaves_the_numbers_of_an_eager_run(monkeypatc
     assert all(torch.equal(a, b) for a, b in zip(state_of(tr).values(),
                                                   state_of(eager).values(), strict=True))
     assert tr.lanes[0].eraser.calls == eager.lanes[0].eraser.calls
+
+
+def _warm(methods, warmup_epochs=1, epochs=2):
+    return specs_for([{"name": m, "warmup_epochs": warmup_epochs} for m in methods], n_train=24,
+                     epochs=epochs)
+
+
+def test_a_stateful_eraser_that_starts_after_a_plain_warmup_is_caught_at_its_first_erasing_epoch(
+        tmp_path, stateful, monkeypatch):
+    """The pack's first epoch is a plain warm-up step (no eraser is called): the stack check
+    runs again before the first erasing epoch, catches the stateful run there, and it trains
+    alone from that epoch on; the warm-up it trained stacked is kept, not trained again."""
+    specs = _warm(["shared_counter_test", "cutout"])
+    out, lines = outcomes(specs, tmp_path)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"note: pack of 2: {specs[0].run_id} trains alone, not stacked: "
+                               "self-check: its stacked step differs from its own (")
+    assert lines[0].endswith("; alone from epoch 2")
+    print(lines[0])
+    assert [o["status"] for o in out] == ["finished", "finished"]
+    assert [o["pack_size"] for o in out] == [1, 1]
+    assert out[0]["unstacked"].endswith("; alone from epoch 2")
+    assert "unstacked" not in out[1]
+    assert [o["curves"]["epoch"] for o in out] == [[1, 2], [1, 2]]
+    monkeypatch.setattr(selfcheck, "SELF_CHECK", False)
+    unchecked, _ = outcomes(specs, tmp_path, "unchecked")  # the pack stacked throughout
+    for o, u in zip(out, unchecked, strict=True):
+        assert o["curves"]["train_loss"][0] == u["curves"]["train_loss"][0]  # the warm-up
+        assert o["curves"]["test_error"][0] == u["curves"]["test_error"][0]
+
+
+def test_a_passing_stack_check_at_the_first_erasing_epoch_changes_no_number(tmp_path,
+                                                                            monkeypatch):
+    specs = _warm(["random_erasing", "cutout"])
+    got = {}
+    for check in (False, True):
+        monkeypatch.setattr(selfcheck, "SELF_CHECK", check)
+        out, lines = outcomes(specs, tmp_path, f"check-{check}")
+        assert lines == [] and [o["pack_size"] for o in out] == [2, 2]
+        got[check] = [o["curves"] for o in out]
+    assert got[True] == got[False]
+
+
+def test_a_runs_state_is_a_copy_that_training_on_does_not_change():
+    """run_state's momentum buffers are copies, not views of the live ones (on the CPU
+    `.cpu()` is the tensor itself): a state taken mid-training, for the stack check's runs
+    alone or a split pack, keeps the values it had."""
+    specs = specs_for(["cutout", "random_erasing"], n_train=24, epochs=2)
+    tr = PackTrainer(specs, load_run_data(specs[0], "cpu"), "cpu")
+    tr.train_epoch(0)
+    state = tr.run_state(0)
+    kept = [m.clone() for m in state["momentum"]]
+    tr.train_epoch(1)
+    assert all(torch.equal(a, b) for a, b in zip(state["momentum"], kept, strict=True))

@@ -150,3 +150,26 @@ def test_runs_that_cannot_stack_train_alone():
     packs = plan.make_packs(after, "auto", "cuda")
     alone = [p for p in packs if p.runs[0].method.cam.source == "after"]
     assert alone and all(len(p.runs) == 1 for p in alone)
+
+
+def test_a_model_whose_head_has_a_conv_after_the_pool_trains_runs_that_need_no_cam(
+        monkeypatch):
+    """timm/mobilenetv3_small_050 (GAP -> conv -> linear): plain and cutout runs never ask
+    the free CAM path's probe, and they train; a CAM run's probe answers "no fast path"."""
+    from benchmark import cam
+
+    s = parse_suite({"name": "mnv3", "data": {"name": "synthetic", "options": {
+                         "n_train": 16, "n_test": 8, "size": 16}},
+                     "train": {"epochs": 1, "batch_size": 8, "milestones": [1]},
+                     "models": ["timm/mobilenetv3_small_050"], "seeds": [0],
+                     "methods": ["plain", "cutout"]})
+    specs = expand(s)
+    rd = load_run_data(specs[0], "cpu")
+    probe = cam.fast_path_applies
+    monkeypatch.setattr(cam, "fast_path_applies", lambda *a, **k: pytest.fail("probed"))
+    for spec in specs:
+        tr = PackTrainer([spec], rd, "cpu")
+        assert tr.fast_cam is False
+        row = tr.train_epoch(0)[0]
+        assert row["train_loss"] == row["train_loss"]  # trained, finite
+    assert probe(tr.model, input_size=(16, 16)) is False
