@@ -161,6 +161,24 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _pack_model(specs: list[RunSpec], rd: RunData, device: torch.device, dtype: torch.dtype):
+    """(the K runs' model on `device`: each run's initial weights as if it trained alone, stacked
+    when K > 1, channels_last if the recipe says so; whether the free CAM path applies, probed
+    only for a pack whose runs need a CAM)."""
+    singles = []
+    for s in specs:
+        torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
+        singles.append(models.create(s.model, num_classes=rd.num_classes,
+                                     in_chans=rd.train_images.shape[1]))
+    cam_spec = next((s for s in specs if s.method.needs_cam), None)
+    fast_cam = cam_spec is not None and cam.fast_path_applies(singles[0],
+                                                              cam_spec.method.cam.layer)
+    model = (stack.stack_models(singles) if len(specs) > 1 else singles[0]).to(device, dtype)
+    if specs[0].train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, fast_cam
+
+
 class PackTrainer:
     """K runs' model (stacked when K > 1), optimiser, schedule and lanes; `train_epoch` runs the
     step for one epoch, eagerly or as a replayed CUDA graph."""
@@ -175,19 +193,7 @@ class PackTrainer:
         self.specs, self.rd, self.device = specs, rd, torch.device(device)
         self.autocast = autocast_for(self.device, precision)
         tune_cudnn(self.device)
-        singles = []
-        for s in specs:
-            torch.manual_seed(s.seed)  # each run's initial weights, as if it trained alone
-            singles.append(models.create(s.model, num_classes=rd.num_classes,
-                                         in_chans=rd.train_images.shape[1]))
-        # The free CAM path's probe, only for a pack whose runs need a CAM (none: no probe).
-        cam_spec = next((s for s in specs if s.method.needs_cam), None)
-        self.fast_cam = cam_spec is not None and cam.fast_path_applies(
-            singles[0], cam_spec.method.cam.layer)
-        model = stack.stack_models(singles) if self.k > 1 else singles[0]
-        self.model = model.to(self.device, dtype)
-        if t.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model, self.fast_cam = _pack_model(specs, rd, self.device, dtype)
         # lr is a device tensor: the scheduler rewrites it in place, outside the captured step.
         # Fused SGD reads it without a host sync. The recipe decays every parameter, BN included.
         # float32 whatever the model's dtype: CUDA's fused SGD reads a tensor lr as float (a
